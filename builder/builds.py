@@ -1,0 +1,73 @@
+"""Reading builds and their logs, and the JSON shape the API and CLI show."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from builder.errors import NotFound
+from builder.models import Build, BuildLogLine
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value else None
+
+
+def build_to_dict(build: Build) -> dict[str, Any]:
+    return {
+        "id": build.id,
+        "trigger": build.trigger_id,
+        "provider": build.provider,
+        "repository": build.repository,
+        "state": build.state,
+        "commit": build.commit,
+        "short_sha": build.commit[:7],
+        "commit_message": build.commit_message,
+        "author": build.author,
+        "ref": build.ref,
+        "ref_type": build.ref_type,
+        "ref_name": build.ref_name,
+        "image": build.image,
+        "tags": list(build.tags),
+        "digest": build.digest,
+        "pull": f"{build.image}@{build.digest}" if build.digest else None,
+        "error": build.error,
+        "attempts": build.attempts,
+        "created_at": _iso(build.created_at),
+        "started_at": _iso(build.started_at),
+        "cloning_at": _iso(build.cloning_at),
+        "building_at": _iso(build.building_at),
+        "pushing_at": _iso(build.pushing_at),
+        "finished_at": _iso(build.finished_at),
+    }
+
+
+def list_builds(session: Session, limit: int = 50, before: int | None = None,
+                trigger_id: int | None = None) -> list[Build]:
+    """Newest first; ``before`` is the cursor (a build id) to page backwards."""
+    query = select(Build).order_by(Build.id.desc()).limit(limit)
+    if before is not None:
+        query = query.where(Build.id < before)
+    if trigger_id is not None:
+        query = query.where(Build.trigger_id == trigger_id)
+    return list(session.scalars(query))
+
+
+def get_build(session: Session, build_id: int) -> Build:
+    build = session.get(Build, build_id)
+    if build is None:
+        raise NotFound(f"build {build_id} not found")
+    return build
+
+
+def log_lines(session: Session, build_id: int, after: int = 0, limit: int = 10_000) -> list[BuildLogLine]:
+    query = (
+        select(BuildLogLine)
+        .where(BuildLogLine.build_id == build_id, BuildLogLine.seq > after)
+        .order_by(BuildLogLine.seq)
+        .limit(limit)
+    )
+    return list(session.scalars(query))

@@ -1,0 +1,48 @@
+"""The provider-neutral push event every Git host's payload is parsed into."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+RefType = Literal["branch", "tag"]
+
+ZERO_SHA = "0" * 40
+
+
+@dataclass(frozen=True)
+class PushEvent:
+    """One ref that moved to a commit worth building."""
+
+    provider: str
+    repository: str
+    ref: str
+    ref_type: RefType
+    ref_name: str
+    commit: str
+    author: str | None = None
+    message: str | None = None
+    # None when the payload does not list the changed files completely.
+    changed_files: tuple[str, ...] | None = None
+
+    @property
+    def short_sha(self) -> str:
+        return self.commit[:7]
+
+
+class Ignored(Exception):
+    """A delivery that is valid but builds nothing; the reason is recorded."""
+
+    def __init__(self, reason: str, status: int = 202) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.status = status
+
+
+def split_ref(ref: str) -> tuple[RefType, str]:
+    """``refs/heads/x`` -> ("branch", "x"); ``refs/tags/v1`` -> ("tag", "v1")."""
+    if ref.startswith("refs/heads/"):
+        return "branch", ref.removeprefix("refs/heads/")
+    if ref.startswith("refs/tags/"):
+        return "tag", ref.removeprefix("refs/tags/")
+    raise Ignored(f"ref {ref!r} is neither a branch nor a tag")

@@ -1,0 +1,190 @@
+"""From an inbound webhook to recorded delivery and queued builds.
+
+``receive_hook`` records every delivery, whatever its outcome, before the
+caller answers. It does no git or Docker work: the builds it creates are
+handed to the workers after the transaction commits.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from types import ModuleType
+from typing import Any, Mapping
+
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+
+from builder.errors import BadSignature, InputError, PayloadTooLarge
+from builder.events import Ignored, PushEvent
+from builder.models import Build, Delivery, Trigger
+from builder.providers.request import HookInfo
+from builder.secrets import SecretBox
+from builder.settings import Settings
+from builder.tags import image_repository, render_tags
+from builder.triggers import find_triggers
+
+
+@dataclass(frozen=True)
+class HookResult:
+    status: int
+    outcome: str
+    reason: str | None
+    delivery: int
+    build_ids: list[int] = field(default_factory=list)
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "outcome": self.outcome,
+            "reason": self.reason,
+            "delivery": self.delivery,
+            "builds": self.build_ids,
+        }
+
+
+class HookRejected(InputError):
+    """An ``InputError`` that was recorded as delivery ``delivery``."""
+
+    def __init__(self, error: InputError, delivery: int) -> None:
+        super().__init__(str(error), error.status)
+        self.delivery = delivery
+
+
+def receive_hook(
+    sessions: sessionmaker[Session],
+    provider: ModuleType,
+    headers: Mapping[str, str],
+    body: bytes,
+    settings: Settings,
+    box: SecretBox,
+) -> HookResult:
+    info = HookInfo(None, None, None, None)
+    try:
+        if len(body) > settings.max_body_bytes:
+            raise PayloadTooLarge(f"body is larger than {settings.max_body_bytes} bytes")
+        info = provider.describe(headers, body)
+        with sessions() as session:
+            return _receive(session, provider, info, headers, body, settings, box)
+    except InputError as error:
+        delivery = _record(sessions, provider.NAME, info, "rejected", str(error), error.status)
+        raise HookRejected(error, delivery) from error
+
+
+def _receive(
+    session: Session,
+    provider: ModuleType,
+    info: HookInfo,
+    headers: Mapping[str, str],
+    body: bytes,
+    settings: Settings,
+    box: SecretBox,
+) -> HookResult:
+    trigger_id: int | None = None
+
+    def answer(outcome: str, reason: str | None, status: int = 202) -> HookResult:
+        delivery = _record_in(session, provider.NAME, info, outcome, reason, status, trigger_id)
+        return HookResult(status, outcome, reason, delivery)
+
+    if not info.repository:
+        raise InputError("payload names no repository")
+    triggers = find_triggers(session, provider.NAME, info.repository)
+    if not triggers:
+        return answer("no_trigger", f"no trigger for {provider.NAME} repository {info.repository}")
+    verified = [t for t in triggers if _signed_by(provider, headers, body, box.open(t.secret_enc))]
+    if not verified:
+        raise BadSignature("signature does not match any trigger for this repository")
+    trigger_id = verified[0].id
+    try:
+        events = provider.parse(headers, body)
+    except Ignored as ignored:
+        return answer("ping" if ignored.status == 200 else "ignored", ignored.reason, ignored.status)
+    enabled = [t for t in verified if t.enabled]
+    if not enabled:
+        return answer("ignored", "trigger is disabled")
+
+    delivery = Delivery(
+        provider=provider.NAME,
+        delivery_id=info.delivery_id,
+        event=info.event,
+        repository=info.repository,
+        trigger_id=enabled[0].id,
+        outcome="accepted",
+        status_code=202,
+        dedupe_key=info.dedupe_key,
+    )
+    session.add(delivery)
+    session.flush()
+    builds = [
+        _new_build(trigger, event, delivery, settings) for trigger in enabled for event in events
+    ]
+    session.add_all(builds)
+    delivery.reason = f"queued {len(builds)} build(s)"
+    try:
+        session.commit()
+    except IntegrityError:
+        session.rollback()
+        return answer("duplicate", f"delivery {info.delivery_id} was already accepted")
+    return HookResult(202, "accepted", delivery.reason, delivery.id, [b.id for b in builds])
+
+
+def _signed_by(provider: ModuleType, headers: Mapping[str, str], body: bytes, secret: str) -> bool:
+    try:
+        provider.verify(headers, body, secret)
+    except BadSignature:
+        return False
+    return True
+
+
+def _new_build(trigger: Trigger, event: PushEvent, delivery: Delivery, settings: Settings) -> Build:
+    return Build(
+        trigger_id=trigger.id,
+        delivery_id=delivery.id,
+        provider=event.provider,
+        repository=trigger.repository,
+        clone_url=trigger.clone_url,
+        ref=event.ref,
+        ref_type=event.ref_type,
+        ref_name=event.ref_name,
+        commit=event.commit,
+        commit_message=event.message,
+        author=event.author,
+        image=image_repository(trigger.image, settings.registry),
+        tags=render_tags(event, trigger.default_branch),
+        dockerfile=trigger.dockerfile,
+        context=trigger.context,
+    )
+
+
+def _record_in(
+    session: Session,
+    provider: str,
+    info: HookInfo,
+    outcome: str,
+    reason: str | None,
+    status: int,
+    trigger_id: int | None = None,
+) -> int:
+    delivery = Delivery(
+        provider=provider,
+        delivery_id=info.delivery_id,
+        event=info.event,
+        repository=info.repository,
+        trigger_id=trigger_id,
+        outcome=outcome,
+        reason=reason,
+        status_code=status,
+    )
+    session.add(delivery)
+    session.commit()
+    return delivery.id
+
+
+def _record(
+    sessions: sessionmaker[Session],
+    provider: str,
+    info: HookInfo,
+    outcome: str,
+    reason: str | None,
+    status: int,
+) -> int:
+    with sessions() as session:
+        return _record_in(session, provider, info, outcome, reason, status)

@@ -1,0 +1,160 @@
+"""The database: triggers, inbound deliveries, builds and their log lines.
+
+Typed SQLAlchemy 2.0 models. The schema itself is owned by the Alembic
+migrations in ``builder/migrations``; keep the two in step.
+"""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime, timezone
+
+from sqlalchemy import (
+    JSON,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC datetimes on every backend (SQLite drops the offset)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: object) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        return value.astimezone(timezone.utc) if value is not None else None
+
+    def process_result_value(self, value: datetime | None, dialect: object) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            return value.replace(tzinfo=timezone.utc)
+        return value
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class BuildState(str, enum.Enum):
+    QUEUED = "queued"
+    CLONING = "cloning"
+    BUILDING = "building"
+    PUSHING = "pushing"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+
+    @property
+    def finished(self) -> bool:
+        return self in (BuildState.SUCCEEDED, BuildState.FAILED)
+
+
+class Trigger(Base):
+    __tablename__ = "triggers"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    provider: Mapped[str] = mapped_column(String(32))
+    repository: Mapped[str] = mapped_column(String(255))
+    clone_url: Mapped[str] = mapped_column(String(1024))
+    secret_enc: Mapped[str] = mapped_column(Text)
+    image: Mapped[str] = mapped_column(String(255))
+    dockerfile: Mapped[str] = mapped_column(String(1024), default="Dockerfile")
+    context: Mapped[str] = mapped_column(String(1024), default=".")
+    default_branch: Mapped[str] = mapped_column(String(255), default="main")
+    enabled: Mapped[bool] = mapped_column(default=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+    builds: Mapped[list["Build"]] = relationship(back_populates="trigger")
+
+    __table_args__ = (Index("ix_triggers_provider_repository", "provider", "repository"),)
+
+
+class Delivery(Base):
+    """One inbound webhook request, whatever became of it."""
+
+    __tablename__ = "deliveries"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    provider: Mapped[str] = mapped_column(String(32))
+    delivery_id: Mapped[str | None] = mapped_column(String(255))
+    event: Mapped[str | None] = mapped_column(String(64))
+    repository: Mapped[str | None] = mapped_column(String(255))
+    trigger_id: Mapped[int | None] = mapped_column(ForeignKey("triggers.id", ondelete="SET NULL"))
+    outcome: Mapped[str] = mapped_column(String(32))
+    reason: Mapped[str | None] = mapped_column(Text)
+    status_code: Mapped[int] = mapped_column(Integer)
+    # Set only for accepted deliveries: a replay (same provider + delivery id)
+    # hits the unique constraint instead of starting a second build.
+    dedupe_key: Mapped[str | None] = mapped_column(String(512), unique=True)
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+    __table_args__ = (Index("ix_deliveries_received_at", "received_at"),)
+
+
+class Build(Base):
+    __tablename__ = "builds"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    trigger_id: Mapped[int | None] = mapped_column(ForeignKey("triggers.id", ondelete="SET NULL"))
+    delivery_id: Mapped[int | None] = mapped_column(ForeignKey("deliveries.id", ondelete="SET NULL"))
+    provider: Mapped[str] = mapped_column(String(32))
+    repository: Mapped[str] = mapped_column(String(255))
+    clone_url: Mapped[str] = mapped_column(String(1024))
+    ref: Mapped[str] = mapped_column(String(1024))
+    ref_type: Mapped[str] = mapped_column(String(16))
+    ref_name: Mapped[str] = mapped_column(String(1024))
+    commit: Mapped[str] = mapped_column(String(64))
+    commit_message: Mapped[str | None] = mapped_column(Text)
+    author: Mapped[str | None] = mapped_column(String(255))
+    image: Mapped[str] = mapped_column(String(512))
+    tags: Mapped[list[str]] = mapped_column(JSON, default=list)
+    dockerfile: Mapped[str] = mapped_column(String(1024))
+    context: Mapped[str] = mapped_column(String(1024))
+    state: Mapped[str] = mapped_column(String(16), default=BuildState.QUEUED.value)
+    error: Mapped[str | None] = mapped_column(Text)
+    digest: Mapped[str | None] = mapped_column(String(128))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    dispatched_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    cloning_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    building_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    pushing_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+    trigger: Mapped[Trigger | None] = relationship(back_populates="builds")
+    log_lines: Mapped[list["BuildLogLine"]] = relationship(
+        back_populates="build", order_by="BuildLogLine.seq", cascade="all, delete-orphan"
+    )
+
+    __table_args__ = (
+        Index("ix_builds_created_at", "created_at"),
+        Index("ix_builds_state_dispatched", "state", "dispatched_at"),
+        Index("ix_builds_trigger_created", "trigger_id", "created_at"),
+    )
+
+
+class BuildLogLine(Base):
+    __tablename__ = "build_log_lines"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    build_id: Mapped[int] = mapped_column(ForeignKey("builds.id", ondelete="CASCADE"))
+    seq: Mapped[int] = mapped_column(Integer)
+    text: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+    build: Mapped[Build] = relationship(back_populates="log_lines")
+
+    __table_args__ = (UniqueConstraint("build_id", "seq", name="uq_build_log_lines_build_seq"),)

@@ -1,0 +1,135 @@
+"""One build, start to finish: claim, clone, build, push, record.
+
+Called by the worker task with a build id. Every step updates the build's
+state and timestamp in its own short transaction, so the dashboard and the
+API see progress while the build runs.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import shutil
+import uuid
+from datetime import datetime
+from typing import Callable
+
+import docker
+from sqlalchemy import update
+from sqlalchemy.orm import Session, sessionmaker
+
+from builder.build_log import BuildLog
+from builder.clone import clone_commit, redact_url
+from builder.errors import PermanentError, TransientError
+from builder.image import BuildSpec, build_image, connect, push_image
+from builder.models import Build, BuildState, utcnow
+from builder.settings import Settings
+
+log = logging.getLogger(__name__)
+
+MAX_ATTEMPTS = 3
+
+
+class Outcome(enum.Enum):
+    SKIPPED = "skipped"  # gone, already running or finished
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    RETRY = "retry"  # a transient failure; the build is queued again
+
+
+def claim(sessions: sessionmaker[Session], build_id: int) -> bool:
+    """Atomically move a queued build to cloning; False if it is not queued."""
+    now = utcnow()
+    with sessions() as session:
+        result = session.execute(
+            update(Build)
+            .where(Build.id == build_id, Build.state == BuildState.QUEUED.value)
+            .values(
+                state=BuildState.CLONING.value,
+                started_at=now,
+                cloning_at=now,
+                attempts=Build.attempts + 1,
+            )
+        )
+        session.commit()
+        return result.rowcount == 1
+
+
+def _set(sessions: sessionmaker[Session], build_id: int, **values: object) -> None:
+    with sessions() as session:
+        session.execute(update(Build).where(Build.id == build_id).values(**values))
+        session.commit()
+
+
+def oci_labels(build: Build, created: datetime) -> dict[str, str]:
+    labels = {
+        "org.opencontainers.image.revision": build.commit,
+        "org.opencontainers.image.source": redact_url(build.clone_url),
+        "org.opencontainers.image.created": created.isoformat(),
+        "org.opencontainers.image.ref.name": build.ref_name,
+    }
+    if build.ref_type == "tag":
+        labels["org.opencontainers.image.version"] = build.ref_name
+    return labels
+
+
+def run_build(
+    sessions: sessionmaker[Session],
+    settings: Settings,
+    build_id: int,
+    engine: Callable[[str | None], docker.DockerClient] = connect,
+) -> Outcome:
+    if not claim(sessions, build_id):
+        return Outcome.SKIPPED
+    with sessions() as session:
+        build = session.get(Build, build_id)
+        assert build is not None  # claimed a moment ago
+    build_log = BuildLog(sessions, build_id)
+    workdir = settings.effective_work_dir / f"build-{build_id}-{uuid.uuid4().hex[:8]}"
+    build_log(f"Build {build_id} (attempt {build.attempts}): {build.repository} {build.ref} at {build.commit}")
+    try:
+        client = engine(settings.docker_host)
+        checkout = clone_commit(build.clone_url, build.commit, build.ref, workdir / "src", build_log)
+        _set(sessions, build_id, state=BuildState.BUILDING.value, building_at=utcnow())
+        spec = BuildSpec(
+            checkout=checkout,
+            dockerfile=build.dockerfile,
+            context=build.context,
+            repository=build.image,
+            tags=tuple(build.tags),
+            labels=oci_labels(build, utcnow()),
+        )
+        build_image(client, spec, build_log)
+        _set(sessions, build_id, state=BuildState.PUSHING.value, pushing_at=utcnow())
+        digest = push_image(client, build.image, build.tags, build_log, _registry_auth(settings))
+    except PermanentError as exc:
+        return _fail(sessions, build_log, build_id, str(exc))
+    except TransientError as exc:
+        if build.attempts >= MAX_ATTEMPTS:
+            return _fail(sessions, build_log, build_id, f"{exc} (gave up after {build.attempts} attempts)")
+        build_log(f"Transient failure, will retry: {exc}")
+        _set(sessions, build_id, state=BuildState.QUEUED.value, dispatched_at=utcnow())
+        return Outcome.RETRY
+    except Exception as exc:  # a bug or an unforeseen failure: never leave the build running
+        log.exception("build %s crashed", build_id)
+        return _fail(sessions, build_log, build_id, f"internal error: {type(exc).__name__}: {exc}")
+    finally:
+        build_log.flush()
+        shutil.rmtree(workdir, ignore_errors=True)
+    build_log(f"Succeeded: {build.image}@{digest}")
+    build_log.flush()
+    _set(sessions, build_id, state=BuildState.SUCCEEDED.value, digest=digest, finished_at=utcnow())
+    return Outcome.SUCCEEDED
+
+
+def _fail(sessions: sessionmaker[Session], build_log: BuildLog, build_id: int, error: str) -> Outcome:
+    build_log(f"FAILED: {error}")
+    build_log.flush()
+    _set(sessions, build_id, state=BuildState.FAILED.value, error=error, finished_at=utcnow())
+    return Outcome.FAILED
+
+
+def _registry_auth(settings: Settings) -> dict[str, str] | None:
+    if not settings.registry_username:
+        return None
+    return {"username": settings.registry_username, "password": settings.registry_password or ""}

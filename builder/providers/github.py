@@ -1,0 +1,88 @@
+"""GitHub (and GitHub Enterprise Server) webhooks.
+
+Headers: ``X-GitHub-Event``, ``X-GitHub-Delivery``, ``X-GitHub-Hook-ID`` and
+``X-Hub-Signature-256: sha256=<hex HMAC-SHA256 of the raw body>``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+from builder.events import Ignored, PushEvent, split_ref
+from builder.providers.request import HookInfo, dig, header, load_json, require_hmac_sha256
+
+NAME = "github"
+# GitHub lists at most 20 commits in a push payload.
+MAX_LISTED_COMMITS = 20
+
+
+def describe(headers: Mapping[str, str], body: bytes) -> HookInfo:
+    payload = load_json(body)
+    delivery = header(headers, "X-GitHub-Delivery")
+    hook_id = header(headers, "X-GitHub-Hook-ID") or ""
+    repository = dig(payload, "repository", "full_name")
+    return HookInfo(
+        event=header(headers, "X-GitHub-Event"),
+        delivery_id=delivery,
+        repository=repository if isinstance(repository, str) else None,
+        dedupe_key=f"{NAME}:{hook_id}:{delivery}" if delivery else None,
+    )
+
+
+def verify(headers: Mapping[str, str], body: bytes, secret: str) -> None:
+    require_hmac_sha256(body, secret, header(headers, "X-Hub-Signature-256"), prefix="sha256=")
+
+
+def parse(headers: Mapping[str, str], body: bytes) -> tuple[PushEvent, ...]:
+    event = header(headers, "X-GitHub-Event")
+    if event == "ping":
+        raise Ignored("ping", status=200)
+    if event != "push":
+        raise Ignored(f"event {event!r} is recorded but not built")
+    payload = load_json(body)
+    ref = payload.get("ref")
+    if not isinstance(ref, str):
+        raise Ignored("push without a ref")
+    ref_type, ref_name = split_ref(ref)
+    if payload.get("deleted"):
+        raise Ignored(f"{ref_type} {ref_name!r} was deleted")
+    head = payload.get("head_commit") if isinstance(payload.get("head_commit"), dict) else {}
+    commit = head.get("id") or payload.get("after")
+    if not isinstance(commit, str) or not commit:
+        raise Ignored("push without a head commit")
+    return (
+        PushEvent(
+            provider=NAME,
+            repository=str(dig(payload, "repository", "full_name") or ""),
+            ref=ref,
+            ref_type=ref_type,
+            ref_name=ref_name,
+            commit=commit,
+            author=_author(head, payload),
+            message=head.get("message"),
+            changed_files=_changed_files(payload),
+        ),
+    )
+
+
+def _author(head: dict[str, Any], payload: dict[str, Any]) -> str | None:
+    name = dig(head, "author", "username") or dig(head, "author", "name")
+    if not name:
+        name = dig(payload, "pusher", "name") or dig(payload, "sender", "login")
+    return name if isinstance(name, str) else None
+
+
+def _changed_files(payload: dict[str, Any]) -> tuple[str, ...] | None:
+    """Files touched by the push, or None when the payload's list is incomplete."""
+    commits = payload.get("commits")
+    if payload.get("created") or not isinstance(commits, list) or not commits:
+        return None
+    if len(commits) >= MAX_LISTED_COMMITS:
+        return None
+    files: set[str] = set()
+    for commit in commits:
+        if not isinstance(commit, dict):
+            return None
+        for key in ("added", "modified", "removed"):
+            files.update(path for path in commit.get(key) or () if isinstance(path, str))
+    return tuple(sorted(files))

@@ -1,0 +1,1 @@
+"""The ``buildhook`` command: runs the web app, the worker and admin commands."""

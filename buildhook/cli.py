@@ -1,0 +1,280 @@
+"""``buildhook``: serve, web, worker, migrate and trigger administration."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Sequence
+
+from builder.db import make_engine, make_sessionmaker, migrate
+from builder.errors import BuildhookError, TransientError
+from builder.secrets import SecretBox
+from builder.settings import ConfigError, Settings
+from builder.triggers import TriggerSpec, create_trigger, trigger_to_dict
+from buildhook.redis_server import RedisServer
+
+KEY_FILE = "secret_key"
+
+
+def _data_dir(env: dict[str, str]) -> Path:
+    return Path(env.get("BUILDHOOK_DATA_DIR") or ".buildhook")
+
+
+def local_env(create_key: bool = False) -> dict[str, str]:
+    """The environment, with the data directory's secret key when none is set."""
+    env = dict(os.environ)
+    if env.get("BUILDHOOK_SECRET_KEY"):
+        return env
+    key_file = _data_dir(env) / KEY_FILE
+    if not key_file.exists() and create_key:
+        key_file.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(secrets.token_urlsafe(32))
+        print(f"buildhook: created a secret key in {key_file} (set BUILDHOOK_SECRET_KEY to use your own)",
+              file=sys.stderr)
+    if key_file.exists():
+        env["BUILDHOOK_SECRET_KEY"] = key_file.read_text().strip()
+    return env
+
+
+def load_settings(create_key: bool = False) -> Settings:
+    return Settings.from_env(local_env(create_key))
+
+
+# --- processes ---------------------------------------------------------------
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    env = local_env(create_key=True)
+    settings = Settings.from_env(env)
+    migrate(settings.database_url)
+    _require_docker(settings)
+    redis = None
+    if not settings.broker_url:
+        redis = RedisServer(_data_dir(env) / "redis").start()
+        env["BUILDHOOK_BROKER_URL"] = redis.url
+        print(f"buildhook: started a private redis-server at {redis.url}", file=sys.stderr)
+    me = [sys.executable, "-m", "buildhook.cli"]
+    children = [
+        subprocess.Popen(me + ["web", "--host", args.host, "--port", str(args.port)], env=env),
+        subprocess.Popen(me + ["worker", "--concurrency", str(args.concurrency)], env=env),
+    ]
+    stopping = threading.Event()
+
+    def stop(signum: int, _frame: object) -> None:
+        stopping.set()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    print(f"buildhook: serving on http://{args.host}:{args.port}", file=sys.stderr)
+    code = 0
+    try:
+        while not stopping.is_set():
+            exited = [c for c in children if c.poll() is not None]
+            if exited:
+                code = exited[0].returncode or 1
+                print(f"buildhook: a child process exited with {exited[0].returncode}", file=sys.stderr)
+                break
+            stopping.wait(0.5)
+    finally:
+        for child in children:
+            if child.poll() is None:
+                child.terminate()
+        for child in children:
+            try:
+                child.wait(20)
+            except subprocess.TimeoutExpired:
+                child.kill()
+        if redis:
+            redis.stop()
+    return code
+
+
+def _require_docker(settings: Settings) -> None:
+    from builder.image import connect
+
+    try:
+        connect(settings.docker_host, timeout=5).close()
+    except TransientError as exc:
+        raise SystemExit(
+            f"buildhook: {exc}\nbuildhook needs a running Docker Engine: start dockerd, "
+            "or point DOCKER_HOST at one."
+        ) from None
+
+
+def cmd_web(args: argparse.Namespace) -> int:
+    from gunicorn.app.base import BaseApplication
+
+    from webhooks import create_app
+
+    settings = load_settings()
+    migrate(settings.database_url)
+
+    class WebServer(BaseApplication):  # type: ignore[misc]
+        def load_config(self) -> None:
+            self.cfg.set("bind", f"{args.host}:{args.port}")
+            self.cfg.set("workers", args.workers)
+            self.cfg.set("worker_class", "gthread")
+            self.cfg.set("threads", args.threads)
+            self.cfg.set("accesslog", "-")
+            self.cfg.set("graceful_timeout", 10)
+
+        def load(self):  # type: ignore[no-untyped-def]
+            return create_app(settings)
+
+    WebServer().run()
+    return 0
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    from webhooks import create_app
+    from builder.outbox import relay_pending
+
+    settings = load_settings()
+    migrate(settings.database_url)
+    app = create_app(settings)
+    services = app.extensions["buildhook"]
+
+    def relay_forever() -> None:
+        while True:
+            try:
+                relay_pending(services.sessions, services.send, settings.dispatch_grace_seconds)
+            except Exception as exc:  # the broker or database is down: try again soon
+                print(f"buildhook: outbox relay: {exc}", file=sys.stderr)
+            time.sleep(args.relay_interval)
+
+    threading.Thread(target=relay_forever, name="outbox-relay", daemon=True).start()
+    celery = app.extensions["celery"]
+    celery.worker_main(
+        ["worker", "--loglevel=INFO", f"--concurrency={args.concurrency}", "--without-gossip",
+         "--without-mingle"]
+    )
+    return 0
+
+
+def cmd_migrate(_args: argparse.Namespace) -> int:
+    settings = load_settings()
+    migrate(settings.database_url)
+    print("buildhook: database is up to date")
+    return 0
+
+
+# --- triggers ------------------------------------------------------------------
+
+
+def cmd_triggers_add(args: argparse.Namespace) -> int:
+    settings = load_settings(create_key=True)
+    migrate(settings.database_url)
+    spec = TriggerSpec(
+        provider=args.provider,
+        repository=args.repository,
+        clone_url=args.clone_url,
+        secret=args.secret,
+        image=args.image,
+        dockerfile=args.dockerfile,
+        context=args.context,
+        default_branch=args.default_branch,
+    )
+    sessions = make_sessionmaker(make_engine(settings.database_url))
+    with sessions() as session:
+        trigger = create_trigger(session, SecretBox(settings.secret_key), spec, settings.registry)
+        session.commit()
+        shown = trigger_to_dict(trigger, settings.public_url)
+    if args.json:
+        print(json.dumps(shown, indent=2))
+        return 0
+    print(f"Trigger {shown['id']} created for {shown['provider']} repository {shown['repository']}.")
+    print(f"Webhook URL:  {shown['webhook_url']}")
+    print("Content type: application/json")
+    print("Secret:       the --secret you gave (it is stored encrypted and never shown again)")
+    print("Events:       push")
+    return 0
+
+
+def cmd_triggers_list(args: argparse.Namespace) -> int:
+    from sqlalchemy import select
+
+    from builder.models import Trigger
+
+    settings = load_settings()
+    migrate(settings.database_url)
+    sessions = make_sessionmaker(make_engine(settings.database_url))
+    with sessions() as session:
+        shown = [trigger_to_dict(t, settings.public_url) for t in session.scalars(select(Trigger).order_by(Trigger.id))]
+    if args.json:
+        print(json.dumps({"triggers": shown}, indent=2))
+        return 0
+    if not shown:
+        print("No triggers yet: buildhook triggers add --help")
+    for t in shown:
+        state = "" if t["enabled"] else " (disabled)"
+        print(f"{t['id']:>4}  {t['provider']:<9} {t['repository']:<30} -> {t['image']}{state}")
+        print(f"      webhook: {t['webhook_url']}  clone: {t['clone_url']}  "
+              f"dockerfile: {t['dockerfile']}  context: {t['context']}  default branch: {t['default_branch']}")
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(prog="buildhook", description=__doc__)
+    sub = top.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run the web app and a worker (and a private Redis if needed)")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--concurrency", type=int, default=2, help="builds run at once")
+    serve.set_defaults(func=cmd_serve)
+
+    web = sub.add_parser("web", help="run the web app (gunicorn)")
+    web.add_argument("--host", default="127.0.0.1")
+    web.add_argument("--port", type=int, default=8000)
+    web.add_argument("--workers", type=int, default=2)
+    web.add_argument("--threads", type=int, default=8)
+    web.set_defaults(func=cmd_web)
+
+    worker = sub.add_parser("worker", help="run a Celery build worker")
+    worker.add_argument("--concurrency", type=int, default=2)
+    worker.add_argument("--relay-interval", type=float, default=5.0,
+                        help="seconds between outbox relay passes")
+    worker.set_defaults(func=cmd_worker)
+
+    sub.add_parser("migrate", help="create or upgrade the database schema").set_defaults(func=cmd_migrate)
+
+    triggers = sub.add_parser("triggers", help="manage build triggers")
+    tsub = triggers.add_subparsers(dest="triggers_command", required=True)
+    add = tsub.add_parser("add", help="add a trigger")
+    add.add_argument("--provider", required=True, help="github")
+    add.add_argument("--repository", required=True, help="OWNER/NAME as the Git host names it")
+    add.add_argument("--clone-url", required=True)
+    add.add_argument("--secret", required=True, help="the webhook secret set on the Git host")
+    add.add_argument("--image", required=True, help="repository to push to, e.g. team/app")
+    add.add_argument("--dockerfile", default="Dockerfile")
+    add.add_argument("--context", default=".")
+    add.add_argument("--default-branch", default="main")
+    add.add_argument("--json", action="store_true")
+    add.set_defaults(func=cmd_triggers_add)
+    lst = tsub.add_parser("list", help="list triggers with their webhook URLs")
+    lst.add_argument("--json", action="store_true")
+    lst.set_defaults(func=cmd_triggers_list)
+    return top
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except (ConfigError, BuildhookError) as exc:
+        print(f"buildhook: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

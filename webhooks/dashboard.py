@@ -1,0 +1,22 @@
+"""Server-rendered pages: the build history and one build."""
+
+from __future__ import annotations
+
+from flask import Blueprint, render_template
+
+from builder.builds import get_build, list_builds, log_lines
+from webhooks.context import db
+
+bp = Blueprint("dashboard", __name__)
+
+
+@bp.get("/")
+def history():  # type: ignore[no-untyped-def]
+    return render_template("history.html", builds=list_builds(db(), limit=100))
+
+
+@bp.get("/builds/<int:build_id>")
+def build_page(build_id: int):  # type: ignore[no-untyped-def]
+    session = db()
+    build = get_build(session, build_id)
+    return render_template("build.html", build=build, lines=log_lines(session, build_id))

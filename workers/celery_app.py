@@ -1,0 +1,58 @@
+"""The Celery app, wired the way Flask's own Celery example does it."""
+
+from __future__ import annotations
+
+from celery import Celery, Task
+from celery.signals import worker_process_init
+from flask import Flask
+
+from builder.settings import Settings
+
+RUN_BUILD = "buildhook.run_build"
+
+
+def celery_config(settings: Settings) -> dict[str, object]:
+    return {
+        "broker_url": settings.broker_url or "redis://127.0.0.1:6379/0",
+        "task_ignore_result": True,
+        "task_acks_late": True,
+        "task_reject_on_worker_lost": True,
+        "worker_prefetch_multiplier": 1,
+        "task_serializer": "json",
+        "accept_content": ["json"],
+        "broker_connection_retry_on_startup": True,
+        # A webhook must not hang when the broker is down: the outbox relays later.
+        "task_publish_retry": False,
+        "broker_connection_timeout": 2,
+        "broker_transport_options": {
+            "visibility_timeout": settings.build_timeout + 600,
+            "socket_connect_timeout": 2,
+            "socket_timeout": 5,
+        },
+        "worker_hijack_root_logger": False,
+    }
+
+
+def celery_init_app(app: Flask, settings: Settings) -> Celery:
+    class FlaskTask(Task):
+        def __call__(self, *args: object, **kwargs: object) -> object:
+            with app.app_context():
+                return self.run(*args, **kwargs)
+
+    celery = Celery(app.name, task_cls=FlaskTask)
+    celery.config_from_object(celery_config(settings))
+    celery.set_default()
+
+    def fresh_connections(**_kwargs: object) -> None:
+        # A forked pool process must not share the parent's database connections.
+        app.extensions["buildhook"].engine.dispose(close=False)
+
+    worker_process_init.connect(fresh_connections, weak=False)
+    import workers.tasks  # noqa: F401  (registers the tasks on this app)
+
+    app.extensions["celery"] = celery
+    return celery
+
+
+def send_build(celery: Celery, build_id: int) -> None:
+    celery.send_task(RUN_BUILD, args=[build_id])
