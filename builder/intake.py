@@ -111,14 +111,14 @@ def _receive(
         status_code=202,
         dedupe_key=info.dedupe_key,
     )
-    session.add(delivery)
-    session.flush()
-    builds = [
-        _new_build(trigger, event, delivery, settings) for trigger in enabled for event in events
-    ]
-    session.add_all(builds)
-    delivery.reason = f"queued {len(builds)} build(s)"
     try:
+        session.add(delivery)
+        session.flush()
+        builds = [
+            _new_build(trigger, event, delivery, settings) for trigger in enabled for event in events
+        ]
+        session.add_all(builds)
+        delivery.reason = f"queued {len(builds)} build(s)"
         session.commit()
     except IntegrityError:
         session.rollback()

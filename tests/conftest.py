@@ -1,0 +1,246 @@
+"""Fixtures that start the real services: Docker Engine, registry, Redis, a Celery worker.
+
+Nothing here is mocked. The Docker Engine must be running (``.ci/run`` starts
+it); the registry, Redis and the worker are started per test session on free
+loopback ports and stopped afterwards.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterator
+
+import pytest
+
+from builder.db import migrate
+from builder.image import connect
+from builder.settings import Settings
+from buildhook.redis_server import RedisServer, free_port
+from webhooks import create_app
+
+ROOT = Path(__file__).resolve().parent.parent
+FIXTURES = ROOT.parent / "shared" / "fixtures"
+MANIFEST_TYPES = ", ".join(
+    [
+        "application/vnd.docker.distribution.manifest.v2+json",
+        "application/vnd.oci.image.manifest.v1+json",
+    ]
+)
+
+
+def wait_for(predicate: Callable[[], object], timeout: float, what: str, interval: float = 0.1) -> object:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+# --- the Docker Engine and a registry --------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def docker_client():
+    try:
+        client = connect()
+    except Exception as exc:  # a clear failure, never a skip: the suite needs the engine
+        pytest.fail(f"the tests need a running Docker Engine (.ci/run starts one): {exc}")
+    yield client
+    client.close()
+
+
+@dataclass
+class Registry:
+    host: str
+
+    def _request(self, path: str, method: str = "GET") -> urllib.request.Request:
+        return urllib.request.Request(
+            f"http://{self.host}{path}", method=method, headers={"Accept": MANIFEST_TYPES}
+        )
+
+    def tags(self, name: str) -> list[str]:
+        try:
+            with urllib.request.urlopen(self._request(f"/v2/{name}/tags/list"), timeout=5) as resp:
+                import json
+
+                return sorted(json.load(resp).get("tags") or [])
+        except urllib.error.HTTPError as exc:
+            if exc.code == 404:
+                return []
+            raise
+
+    def digest(self, name: str, tag: str) -> str:
+        with urllib.request.urlopen(self._request(f"/v2/{name}/manifests/{tag}", "HEAD"), timeout=5) as resp:
+            return resp.headers["Docker-Content-Digest"]
+
+
+@pytest.fixture(scope="session")
+def registry(tmp_path_factory) -> Iterator[Registry]:
+    binary = shutil.which("docker-registry")
+    if binary is None:
+        pytest.fail("docker-registry is not installed (apt-get install docker-registry)")
+    root = tmp_path_factory.mktemp("registry")
+    port = free_port()
+    config = root / "config.yml"
+    config.write_text(
+        "version: 0.1\n"
+        "log:\n  level: warn\n"
+        f"storage:\n  filesystem:\n    rootdirectory: {root / 'data'}\n  delete:\n    enabled: true\n"
+        f"http:\n  addr: 127.0.0.1:{port}\n"
+    )
+    process = subprocess.Popen([binary, "serve", str(config)], stdout=subprocess.DEVNULL,
+                               stderr=open(root / "registry.log", "wb"))
+
+    def up() -> bool:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/v2/", timeout=1):
+                return True
+        except OSError:
+            return False
+
+    wait_for(up, 15, "the registry to answer")
+    yield Registry(f"127.0.0.1:{port}")
+    process.terminate()
+    process.wait(10)
+
+
+# --- Redis, the database, the app and a worker --------------------------------------
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory) -> Iterator[RedisServer]:
+    with RedisServer(tmp_path_factory.mktemp("redis")) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def service_env(tmp_path_factory, registry, redis_server) -> dict[str, str]:
+    data = tmp_path_factory.mktemp("buildhook")
+    env = {
+        "BUILDHOOK_DATA_DIR": str(data),
+        "BUILDHOOK_DATABASE_URL": os.environ.get("BUILDHOOK_TEST_DATABASE_URL")
+        or f"sqlite:///{data / 'buildhook.db'}",
+        "BUILDHOOK_SECRET_KEY": "test-secret-key-" + uuid.uuid4().hex,
+        "BUILDHOOK_BROKER_URL": redis_server.url,
+        "BUILDHOOK_REGISTRY": registry.host,
+        "BUILDHOOK_PUBLIC_URL": "http://buildhook.test",
+        "BUILDHOOK_DISPATCH_GRACE": "1",
+    }
+    migrate(env["BUILDHOOK_DATABASE_URL"])
+    return env
+
+
+@pytest.fixture(scope="session")
+def settings(service_env) -> Settings:
+    return Settings.from_env(service_env)
+
+
+@pytest.fixture(scope="session")
+def app(settings):
+    return create_app(settings)
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture(scope="session")
+def worker(service_env, docker_client, tmp_path_factory) -> Iterator[subprocess.Popen[bytes]]:
+    """A real Celery worker process (``buildhook worker``) on the test broker and database."""
+    log_path = tmp_path_factory.mktemp("worker") / "worker.log"
+    env = {**os.environ, **service_env}
+    log_file = open(log_path, "wb")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "buildhook.cli", "worker", "--concurrency", "2", "--relay-interval", "1"],
+        env=env, stdout=log_file, stderr=subprocess.STDOUT, cwd=ROOT,
+    )
+    try:
+        wait_for(lambda: b" ready." in log_path.read_bytes() or process.poll() is not None, 60,
+                 "the worker to start")
+        if process.poll() is not None:
+            pytest.fail(f"worker exited:\n{log_path.read_text()}")
+        yield process
+    finally:
+        process.terminate()
+        try:
+            process.wait(20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+        log_file.close()
+
+
+# --- git repositories ------------------------------------------------------------------
+
+
+def git(cwd: Path, *args: str) -> str:
+    env = {**os.environ, "GIT_AUTHOR_NAME": "Octo Cat", "GIT_AUTHOR_EMAIL": "octo@example.com",
+           "GIT_COMMITTER_NAME": "Octo Cat", "GIT_COMMITTER_EMAIL": "octo@example.com"}
+    return subprocess.run(["git", *args], cwd=cwd, env=env, check=True, capture_output=True,
+                          text=True).stdout.strip()
+
+
+@dataclass
+class GitRepo:
+    path: Path
+
+    @property
+    def url(self) -> str:
+        return f"file://{self.path}"
+
+    def commit(self, files: dict[str, str | bytes], message: str = "change") -> str:
+        for name, content in files.items():
+            target = self.path / name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            if isinstance(content, bytes):
+                target.write_bytes(content)
+            else:
+                target.write_text(content)
+        git(self.path, "add", "-A")
+        git(self.path, "commit", "-q", "-m", message)
+        return git(self.path, "rev-parse", "HEAD")
+
+    def tag(self, name: str) -> str:
+        git(self.path, "tag", name)
+        return git(self.path, "rev-parse", "HEAD")
+
+
+def busybox_dockerfile(marker: str, extra: str = "") -> str:
+    return (
+        "FROM scratch\n"
+        "COPY busybox /bin/busybox\n"
+        'RUN ["/bin/busybox", "--install", "-s", "/bin"]\n'
+        f"RUN echo 'built {marker}'\n"
+        f"{extra}"
+    )
+
+
+@pytest.fixture
+def make_repo(tmp_path) -> Callable[..., GitRepo]:
+    """A git repository on disk whose first commit is a FROM scratch + busybox image."""
+    busybox = Path("/bin/busybox")
+    if not busybox.exists():
+        pytest.fail("the static busybox is missing (apt-get install busybox-static)")
+
+    def make(dockerfile: str | None = None, name: str = "repo", files: dict | None = None) -> GitRepo:
+        path = tmp_path / name
+        path.mkdir()
+        git(path, "init", "-q", "-b", "main")
+        repo = GitRepo(path)
+        shutil.copy(busybox, path / "busybox")  # keeps the executable bit
+        repo.commit({"Dockerfile": dockerfile or busybox_dockerfile(uuid.uuid4().hex), **(files or {})},
+                    "initial commit")
+        return repo
+
+    return make

@@ -1,0 +1,45 @@
+"""Real provider payloads from ../shared/fixtures, rewritten to a test repository and signed."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import uuid
+from pathlib import Path
+from typing import Any
+
+FIXTURES = Path(__file__).resolve().parent.parent.parent / "shared" / "fixtures"
+
+
+def fixture(path: str) -> dict[str, Any]:
+    return json.loads((FIXTURES / path).read_text())
+
+
+def github_push(name: str, *, repository: str, ref: str, sha: str | None, clone_url: str) -> dict[str, Any]:
+    """The real GitHub push payload ``name``, pointed at ``repository`` and commit ``sha``."""
+    payload = fixture(f"github/{name}.json")
+    payload["ref"] = ref
+    payload["repository"]["full_name"] = repository
+    payload["repository"]["name"] = repository.split("/", 1)[1]
+    payload["repository"]["clone_url"] = clone_url
+    if sha is not None:
+        payload["after"] = sha
+        if payload.get("head_commit"):
+            payload["head_commit"]["id"] = sha
+    return payload
+
+
+def sign_github(body: bytes, secret: str) -> str:
+    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+def github_headers(body: bytes, secret: str, event: str = "push", delivery: str | None = None) -> dict[str, str]:
+    return {
+        "Content-Type": "application/json",
+        "User-Agent": "GitHub-Hookshot/test",
+        "X-GitHub-Event": event,
+        "X-GitHub-Delivery": delivery or str(uuid.uuid4()),
+        "X-GitHub-Hook-ID": "4242",
+        "X-Hub-Signature-256": sign_github(body, secret),
+    }
