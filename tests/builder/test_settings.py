@@ -1,0 +1,53 @@
+"""Settings from environment variables, and the secret box."""
+
+from __future__ import annotations
+
+import pytest
+
+from builder.secrets import SecretBox
+from builder.settings import ConfigError, Settings
+
+
+def test_every_documented_variable_is_read():
+    settings = Settings.from_env({
+        "BUILDHOOK_DATABASE_URL": "postgresql+psycopg://u@127.0.0.1/bh",
+        "BUILDHOOK_BROKER_URL": "redis://127.0.0.1:6390/1",
+        "BUILDHOOK_REGISTRY": "registry.example.com:5000",
+        "BUILDHOOK_REGISTRY_USERNAME": "robot",
+        "BUILDHOOK_REGISTRY_PASSWORD": "hunter2",
+        "BUILDHOOK_PUBLIC_URL": "https://ci.example.com/",
+        "BUILDHOOK_SECRET_KEY": "k",
+        "BUILDHOOK_MAX_BODY_BYTES": "1000",
+        "BUILDHOOK_BUILD_TIMEOUT": "60",
+    })
+    assert settings.database_url == "postgresql+psycopg://u@127.0.0.1/bh"
+    assert settings.broker_url == "redis://127.0.0.1:6390/1"
+    assert settings.registry == "registry.example.com:5000"
+    assert (settings.registry_username, settings.registry_password) == ("robot", "hunter2")
+    assert settings.public_url == "https://ci.example.com"
+    assert (settings.max_body_bytes, settings.build_timeout) == (1000, 60)
+    assert "hunter2" not in repr(settings) and "'k'" not in repr(settings)
+
+
+def test_defaults_are_sqlite_in_the_data_dir_and_no_broker(tmp_path):
+    settings = Settings.from_env({"BUILDHOOK_SECRET_KEY": "k", "BUILDHOOK_DATA_DIR": str(tmp_path)})
+    assert settings.database_url == f"sqlite:///{tmp_path / 'buildhook.db'}"
+    assert settings.broker_url is None
+
+
+def test_missing_secret_key_is_a_clear_error():
+    with pytest.raises(ConfigError, match="BUILDHOOK_SECRET_KEY"):
+        Settings.from_env({})
+
+
+def test_malformed_number_is_a_clear_error():
+    with pytest.raises(ConfigError, match="BUILDHOOK_BUILD_TIMEOUT"):
+        Settings.from_env({"BUILDHOOK_SECRET_KEY": "k", "BUILDHOOK_BUILD_TIMEOUT": "soon"})
+
+
+def test_sealed_secrets_open_only_with_the_same_key():
+    token = SecretBox("one").seal("webhook-secret")
+    assert "webhook-secret" not in token
+    assert SecretBox("one").open(token) == "webhook-secret"
+    with pytest.raises(ValueError, match="BUILDHOOK_SECRET_KEY"):
+        SecretBox("two").open(token)

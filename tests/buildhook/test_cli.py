@@ -1,0 +1,122 @@
+"""The ``buildhook`` command as a user runs it: serve on embedded defaults, triggers add/list."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from buildhook.redis_server import free_port
+from tests.conftest import wait_for
+from tests.payloads import github_headers, github_push
+
+BUILDHOOK = str(Path(sys.executable).with_name("buildhook"))
+
+
+def user_env(tmp_path: Path, **extra: str) -> dict[str, str]:
+    """A user's environment: nothing of buildhook's set but what the test names."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BUILDHOOK_")}
+    env.update({"BUILDHOOK_DATA_DIR": str(tmp_path / "data"), **extra})
+    return env
+
+
+def run(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([BUILDHOOK, *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=60)
+
+
+def http_json(url: str, data: bytes | None = None, headers: dict[str, str] | None = None):
+    request = urllib.request.Request(url, data=data, headers=headers or {})
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return response.status, json.load(response)
+
+
+def port_open(port: int) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def test_serve_on_embedded_defaults_builds_a_github_push(tmp_path, registry, docker_client, make_repo):
+    port = free_port()
+    env = user_env(tmp_path, BUILDHOOK_REGISTRY=registry.host,
+                   BUILDHOOK_PUBLIC_URL=f"http://127.0.0.1:{port}")
+    stderr = tmp_path / "serve.err"
+    serve = subprocess.Popen([BUILDHOOK, "serve", "--port", str(port)], env=env, cwd=tmp_path,
+                             stdout=subprocess.DEVNULL, stderr=open(stderr, "wb"))
+    try:
+        base = f"http://127.0.0.1:{port}"
+
+        def healthy() -> bool:
+            try:
+                return http_json(f"{base}/healthz")[1]["status"] == "ok"
+            except OSError:
+                return False
+
+        wait_for(healthy, 60, "buildhook serve to answer")
+        redis_port = int(re.search(r"redis://127\.0\.0\.1:(\d+)/0", stderr.read_text()).group(1))
+        assert port_open(redis_port)
+
+        repo = make_repo()
+        added = run(["triggers", "add", "--provider", "github", "--repository", "acme/served",
+                     "--clone-url", repo.url, "--secret", "cli-secret", "--image", "acme/served"],
+                    env, tmp_path)
+        assert added.returncode == 0, added.stderr
+        assert f"{base}/hooks/github" in added.stdout
+        listed = run(["triggers", "list"], env, tmp_path)
+        assert "acme/served" in listed.stdout and f"{base}/hooks/github" in listed.stdout
+        assert "cli-secret" not in listed.stdout + added.stdout
+
+        sha = repo.commit({"x.txt": "x"}, "served commit")
+        payload = github_push("push_branch", repository="acme/served", ref="refs/heads/main", sha=sha,
+                              clone_url=repo.url)
+        body = json.dumps(payload).encode()
+        status, answer = http_json(f"{base}/hooks/github", body, github_headers(body, "cli-secret"))
+        assert status == 202
+        build_id = answer["builds"][0]
+
+        def finished():
+            build = http_json(f"{base}/api/builds/{build_id}")[1]
+            return build if build["state"] in ("succeeded", "failed") else None
+
+        build = wait_for(finished, 120, "the build to finish", interval=0.3)
+        assert build["state"] == "succeeded", build["error"]
+        assert registry.digest("acme/served", "latest") == build["digest"]
+        with urllib.request.urlopen(f"{base}/", timeout=10) as page:
+            assert sha[:7] in page.read().decode()
+    finally:
+        serve.send_signal(signal.SIGTERM)
+        serve.wait(40)
+    assert not port_open(port)
+    assert not port_open(redis_port), "the private redis-server must stop with buildhook serve"
+    assert "cli-secret" not in stderr.read_text()
+
+
+def test_serve_without_a_docker_engine_says_so(tmp_path):
+    env = user_env(tmp_path, DOCKER_HOST=f"unix://{tmp_path}/no-such-docker.sock")
+    result = subprocess.run([BUILDHOOK, "serve", "--port", str(free_port())], env=env, cwd=tmp_path,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode != 0
+    assert "needs a running Docker Engine" in result.stderr
+    assert "no-such-docker.sock" in result.stderr
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--image", "Not A Valid/Name"], "not a valid repository name"),
+    (["--image", "ok/name", "--provider", "svn"], "unknown provider"),
+    (["--image", "ok/name", "--dockerfile", "../outside/Dockerfile"], "inside the repository"),
+])
+def test_triggers_add_rejects_bad_input_with_a_clear_error(tmp_path, args, message):
+    base = ["triggers", "add", "--provider", "github", "--repository", "acme/x", "--clone-url",
+            "file:///x", "--secret", "s"]
+    result = run(base + args, user_env(tmp_path), tmp_path)
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
