@@ -14,8 +14,11 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from builder.providers import github
+from builder.providers import bitbucket, gitea, github, gitlab
 
 PROVIDERS: dict[str, ModuleType] = {
     "github": github,
+    "gitlab": gitlab,
+    "bitbucket": bitbucket,
+    "gitea": gitea,
 }

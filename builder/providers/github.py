@@ -9,7 +9,14 @@ from __future__ import annotations
 from typing import Any, Mapping
 
 from builder.events import Ignored, PushEvent, split_ref
-from builder.providers.request import HookInfo, dig, header, load_json, require_hmac_sha256
+from builder.providers.request import (
+    HookInfo,
+    dig,
+    header,
+    load_json,
+    require_hmac_sha256,
+    touched_files,
+)
 
 NAME = "github"
 # GitHub lists at most 20 commits in a push payload.
@@ -79,10 +86,4 @@ def _changed_files(payload: dict[str, Any]) -> tuple[str, ...] | None:
         return None
     if len(commits) >= MAX_LISTED_COMMITS:
         return None
-    files: set[str] = set()
-    for commit in commits:
-        if not isinstance(commit, dict):
-            return None
-        for key in ("added", "modified", "removed"):
-            files.update(path for path in commit.get(key) or () if isinstance(path, str))
-    return tuple(sorted(files))
+    return touched_files(commits)

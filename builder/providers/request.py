@@ -64,3 +64,17 @@ def require_hmac_sha256(body: bytes, secret: str, signature: str | None, prefix:
     expected = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
     if not hmac.compare_digest(expected.encode(), signature.strip().lower().encode()):
         raise BadSignature("signature does not match the trigger's secret")
+
+
+_FILE_KEYS = ("added", "modified", "removed")
+
+
+def touched_files(commits: list[Any]) -> tuple[str, ...] | None:
+    """Union of the files a list of payload commits touched, or None if any commit lacks the lists."""
+    files: set[str] = set()
+    for commit in commits:
+        if not isinstance(commit, dict) or not any(key in commit for key in _FILE_KEYS):
+            return None
+        for key in _FILE_KEYS:
+            files.update(path for path in commit.get(key) or () if isinstance(path, str))
+    return tuple(sorted(files))

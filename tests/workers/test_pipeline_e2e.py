@@ -155,7 +155,8 @@ def test_unknown_dockerfile_instruction_fails_with_the_parse_error(client, worke
 def test_build_log_is_streamed_while_the_build_runs(client, worker, registry, project):
     repo, trigger = project
     slow = "RUN for i in 1 2 3 4 5 6; do echo tick $i; sleep 0.5; done\n"
-    sha = repo.commit({"Dockerfile": busybox_dockerfile("slow", slow)}, "slow build")
+    # A unique marker, so the engine's layer cache cannot replay the slow step.
+    sha = repo.commit({"Dockerfile": busybox_dockerfile(f"slow {uuid.uuid4()}", slow)}, "slow build")
     build_id = push(client, trigger, "refs/heads/main", sha).json["builds"][0]
 
     def running_with_log():

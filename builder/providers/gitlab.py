@@ -1,0 +1,136 @@
+"""GitLab (gitlab.com and self-managed) webhooks.
+
+Headers: ``X-Gitlab-Event`` (``Push Hook``, ``Tag Push Hook``, ...),
+``X-Gitlab-Token`` (the secret token as plain text, not an HMAC) and, on
+recent versions, ``Idempotency-Key``, ``X-Gitlab-Event-UUID``,
+``X-Gitlab-Webhook-UUID`` and ``X-Gitlab-Instance``.
+"""
+
+from __future__ import annotations
+
+import hmac
+from typing import Any, Mapping
+
+from builder.errors import BadSignature
+from builder.events import ZERO_SHA, Ignored, PushEvent, split_ref
+from builder.providers.request import HookInfo, dig, header, load_json, touched_files
+
+NAME = "gitlab"
+# X-Gitlab-Event values that carry a push, and the body's object_kind for each.
+PUSH_EVENTS = {"Push Hook": "push", "Tag Push Hook": "tag_push"}
+# System hooks send push payloads (same object_kind) under this header value.
+SYSTEM_HOOK = "System Hook"
+
+
+def describe(headers: Mapping[str, str], body: bytes) -> HookInfo:
+    payload = load_json(body)
+    delivery = _delivery_id(headers)
+    repository = dig(payload, "project", "path_with_namespace")
+    return HookInfo(
+        event=_event(headers, payload),
+        delivery_id=delivery,
+        repository=repository if isinstance(repository, str) else None,
+        dedupe_key=_dedupe_key(headers, payload),
+    )
+
+
+def verify(headers: Mapping[str, str], body: bytes, secret: str) -> None:
+    token = header(headers, "X-Gitlab-Token")
+    if not token:
+        raise BadSignature("missing X-Gitlab-Token header")
+    if not hmac.compare_digest(token.encode(), secret.encode()):
+        raise BadSignature("token does not match the trigger's secret")
+
+
+def parse(headers: Mapping[str, str], body: bytes) -> tuple[PushEvent, ...]:
+    payload = load_json(body)
+    event = _event(headers, payload)
+    if event not in PUSH_EVENTS:
+        raise Ignored(f"event {event!r} is recorded but not built")
+    ref = payload.get("ref")
+    if not isinstance(ref, str):
+        raise Ignored("push without a ref")
+    ref_type, ref_name = split_ref(ref)
+    # checkout_sha is the commit (for an annotated tag ``after`` is the tag object).
+    commit = payload.get("checkout_sha")
+    if payload.get("after") == ZERO_SHA or not commit:
+        raise Ignored(f"{ref_type} {ref_name!r} was deleted")
+    if not isinstance(commit, str):
+        raise Ignored("push without a head commit")
+    head = _head_commit(payload, commit)
+    return (
+        PushEvent(
+            provider=NAME,
+            repository=str(dig(payload, "project", "path_with_namespace") or ""),
+            ref=ref,
+            ref_type=ref_type,
+            ref_name=ref_name,
+            commit=commit,
+            author=_author(head, payload),
+            message=head.get("message") if isinstance(head.get("message"), str) else None,
+            changed_files=_changed_files(payload),
+        ),
+    )
+
+
+def _event(headers: Mapping[str, str], payload: dict[str, Any]) -> str | None:
+    """The X-Gitlab-Event value; a system hook or a missing header falls back to object_kind."""
+    event = header(headers, "X-Gitlab-Event")
+    if event is None or event == SYSTEM_HOOK:
+        kind = payload.get("object_kind")
+        for name, object_kind in PUSH_EVENTS.items():
+            if kind == object_kind:
+                return name
+    return event
+
+
+def _delivery_id(headers: Mapping[str, str]) -> str | None:
+    # Idempotency-Key (GitLab 17.4+) identifies one hook's delivery and stays the
+    # same across retries, which is what a delivery id should be. X-Gitlab-Webhook-UUID
+    # names the webhook, not the delivery, so it is never used. X-Gitlab-Event-UUID is
+    # the fallback on older versions.
+    return header(headers, "Idempotency-Key") or header(headers, "X-Gitlab-Event-UUID")
+
+
+def _dedupe_key(headers: Mapping[str, str], payload: dict[str, Any]) -> str | None:
+    key = header(headers, "Idempotency-Key")
+    if key:
+        return f"{NAME}:{key}"
+    event_uuid = header(headers, "X-Gitlab-Event-UUID")
+    if not event_uuid:
+        return None
+    # X-Gitlab-Event-UUID is GitLab's recursion-detection id: it is shared by every
+    # hook fired while handling one request or job, so one ``git push`` of several
+    # refs can produce several Push Hooks carrying the same value. Add the ref so
+    # those are not collapsed into one.
+    ref = payload.get("ref")
+    return f"{NAME}:{event_uuid}:{ref}" if isinstance(ref, str) else f"{NAME}:{event_uuid}"
+
+
+def _head_commit(payload: dict[str, Any], commit: str) -> dict[str, Any]:
+    commits = payload.get("commits")
+    if isinstance(commits, list):
+        for item in commits:
+            if isinstance(item, dict) and item.get("id") == commit:
+                return item
+    return {}
+
+
+def _author(head: dict[str, Any], payload: dict[str, Any]) -> str | None:
+    name = dig(head, "author", "name") or payload.get("user_username") or payload.get("user_name")
+    return name if isinstance(name, str) else None
+
+
+def _changed_files(payload: dict[str, Any]) -> tuple[str, ...] | None:
+    """Files touched by the push, or None when the payload's list is incomplete.
+
+    GitLab caps ``commits`` (20 by default) while ``total_commits_count`` keeps
+    the real count; a new ref (``before`` all zeros) lists commits relative to
+    nothing useful, so its files are unknown too.
+    """
+    commits = payload.get("commits")
+    if payload.get("before") == ZERO_SHA or not isinstance(commits, list) or not commits:
+        return None
+    if payload.get("total_commits_count") != len(commits):
+        return None
+    return touched_files(commits)
