@@ -51,7 +51,7 @@ def log_text(client, build_id) -> str:
 
 
 def test_branch_push_puts_an_image_in_the_registry_with_the_digest_the_api_reports(
-    client, worker, registry, project
+    client, worker, registry, project, settings
 ):
     repo, trigger = project
     sha = repo.commit({"README.md": "hello\n"}, "Add a README")
@@ -75,6 +75,8 @@ def test_branch_push_puts_an_image_in_the_registry_with_the_digest_the_api_repor
     assert f"Checked out {sha}" in log and "Pushed" in log
     page = client.get("/").get_data(as_text=True)
     assert trigger["repository"] in page and sha[:7] in page
+    assert settings.effective_work_dir.is_dir(), "the worker clones under the data directory"
+    assert list(settings.effective_work_dir.glob(f"build-{build_id}-*")) == [], "work directory removed"
 
 
 def test_worker_builds_exactly_the_pushed_commit_not_the_branch_head(client, worker, registry, project):
