@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 RefType = Literal["branch", "tag"]
@@ -24,6 +24,8 @@ class PushEvent:
     message: str | None = None
     # None when the payload does not list the changed files completely.
     changed_files: tuple[str, ...] | None = None
+    # The commit the ref pointed at before the push; None for a new ref.
+    before: str | None = field(default=None, compare=False)
 
     @property
     def short_sha(self) -> str:
@@ -46,3 +48,8 @@ def split_ref(ref: str) -> tuple[RefType, str]:
     if ref.startswith("refs/tags/"):
         return "tag", ref.removeprefix("refs/tags/")
     raise Ignored(f"ref {ref!r} is neither a branch nor a tag")
+
+
+def previous_commit(value: object) -> str | None:
+    """A payload's "before" commit, or None when missing or all zeros (a new ref)."""
+    return value if isinstance(value, str) and value and value != ZERO_SHA else None

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
@@ -42,6 +42,9 @@ class BuildSpec:
     repository: str
     tags: tuple[str, ...]
     labels: dict[str, str]
+    build_args: dict[str, str] = field(default_factory=dict)
+    target: str | None = None
+    cache_from: tuple[str, ...] = ()
 
 
 def _inside(root: Path, relative: str, what: str) -> Path:
@@ -71,26 +74,35 @@ def build_image(client: docker.DockerClient, spec: BuildSpec, log: Log) -> str:
             dockerfile=str(relative),
             tag=first,
             labels=spec.labels,
+            buildargs=spec.build_args or None,
+            target=spec.target,
+            cache_from=list(spec.cache_from) or None,
             rm=True,
             forcerm=True,
             decode=True,
         )
-        image_id = _follow_build(stream, log)
+        image_id, steps, cache_hits = _follow_build(stream, log)
     except APIError as exc:
         raise _classify(exc, "build") from None
     except (DockerException, OSError) as exc:
         raise EngineUnavailable(f"Docker Engine failed during the build: {exc}") from None
     for tag in spec.tags[1:]:
         client.api.tag(image_id, spec.repository, tag)
+    log(f"Layer cache: {cache_hits} of {steps} steps from cache")
     log(f"Built {image_id}, tagged {', '.join(spec.tags)}")
     return image_id
 
 
-def _follow_build(stream: Iterable[dict[str, Any]], log: Log) -> str:
+def _follow_build(stream: Iterable[dict[str, Any]], log: Log) -> tuple[str, int, int]:
+    """Log the build's output; return the image id, the number of steps and of cache hits."""
     image_id: str | None = None
+    steps = cache_hits = 0
     for chunk in stream:
         if "stream" in chunk:
-            _log_text(chunk["stream"], log)
+            text = str(chunk["stream"])
+            steps += text.startswith("Step ")
+            cache_hits += "---> Using cache" in text
+            _log_text(text, log)
         if "error" in chunk:
             message = str(chunk.get("error", "")).strip()
             log(f"ERROR: {message}")
@@ -100,7 +112,16 @@ def _follow_build(stream: Iterable[dict[str, Any]], log: Log) -> str:
             image_id = aux["ID"]
     if image_id is None:
         raise PermanentError("docker build ended without producing an image")
-    return image_id
+    return image_id, steps, cache_hits
+
+
+def local_image(client: docker.DockerClient, reference: str) -> bool:
+    """Whether the engine has ``reference`` (to use it as a layer cache)."""
+    try:
+        client.images.get(reference)
+    except DockerException:
+        return False
+    return True
 
 
 def push_image(

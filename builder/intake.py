@@ -15,12 +15,12 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from builder.errors import BadSignature, InputError, PayloadTooLarge
-from builder.events import Ignored, PushEvent
-from builder.models import Build, Delivery, Trigger
+from builder.events import Ignored
+from builder.models import Delivery
+from builder.planning import plan_builds
 from builder.providers.request import HookInfo
 from builder.secrets import SecretBox
 from builder.settings import Settings
-from builder.tags import image_repository, render_tags
 from builder.triggers import find_triggers
 
 
@@ -101,6 +101,12 @@ def _receive(
     if not enabled:
         return answer("ignored", "trigger is disabled")
 
+    plans = [plan_builds(session, trigger, event, settings) for trigger in enabled for event in events]
+    builds = [build for plan in plans for build in plan.builds]
+    notes = [note for plan in plans for note in plan.notes]
+    if not builds:
+        session.rollback()  # undo any superseding: nothing replaces those builds
+        return answer("ignored", "; ".join(notes) or "nothing to build")
     delivery = Delivery(
         provider=provider.NAME,
         delivery_id=info.delivery_id,
@@ -110,15 +116,14 @@ def _receive(
         outcome="accepted",
         status_code=202,
         dedupe_key=info.dedupe_key,
+        reason="; ".join([f"queued {len(builds)} build(s)", *notes]),
     )
     try:
         session.add(delivery)
         session.flush()
-        builds = [
-            _new_build(trigger, event, delivery, settings) for trigger in enabled for event in events
-        ]
+        for build in builds:
+            build.delivery_id = delivery.id
         session.add_all(builds)
-        delivery.reason = f"queued {len(builds)} build(s)"
         session.commit()
     except IntegrityError:
         session.rollback()
@@ -132,26 +137,6 @@ def _signed_by(provider: ModuleType, headers: Mapping[str, str], body: bytes, se
     except BadSignature:
         return False
     return True
-
-
-def _new_build(trigger: Trigger, event: PushEvent, delivery: Delivery, settings: Settings) -> Build:
-    return Build(
-        trigger_id=trigger.id,
-        delivery_id=delivery.id,
-        provider=event.provider,
-        repository=trigger.repository,
-        clone_url=trigger.clone_url,
-        ref=event.ref,
-        ref_type=event.ref_type,
-        ref_name=event.ref_name,
-        commit=event.commit,
-        commit_message=event.message,
-        author=event.author,
-        image=image_repository(trigger.image, settings.registry),
-        tags=render_tags(event, trigger.default_branch),
-        dockerfile=trigger.dockerfile,
-        context=trigger.context,
-    )
 
 
 def _record_in(

@@ -55,10 +55,12 @@ class BuildState(str, enum.Enum):
     PUSHING = "pushing"
     SUCCEEDED = "succeeded"
     FAILED = "failed"
+    SKIPPED = "skipped"  # a path filter found nothing to build
+    SUPERSEDED = "superseded"  # a newer push to the same ref and rule came first
 
     @property
     def finished(self) -> bool:
-        return self in (BuildState.SUCCEEDED, BuildState.FAILED)
+        return self not in (BuildState.QUEUED, BuildState.CLONING, BuildState.BUILDING, BuildState.PUSHING)
 
 
 class Trigger(Base):
@@ -70,15 +72,50 @@ class Trigger(Base):
     clone_url: Mapped[str] = mapped_column(String(1024))
     secret_enc: Mapped[str] = mapped_column(Text)
     image: Mapped[str] = mapped_column(String(255))
-    dockerfile: Mapped[str] = mapped_column(String(1024), default="Dockerfile")
-    context: Mapped[str] = mapped_column(String(1024), default=".")
     default_branch: Mapped[str] = mapped_column(String(255), default="main")
     enabled: Mapped[bool] = mapped_column(default=True)
+    # A newer push to the same ref and rule marks its still-queued builds superseded.
+    supersede: Mapped[bool] = mapped_column(default=True)
+    # Commit statuses: the host's API base URL and an access token (encrypted).
+    api_url: Mapped[str | None] = mapped_column(String(1024))
+    status_token_enc: Mapped[str | None] = mapped_column(Text)
+    # Private repositories: an HTTPS token, or an SSH deploy key with known hosts.
+    clone_username: Mapped[str | None] = mapped_column(String(255))
+    clone_token_enc: Mapped[str | None] = mapped_column(Text)
+    ssh_key_enc: Mapped[str | None] = mapped_column(Text)
+    ssh_known_hosts: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
     builds: Mapped[list["Build"]] = relationship(back_populates="trigger")
+    rules: Mapped[list["TriggerRule"]] = relationship(
+        back_populates="trigger", order_by="TriggerRule.position", cascade="all, delete-orphan"
+    )
 
     __table_args__ = (Index("ix_triggers_provider_repository", "provider", "repository"),)
+
+
+class TriggerRule(Base):
+    """One build rule of a trigger; rules are tried in ``position`` order."""
+
+    __tablename__ = "trigger_rules"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    trigger_id: Mapped[int] = mapped_column(ForeignKey("triggers.id", ondelete="CASCADE"))
+    position: Mapped[int] = mapped_column(Integer)
+    source: Mapped[str] = mapped_column(String(8))
+    match: Mapped[str] = mapped_column(String(8))
+    pattern: Mapped[str] = mapped_column(String(1024))
+    dockerfile: Mapped[str] = mapped_column(String(1024))
+    context: Mapped[str] = mapped_column(String(1024))
+    build_args: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)
+    target: Mapped[str | None] = mapped_column(String(255))
+    tags: Mapped[list[str]] = mapped_column(JSON, default=list)
+    included_files: Mapped[list[str]] = mapped_column(JSON, default=list)
+    ignored_files: Mapped[list[str]] = mapped_column(JSON, default=list)
+
+    trigger: Mapped[Trigger] = relationship(back_populates="rules")
+
+    __table_args__ = (UniqueConstraint("trigger_id", "position", name="uq_trigger_rules_position"),)
 
 
 class Delivery(Base):
@@ -108,10 +145,12 @@ class Build(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     trigger_id: Mapped[int | None] = mapped_column(ForeignKey("triggers.id", ondelete="SET NULL"))
+    rule_id: Mapped[int | None] = mapped_column(ForeignKey("trigger_rules.id", ondelete="SET NULL"))
     delivery_id: Mapped[int | None] = mapped_column(ForeignKey("deliveries.id", ondelete="SET NULL"))
     provider: Mapped[str] = mapped_column(String(32))
     repository: Mapped[str] = mapped_column(String(255))
     clone_url: Mapped[str] = mapped_column(String(1024))
+    before: Mapped[str | None] = mapped_column(String(64))
     ref: Mapped[str] = mapped_column(String(1024))
     ref_type: Mapped[str] = mapped_column(String(16))
     ref_name: Mapped[str] = mapped_column(String(1024))
@@ -122,8 +161,15 @@ class Build(Base):
     tags: Mapped[list[str]] = mapped_column(JSON, default=list)
     dockerfile: Mapped[str] = mapped_column(String(1024))
     context: Mapped[str] = mapped_column(String(1024))
+    build_args: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)
+    target: Mapped[str | None] = mapped_column(String(255))
+    # Path filters still to check in the clone (the payload did not list every changed file).
+    included_files: Mapped[list[str]] = mapped_column(JSON, default=list)
+    ignored_files: Mapped[list[str]] = mapped_column(JSON, default=list)
     state: Mapped[str] = mapped_column(String(16), default=BuildState.QUEUED.value)
     error: Mapped[str | None] = mapped_column(Text)
+    # Why a build was skipped or superseded.
+    reason: Mapped[str | None] = mapped_column(Text)
     digest: Mapped[str | None] = mapped_column(String(128))
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
@@ -143,6 +189,7 @@ class Build(Base):
         Index("ix_builds_created_at", "created_at"),
         Index("ix_builds_state_dispatched", "state", "dispatched_at"),
         Index("ix_builds_trigger_created", "trigger_id", "created_at"),
+        Index("ix_builds_rule_ref_state", "rule_id", "ref", "state"),
     )
 
 

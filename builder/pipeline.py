@@ -15,13 +15,13 @@ from datetime import datetime
 from typing import Callable
 
 import docker
-from sqlalchemy import update
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from builder.build_log import BuildLog
 from builder.clone import clone_commit, redact_url
 from builder.errors import PermanentError, TransientError
-from builder.image import BuildSpec, build_image, connect, push_image
+from builder.image import BuildSpec, build_image, connect, local_image, push_image
 from builder.models import Build, BuildState, utcnow
 from builder.settings import Settings
 
@@ -98,6 +98,9 @@ def run_build(
             repository=build.image,
             tags=tuple(build.tags),
             labels=oci_labels(build, utcnow()),
+            build_args=dict(build.build_args),
+            target=build.target,
+            cache_from=_layer_cache(sessions, client, build, build_log),
         )
         build_image(client, spec, build_log)
         _set(sessions, build_id, state=BuildState.PUSHING.value, pushing_at=utcnow())
@@ -120,6 +123,29 @@ def run_build(
     build_log.flush()
     _set(sessions, build_id, state=BuildState.SUCCEEDED.value, digest=digest, finished_at=utcnow())
     return Outcome.SUCCEEDED
+
+
+def _layer_cache(
+    sessions: sessionmaker[Session], client: docker.DockerClient, build: Build, build_log: BuildLog
+) -> tuple[str, ...]:
+    """The last image this rule pushed, when the engine still has it."""
+    if build.rule_id is None:
+        return ()
+    with sessions() as session:
+        previous = session.scalars(
+            select(Build)
+            .where(Build.rule_id == build.rule_id, Build.state == BuildState.SUCCEEDED.value,
+                   Build.id != build.id)
+            .order_by(Build.id.desc())
+            .limit(1)
+        ).first()
+    if previous is None:
+        return ()
+    reference = f"{previous.image}:{previous.tags[0]}"
+    if not local_image(client, reference):
+        return ()
+    build_log(f"Using {reference} (build {previous.id}) as the layer cache")
+    return (reference,)
 
 
 def _fail(sessions: sessionmaker[Session], build_log: BuildLog, build_id: int, error: str) -> Outcome:

@@ -1,8 +1,8 @@
-"""Creating, finding and describing triggers."""
+"""Creating, finding and describing triggers and their rules."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 from typing import Any
 
@@ -10,10 +10,16 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from builder.errors import InputError, NotFound
-from builder.models import Trigger
+from builder.models import Trigger, TriggerRule
 from builder.providers import PROVIDERS
+from builder.rules import RuleSpec
 from builder.secrets import SecretBox
 from builder.tags import image_repository
+
+_STRINGS = ("provider", "repository", "clone_url", "secret", "image", "dockerfile", "context",
+            "default_branch", "api_url", "status_token", "clone_username", "clone_token", "ssh_key",
+            "ssh_known_hosts")
+_REQUIRED = ("provider", "repository", "clone_url", "secret", "image")
 
 
 @dataclass(frozen=True)
@@ -21,25 +27,51 @@ class TriggerSpec:
     provider: str
     repository: str
     clone_url: str
-    secret: str
+    secret: str = field(repr=False)
     image: str
-    dockerfile: str = "Dockerfile"
+    dockerfile: str = "Dockerfile"  # used by the default rules when no rules are given
     context: str = "."
     default_branch: str = "main"
+    rules: tuple[RuleSpec, ...] = ()
+    supersede: bool = True
+    api_url: str | None = None
+    status_token: str | None = field(default=None, repr=False)
+    clone_username: str | None = None
+    clone_token: str | None = field(default=None, repr=False)
+    ssh_key: str | None = field(default=None, repr=False)
+    ssh_known_hosts: str | None = None
 
     @classmethod
     def from_json(cls, data: Any) -> "TriggerSpec":
         if not isinstance(data, dict):
             raise InputError("expected a JSON object")
-        required = ("provider", "repository", "clone_url", "secret", "image")
-        missing = [key for key in required if not isinstance(data.get(key), str) or not data[key]]
+        missing = [key for key in _REQUIRED if not isinstance(data.get(key), str) or not data[key]]
         if missing:
             raise InputError(f"missing or empty fields: {', '.join(missing)}")
-        optional = ("dockerfile", "context", "default_branch")
-        bad = [key for key in optional if key in data and not isinstance(data[key], str)]
+        bad = [key for key in _STRINGS if data.get(key) is not None and not isinstance(data[key], str)]
         if bad:
             raise InputError(f"fields must be strings: {', '.join(bad)}")
-        return cls(**{key: data[key] for key in required + optional if key in data})
+        unknown = sorted(set(data) - set(_STRINGS) - {"rules", "supersede"})
+        if unknown:
+            raise InputError(f"unknown fields: {', '.join(unknown)}")
+        rules = data.get("rules") or []
+        if not isinstance(rules, list):
+            raise InputError("rules must be a list")
+        if not isinstance(data.get("supersede", True), bool):
+            raise InputError("supersede must be true or false")
+        return cls(
+            **{key: data[key] for key in _STRINGS if data.get(key) is not None},
+            rules=tuple(RuleSpec.from_json(rule) for rule in rules),
+            supersede=data.get("supersede", True),
+        )
+
+    def effective_rules(self) -> tuple[RuleSpec, ...]:
+        if self.rules:
+            return self.rules
+        return (
+            RuleSpec.default("branch", self.dockerfile, self.context),
+            RuleSpec.default("tag", self.dockerfile, self.context),
+        )
 
 
 def _inside_repository(path: str, what: str) -> str:
@@ -54,6 +86,8 @@ def create_trigger(session: Session, box: SecretBox, spec: TriggerSpec, registry
         raise InputError(f"unknown provider {spec.provider!r}; known: {', '.join(sorted(PROVIDERS))}")
     if "/" not in spec.repository.strip("/"):
         raise InputError("repository must be OWNER/NAME as the Git host names it")
+    if spec.ssh_key and not spec.ssh_known_hosts:
+        raise InputError("an SSH deploy key needs known hosts (ssh-keyscan HOST), so host keys are checked")
     image_repository(spec.image, registry)  # validates the name
     trigger = Trigger(
         provider=spec.provider,
@@ -61,13 +95,49 @@ def create_trigger(session: Session, box: SecretBox, spec: TriggerSpec, registry
         clone_url=spec.clone_url,
         secret_enc=box.seal(spec.secret),
         image=spec.image,
-        dockerfile=_inside_repository(spec.dockerfile, "dockerfile"),
-        context=_inside_repository(spec.context, "context"),
         default_branch=spec.default_branch,
+        supersede=spec.supersede,
+        api_url=spec.api_url,
+        status_token_enc=box.seal(spec.status_token) if spec.status_token else None,
+        clone_username=spec.clone_username,
+        clone_token_enc=box.seal(spec.clone_token) if spec.clone_token else None,
+        ssh_key_enc=box.seal(spec.ssh_key) if spec.ssh_key else None,
+        ssh_known_hosts=spec.ssh_known_hosts,
     )
+    for position, rule in enumerate(spec.effective_rules()):
+        trigger.rules.append(
+            TriggerRule(
+                position=position,
+                source=rule.source,
+                match=rule.match,
+                pattern=rule.pattern,
+                dockerfile=_inside_repository(rule.dockerfile, "dockerfile"),
+                context=_inside_repository(rule.context, "context"),
+                build_args=dict(rule.build_args),
+                target=rule.target,
+                tags=list(rule.tags),
+                included_files=list(rule.included_files),
+                ignored_files=list(rule.ignored_files),
+            )
+        )
     session.add(trigger)
     session.flush()
     return trigger
+
+
+def rule_spec(rule: TriggerRule) -> RuleSpec:
+    return RuleSpec(
+        source=rule.source,  # type: ignore[arg-type]
+        match=rule.match,
+        pattern=rule.pattern,
+        dockerfile=rule.dockerfile,
+        context=rule.context,
+        build_args=dict(rule.build_args),
+        target=rule.target,
+        tags=tuple(rule.tags),
+        included_files=tuple(rule.included_files),
+        ignored_files=tuple(rule.ignored_files),
+    )
 
 
 def find_triggers(session: Session, provider: str, repository: str) -> list[Trigger]:
@@ -91,17 +161,20 @@ def webhook_url(public_url: str, provider: str) -> str:
 
 
 def trigger_to_dict(trigger: Trigger, public_url: str) -> dict[str, Any]:
-    """What the API and CLI show: everything but the secret."""
+    """What the API and CLI show: no secret, only whether one is set."""
     return {
         "id": trigger.id,
         "provider": trigger.provider,
         "repository": trigger.repository,
         "clone_url": trigger.clone_url,
         "image": trigger.image,
-        "dockerfile": trigger.dockerfile,
-        "context": trigger.context,
         "default_branch": trigger.default_branch,
         "enabled": trigger.enabled,
+        "supersede": trigger.supersede,
+        "rules": [rule_spec(rule).as_json() for rule in trigger.rules],
+        "api_url": trigger.api_url,
+        "commit_status": trigger.status_token_enc is not None,
+        "clone_auth": "ssh-key" if trigger.ssh_key_enc else "token" if trigger.clone_token_enc else None,
         "webhook_url": webhook_url(public_url, trigger.provider),
         "created_at": trigger.created_at.isoformat(),
     }

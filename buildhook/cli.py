@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Sequence
 
 from builder.db import make_engine, make_sessionmaker, migrate
-from builder.errors import BuildhookError, TransientError
+from builder.errors import BuildhookError, InputError, TransientError
+from builder.rules import RuleSpec
 from builder.secrets import SecretBox
 from builder.settings import ConfigError, Settings
 from builder.triggers import TriggerSpec, create_trigger, trigger_to_dict
@@ -174,6 +175,12 @@ def cmd_migrate(_args: argparse.Namespace) -> int:
 def cmd_triggers_add(args: argparse.Namespace) -> int:
     settings = load_settings(create_key=True)
     migrate(settings.database_url)
+    rules = []
+    for text in args.rule:
+        try:
+            rules.append(RuleSpec.from_json(json.loads(text)))
+        except ValueError as exc:
+            raise InputError(f"--rule must be a JSON object: {exc}") from None
     spec = TriggerSpec(
         provider=args.provider,
         repository=args.repository,
@@ -183,6 +190,14 @@ def cmd_triggers_add(args: argparse.Namespace) -> int:
         dockerfile=args.dockerfile,
         context=args.context,
         default_branch=args.default_branch,
+        rules=tuple(rules),
+        supersede=not args.no_supersede,
+        api_url=args.api_url,
+        status_token=args.status_token,
+        clone_username=args.clone_username,
+        clone_token=args.clone_token,
+        ssh_key=_read(args.ssh_key_file),
+        ssh_known_hosts=_read(args.known_hosts_file),
     )
     sessions = make_sessionmaker(make_engine(settings.database_url))
     with sessions() as session:
@@ -198,6 +213,15 @@ def cmd_triggers_add(args: argparse.Namespace) -> int:
     print("Secret:       the --secret you gave (it is stored encrypted and never shown again)")
     print("Events:       push")
     return 0
+
+
+def _read(path: str | None) -> str | None:
+    if not path:
+        return None
+    try:
+        return Path(path).read_text()
+    except OSError as exc:
+        raise InputError(f"cannot read {path}: {exc.strerror}") from None
 
 
 def cmd_triggers_list(args: argparse.Namespace) -> int:
@@ -218,8 +242,10 @@ def cmd_triggers_list(args: argparse.Namespace) -> int:
     for t in shown:
         state = "" if t["enabled"] else " (disabled)"
         print(f"{t['id']:>4}  {t['provider']:<9} {t['repository']:<30} -> {t['image']}{state}")
-        print(f"      webhook: {t['webhook_url']}  clone: {t['clone_url']}  "
-              f"dockerfile: {t['dockerfile']}  context: {t['context']}  default branch: {t['default_branch']}")
+        print(f"      webhook: {t['webhook_url']}  clone: {t['clone_url']}  default branch: {t['default_branch']}")
+        for number, rule in enumerate(t["rules"], 1):
+            print(f"      rule {number}: {rule['source']} {rule['match']} {rule['pattern']!r} -> "
+                  f"{', '.join(rule['tags'])} ({rule['dockerfile']}, context {rule['context']})")
     return 0
 
 
@@ -259,6 +285,17 @@ def parser() -> argparse.ArgumentParser:
     add.add_argument("--dockerfile", default="Dockerfile")
     add.add_argument("--context", default=".")
     add.add_argument("--default-branch", default="main")
+    add.add_argument("--rule", action="append", default=[], metavar="JSON",
+                     help="a build rule as JSON, tried in the order given (see README); "
+                          "default: every branch and every tag")
+    add.add_argument("--no-supersede", action="store_true",
+                     help="keep queued builds of a ref when a newer push arrives")
+    add.add_argument("--api-url", help="the host's API base URL, for commit statuses")
+    add.add_argument("--status-token", help="an access token that may set commit statuses")
+    add.add_argument("--clone-username", help="user name sent with --clone-token")
+    add.add_argument("--clone-token", help="an HTTPS access token for a private repository")
+    add.add_argument("--ssh-key-file", help="an SSH deploy key (private key file) for a private repository")
+    add.add_argument("--known-hosts-file", help="known_hosts lines for the SSH host (required with a key)")
     add.add_argument("--json", action="store_true")
     add.set_defaults(func=cmd_triggers_add)
     lst = tsub.add_parser("list", help="list triggers with their webhook URLs")

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from typing import Any, Mapping
 
-from builder.events import Ignored, PushEvent, split_ref
+from builder.events import Ignored, PushEvent, previous_commit, split_ref
 from builder.providers.request import HookInfo, dig, header, load_json, require_hmac_sha256
 
 NAME = "bitbucket"
@@ -98,6 +98,7 @@ def _cloud_change(change: dict[str, Any], repository: str, payload: dict[str, An
         commit=commit,
         author=_cloud_author(target, payload),
         message=message if isinstance(message, str) else None,
+        before=previous_commit(dig(change, "old", "target", "hash")),
     )
 
 
@@ -125,6 +126,7 @@ def _server_change(change: dict[str, Any], repository: str, payload: dict[str, A
         ref_name=ref_name,
         commit=commit,
         author=author if isinstance(author, str) else None,
+        before=previous_commit(change.get("fromHash")),
     )
 
 

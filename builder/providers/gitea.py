@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-from builder.events import ZERO_SHA, Ignored, PushEvent, split_ref
+from builder.events import ZERO_SHA, Ignored, PushEvent, previous_commit, split_ref
 from builder.providers.request import HookInfo, dig, header, load_json, require_hmac_sha256, touched_files
 
 NAME = "gitea"
@@ -67,6 +67,7 @@ def parse(headers: Mapping[str, str], body: bytes) -> tuple[PushEvent, ...]:
             author=_author(head, payload),
             message=head.get("message") if isinstance(head.get("message"), str) else None,
             changed_files=_changed_files(payload),
+            before=previous_commit(payload.get("before")),
         ),
     )
 

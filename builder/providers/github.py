@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-from builder.events import Ignored, PushEvent, split_ref
+from builder.events import Ignored, PushEvent, previous_commit, split_ref
 from builder.providers.request import (
     HookInfo,
     dig,
@@ -68,6 +68,7 @@ def parse(headers: Mapping[str, str], body: bytes) -> tuple[PushEvent, ...]:
             author=_author(head, payload),
             message=head.get("message"),
             changed_files=_changed_files(payload),
+            before=previous_commit(payload.get("before")),
         ),
     )
 

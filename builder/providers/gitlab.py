@@ -12,7 +12,7 @@ import hmac
 from typing import Any, Mapping
 
 from builder.errors import BadSignature
-from builder.events import ZERO_SHA, Ignored, PushEvent, split_ref
+from builder.events import ZERO_SHA, Ignored, PushEvent, previous_commit, split_ref
 from builder.providers.request import HookInfo, dig, header, load_json, touched_files
 
 NAME = "gitlab"
@@ -69,6 +69,7 @@ def parse(headers: Mapping[str, str], body: bytes) -> tuple[PushEvent, ...]:
             author=_author(head, payload),
             message=head.get("message") if isinstance(head.get("message"), str) else None,
             changed_files=_changed_files(payload),
+            before=previous_commit(payload.get("before")),
         ),
     )
 

@@ -1,0 +1,201 @@
+"""Build rules: which pushes a trigger builds, and how its images are tagged.
+
+Like Docker Hub's automated-build rules and Cloud Build's triggers: a rule
+matches a branch or a tag by exact name, glob or regular expression (fully
+matched; capture groups usable in tags as ``{\\1}``), and names the
+Dockerfile, context, build args, target stage, tag templates and path filters.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal
+
+from builder.errors import InputError
+from builder.events import PushEvent
+from builder.path_filters import check_globs
+from builder.semver import Version
+from builder.tags import sanitise_tag
+
+Source = Literal["branch", "tag"]
+MATCH_KINDS = ("exact", "glob", "regex")
+
+_FIELD = re.compile(r"\{([^{}]*)\}")
+_CAPTURE = re.compile(r"\\(\d+)")
+_ALWAYS = {"sha", "short_sha", "ref_name", "timestamp"}
+_BY_SOURCE = {"branch": {"branch"}, "tag": {"tag", "version", "major", "minor", "patch"}}
+_SEMVER_FIELDS = {"version", "major", "minor", "patch"}
+LATEST = "latest"
+
+
+@dataclass(frozen=True)
+class RuleSpec:
+    source: Source
+    pattern: str = "*"
+    match: str = "glob"
+    dockerfile: str = "Dockerfile"
+    context: str = "."
+    build_args: dict[str, str] = field(default_factory=dict)
+    target: str | None = None
+    tags: tuple[str, ...] = ()
+    included_files: tuple[str, ...] = ()
+    ignored_files: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.source not in ("branch", "tag"):
+            raise InputError(f"rule source must be 'branch' or 'tag', not {self.source!r}")
+        if self.match not in MATCH_KINDS:
+            raise InputError(f"rule match must be one of {', '.join(MATCH_KINDS)}, not {self.match!r}")
+        if not self.pattern:
+            raise InputError("rule pattern must not be empty")
+        groups = 0
+        if self.match == "regex":
+            try:
+                groups = re.compile(self.pattern).groups
+            except re.error as exc:
+                raise InputError(f"rule pattern {self.pattern!r} is not a valid regular expression: {exc}") from None
+        if not self.tags:
+            raise InputError("a rule needs at least one tag template")
+        for template in self.tags:
+            check_template(template, self.source, groups)
+        check_globs(self.included_files + self.ignored_files)
+
+    @classmethod
+    def default(cls, source: Source, dockerfile: str = "Dockerfile", context: str = ".") -> "RuleSpec":
+        """Docker Hub's defaults: branch + short sha (+ latest on the default branch), or the tag."""
+        tags = ("{branch}", "{short_sha}", LATEST) if source == "branch" else ("{tag}",)
+        return cls(source=source, dockerfile=dockerfile, context=context, tags=tags)
+
+    @classmethod
+    def from_json(cls, data: Any) -> "RuleSpec":
+        if not isinstance(data, dict):
+            raise InputError("each rule must be a JSON object")
+        known = {"source", "pattern", "match", "dockerfile", "context", "build_args", "target", "tags",
+                 "included_files", "ignored_files"}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise InputError(f"unknown rule fields: {', '.join(unknown)}")
+        for key in ("source", "pattern", "match", "dockerfile", "context"):
+            if key in data and not isinstance(data[key], str):
+                raise InputError(f"rule field {key!r} must be a string")
+        if data.get("target") is not None and not isinstance(data["target"], str):
+            raise InputError("rule field 'target' must be a string")
+        args = data.get("build_args", {})
+        if not isinstance(args, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in args.items()):
+            raise InputError("rule field 'build_args' must be an object of strings")
+        lists = {}
+        for key in ("tags", "included_files", "ignored_files"):
+            value = data.get(key, [])
+            if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+                raise InputError(f"rule field {key!r} must be a list of strings")
+            lists[key] = tuple(value)
+        if "source" not in data:
+            raise InputError("rule field 'source' is required ('branch' or 'tag')")
+        base = cls.default(data["source"]) if data.get("source") in ("branch", "tag") else None
+        return cls(
+            source=data["source"],
+            pattern=data.get("pattern", "*"),
+            match=data.get("match", "glob"),
+            dockerfile=data.get("dockerfile", "Dockerfile"),
+            context=data.get("context", "."),
+            build_args=dict(args),
+            target=data.get("target") or None,
+            tags=lists["tags"] or (base.tags if base else ()),
+            included_files=lists["included_files"],
+            ignored_files=lists["ignored_files"],
+        )
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "source": self.source,
+            "match": self.match,
+            "pattern": self.pattern,
+            "dockerfile": self.dockerfile,
+            "context": self.context,
+            "build_args": dict(self.build_args),
+            "target": self.target,
+            "tags": list(self.tags),
+            "included_files": list(self.included_files),
+            "ignored_files": list(self.ignored_files),
+        }
+
+
+def check_template(template: str, source: Source, groups: int) -> None:
+    """Raise InputError if ``template`` could not be rendered for pushes this rule matches."""
+    if template == LATEST:
+        return
+    allowed = _ALWAYS | _BY_SOURCE[source]
+    for name in _FIELD.findall(template):
+        capture = _CAPTURE.fullmatch(name)
+        if capture:
+            if int(capture.group(1)) > groups or int(capture.group(1)) == 0:
+                raise InputError(
+                    f"tag template {template!r} uses {{{name}}} but the rule's pattern has {groups} capture group(s)"
+                )
+        elif name not in allowed:
+            raise InputError(
+                f"tag template {template!r}: {{{name}}} cannot be rendered for {source} pushes "
+                f"(known: {', '.join('{' + n + '}' for n in sorted(allowed))}, {{\\1}}...)"
+            )
+    if "{" in _FIELD.sub("", template) or "}" in _FIELD.sub("", template):
+        raise InputError(f"tag template {template!r} has an unbalanced brace")
+
+
+def match(rule: RuleSpec, event: PushEvent) -> tuple[str, ...] | None:
+    """The capture groups if the rule matches the push's ref, else None."""
+    if event.ref_type != rule.source:
+        return None
+    name = event.ref_name
+    if rule.match == "exact":
+        return () if name == rule.pattern else None
+    if rule.match == "glob":
+        return () if fnmatch.fnmatchcase(name, rule.pattern) else None
+    found = re.fullmatch(rule.pattern, name)
+    return tuple(group or "" for group in found.groups()) if found else None
+
+
+@dataclass(frozen=True)
+class TagContext:
+    captures: tuple[str, ...]
+    default_branch: str
+    now: datetime
+    # True when this tag is the highest release version built by the rule so far.
+    highest_version: bool = False
+
+
+def render_tags(rule: RuleSpec, event: PushEvent, context: TagContext) -> tuple[list[str], list[str]]:
+    """The sanitised tags for this push, and notes on templates that were left out."""
+    version = Version.parse(event.ref_name) if event.ref_type == "tag" else None
+    values = {
+        "sha": event.commit,
+        "short_sha": event.short_sha,
+        "ref_name": event.ref_name,
+        "timestamp": context.now.strftime("%Y%m%d%H%M%S"),
+        "branch": event.ref_name,
+        "tag": event.ref_name,
+    }
+    if version:
+        values.update(version.fields())
+    tags: list[str] = []
+    notes: list[str] = []
+    for template in rule.tags:
+        if template == LATEST:
+            if event.ref_type == "branch" and event.ref_name == context.default_branch:
+                tags.append(LATEST)
+            elif event.ref_type == "tag" and context.highest_version:
+                tags.append(LATEST)
+            continue
+        if version is None and _SEMVER_FIELDS & set(_FIELD.findall(template)):
+            notes.append(f"tag template {template!r} skipped: {event.ref_name!r} is not a semantic version")
+            continue
+
+        def field_value(found: re.Match[str]) -> str:
+            name = found.group(1)
+            capture = _CAPTURE.fullmatch(name)
+            return context.captures[int(capture.group(1)) - 1] if capture else values[name]
+
+        tags.append(sanitise_tag(_FIELD.sub(field_value, template)))
+    return list(dict.fromkeys(tags)), notes
