@@ -23,10 +23,17 @@ log = logging.getLogger(__name__)
 Send = Callable[[int], None]
 
 
-def dispatch(sessions: sessionmaker[Session], send: Send, build_ids: Iterable[int]) -> list[int]:
+def dispatch(
+    sessions: sessionmaker[Session],
+    send: Send,
+    build_ids: Iterable[int],
+    on_queued: Callable[[int, str], None] | None = None,
+) -> list[int]:
     """Send each build to the broker; return the ids that could not be sent yet."""
     pending: list[int] = []
     for build_id in build_ids:
+        if on_queued:
+            on_queued(build_id, "queued")
         try:
             send(build_id)
         except Exception as exc:  # the broker is down: the relay will retry

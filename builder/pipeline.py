@@ -12,6 +12,7 @@ import logging
 import shutil
 import uuid
 from datetime import datetime
+from pathlib import Path
 from typing import Callable
 
 import docker
@@ -19,19 +20,30 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from builder.build_log import BuildLog
-from builder.clone import clone_commit, redact_url
+from builder.clone import changed_files, clone_commit, redact_url
 from builder.errors import PermanentError, TransientError
 from builder.image import BuildSpec, build_image, connect, local_image, push_image
 from builder.models import Build, BuildState, utcnow
+from builder.path_filters import filter_reason
+from builder.secrets import SecretBox
 from builder.settings import Settings
+from builder.triggers import clone_auth
 
 log = logging.getLogger(__name__)
 
 MAX_ATTEMPTS = 3
 
 
+StateListener = Callable[[int, str], None]
+
+
+def _no_listener(_build_id: int, _state: str) -> None:
+    return None
+
+
 class Outcome(enum.Enum):
-    SKIPPED = "skipped"  # gone, already running or finished
+    NOT_CLAIMED = "not_claimed"  # gone, already running or finished
+    SKIPPED = "skipped"  # a path filter found nothing to build
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     RETRY = "retry"  # a transient failure; the build is queued again
@@ -78,18 +90,30 @@ def run_build(
     settings: Settings,
     build_id: int,
     engine: Callable[[str | None], docker.DockerClient] = connect,
+    on_state: StateListener = _no_listener,
 ) -> Outcome:
+    """Run one build; ``on_state`` hears "running" and the final state (for commit statuses)."""
     if not claim(sessions, build_id):
-        return Outcome.SKIPPED
+        return Outcome.NOT_CLAIMED
     with sessions() as session:
         build = session.get(Build, build_id)
         assert build is not None  # claimed a moment ago
+        auth = clone_auth(build.trigger, SecretBox(settings.secret_key)) if build.trigger else None
+    on_state(build_id, "running")
     build_log = BuildLog(sessions, build_id)
     workdir = settings.effective_work_dir / f"build-{build_id}-{uuid.uuid4().hex[:8]}"
     build_log(f"Build {build_id} (attempt {build.attempts}): {build.repository} {build.ref} at {build.commit}")
     try:
         client = engine(settings.docker_host)
-        checkout = clone_commit(build.clone_url, build.commit, build.ref, workdir / "src", build_log)
+        filters = (tuple(build.included_files), tuple(build.ignored_files))
+        checkout = clone_commit(build.clone_url, build.commit, build.ref, workdir / "src", build_log,
+                                auth=auth, before=build.before if any(filters) else None)
+        skip = _path_filter(checkout, build, filters, build_log)
+        if skip:
+            build_log(f"Skipped: {skip}")
+            _set(sessions, build_id, state=BuildState.SKIPPED.value, reason=skip, finished_at=utcnow())
+            on_state(build_id, BuildState.SKIPPED.value)
+            return Outcome.SKIPPED
         _set(sessions, build_id, state=BuildState.BUILDING.value, building_at=utcnow())
         spec = BuildSpec(
             checkout=checkout,
@@ -106,23 +130,38 @@ def run_build(
         _set(sessions, build_id, state=BuildState.PUSHING.value, pushing_at=utcnow())
         digest = push_image(client, build.image, build.tags, build_log, _registry_auth(settings))
     except PermanentError as exc:
-        return _fail(sessions, build_log, build_id, str(exc))
+        return _fail(sessions, build_log, build_id, str(exc), on_state)
     except TransientError as exc:
         if build.attempts >= MAX_ATTEMPTS:
-            return _fail(sessions, build_log, build_id, f"{exc} (gave up after {build.attempts} attempts)")
+            return _fail(sessions, build_log, build_id, f"{exc} (gave up after {build.attempts} attempts)",
+                         on_state)
         build_log(f"Transient failure, will retry: {exc}")
         _set(sessions, build_id, state=BuildState.QUEUED.value, dispatched_at=utcnow())
         return Outcome.RETRY
     except Exception as exc:  # a bug or an unforeseen failure: never leave the build running
         log.exception("build %s crashed", build_id)
-        return _fail(sessions, build_log, build_id, f"internal error: {type(exc).__name__}: {exc}")
+        return _fail(sessions, build_log, build_id, f"internal error: {type(exc).__name__}: {exc}", on_state)
     finally:
         build_log.flush()
         shutil.rmtree(workdir, ignore_errors=True)
     build_log(f"Succeeded: {build.image}@{digest}")
     build_log.flush()
     _set(sessions, build_id, state=BuildState.SUCCEEDED.value, digest=digest, finished_at=utcnow())
+    on_state(build_id, BuildState.SUCCEEDED.value)
     return Outcome.SUCCEEDED
+
+
+def _path_filter(checkout: Path, build: Build, filters: tuple[tuple[str, ...], tuple[str, ...]],
+                 build_log: BuildLog) -> str | None:
+    """Why the path filters skip this build, computed from the clone; None to build."""
+    if not any(filters):
+        return None
+    files = changed_files(checkout, build.before, build.commit) if build.before else None
+    if files is None:
+        build_log("Changed files unknown (a new ref, or the previous commit is gone): building")
+        return None
+    build_log(f"Changed files: {', '.join(files[:20])}{' ...' if len(files) > 20 else ''}")
+    return filter_reason(files, *filters)
 
 
 def _layer_cache(
@@ -148,10 +187,12 @@ def _layer_cache(
     return (reference,)
 
 
-def _fail(sessions: sessionmaker[Session], build_log: BuildLog, build_id: int, error: str) -> Outcome:
+def _fail(sessions: sessionmaker[Session], build_log: BuildLog, build_id: int, error: str,
+          on_state: StateListener) -> Outcome:
     build_log(f"FAILED: {error}")
     build_log.flush()
     _set(sessions, build_id, state=BuildState.FAILED.value, error=error, finished_at=utcnow())
+    on_state(build_id, BuildState.FAILED.value)
     return Outcome.FAILED
 
 

@@ -5,10 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 from typing import Any
+from urllib.parse import urlsplit
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from builder.clone import GitAuth
+from builder.commit_status import StatusTarget
 from builder.errors import InputError, NotFound
 from builder.models import Trigger, TriggerRule
 from builder.providers import PROVIDERS
@@ -138,6 +141,43 @@ def rule_spec(rule: TriggerRule) -> RuleSpec:
         included_files=tuple(rule.included_files),
         ignored_files=tuple(rule.ignored_files),
     )
+
+
+DEFAULT_API_URLS = {
+    "github": "https://api.github.com",
+    "gitlab": "https://gitlab.com",
+    "bitbucket": "https://api.bitbucket.org/2.0",
+}
+
+
+def clone_auth(trigger: Trigger, box: SecretBox) -> GitAuth | None:
+    """The credentials to fetch a private repository with, if the trigger has any."""
+    if trigger.ssh_key_enc:
+        return GitAuth(ssh_private_key=box.open(trigger.ssh_key_enc), ssh_known_hosts=trigger.ssh_known_hosts)
+    if trigger.clone_token_enc:
+        return GitAuth(token=box.open(trigger.clone_token_enc),
+                       username=trigger.clone_username or "x-access-token")
+    return None
+
+
+def status_target(trigger: Trigger, box: SecretBox) -> StatusTarget | None:
+    """Where to report commit statuses, if the trigger has a token for it.
+
+    Bitbucket Cloud is told from Data Center by the API URL: Cloud's is
+    api.bitbucket.org (the default); any other is a Data Center server.
+    Gitea has no default: its API URL is derived from the clone URL's host.
+    """
+    if not trigger.status_token_enc:
+        return None
+    api_url = trigger.api_url or DEFAULT_API_URLS.get(trigger.provider)
+    if api_url is None:  # gitea: https://host/owner/repo.git -> https://host/api/v1
+        parts = urlsplit(trigger.clone_url)
+        api_url = f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}/api/v1"
+    provider = trigger.provider
+    if provider == "bitbucket" and "api.bitbucket.org" not in api_url:
+        provider = "bitbucket-server"
+    return StatusTarget(provider=provider, api_url=api_url.rstrip("/"), repository=trigger.repository,
+                        token=box.open(trigger.status_token_enc))
 
 
 def find_triggers(session: Session, provider: str, repository: str) -> list[Trigger]:

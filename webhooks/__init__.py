@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,6 +13,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from builder.db import make_engine, make_sessionmaker
 from builder.secrets import SecretBox
 from builder.settings import Settings
+
+log = logging.getLogger(__name__)
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
 
@@ -30,6 +33,15 @@ class Services:
         from workers.celery_app import send_build
 
         send_build(self.app.extensions["celery"], build_id)
+
+    def report(self, build_id: int, state: str) -> None:
+        """Queue a commit status report; a broker failure here never fails anything."""
+        from workers.celery_app import send_status
+
+        try:
+            send_status(self.app.extensions["celery"], build_id, state)
+        except Exception as exc:  # statuses are best effort
+            log.warning("commit status for build %s not queued: %s", build_id, exc)
 
 
 def create_app(settings: Settings | None = None) -> Flask:

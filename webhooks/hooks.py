@@ -22,5 +22,5 @@ def receive(provider: str):  # type: ignore[no-untyped-def]
     # Read one byte past the limit, so an oversized body is recorded as such.
     body = request.stream.read(ctx.settings.max_body_bytes + 1)
     result = receive_hook(ctx.sessions, module, request.headers, body, ctx.settings, ctx.box)
-    dispatch(ctx.sessions, ctx.send, result.build_ids)
+    dispatch(ctx.sessions, ctx.send, result.build_ids, on_queued=ctx.report)
     return jsonify(result.as_json()), result.status

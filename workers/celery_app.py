@@ -9,6 +9,7 @@ from flask import Flask
 from builder.settings import Settings
 
 RUN_BUILD = "buildhook.run_build"
+REPORT_STATUS = "buildhook.report_status"
 
 
 def celery_config(settings: Settings) -> dict[str, object]:
@@ -56,3 +57,7 @@ def celery_init_app(app: Flask, settings: Settings) -> Celery:
 
 def send_build(celery: Celery, build_id: int) -> None:
     celery.send_task(RUN_BUILD, args=[build_id])
+
+
+def send_status(celery: Celery, build_id: int, state: str) -> None:
+    celery.send_task(REPORT_STATUS, args=[build_id, state])
