@@ -20,6 +20,7 @@ def build_to_dict(build: Build) -> dict[str, Any]:
     return {
         "id": build.id,
         "trigger": build.trigger_id,
+        "rule": build.rule_id,
         "provider": build.provider,
         "repository": build.repository,
         "state": build.state,
@@ -35,6 +36,8 @@ def build_to_dict(build: Build) -> dict[str, Any]:
         "digest": build.digest,
         "pull": f"{build.image}@{build.digest}" if build.digest else None,
         "error": build.error,
+        "reason": build.reason,
+        "target": build.target,
         "attempts": build.attempts,
         "created_at": _iso(build.created_at),
         "started_at": _iso(build.started_at),

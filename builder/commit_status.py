@@ -36,12 +36,14 @@ log = logging.getLogger(__name__)
 # buildhook state -> phase; each host names the phases in its own words.
 _PHASES: dict[str, str] = {
     "queued": "pending",
+    "running": "running",
     "cloning": "running",
     "building": "running",
     "pushing": "running",
     "succeeded": "success",
     "failed": "failure",
     "cancelled": "cancelled",
+    "superseded": "cancelled",
 }
 
 # GitHub and Gitea have no "cancelled": "error" is non-green but tells it apart

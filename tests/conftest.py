@@ -27,6 +27,8 @@ from builder.settings import Settings
 from buildhook.redis_server import RedisServer, free_port
 from webhooks import create_app
 
+pytest_plugins = ["tests.fake_git_host", "tests.git_http_server"]
+
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT.parent / "shared" / "fixtures"
 MANIFEST_TYPES = ", ".join(

@@ -43,3 +43,27 @@ def github_headers(body: bytes, secret: str, event: str = "push", delivery: str 
         "X-GitHub-Hook-ID": "4242",
         "X-Hub-Signature-256": sign_github(body, secret),
     }
+
+
+def hmac_hex(body: bytes, secret: str) -> str:
+    return hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+def signed_headers(provider: str, event: dict[str, str], body: bytes, secret: str) -> dict[str, str]:
+    """The headers each host sends with a delivery signed (or tokened) with ``secret``."""
+    delivery = str(uuid.uuid4())
+    headers = {"Content-Type": "application/json", **event}
+    if provider == "github":
+        headers.update({"X-GitHub-Delivery": delivery, "X-GitHub-Hook-ID": "4242",
+                        "X-Hub-Signature-256": sign_github(body, secret)})
+    elif provider == "gitlab":
+        headers.update({"X-Gitlab-Token": secret, "Idempotency-Key": delivery,
+                        "X-Gitlab-Event-UUID": delivery, "X-Gitlab-Instance": "https://gitlab.example.com"})
+    elif provider == "bitbucket":
+        key = "X-Request-Id" if event.get("X-Event-Key") == "repo:refs_changed" else "X-Request-UUID"
+        headers.update({key: delivery, "X-Hub-Signature": "sha256=" + hmac_hex(body, secret)})
+    elif provider == "gitea":
+        headers.update({"X-Gitea-Delivery": delivery, "X-Gitea-Signature": hmac_hex(body, secret)})
+    else:
+        raise ValueError(provider)
+    return headers

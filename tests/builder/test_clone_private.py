@@ -7,20 +7,14 @@ Basic auth; the SSH server is a private ``sshd`` (openssh-server). Both listen o
 
 from __future__ import annotations
 
-import base64
-import hmac
 import os
 import shutil
 import subprocess
 import tempfile
-import threading
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Iterator
-from urllib.parse import unquote
 
 import pytest
 from git import GitCommandError
@@ -29,10 +23,9 @@ from builder.clone import GitAuth, _stderr, clone_commit
 from builder.errors import PermanentError
 from buildhook.redis_server import free_port
 from tests.conftest import git
+from tests.git_http_server import FORBIDDEN, TOKEN, serving
 
-TOKEN = "glpat-S3cr3tT0kenValue-0123456789"
 WRONG = "glpat-WrongT0kenValue-9876543210"
-FORBIDDEN = "glpat-NoAccessT0ken-5555555555"
 MAIN = "refs/heads/main"
 
 
@@ -49,108 +42,6 @@ def assert_no_secret(secrets: list[str], *texts: str) -> None:
     for secret in secrets:
         for text in texts:
             assert secret not in text
-
-
-# --- HTTPS: git http-backend behind Basic auth ----------------------------------------------
-
-
-class _GitHandler(BaseHTTPRequestHandler):
-    server: "_GitHttpServer"
-
-    def log_message(self, *args) -> None:
-        pass
-
-    def do_GET(self) -> None:
-        body = self._body()
-        if self.server.redirect_to:
-            return self._answer(302, {"Location": self.server.redirect_to + self.path}, b"")
-        user, password = _basic(self.headers.get("Authorization", ""))
-        self.server.attempts.append(password)
-        if password is not None and hmac.compare_digest(password.encode(), FORBIDDEN.encode()):
-            return self._answer(403, {}, b"forbidden\n")
-        if password is None or not hmac.compare_digest(password.encode(), self.server.token.encode()):
-            return self._answer(401, {"WWW-Authenticate": 'Basic realm="git"'}, b"")
-        self.server.users.append(user)
-        path, _, query = self.path.partition("?")
-        env = {**os.environ, "GIT_PROJECT_ROOT": str(self.server.root), "GIT_HTTP_EXPORT_ALL": "1",
-               "REQUEST_METHOD": self.command, "PATH_INFO": unquote(path), "QUERY_STRING": query,
-               "CONTENT_TYPE": self.headers.get("Content-Type", ""), "CONTENT_LENGTH": str(len(body)),
-               "REMOTE_USER": user or "", "REMOTE_ADDR": "127.0.0.1"}
-        for name, value in self.headers.items():
-            env["HTTP_" + name.upper().replace("-", "_")] = value
-        out = subprocess.run(["git", "http-backend"], input=body, env=env, capture_output=True,
-                             timeout=30, check=True).stdout
-        head, _, payload = out.partition(b"\r\n\r\n")  # CGI headers end with CRLF CRLF
-        status, headers = 200, {}
-        for line in head.decode("latin-1").splitlines():
-            name, _, value = line.partition(":")
-            if name.lower() == "status":
-                status = int(value.split()[0])
-            else:
-                headers[name] = value.strip()
-        self._answer(status, headers, payload)
-
-    do_POST = do_GET
-
-    def _body(self) -> bytes:
-        if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
-            data = b""
-            while size := int(self.rfile.readline().split(b";")[0], 16):
-                data += self.rfile.read(size)
-                self.rfile.readline()
-            while self.rfile.readline() not in (b"\r\n", b"\n", b""):
-                pass
-            return data
-        return self.rfile.read(int(self.headers.get("Content-Length") or 0))
-
-    def _answer(self, status: int, headers: dict[str, str], payload: bytes) -> None:
-        self.send_response(status)
-        for name, value in headers.items():
-            self.send_header(name, value)
-        self.send_header("Content-Length", str(len(payload)))
-        self.end_headers()
-        self.wfile.write(payload)
-
-
-def _basic(header: str) -> tuple[str | None, str | None]:
-    scheme, _, value = header.partition(" ")
-    if scheme.lower() != "basic":
-        return None, None
-    user, _, password = base64.b64decode(value).decode().partition(":")
-    return user, password
-
-
-class _GitHttpServer(ThreadingHTTPServer):
-    daemon_threads = True
-
-    def __init__(self, root: Path, token: str) -> None:
-        super().__init__(("127.0.0.1", 0), _GitHandler)
-        self.root, self.token = root, token
-        self.redirect_to = ""
-        self.users: list[str | None] = []
-        self.attempts: list[str | None] = []  # the passwords tried (None: no Authorization)
-
-    def url(self, name: str) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}/{name}"
-
-
-@contextmanager
-def _serving(root: Path) -> Iterator[_GitHttpServer]:
-    server = _GitHttpServer(root, TOKEN)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    try:
-        yield server
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
-
-
-@pytest.fixture
-def git_http(tmp_path) -> Iterator[_GitHttpServer]:
-    with _serving(tmp_path) as server:
-        yield server
 
 
 def test_a_token_clones_exactly_the_commit(make_repo, git_http, private_tmp, tmp_path):
@@ -204,7 +95,7 @@ def test_a_missing_or_wrong_token_is_a_permanent_authentication_error(
 
 def test_the_token_is_not_given_to_a_host_the_server_redirects_to(make_repo, git_http, tmp_path):
     repo = make_repo()
-    with _serving(tmp_path) as front:  # another port: another host for git's credentials
+    with serving(tmp_path) as front:  # another port: another host for git's credentials
         front.redirect_to = git_http.url("").rstrip("/")
         with pytest.raises(PermanentError, match="authentication failed"):
             clone_commit(front.url("repo"), repo.commit({"a": "1"}), MAIN, tmp_path / "work",

@@ -10,7 +10,7 @@ import json
 import uuid
 
 import pytest
-from sqlalchemy import func, select, text
+from sqlalchemy import select, text
 
 from builder.models import Build, Delivery
 from tests.payloads import fixture, github_headers, github_push

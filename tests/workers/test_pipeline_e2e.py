@@ -16,7 +16,7 @@ from tests.conftest import busybox_dockerfile, wait_for
 from tests.payloads import github_headers, github_push
 
 SECRET = "e2e-webhook-secret"
-FINISHED = {"succeeded", "failed"}
+FINISHED = {"succeeded", "failed", "skipped", "superseded"}
 
 
 @pytest.fixture

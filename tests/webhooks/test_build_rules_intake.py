@@ -1,0 +1,141 @@
+"""Build rules at intake: which pushes build, with which tags; skip markers, path filters, superseding."""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+import pytest
+from sqlalchemy import select
+
+from builder.models import Build
+from tests.payloads import github_headers, github_push
+
+
+def trigger_with(client, rules=None, **extra):
+    name = f"acme/rules-{uuid.uuid4().hex[:8]}"
+    body = {"provider": "github", "repository": name, "clone_url": "file:///x.git", "secret": "s",
+            "image": name, **extra}
+    if rules is not None:
+        body["rules"] = rules
+    response = client.post("/api/triggers", json=body)
+    assert response.status_code == 201, response.json
+    return response.json
+
+
+def push(client, trigger, ref, sha=None, message="Update README", files=None, fixture="push_branch"):
+    sha = sha or uuid.uuid4().hex + "abcdefgh"
+    payload = github_push(fixture, repository=trigger["repository"], ref=ref, sha=sha, clone_url="file:///x.git")
+    if payload.get("head_commit"):
+        payload["head_commit"]["message"] = message
+    if files is not None:
+        payload["created"] = False
+        payload["commits"] = [{"id": sha, "message": message, "added": files, "modified": [], "removed": []}]
+    body = json.dumps(payload).encode()
+    return client.post("/hooks/github", data=body, headers=github_headers(body, "s"))
+
+
+def builds(app, trigger):
+    with app.extensions["buildhook"].sessions() as session:
+        return list(session.scalars(select(Build).where(Build.trigger_id == trigger["id"]).order_by(Build.id)))
+
+
+def test_each_matching_rule_builds_once_in_order(app, client):
+    trigger = trigger_with(client, rules=[
+        {"source": "branch", "match": "exact", "pattern": "main", "tags": ["{branch}"], "dockerfile": "Dockerfile"},
+        {"source": "branch", "pattern": "*", "tags": ["dev-{short_sha}"], "dockerfile": "Dockerfile.dev",
+         "build_args": {"MODE": "dev"}, "target": "debug"},
+    ])
+    response = push(client, trigger, "refs/heads/main", sha="1234567" + "0" * 33)
+    first, second = builds(app, trigger)
+    assert response.json["builds"] == [first.id, second.id]
+    assert (first.tags, first.dockerfile) == (["main"], "Dockerfile")
+    assert (second.tags, second.dockerfile, second.build_args, second.target) == (
+        ["dev-1234567"], "Dockerfile.dev", {"MODE": "dev"}, "debug")
+
+
+def test_a_push_no_rule_matches_is_ignored_with_the_reason(app, client):
+    trigger = trigger_with(client, rules=[{"source": "branch", "match": "regex", "pattern": "release-.*",
+                                           "tags": ["{branch}"]}])
+    response = push(client, trigger, "refs/heads/main")
+    assert response.status_code == 202 and response.json["outcome"] == "ignored"
+    assert "no rule of trigger" in response.json["reason"]
+    assert builds(app, trigger) == []
+
+
+def test_tag_push_builds_semver_tags_and_latest_only_for_the_highest_release(app, client):
+    trigger = trigger_with(client, rules=[{"source": "tag", "match": "regex", "pattern": r"v\d+\.\d+\.\d+.*",
+                                           "tags": ["{version}", "{major}.{minor}", "latest"]}])
+    for tag in ("v1.4.0", "v1.3.9", "v2.0.0-rc.1", "v2.0.0"):
+        push(client, trigger, f"refs/tags/{tag}", fixture="push_tag")
+    assert [b.tags for b in builds(app, trigger)] == [
+        ["1.4.0", "1.4", "latest"],
+        ["1.3.9", "1.3"],
+        ["2.0.0-rc.1", "2.0"],
+        ["2.0.0", "2.0", "latest"],
+    ]
+
+
+@pytest.mark.parametrize("message", ["Fix typo [skip ci]", "[CI SKIP] docs", "wip [skip build]",
+                                     "[build skip]"])
+def test_skip_markers_in_the_head_commit_message_build_nothing(app, client, message):
+    trigger = trigger_with(client)
+    response = push(client, trigger, "refs/heads/main", message=message)
+    assert response.json["outcome"] == "ignored"
+    assert "the commit message says" in response.json["reason"]
+    assert builds(app, trigger) == []
+
+
+def test_path_filters_use_the_files_the_payload_lists(app, client):
+    trigger = trigger_with(client, rules=[{"source": "branch", "tags": ["{branch}"],
+                                           "included_files": ["src/**"], "ignored_files": ["**/*.md"]}])
+    docs = push(client, trigger, "refs/heads/main", files=["src/README.md", "docs/x.txt"])
+    assert docs.json["outcome"] == "ignored"
+    # src/README.md is ignored, docs/x.txt is not included
+    assert "no changed file matches the included files" in docs.json["reason"]
+    code = push(client, trigger, "refs/heads/main", files=["src/app.py"])
+    assert code.json["outcome"] == "accepted"
+    [build] = builds(app, trigger)
+    assert (build.included_files, build.ignored_files) == ([], []), "already checked: nothing left for the worker"
+
+
+def test_path_filters_are_left_to_the_worker_when_the_payload_cannot_tell(app, client):
+    trigger = trigger_with(client, rules=[{"source": "branch", "tags": ["{branch}"],
+                                           "included_files": ["src/**"]}])
+    response = push(client, trigger, "refs/heads/main", fixture="push_branch_created")  # new branch: no list
+    assert response.json["outcome"] == "accepted"
+    [build] = builds(app, trigger)
+    assert build.included_files == ["src/**"]
+
+
+def test_a_newer_push_supersedes_queued_builds_of_the_same_branch_and_rule(app, client):
+    trigger = trigger_with(client)
+    push(client, trigger, "refs/heads/main")
+    push(client, trigger, "refs/heads/feature")
+    push(client, trigger, "refs/heads/main")
+    first, other_branch, newest = builds(app, trigger)
+    assert (first.state, newest.state, other_branch.state) == ("superseded", "queued", "queued")
+    assert first.reason == f"superseded by a newer push of {newest.commit[:7]}"
+    assert first.finished_at is not None
+
+
+def test_superseding_can_be_turned_off_per_trigger(app, client):
+    trigger = trigger_with(client, supersede=False)
+    push(client, trigger, "refs/heads/main")
+    push(client, trigger, "refs/heads/main")
+    assert [b.state for b in builds(app, trigger)] == ["queued", "queued"]
+
+
+@pytest.mark.parametrize("rules, message", [
+    ([{"source": "tag", "tags": ["{branch}"]}], "cannot be rendered for tag pushes"),
+    ([{"source": "branch", "match": "regex", "pattern": "(", "tags": ["x"]}], "not a valid regular expression"),
+    ([{"source": "branch", "tags": [r"{\1}"]}], "capture group"),
+    ([{"source": "branch", "dockerfile": "../../etc/passwd"}], "inside the repository"),
+    ("not a list", "rules must be a list"),
+])
+def test_a_rule_that_cannot_work_is_refused_when_the_trigger_is_created(client, rules, message):
+    response = client.post("/api/triggers", json={
+        "provider": "github", "repository": "acme/bad", "clone_url": "file:///x", "secret": "s",
+        "image": "acme/bad", "rules": rules})
+    assert response.status_code == 400
+    assert message in response.json["error"]
