@@ -1,0 +1,49 @@
+"""The Alembic migrations: upgrade from empty, keep existing triggers' settings, downgrade cleanly."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic import command
+
+from builder.db import alembic_config, make_engine
+from builder.models import Base
+
+
+def test_upgrade_moves_a_triggers_dockerfile_into_default_rules_and_downgrade_restores_it(tmp_path):
+    url = f"sqlite:///{tmp_path / 'm.db'}"
+    config = alembic_config(url)
+    command.upgrade(config, "0001")
+    engine = make_engine(url)
+    with engine.begin() as conn:
+        conn.execute(sa.text(
+            "INSERT INTO triggers (provider, repository, clone_url, secret_enc, image, dockerfile, context, "
+            "default_branch, enabled, created_at) VALUES ('github', 'a/b', 'file:///x', 'tok', 'a/b', "
+            "'docker/Dockerfile', 'docker', 'main', 1, '2026-01-01 00:00:00')"))
+    engine.dispose()
+
+    command.upgrade(config, "head")
+    with engine.begin() as conn:
+        rules = conn.execute(sa.text(
+            "SELECT position, source, pattern, dockerfile, context, tags FROM trigger_rules ORDER BY position"
+        )).fetchall()
+    assert [tuple(r[:5]) for r in rules] == [
+        (0, "branch", "*", "docker/Dockerfile", "docker"),
+        (1, "tag", "*", "docker/Dockerfile", "docker"),
+    ]
+
+    command.downgrade(config, "0001")
+    with engine.begin() as conn:
+        assert conn.execute(sa.text("SELECT dockerfile, context FROM triggers")).fetchall() == [
+            ("docker/Dockerfile", "docker")]
+    engine.dispose()
+
+
+def test_the_migrated_schema_matches_the_models(tmp_path):
+    url = f"sqlite:///{tmp_path / 'm.db'}"
+    command.upgrade(alembic_config(url), "head")
+    engine = make_engine(url)
+    inspector = sa.inspect(engine)
+    for table in Base.metadata.sorted_tables:
+        migrated = {column["name"] for column in inspector.get_columns(table.name)}
+        assert migrated == {column.name for column in table.columns}, table.name
+    engine.dispose()
