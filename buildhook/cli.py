@@ -301,7 +301,50 @@ def parser() -> argparse.ArgumentParser:
     lst = tsub.add_parser("list", help="list triggers with their webhook URLs")
     lst.add_argument("--json", action="store_true")
     lst.set_defaults(func=cmd_triggers_list)
+
+    run = sub.add_parser("run", help="run a trigger now on a branch, a tag or a commit",
+                         description="Build a branch tip, a tag, or a commit (of the trigger's default "
+                                     "branch, or of --branch) now, as if it had been pushed.")
+    run.add_argument("trigger", type=int, metavar="TRIGGER", help="the trigger id (buildhook triggers list)")
+    run.add_argument("--branch", help="build the tip of this branch (or, with --sha, the branch the commit is on)")
+    run.add_argument("--tag", help="build the commit of this tag")
+    run.add_argument("--sha", help="build this commit (7-40 hex digits)")
+    run.add_argument("--json", action="store_true")
+    run.set_defaults(func=cmd_run)
     return top
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """Create the run's builds and hand them to the broker, as ``POST /api/triggers/<id>/runs`` does."""
+    from builder.builds import build_to_dict, get_build
+    from builder.manual_runs import start_run
+    from builder.outbox import dispatch
+    from builder.triggers import get_trigger
+    from webhooks import create_app
+
+    settings = load_settings()
+    migrate(settings.database_url)
+    services = create_app(settings).extensions["buildhook"]
+    with services.sessions() as session:
+        trigger = get_trigger(session, args.trigger)
+        ids = [b.id for b in start_run(session, trigger, settings, branch=args.branch, tag=args.tag, sha=args.sha)]
+    pending = dispatch(services.sessions, services.send, ids)
+    with services.sessions() as session:
+        builds = [build_to_dict(get_build(session, build_id)) for build_id in ids]
+    for build in builds:
+        build["url"] = f"{settings.public_url}/builds/{build['id']}"
+    if args.json:
+        print(json.dumps({"builds": builds, "undispatched": pending}, indent=2))
+    else:
+        first = builds[0]
+        print(f"Trigger {args.trigger}: {len(builds)} build(s) of {first['ref_type']} {first['ref_name']} "
+              f"at {first['short_sha']} queued.")
+        for build in builds:
+            print(f"Build {build['id']}: {build['url']}  ({build['image']}: {', '.join(build['tags'])})")
+    if pending:
+        print(f"The broker is not reachable: build(s) {', '.join(map(str, pending))} stay queued and a "
+              "worker's outbox relay sends them once it is back.", file=sys.stderr if args.json else sys.stdout)
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:

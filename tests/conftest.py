@@ -49,6 +49,22 @@ def wait_for(predicate: Callable[[], object], timeout: float, what: str, interva
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
+FINISHED = {"succeeded", "failed", "skipped", "superseded"}
+
+
+def finished_build(client, build_id: int, timeout: float = 120) -> dict:
+    """Poll the API until the build is in a final state; return it."""
+    def done():
+        build = client.get(f"/api/builds/{build_id}").json
+        return build if build["state"] in FINISHED else None
+
+    return wait_for(done, timeout, f"build {build_id} to finish", interval=0.25)  # type: ignore[return-value]
+
+
+def log_text(client, build_id: int) -> str:
+    return "\n".join(line["text"] for line in client.get(f"/api/builds/{build_id}/log").json["lines"])
+
+
 # --- the Docker Engine and a registry --------------------------------------------------
 
 
@@ -246,3 +262,13 @@ def make_repo(tmp_path) -> Callable[..., GitRepo]:
         return repo
 
     return make
+
+
+def pytest_collection_modifyitems(session, config, items):
+    """Tests that start the session's worker run last.
+
+    The worker watches the shared test database: once it runs, it claims queued
+    builds and its outbox relay sends undispatched ones, which tests of intake
+    (that look at builds still queued) must not see happen under them.
+    """
+    items.sort(key=lambda item: "worker" in getattr(item, "fixturenames", ()))

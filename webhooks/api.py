@@ -6,6 +6,8 @@ from flask import Blueprint, Response, jsonify, request
 
 from builder.builds import build_to_dict, get_build, list_builds, log_lines
 from builder.errors import InputError
+from builder.manual_runs import run_request, start_run
+from builder.outbox import dispatch
 from builder.triggers import TriggerSpec, create_trigger, get_trigger, trigger_to_dict
 from builder.models import Trigger
 from sqlalchemy import select
@@ -47,6 +49,18 @@ def triggers_create():  # type: ignore[no-untyped-def]
 @bp.get("/triggers/<int:trigger_id>")
 def triggers_show(trigger_id: int):  # type: ignore[no-untyped-def]
     return jsonify(trigger_to_dict(get_trigger(db(), trigger_id), services().settings.public_url))
+
+
+@bp.post("/triggers/<int:trigger_id>/runs")
+def triggers_run(trigger_id: int):  # type: ignore[no-untyped-def]
+    """Run a trigger now on a branch, a tag or a commit: 201 {"builds": [...]}."""
+    ctx = services()
+    choice = run_request(request.get_json(silent=True))
+    session = db()
+    trigger = get_trigger(session, trigger_id)
+    builds = start_run(session, trigger, ctx.settings, **choice)
+    dispatch(ctx.sessions, ctx.send, [build.id for build in builds])
+    return jsonify({"builds": [build_to_dict(build) for build in builds]}), 201
 
 
 @bp.get("/builds")

@@ -8,7 +8,7 @@ from flask import Flask, jsonify, request
 from sqlalchemy.exc import OperationalError
 from werkzeug.exceptions import HTTPException
 
-from builder.errors import InputError
+from builder.errors import InputError, TransientError
 from webhooks.context import close_db
 
 log = logging.getLogger(__name__)
@@ -24,6 +24,11 @@ def register(app: Flask) -> None:
         if delivery is not None:
             body["delivery"] = delivery
         return jsonify(body), error.status
+
+    @app.errorhandler(TransientError)
+    def transient_error(error: TransientError):  # type: ignore[no-untyped-def]
+        log.warning("temporarily unavailable: %s", error)
+        return jsonify({"error": str(error), "status": 503}), 503
 
     @app.errorhandler(HTTPException)
     def http_error(error: HTTPException):  # type: ignore[no-untyped-def]

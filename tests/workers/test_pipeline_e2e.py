@@ -12,11 +12,10 @@ import uuid
 
 import pytest
 
-from tests.conftest import busybox_dockerfile, wait_for
+from tests.conftest import busybox_dockerfile, finished_build, log_text, wait_for
 from tests.payloads import github_headers, github_push
 
 SECRET = "e2e-webhook-secret"
-FINISHED = {"succeeded", "failed", "skipped", "superseded"}
 
 
 @pytest.fixture
@@ -38,16 +37,6 @@ def push(client, trigger, ref, sha, fixture="push_branch", delivery=None):
     return client.post("/hooks/github", data=body, headers=github_headers(body, SECRET, delivery=delivery))
 
 
-def finished_build(client, build_id, timeout=120):
-    def done():
-        build = client.get(f"/api/builds/{build_id}").json
-        return build if build["state"] in FINISHED else None
-
-    return wait_for(done, timeout, f"build {build_id} to finish", interval=0.25)
-
-
-def log_text(client, build_id) -> str:
-    return "\n".join(line["text"] for line in client.get(f"/api/builds/{build_id}/log").json["lines"])
 
 
 def test_branch_push_puts_an_image_in_the_registry_with_the_digest_the_api_reports(

@@ -9,10 +9,9 @@ from __future__ import annotations
 import json
 import uuid
 
-from tests.conftest import busybox_dockerfile, wait_for
+from tests.conftest import busybox_dockerfile, finished_build, log_text, wait_for
 from tests.git_http_server import TOKEN
 from tests.payloads import github_headers, github_push
-from tests.workers.test_pipeline_e2e import finished_build, log_text
 
 SECRET = "rules-e2e-secret"
 
