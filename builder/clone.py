@@ -111,7 +111,7 @@ def clone_commit(
     log(f"Fetching {commit} from {redact_url(clone_url)}")
     secrets = sorted(_url_secrets(clone_url) + (auth.secrets() if auth else []), key=len, reverse=True)
     try:
-        with _git_env(clone_url, auth, log) as env, repo.git.custom_environment(**env):
+        with git_environment(clone_url, auth, log) as env, repo.git.custom_environment(**env):
             try:
                 repo.git.fetch("--depth=1", "--no-tags", "origin", commit)
             except GitCommandError as by_sha:
@@ -162,8 +162,8 @@ def _check(auth: GitAuth | None) -> None:
 
 
 @contextmanager
-def _git_env(clone_url: str, auth: GitAuth | None, log: Callable[[str], None]) -> Iterator[dict[str, str]]:
-    """The environment of the git commands; removes its temporary files on leaving."""
+def git_environment(clone_url: str, auth: GitAuth | None, log: Callable[[str], None]) -> Iterator[dict[str, str]]:
+    """The environment git needs for ``auth``; removes its temporary files on leaving."""
     env = {"GIT_TERMINAL_PROMPT": "0"}
     if auth is None:
         yield env

@@ -20,12 +20,14 @@ import git
 from git import GitCommandError
 from sqlalchemy.orm import Session
 
-from builder.clone import redact_url
+from builder.clone import git_environment, redact_url
 from builder.errors import Conflict, InputError, NotFound, TransientError
 from builder.events import PushEvent, RefType
 from builder.models import Build, Delivery, Trigger
 from builder.planning import plan_builds
+from builder.secrets import SecretBox
 from builder.settings import Settings
+from builder.triggers import clone_auth
 
 LS_REMOTE_TIMEOUT = 30  # seconds
 RUN_FIELDS = ("branch", "tag", "sha")
@@ -132,18 +134,18 @@ def start_run(
     branch: str | None = None,
     tag: str | None = None,
     sha: str | None = None,
-    resolve_env: dict[str, str] | None = None,
 ) -> list[Build]:
     """Plan, record and commit the builds of one manual run; return them (not yet dispatched).
 
-    ``resolve_env`` is added to the environment of ``git ls-remote``, e.g. what
-    ``builder.clone`` gives git for the trigger's clone credentials.
+    ``git ls-remote`` runs with the trigger's clone credentials, as the worker's fetch does.
     """
     check_choice(branch, tag, sha)
     if not trigger.enabled:
         raise Conflict(f"trigger {trigger.id} is disabled")
-    resolved = resolve_ref(trigger.clone_url, branch=branch, tag=tag, sha=sha, env=resolve_env,
-                           default_branch=trigger.default_branch)
+    auth = clone_auth(trigger, SecretBox(settings.secret_key))
+    with git_environment(trigger.clone_url, auth, lambda _line: None) as env:
+        resolved = resolve_ref(trigger.clone_url, branch=branch, tag=tag, sha=sha, env=env,
+                               default_branch=trigger.default_branch)
     event = PushEvent(
         provider=trigger.provider,
         repository=trigger.repository,

@@ -156,3 +156,25 @@ def test_a_run_no_rule_matches_is_422_and_recorded_as_ignored(client, app, make_
     assert client.get(f"/api/builds?trigger={trigger['id']}").json["builds"] == []
     [delivery] = deliveries(app, trigger["id"])
     assert (delivery.event, delivery.outcome, delivery.status_code) == ("manual", "ignored", 422)
+
+
+def test_running_a_private_repository_resolves_the_branch_with_the_triggers_token(client, make_repo, git_http):
+    from tests.git_http_server import TOKEN
+
+    repo = make_repo()
+    sha = repo.commit({"p.txt": "private"}, "private tip")
+    name = f"acme/private-{uuid.uuid4().hex[:8]}"
+    trigger = client.post("/api/triggers", json={
+        "provider": "github", "repository": name, "clone_url": git_http.url("repo"), "secret": "s",
+        "image": name, "clone_token": TOKEN}).json
+    response = run(client, trigger["id"], json={"branch": "main"})
+    assert response.status_code == 201, response.json
+    assert [b["commit"] for b in response.json["builds"]] == [sha]
+    assert TOKEN in git_http.attempts
+
+    without = client.post("/api/triggers", json={
+        "provider": "github", "repository": name + "-x", "clone_url": git_http.url("repo"), "secret": "s",
+        "image": name + "-x"}).json
+    refused = run(client, without["id"], json={"branch": "main"})
+    assert refused.status_code == 502
+    assert "authentication" in refused.json["error"]
