@@ -205,3 +205,150 @@ class BuildLogLine(Base):
     build: Mapped[Build] = relationship(back_populates="log_lines")
 
     __table_args__ = (UniqueConstraint("build_id", "seq", name="uq_build_log_lines_build_seq"),)
+
+
+class RegistryEvent(Base):
+    """One event from a registry notification, whatever became of it."""
+
+    __tablename__ = "registry_events"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    source: Mapped[str] = mapped_column(String(32))
+    event_id: Mapped[str] = mapped_column(String(255))
+    action: Mapped[str | None] = mapped_column(String(64))
+    registry_host: Mapped[str | None] = mapped_column(String(255))
+    repository: Mapped[str | None] = mapped_column(String(255))
+    tag: Mapped[str | None] = mapped_column(String(128))
+    digest: Mapped[str | None] = mapped_column(String(128))
+    outcome: Mapped[str] = mapped_column(String(32))
+    reason: Mapped[str | None] = mapped_column(Text)
+    build_id: Mapped[int | None] = mapped_column(ForeignKey("builds.id", ondelete="SET NULL"))
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+    __table_args__ = (
+        UniqueConstraint("source", "event_id", name="uq_registry_events_source_event"),
+        Index("ix_registry_events_received_at", "received_at"),
+    )
+
+
+class DeployRule(Base):
+    """Image repository + tag pattern -> environment -> targets."""
+
+    __tablename__ = "deploy_rules"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    repository: Mapped[str] = mapped_column(String(255))
+    tag_match: Mapped[str] = mapped_column(String(8))
+    tag_pattern: Mapped[str] = mapped_column(String(255))
+    environment: Mapped[str] = mapped_column(String(64))
+    enabled: Mapped[bool] = mapped_column(default=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+    targets: Mapped[list["DeployTarget"]] = relationship(
+        back_populates="rule", order_by="DeployTarget.id", cascade="all, delete-orphan"
+    )
+
+    __table_args__ = (Index("ix_deploy_rules_repository", "repository"),)
+
+
+class DeployTarget(Base):
+    __tablename__ = "deploy_targets"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    rule_id: Mapped[int] = mapped_column(ForeignKey("deploy_rules.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(16))  # "webhook" | "docker"
+    url: Mapped[str | None] = mapped_column(String(1024))
+    secret_enc: Mapped[str | None] = mapped_column(Text)
+    container: Mapped[str | None] = mapped_column(String(255))
+    docker_host: Mapped[str | None] = mapped_column(String(1024))
+
+    rule: Mapped[DeployRule] = relationship(back_populates="targets")
+
+
+class Deployment(Base):
+    __tablename__ = "deployments"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    rule_id: Mapped[int | None] = mapped_column(ForeignKey("deploy_rules.id", ondelete="SET NULL"))
+    target_id: Mapped[int | None] = mapped_column(ForeignKey("deploy_targets.id", ondelete="SET NULL"))
+    registry_event_id: Mapped[int | None] = mapped_column(ForeignKey("registry_events.id", ondelete="SET NULL"))
+    build_id: Mapped[int | None] = mapped_column(ForeignKey("builds.id", ondelete="SET NULL"))
+    environment: Mapped[str] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(16))
+    registry_host: Mapped[str | None] = mapped_column(String(255))
+    repository: Mapped[str] = mapped_column(String(255))
+    tag: Mapped[str] = mapped_column(String(128))
+    digest: Mapped[str | None] = mapped_column(String(128))
+    state: Mapped[str] = mapped_column(String(16), default="pending")
+    error: Mapped[str | None] = mapped_column(Text)
+    log: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    dispatched_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+    __table_args__ = (
+        Index("ix_deployments_state", "state", "dispatched_at"),
+        Index("ix_deployments_build", "build_id"),
+    )
+
+
+class Subscription(Base):
+    """Someone who wants build, image and deployment events as webhooks."""
+
+    __tablename__ = "subscriptions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    url: Mapped[str] = mapped_column(String(1024))
+    secret_enc: Mapped[str | None] = mapped_column(Text)
+    events: Mapped[list[str]] = mapped_column(JSON, default=list)
+    trigger_id: Mapped[int | None] = mapped_column(ForeignKey("triggers.id", ondelete="CASCADE"))
+    ref_pattern: Mapped[str | None] = mapped_column(String(255))
+    style: Mapped[str] = mapped_column(String(16), default="json")
+    enabled: Mapped[bool] = mapped_column(default=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class OutboundDelivery(Base):
+    """One signed webhook to send, retried with backoff until it succeeds or gives up."""
+
+    __tablename__ = "outbound_deliveries"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    uuid: Mapped[str] = mapped_column(String(64), unique=True)
+    event: Mapped[str] = mapped_column(String(64))
+    url: Mapped[str] = mapped_column(String(1024))
+    body: Mapped[str] = mapped_column(Text)
+    secret_enc: Mapped[str | None] = mapped_column(Text)
+    deployment_id: Mapped[int | None] = mapped_column(ForeignKey("deployments.id", ondelete="SET NULL"))
+    subscription_id: Mapped[int | None] = mapped_column(ForeignKey("subscriptions.id", ondelete="SET NULL"))
+    build_id: Mapped[int | None] = mapped_column(ForeignKey("builds.id", ondelete="SET NULL"))
+    state: Mapped[str] = mapped_column(String(16), default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    max_attempts: Mapped[int] = mapped_column(Integer, default=8)
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    last_status_code: Mapped[int | None] = mapped_column(Integer)
+    last_response: Mapped[str | None] = mapped_column(Text)
+    last_duration_ms: Mapped[int | None] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+    attempts_log: Mapped[list["DeliveryAttempt"]] = relationship(
+        back_populates="delivery", order_by="DeliveryAttempt.attempt", cascade="all, delete-orphan"
+    )
+
+    __table_args__ = (Index("ix_outbound_deliveries_due", "state", "next_attempt_at"),)
+
+
+class DeliveryAttempt(Base):
+    __tablename__ = "delivery_attempts"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    delivery_id: Mapped[int] = mapped_column(ForeignKey("outbound_deliveries.id", ondelete="CASCADE"))
+    attempt: Mapped[int] = mapped_column(Integer)
+    status_code: Mapped[int | None] = mapped_column(Integer)
+    response_excerpt: Mapped[str | None] = mapped_column(Text)
+    duration_ms: Mapped[int] = mapped_column(Integer)
+    at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+    delivery: Mapped[OutboundDelivery] = relationship(back_populates="attempts_log")

@@ -16,7 +16,7 @@ from typing import Callable, Iterable
 from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from builder.models import Build, BuildState, utcnow
+from builder.models import Build, BuildState, Deployment, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -72,3 +72,21 @@ def relay_pending(
         )
     failed = dispatch(sessions, send, ids)
     return len(ids) - len(failed)
+
+
+def undispatched_deployments(sessions: sessionmaker[Session], grace_seconds: int,
+                             redispatch_after_seconds: int = 600) -> list[int]:
+    """Pending deployments to hand to the broker (again); marks them dispatched now."""
+    now = utcnow()
+    with sessions() as session:
+        ids = list(session.scalars(
+            select(Deployment.id).where(
+                Deployment.state == "pending",
+                Deployment.created_at < now - timedelta(seconds=grace_seconds),
+                or_(Deployment.dispatched_at.is_(None),
+                    Deployment.dispatched_at < now - timedelta(seconds=redispatch_after_seconds)))
+            .order_by(Deployment.id).limit(200)))
+        if ids:
+            session.execute(update(Deployment).where(Deployment.id.in_(ids)).values(dispatched_at=now))
+            session.commit()
+    return ids

@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from builder.build_log import BuildLog
 from builder.clone import changed_files, clone_commit, redact_url
+from builder.deployments import link_pushed_build
 from builder.errors import PermanentError, TransientError
 from builder.image import BuildSpec, build_image, connect, local_image, push_image
 from builder.models import Build, BuildState, utcnow
@@ -146,7 +147,12 @@ def run_build(
         shutil.rmtree(workdir, ignore_errors=True)
     build_log(f"Succeeded: {build.image}@{digest}")
     build_log.flush()
-    _set(sessions, build_id, state=BuildState.SUCCEEDED.value, digest=digest, finished_at=utcnow())
+    with sessions() as session:
+        done = session.get(Build, build_id)
+        assert done is not None
+        done.state, done.digest, done.finished_at = BuildState.SUCCEEDED.value, digest, utcnow()
+        link_pushed_build(session, done)
+        session.commit()
     on_state(build_id, BuildState.SUCCEEDED.value)
     return Outcome.SUCCEEDED
 

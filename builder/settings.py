@@ -26,6 +26,16 @@ def _int(env: Mapping[str, str], name: str, default: int) -> int:
         raise ConfigError(f"{name} must be an integer, got {raw!r}") from None
 
 
+def _float(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return float(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number, got {raw!r}") from None
+
+
 @dataclass(frozen=True)
 class Settings:
     database_url: str
@@ -41,6 +51,11 @@ class Settings:
     build_timeout: int = 3600
     dispatch_grace_seconds: int = 10
     docker_host: str | None = None
+    registry_events_token: str | None = field(default=None, repr=False)
+    delivery_backoff: float = 2.0
+    delivery_attempts: int = 8
+    deploy_stable_seconds: float = 5.0
+    trusted_registries: tuple[str, ...] = ()
 
     @property
     def effective_work_dir(self) -> Path:
@@ -75,4 +90,22 @@ class Settings:
             build_timeout=_int(env, "BUILDHOOK_BUILD_TIMEOUT", 3600),
             dispatch_grace_seconds=_int(env, "BUILDHOOK_DISPATCH_GRACE", 10),
             docker_host=env.get("DOCKER_HOST") or None,
+            registry_events_token=env.get("BUILDHOOK_REGISTRY_EVENTS_TOKEN") or None,
+            delivery_backoff=_float(env, "BUILDHOOK_DELIVERY_BACKOFF", 2.0),
+            delivery_attempts=_int(env, "BUILDHOOK_DELIVERY_ATTEMPTS", 8),
+            deploy_stable_seconds=_float(env, "BUILDHOOK_DEPLOY_STABLE_SECONDS", 5.0),
+            trusted_registries=tuple(h.strip() for h in env.get("BUILDHOOK_TRUSTED_REGISTRIES", "").split(",")
+                                     if h.strip()),
         )
+
+    def trusts_registry(self, host: str | None) -> bool:
+        """Registries buildhook may contact to resolve digests and pull: its own, loopback, and those listed."""
+        if not host:
+            return False
+        name = host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+        return (host == self.registry or host in self.trusted_registries or name == "localhost"
+                or name.startswith("127."))
+
+    def own_origins(self) -> list[str]:
+        """Where buildhook itself answers: outbound notifications must not point there."""
+        return [self.public_url]

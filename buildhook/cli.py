@@ -20,6 +20,7 @@ from builder.rules import RuleSpec
 from builder.secrets import SecretBox
 from builder.settings import ConfigError, Settings
 from builder.triggers import TriggerSpec, create_trigger, trigger_to_dict
+from buildhook.admin_commands import add_admin_commands
 from buildhook.redis_server import RedisServer
 
 KEY_FILE = "secret_key"
@@ -138,7 +139,7 @@ def cmd_web(args: argparse.Namespace) -> int:
 
 def cmd_worker(args: argparse.Namespace) -> int:
     from webhooks import create_app
-    from builder.outbox import relay_pending
+    from workers.tasks import relay_everything
 
     settings = load_settings()
     migrate(settings.database_url)
@@ -148,7 +149,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     def relay_forever() -> None:
         while True:
             try:
-                relay_pending(services.sessions, services.send, settings.dispatch_grace_seconds)
+                relay_everything(services)
             except Exception as exc:  # the broker or database is down: try again soon
                 print(f"buildhook: outbox relay: {exc}", file=sys.stderr)
             time.sleep(args.relay_interval)
@@ -311,6 +312,7 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--sha", help="build this commit (7-40 hex digits)")
     run.add_argument("--json", action="store_true")
     run.set_defaults(func=cmd_run)
+    add_admin_commands(sub)
     return top
 
 

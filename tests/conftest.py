@@ -27,7 +27,7 @@ from builder.settings import Settings
 from buildhook.redis_server import RedisServer, free_port
 from webhooks import create_app
 
-pytest_plugins = ["tests.fake_git_host", "tests.git_http_server"]
+pytest_plugins = ["tests.fake_git_host", "tests.git_http_server", "tests.webhook_receiver"]
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT.parent / "shared" / "fixtures"
@@ -105,17 +105,26 @@ class Registry:
 
 @pytest.fixture(scope="session")
 def registry(tmp_path_factory) -> Iterator[Registry]:
+    yield from run_registry(tmp_path_factory.mktemp("registry"))
+
+
+def run_registry(root: Path, notify_url: str | None = None, token: str = "") -> Iterator[Registry]:
+    """A docker-registry on a free loopback port, optionally notifying ``notify_url``."""
     binary = shutil.which("docker-registry")
     if binary is None:
         pytest.fail("docker-registry is not installed (apt-get install docker-registry)")
-    root = tmp_path_factory.mktemp("registry")
     port = free_port()
     config = root / "config.yml"
+    notifications = (
+        "notifications:\n  endpoints:\n    - name: buildhook\n"
+        f"      url: {notify_url}\n      headers:\n        Authorization: [Bearer {token}]\n"
+        "      timeout: 2s\n      threshold: 5\n      backoff: 1s\n"
+    ) if notify_url else ""
     config.write_text(
         "version: 0.1\n"
         "log:\n  level: warn\n"
         f"storage:\n  filesystem:\n    rootdirectory: {root / 'data'}\n  delete:\n    enabled: true\n"
-        f"http:\n  addr: 127.0.0.1:{port}\n"
+        f"http:\n  addr: 127.0.0.1:{port}\n" + notifications
     )
     process = subprocess.Popen([binary, "serve", str(config)], stdout=subprocess.DEVNULL,
                                stderr=open(root / "registry.log", "wb"))
@@ -154,6 +163,9 @@ def service_env(tmp_path_factory, registry, redis_server) -> dict[str, str]:
         "BUILDHOOK_REGISTRY": registry.host,
         "BUILDHOOK_PUBLIC_URL": "http://buildhook.test",
         "BUILDHOOK_DISPATCH_GRACE": "1",
+        "BUILDHOOK_REGISTRY_EVENTS_TOKEN": "registry-token-" + uuid.uuid4().hex,
+        "BUILDHOOK_DELIVERY_BACKOFF": "0.3",
+        "BUILDHOOK_DEPLOY_STABLE_SECONDS": "1.5",
     }
     migrate(env["BUILDHOOK_DATABASE_URL"])
     return env
@@ -197,6 +209,42 @@ def worker(service_env, docker_client, tmp_path_factory) -> Iterator[subprocess.
         except subprocess.TimeoutExpired:
             process.kill()
         log_file.close()
+
+
+@pytest.fixture(scope="session")
+def web_server(service_env, tmp_path_factory) -> Iterator[str]:
+    """``buildhook web`` (gunicorn) on a free port: what a registry notifies."""
+    port = free_port()
+    log_path = tmp_path_factory.mktemp("web") / "web.log"
+    log_file = open(log_path, "wb")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "buildhook.cli", "web", "--port", str(port), "--workers", "1", "--threads", "8"],
+        env={**os.environ, **service_env}, stdout=log_file, stderr=subprocess.STDOUT, cwd=ROOT)
+    base = f"http://127.0.0.1:{port}"
+
+    def healthy() -> bool:
+        if process.poll() is not None:
+            pytest.fail(f"buildhook web exited:\n{log_path.read_text()}")
+        try:
+            with urllib.request.urlopen(f"{base}/healthz", timeout=1):
+                return True
+        except OSError:
+            return False
+
+    try:
+        wait_for(healthy, 60, "buildhook web to answer")
+        yield base
+    finally:
+        process.terminate()
+        process.wait(20)
+        log_file.close()
+
+
+@pytest.fixture(scope="session")
+def notifying_registry(tmp_path_factory, web_server, service_env) -> Iterator[Registry]:
+    """A second registry whose notifications go to the running ``buildhook web``."""
+    yield from run_registry(tmp_path_factory.mktemp("notifying-registry"), f"{web_server}/registry/events",
+                            service_env["BUILDHOOK_REGISTRY_EVENTS_TOKEN"])
 
 
 # --- git repositories ------------------------------------------------------------------

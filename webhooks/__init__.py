@@ -34,8 +34,26 @@ class Services:
 
         send_build(self.app.extensions["celery"], build_id)
 
+    def start_deployments(self, deployment_ids: list[int]) -> None:
+        from workers.celery_app import send_deployment
+
+        self._best_effort(send_deployment, deployment_ids, "deployment")
+
+    def send_deliveries(self, delivery_ids: list[int]) -> None:
+        from workers.celery_app import send_outbound
+
+        self._best_effort(send_outbound, delivery_ids, "delivery")
+
+    def _best_effort(self, sender, ids: list[int], what: str) -> None:  # type: ignore[no-untyped-def]
+        """Send now; rows the broker does not get are picked up by the worker's relay."""
+        for item in ids:
+            try:
+                sender(self.app.extensions["celery"], item)
+            except Exception as exc:  # the broker is down: the relay sends it later
+                log.warning("%s %s stays queued for the relay: %s", what, item, exc)
+
     def report(self, build_id: int, state: str) -> None:
-        """Queue a commit status report; a broker failure here never fails anything."""
+        """Queue the build's state announcement (commit status, subscriptions); never fails anything."""
         from workers.celery_app import send_status
 
         try:
@@ -59,11 +77,13 @@ def create_app(settings: Settings | None = None) -> Flask:
     )
 
     from workers.celery_app import celery_init_app
-    from webhooks import api, dashboard, errors, hooks
+    from webhooks import api, dashboard, deploy_api, errors, hooks, registry
 
     celery_init_app(app, settings)
     app.register_blueprint(hooks.bp)
     app.register_blueprint(api.bp)
+    app.register_blueprint(deploy_api.bp)
+    app.register_blueprint(registry.bp)
     app.register_blueprint(dashboard.bp)
     errors.register(app)
 

@@ -10,6 +10,8 @@ from builder.settings import Settings
 
 RUN_BUILD = "buildhook.run_build"
 REPORT_STATUS = "buildhook.report_status"
+RUN_DEPLOYMENT = "buildhook.deploy"
+DELIVER = "buildhook.deliver"
 
 
 def celery_config(settings: Settings) -> dict[str, object]:
@@ -61,3 +63,11 @@ def send_build(celery: Celery, build_id: int) -> None:
 
 def send_status(celery: Celery, build_id: int, state: str) -> None:
     celery.send_task(REPORT_STATUS, args=[build_id, state])
+
+
+def send_deployment(celery: Celery, deployment_id: int) -> None:
+    celery.send_task(RUN_DEPLOYMENT, args=[deployment_id])
+
+
+def send_outbound(celery: Celery, delivery_id: int) -> None:
+    celery.send_task(DELIVER, args=[delivery_id])

@@ -8,9 +8,13 @@ from celery import shared_task
 from flask import current_app
 
 from builder import pipeline
-from builder.outbox import relay_pending
+from builder.deliveries import due_deliveries, send_delivery
+from builder.deployments import delivery_finished, run_deployment
+from builder.notifications import BUILD_EVENTS, build_payload, notify
+from builder.models import Build
+from builder.outbox import relay_pending, undispatched_deployments
 from builder.status_reports import report_build_status
-from workers.celery_app import REPORT_STATUS, RUN_BUILD
+from workers.celery_app import DELIVER, REPORT_STATUS, RUN_BUILD, RUN_DEPLOYMENT
 
 
 def backoff(attempt: int, base: float = 5.0, cap: float = 300.0) -> float:
@@ -27,14 +31,44 @@ def run_build(self, build_id: int) -> str:  # type: ignore[no-untyped-def]
     return outcome.value
 
 
-@shared_task(name="buildhook.relay_outbox")
-def relay_outbox() -> int:
-    services = current_app.extensions["buildhook"]
-    return relay_pending(services.sessions, services.send, services.settings.dispatch_grace_seconds)
+def relay_everything(services) -> None:  # type: ignore[no-untyped-def]
+    """One pass of the outbox relay: builds and deployments the broker never got, due deliveries."""
+    relay_pending(services.sessions, services.send, services.settings.dispatch_grace_seconds)
+    services.start_deployments(undispatched_deployments(services.sessions, services.settings.dispatch_grace_seconds))
+    services.send_deliveries(due_deliveries(services.sessions))
 
 
 @shared_task(name=REPORT_STATUS)
 def report_status(build_id: int, state: str) -> bool | None:
-    """Set the commit status; retried inside, never raises (a status never fails a build)."""
+    """Announce a build's state: subscriptions' webhooks, then the commit status (never raises)."""
     services = current_app.extensions["buildhook"]
+    event = BUILD_EVENTS.get(state)
+    if event:
+        with services.sessions() as session:
+            build = session.get(Build, build_id)
+            if build is not None:
+                payload = {**build_payload(build, services.settings.public_url), "state": state}
+                queued = notify(session, event, payload, trigger_id=build.trigger_id, ref_name=build.ref_name,
+                                build_id=build.id)
+                session.commit()
+                services.send_deliveries([d.id for d in queued])
     return report_build_status(services.sessions, services.box, services.settings.public_url, build_id, state)
+
+
+@shared_task(name=RUN_DEPLOYMENT)
+def deploy(deployment_id: int) -> None:
+    services = current_app.extensions["buildhook"]
+    settings = services.settings
+    auth = (settings.registry_username, settings.registry_password or "") if settings.registry_username else None
+    queued = run_deployment(services.sessions, settings, deployment_id, registry_auth=auth,
+                            stable_seconds=settings.deploy_stable_seconds)
+    services.send_deliveries(queued)
+
+
+@shared_task(name=DELIVER)
+def deliver(delivery_id: int) -> str | None:
+    services = current_app.extensions["buildhook"]
+    settings = services.settings
+    # Notifications a finished deployment queues are sent by the relay's next pass.
+    return send_delivery(services.sessions, services.box, delivery_id, backoff_base=settings.delivery_backoff,
+                         on_finished=delivery_finished(settings))

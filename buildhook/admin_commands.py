@@ -1,0 +1,176 @@
+"""``buildhook deploy-rules``, ``deliveries`` and ``subscriptions``: the deployment side's admin commands."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from builder.db import migrate
+
+
+def _services():  # type: ignore[no-untyped-def]
+    from buildhook.cli import load_settings
+    from webhooks import create_app
+
+    settings = load_settings()
+    migrate(settings.database_url)
+    return create_app(settings).extensions["buildhook"]
+
+
+def _print(data: object) -> None:
+    print(json.dumps(data, indent=2))
+
+
+def cmd_deploy_rules_add(args: argparse.Namespace) -> int:
+    from builder.deploy_rules import DeployRuleSpec, TargetSpec, create_rule, rule_to_dict
+
+    services = _services()
+    targets = []
+    if args.webhook_url:
+        targets.append(TargetSpec(kind="webhook", url=args.webhook_url, secret=args.webhook_secret))
+    if args.container:
+        targets.append(TargetSpec(kind="docker", container=args.container, docker_host=args.docker_host))
+    spec = DeployRuleSpec(repository=args.repository, tag=args.tag, environment=args.environment,
+                          targets=tuple(targets), tag_match=args.match or "")
+    with services.sessions() as session:
+        rule = create_rule(session, services.box, spec, services.settings.own_origins())
+        session.commit()
+        shown = rule_to_dict(rule)
+    if args.json:
+        _print(shown)
+    else:
+        print(f"Deploy rule {shown['id']}: {shown['repository']}:{shown['tag']} ({shown['tag_match']}) "
+              f"-> {shown['environment']}")
+    return 0
+
+
+def cmd_deploy_rules_list(args: argparse.Namespace) -> int:
+    from sqlalchemy import select
+
+    from builder.deploy_rules import rule_to_dict
+    from builder.models import DeployRule
+
+    services = _services()
+    with services.sessions() as session:
+        rules = [rule_to_dict(r) for r in session.scalars(select(DeployRule).order_by(DeployRule.id))]
+    if args.json:
+        _print({"deploy_rules": rules})
+        return 0
+    if not rules:
+        print("No deploy rules yet: buildhook deploy-rules add --help")
+    for rule in rules:
+        print(f"{rule['id']:>4}  {rule['repository']}:{rule['tag']} ({rule['tag_match']}) -> {rule['environment']}")
+        for target in rule["targets"]:
+            where = target["url"] if target["kind"] == "webhook" else f"container {target['container']}"
+            print(f"      {target['kind']}: {where}{' (signed)' if target['signed'] else ''}")
+    return 0
+
+
+def cmd_deliveries_list(args: argparse.Namespace) -> int:
+    from sqlalchemy import select
+
+    from builder.deliveries import delivery_to_dict
+    from builder.models import OutboundDelivery
+
+    services = _services()
+    with services.sessions() as session:
+        shown = [delivery_to_dict(d) for d in session.scalars(
+            select(OutboundDelivery).order_by(OutboundDelivery.id.desc()).limit(args.limit))]
+    if args.json:
+        _print({"deliveries": shown})
+        return 0
+    for d in shown:
+        print(f"{d['id']:>5}  {d['state']:<9} {d['event']:<22} {d['url']}  attempts {d['attempts']}"
+              f"  last {d['last_status_code'] or '-'}")
+    return 0
+
+
+def cmd_deliveries_redeliver(args: argparse.Namespace) -> int:
+    from builder.deliveries import redeliver
+
+    services = _services()
+    with services.sessions() as session:
+        delivery = redeliver(session, args.id)
+        session.commit()
+        uuid_ = delivery.uuid
+    services.send_deliveries([args.id])
+    print(f"Delivery {args.id} ({uuid_}) queued again")
+    return 0
+
+
+def cmd_subscriptions_add(args: argparse.Namespace) -> int:
+    from builder.notifications import create_subscription, subscription_to_dict
+
+    services = _services()
+    with services.sessions() as session:
+        subscription = create_subscription(
+            session, services.box, url=args.url, events=args.event, secret=args.secret, trigger_id=args.trigger,
+            ref_pattern=args.ref, style=args.style, own_origins=services.settings.own_origins())
+        session.commit()
+        shown = subscription_to_dict(subscription)
+    _print(shown) if args.json else print(f"Subscription {shown['id']}: {', '.join(shown['events'])} -> {shown['url']}")
+    return 0
+
+
+def cmd_subscriptions_list(args: argparse.Namespace) -> int:
+    from sqlalchemy import select
+
+    from builder.models import Subscription
+    from builder.notifications import subscription_to_dict
+
+    services = _services()
+    with services.sessions() as session:
+        shown = [subscription_to_dict(s) for s in session.scalars(select(Subscription).order_by(Subscription.id))]
+    if args.json:
+        _print({"subscriptions": shown})
+        return 0
+    for sub in shown:
+        print(f"{sub['id']:>4}  {', '.join(sub['events'])} -> {sub['url']} ({sub['style']})")
+    return 0
+
+
+def add_admin_commands(sub) -> None:  # type: ignore[no-untyped-def]
+    rules = sub.add_parser("deploy-rules", help="deploy pushed images to environments").add_subparsers(
+        dest="deploy_rules_command", required=True)
+    add = rules.add_parser("add", help="add a deploy rule")
+    add.add_argument("--repository", required=True, help="image repository, e.g. acme/widget")
+    add.add_argument("--tag", required=True, help="exact tag, glob, regex or semver range like '>=1.2 <2'")
+    add.add_argument("--match", choices=["exact", "glob", "regex", "semver"],
+                     help="how --tag matches (default: guessed: a range, a glob, else exact)")
+    add.add_argument("--environment", required=True, help="e.g. staging")
+    add.add_argument("--webhook-url", help="a deploy system to POST a signed webhook to")
+    add.add_argument("--webhook-secret", help="signs the webhook (X-Buildhook-Signature)")
+    add.add_argument("--container", help="a container to recreate from the new image")
+    add.add_argument("--docker-host", help="the engine of --container (default: DOCKER_HOST / local)")
+    add.add_argument("--json", action="store_true")
+    add.set_defaults(func=cmd_deploy_rules_add)
+    lst = rules.add_parser("list", help="list deploy rules")
+    lst.add_argument("--json", action="store_true")
+    lst.set_defaults(func=cmd_deploy_rules_list)
+
+    deliveries = sub.add_parser("deliveries", help="outbound webhook deliveries").add_subparsers(
+        dest="deliveries_command", required=True)
+    lst = deliveries.add_parser("list", help="the newest deliveries")
+    lst.add_argument("--limit", type=int, default=50)
+    lst.add_argument("--json", action="store_true")
+    lst.set_defaults(func=cmd_deliveries_list)
+    again = deliveries.add_parser("redeliver", help="send a delivery again")
+    again.add_argument("id", type=int)
+    again.set_defaults(func=cmd_deliveries_redeliver)
+
+    subs = sub.add_parser("subscriptions", help="build, image and deployment event webhooks").add_subparsers(
+        dest="subscriptions_command", required=True)
+    add = subs.add_parser("add", help="subscribe a URL to events")
+    add.add_argument("--url", required=True)
+    add.add_argument("--event", action="append", required=True,
+                     help="build.queued, build.started, build.succeeded, build.failed, build.cancelled, "
+                          "image.pushed, deployment.succeeded, deployment.failed, or * (repeatable)")
+    add.add_argument("--secret", help="signs each delivery (X-Buildhook-Signature)")
+    add.add_argument("--trigger", type=int, help="only builds of this trigger")
+    add.add_argument("--ref", help="only refs matching this glob, e.g. main or release/*")
+    add.add_argument("--style", choices=["json", "slack"], default="json")
+    add.add_argument("--json", action="store_true")
+    add.set_defaults(func=cmd_subscriptions_add)
+    lst = subs.add_parser("list", help="list subscriptions")
+    lst.add_argument("--json", action="store_true")
+    lst.set_defaults(func=cmd_subscriptions_list)

@@ -1,0 +1,108 @@
+"""The JSON API for deploy rules, deployments, registry events, subscriptions and deliveries."""
+
+from __future__ import annotations
+
+from flask import Blueprint, jsonify, request
+from sqlalchemy import select
+
+from builder.deliveries import delivery_to_dict, redeliver
+from builder.deploy_rules import create_rule, rule_to_dict, spec_from_json
+from builder.deployments import deployment_to_dict
+from builder.errors import InputError, NotFound
+from builder.models import DeployRule, Deployment, OutboundDelivery, RegistryEvent, Subscription
+from builder.notifications import create_subscription, subscription_to_dict
+from webhooks.context import db, services
+
+bp = Blueprint("deploy_api", __name__, url_prefix="/api")
+
+
+def _limit() -> int:
+    raw = request.args.get("limit", "50")
+    if not raw.isdigit():
+        raise InputError("limit must be a positive integer")
+    return max(1, min(int(raw), 500))
+
+
+@bp.get("/deploy-rules")
+def deploy_rules_index():  # type: ignore[no-untyped-def]
+    rules = db().scalars(select(DeployRule).order_by(DeployRule.id))
+    return jsonify({"deploy_rules": [rule_to_dict(rule) for rule in rules]})
+
+
+@bp.post("/deploy-rules")
+def deploy_rules_create():  # type: ignore[no-untyped-def]
+    ctx = services()
+    session = db()
+    rule = create_rule(session, ctx.box, spec_from_json(request.get_json(silent=True)), ctx.settings.own_origins())
+    session.commit()
+    return jsonify(rule_to_dict(rule)), 201
+
+
+@bp.get("/deployments")
+def deployments_index():  # type: ignore[no-untyped-def]
+    query = select(Deployment).order_by(Deployment.id.desc()).limit(_limit())
+    if request.args.get("build", "").isdigit():
+        query = query.where(Deployment.build_id == int(request.args["build"]))
+    return jsonify({"deployments": [deployment_to_dict(d) for d in db().scalars(query)]})
+
+
+@bp.get("/registry-events")
+def registry_events_index():  # type: ignore[no-untyped-def]
+    events = db().scalars(select(RegistryEvent).order_by(RegistryEvent.id.desc()).limit(_limit()))
+    return jsonify({"registry_events": [
+        {"id": e.id, "source": e.source, "event_id": e.event_id, "action": e.action, "registry": e.registry_host,
+         "repository": e.repository, "tag": e.tag, "digest": e.digest, "outcome": e.outcome, "reason": e.reason,
+         "build": e.build_id, "received_at": e.received_at.isoformat()} for e in events]})
+
+
+@bp.get("/subscriptions")
+def subscriptions_index():  # type: ignore[no-untyped-def]
+    return jsonify({"subscriptions": [subscription_to_dict(s) for s in
+                                      db().scalars(select(Subscription).order_by(Subscription.id))]})
+
+
+@bp.post("/subscriptions")
+def subscriptions_create():  # type: ignore[no-untyped-def]
+    ctx = services()
+    data = request.get_json(silent=True)
+    if not isinstance(data, dict) or not isinstance(data.get("url"), str):
+        raise InputError("expected a JSON object with a url")
+    events = data.get("events") or []
+    if not isinstance(events, list) or not all(isinstance(e, str) for e in events):
+        raise InputError("events must be a list of event names")
+    trigger = data.get("trigger")
+    if trigger is not None and not isinstance(trigger, int):
+        raise InputError("trigger must be a trigger id")
+    session = db()
+    subscription = create_subscription(
+        session, ctx.box, url=data["url"], events=events, secret=data.get("secret") or None, trigger_id=trigger,
+        ref_pattern=data.get("ref_pattern") or None, style=data.get("style") or "json",
+        own_origins=ctx.settings.own_origins())
+    session.commit()
+    return jsonify(subscription_to_dict(subscription)), 201
+
+
+@bp.get("/deliveries")
+def deliveries_index():  # type: ignore[no-untyped-def]
+    query = select(OutboundDelivery).order_by(OutboundDelivery.id.desc()).limit(_limit())
+    for field, column in (("deployment", OutboundDelivery.deployment_id), ("build", OutboundDelivery.build_id)):
+        if request.args.get(field, "").isdigit():
+            query = query.where(column == int(request.args[field]))
+    return jsonify({"deliveries": [delivery_to_dict(d) for d in db().scalars(query)]})
+
+
+@bp.get("/deliveries/<int:delivery_id>")
+def deliveries_show(delivery_id: int):  # type: ignore[no-untyped-def]
+    delivery = db().get(OutboundDelivery, delivery_id)
+    if delivery is None:
+        raise NotFound(f"delivery {delivery_id} not found")
+    return jsonify(delivery_to_dict(delivery, with_attempts=True))
+
+
+@bp.post("/deliveries/<int:delivery_id>/redeliver")
+def deliveries_redeliver(delivery_id: int):  # type: ignore[no-untyped-def]
+    session = db()
+    delivery = redeliver(session, delivery_id)
+    session.commit()
+    services().send_deliveries([delivery.id])
+    return jsonify(delivery_to_dict(delivery)), 202
