@@ -220,11 +220,11 @@ def delivery_finished(settings: Settings) -> Callable[[Session, OutboundDelivery
         if delivery.deployment_id is None or delivery.event != "deployment.requested":
             return
         deployment = session.get(Deployment, delivery.deployment_id)
-        if deployment is None or deployment.state != "running":
+        if deployment is None:
             return
-        if delivery.state == "succeeded":
+        if delivery.state == "succeeded" and deployment.state in ("running", "failed"):  # a redelivery too
             finish(session, deployment, "succeeded", None, settings)
-        else:
+        elif deployment.state == "running":
             code = delivery.last_status_code or "no answer"
             finish(session, deployment, "failed", f"deploy webhook failed after {delivery.attempts} attempts "
                                                   f"({code})", settings)

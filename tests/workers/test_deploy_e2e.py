@@ -78,6 +78,8 @@ def test_a_pushed_build_is_deployed_through_a_signed_webhook_exactly_once(client
     assert data["digest"] == build["digest"], "the digest resolved from the registry is the one the build pushed"
     assert (data["build"], data["commit"]) == (build["id"], build["commit"])
     assert deployment["digest"] == build["digest"] and deployment["environment"] == "staging"
+    page = client.get(f"/builds/{build['id']}").get_data(as_text=True)
+    assert "Deployments" in page and "staging" in page and "deployment.requested" in page
     time.sleep(2)  # the registry may notify again (pull events, retries): still one delivery
     assert len(receiver.posts("/deploy")) == 1
 
@@ -90,7 +92,8 @@ def test_a_receiver_that_is_down_for_a_while_gets_the_webhook_when_it_is_back(cl
     build = push_and_build(client, repo, trigger)
 
     def failed_attempts():
-        deliveries = client.get(f"/api/deliveries?build={build['id']}").json["deliveries"]
+        deliveries = [d for d in client.get(f"/api/deliveries?build={build['id']}").json["deliveries"]
+                      if d["event"] == "deployment.requested"]
         return deliveries if deliveries and deliveries[0]["attempts"] >= 2 else None
 
     [delivery] = wait_for(failed_attempts, 60, "a few failed delivery attempts")
@@ -155,3 +158,59 @@ def test_the_same_event_twice_deploys_once(app, client, web_server, service_env,
     assert answers[1]["duplicates"] == 1
     deployments = [d for d in client.get("/api/deployments").json["deployments"] if d["repository"] == repository]
     assert len(deployments) == 1
+
+
+def test_subscribers_get_build_image_and_deployment_events(client, deploy_project, receiver):
+    repo, trigger, name = deploy_project
+    made = client.post("/api/subscriptions", json={
+        "url": f"{receiver.url}/events", "secret": "sub-secret", "trigger": trigger["id"], "ref_pattern": "main",
+        "events": ["build.started", "build.succeeded", "image.pushed", "deployment.succeeded"]})
+    assert made.status_code == 201, made.json
+    slack = client.post("/api/subscriptions", json={"url": f"{receiver.url}/slack", "events": ["build.succeeded"],
+                                                    "style": "slack", "trigger": trigger["id"]})
+    assert slack.status_code == 201
+    client.post("/api/deploy-rules", json={"repository": name, "tag": "main", "environment": "staging",
+                                           "targets": [{"kind": "webhook", "url": f"{receiver.url}/deploy"}]})
+    build = push_and_build(client, repo, trigger)
+
+    wanted = {"build.started", "build.succeeded", "image.pushed", "deployment.succeeded"}
+
+    def all_events():
+        seen = {r.headers["X-Buildhook-Event"] for r in receiver.posts("/events")}
+        return seen if wanted <= seen else None
+
+    wait_for(all_events, 60, "every subscribed event")
+    for request in receiver.posts("/events"):
+        assert verify_signature(request.body, request.headers["X-Buildhook-Signature"], "sub-secret")
+        data = json.loads(request.body)["data"]
+        assert data["build"] == build["id"]
+    [slack_post] = wait_for(lambda: receiver.posts("/slack") or None, 30, "the Slack message")
+    message = json.loads(slack_post.body)
+    assert name in json.dumps(message) and "text" in message
+    assert "X-Buildhook-Signature" not in slack_post.headers
+
+
+def test_a_failed_delivery_can_be_redelivered_by_hand(client, deploy_project, receiver):
+    repo, trigger, name = deploy_project
+    client.post("/api/deploy-rules", json={"repository": name, "tag": "main", "environment": "staging",
+                                           "targets": [{"kind": "webhook", "url": f"{receiver.url}/deploy"}]})
+    receiver.failures.extend([410])  # a permanent refusal: not retried
+    build = push_and_build(client, repo, trigger)
+
+    def failed():
+        deliveries = client.get(f"/api/deliveries?build={build['id']}").json["deliveries"]
+        return [d for d in deliveries if d["event"] == "deployment.requested" and d["state"] == "failed"] or None
+
+    [delivery] = wait_for(failed, 60, "the refused delivery to fail")
+    assert delivery["last_status_code"] == 410 and delivery["attempts"] == 1
+    assert [d["state"] for d in deployments_of(client, build["id"])] == ["failed"]
+
+    again = client.post(f"/api/deliveries/{delivery['id']}/redeliver")
+    assert again.status_code == 202
+    wait_for(lambda: client.get(f"/api/deliveries/{delivery['id']}").json["state"] == "succeeded", 30,
+             "the redelivery to succeed")
+    wait_for(lambda: [d["state"] for d in deployments_of(client, build["id"])] == ["succeeded"], 30,
+             "the deployment to count as done")
+    first, second = receiver.posts("/deploy")
+    assert first.headers["X-Buildhook-Delivery"] == second.headers["X-Buildhook-Delivery"]
+    assert first.body == second.body
