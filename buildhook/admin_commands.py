@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 
 from builder.db import migrate
 
@@ -129,7 +130,79 @@ def cmd_subscriptions_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_users_add(args: argparse.Namespace) -> int:
+    import getpass
+
+    from builder.accounts import add_user
+
+    password = args.password
+    if password is None:
+        password = getpass.getpass(f"Password for {args.name}: ")
+        if getpass.getpass("Again: ") != password:
+            print("buildhook: the passwords differ", file=sys.stderr)
+            return 2
+    services = _services()
+    with services.sessions() as session:
+        user = add_user(session, args.name, password, args.role)
+        session.commit()
+        print(f"User {user.name} ({user.role}) added")
+    return 0
+
+
+def cmd_tokens_create(args: argparse.Namespace) -> int:
+    from builder.accounts import create_token, get_user
+
+    services = _services()
+    with services.sessions() as session:
+        row, token = create_token(session, get_user(session, args.user))
+        session.commit()
+        print(f"# token {row.id} for {args.user}: shown once, keep it safe", file=sys.stderr)
+        print(token)
+    return 0
+
+
+def cmd_tokens_revoke(args: argparse.Namespace) -> int:
+    from builder.accounts import revoke_token
+
+    services = _services()
+    with services.sessions() as session:
+        revoke_token(session, args.id)
+        session.commit()
+    print(f"Token {args.id} revoked")
+    return 0
+
+
+def cmd_tokens_list(args: argparse.Namespace) -> int:
+    from sqlalchemy import select
+
+    from builder.models import ApiToken
+
+    services = _services()
+    with services.sessions() as session:
+        for row in session.scalars(select(ApiToken).order_by(ApiToken.id)):
+            state = f"revoked {row.revoked_at:%Y-%m-%d}" if row.revoked_at else "active"
+            print(f"{row.id:>4}  {row.user.name:<16} {row.prefix}...  {state}")
+    return 0
+
+
 def add_admin_commands(sub) -> None:  # type: ignore[no-untyped-def]
+    users = sub.add_parser("users", help="people who sign in").add_subparsers(dest="users_command", required=True)
+    add = users.add_parser("add", help="add a user")
+    add.add_argument("name")
+    add.add_argument("--role", choices=["admin", "viewer"], required=True)
+    add.add_argument("--password", help="default: asked for at a prompt")
+    add.set_defaults(func=cmd_users_add)
+
+    tokens = sub.add_parser("tokens", help="API tokens for scripts").add_subparsers(
+        dest="tokens_command", required=True)
+    create = tokens.add_parser("create", help="create a token (printed once)")
+    create.add_argument("--user", required=True)
+    create.set_defaults(func=cmd_tokens_create)
+    revoke = tokens.add_parser("revoke", help="revoke a token")
+    revoke.add_argument("id", type=int)
+    revoke.set_defaults(func=cmd_tokens_revoke)
+    tokens.add_parser("list", help="list tokens (never the tokens themselves)").set_defaults(func=cmd_tokens_list)
+
     rules = sub.add_parser("deploy-rules", help="deploy pushed images to environments").add_subparsers(
         dest="deploy_rules_command", required=True)
     add = rules.add_parser("add", help="add a deploy rule")

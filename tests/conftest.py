@@ -181,9 +181,27 @@ def app(settings):
     return create_app(settings)
 
 
+@pytest.fixture(scope="session")
+def admin_token(app) -> str:
+    """An admin's API token, made the way ``buildhook users add`` / ``tokens create`` make them."""
+    from builder.accounts import add_user, create_token
+
+    with app.extensions["buildhook"].sessions() as session:
+        user = add_user(session, "test-admin", "test-admin-password", "admin")
+        _row, token = create_token(session, user)
+        session.commit()
+    return token
+
+
+def signed_in(client, token: str):
+    """A test client that sends ``Authorization: Bearer TOKEN`` with every request."""
+    client.environ_base["HTTP_AUTHORIZATION"] = f"Bearer {token}"
+    return client
+
+
 @pytest.fixture
-def client(app):
-    return app.test_client()
+def client(app, admin_token):
+    return signed_in(app.test_client(), admin_token)
 
 
 @pytest.fixture(scope="session")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -66,6 +67,10 @@ def create_app(settings: Settings | None = None) -> Flask:
     settings = settings or Settings.from_env()
     app = Flask(__name__, template_folder=str(TEMPLATES))
     app.config["MAX_CONTENT_LENGTH"] = None  # hooks check sizes themselves and record it
+    app.config["SECRET_KEY"] = hashlib.sha256(b"buildhook-sessions:" + settings.secret_key.encode()).hexdigest()
+    app.config["SESSION_COOKIE_HTTPONLY"] = True
+    app.config["SESSION_COOKIE_SAMESITE"] = "Lax"
+    app.config["SESSION_COOKIE_SECURE"] = settings.public_url.startswith("https://")
     app.json.sort_keys = False  # type: ignore[attr-defined]
     engine = make_engine(settings.database_url)
     app.extensions["buildhook"] = Services(
@@ -77,7 +82,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     )
 
     from workers.celery_app import celery_init_app
-    from webhooks import api, dashboard, deploy_api, errors, hooks, registry
+    from webhooks import api, auth, dashboard, deploy_api, errors, hooks, registry
 
     celery_init_app(app, settings)
     app.register_blueprint(hooks.bp)
@@ -86,6 +91,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.register_blueprint(registry.bp)
     app.register_blueprint(dashboard.bp)
     errors.register(app)
+    auth.register(app)
 
     @app.get("/healthz")
     def healthz() -> dict[str, str]:

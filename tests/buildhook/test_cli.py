@@ -9,6 +9,7 @@ import signal
 import socket
 import subprocess
 import sys
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -70,6 +71,11 @@ def test_serve_on_embedded_defaults_builds_a_github_push(tmp_path, registry, doc
                     env, tmp_path)
         assert added.returncode == 0, added.stderr
         assert f"{base}/hooks/github" in added.stdout
+        users = run(["users", "add", "ops", "--role", "admin", "--password", "ops-password-1"], env, tmp_path)
+        assert users.returncode == 0, users.stderr
+        made = run(["tokens", "create", "--user", "ops"], env, tmp_path)
+        assert made.returncode == 0, made.stderr
+        auth = {"Authorization": f"Bearer {made.stdout.strip()}"}
         listed = run(["triggers", "list"], env, tmp_path)
         assert "acme/served" in listed.stdout and f"{base}/hooks/github" in listed.stdout
         assert "cli-secret" not in listed.stdout + added.stdout
@@ -78,18 +84,21 @@ def test_serve_on_embedded_defaults_builds_a_github_push(tmp_path, registry, doc
         payload = github_push("push_branch", repository="acme/served", ref="refs/heads/main", sha=sha,
                               clone_url=repo.url)
         body = json.dumps(payload).encode()
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            http_json(f"{base}/api/builds")
+        assert refused.value.code == 401, "the API needs sign-in"
         status, answer = http_json(f"{base}/hooks/github", body, github_headers(body, "cli-secret"))
         assert status == 202
         build_id = answer["builds"][0]
 
         def finished():
-            build = http_json(f"{base}/api/builds/{build_id}")[1]
+            build = http_json(f"{base}/api/builds/{build_id}", headers=auth)[1]
             return build if build["state"] in ("succeeded", "failed") else None
 
         build = wait_for(finished, 120, "the build to finish", interval=0.3)
         assert build["state"] == "succeeded", build["error"]
         assert registry.digest("acme/served", "latest") == build["digest"]
-        with urllib.request.urlopen(f"{base}/", timeout=10) as page:
+        with urllib.request.urlopen(urllib.request.Request(f"{base}/", headers=auth), timeout=10) as page:
             assert sha[:7] in page.read().decode()
     finally:
         serve.send_signal(signal.SIGTERM)

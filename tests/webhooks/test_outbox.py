@@ -11,6 +11,7 @@ from sqlalchemy import select
 from builder.models import Build
 from builder.outbox import relay_pending
 from buildhook.redis_server import RedisServer, free_port
+from tests.conftest import signed_in
 from tests.payloads import github_headers, github_push
 from webhooks import create_app
 
@@ -24,10 +25,10 @@ def queued_build_ids(port: int) -> list[int]:
     return ids
 
 
-def test_webhook_is_accepted_and_kept_while_redis_is_down_then_relayed(settings, tmp_path):
+def test_webhook_is_accepted_and_kept_while_redis_is_down_then_relayed(settings, tmp_path, admin_token):
     port = free_port()
     app = create_app(settings.with_(broker_url=f"redis://127.0.0.1:{port}/0"))
-    client = app.test_client()
+    client = signed_in(app.test_client(), admin_token)
     trigger = client.post("/api/triggers", json={
         "provider": "github", "repository": "acme/outbox", "clone_url": "file:///x", "secret": "s",
         "image": "acme/outbox"}).json

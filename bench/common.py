@@ -1,0 +1,388 @@
+"""Helpers every benchmark shares: statistics, loopback HTTP, git repositories, signed payloads.
+
+Nothing here starts a service (that is ``bench/services.py``). Everything talks to
+127.0.0.1 only.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import http.client
+import json
+import math
+import os
+import shutil
+import statistics
+import subprocess
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterable, Sequence
+
+ROOT = Path(__file__).resolve().parent.parent
+FIXTURES = ROOT.parent / "shared" / "fixtures"
+BUSYBOX = Path("/bin/busybox")
+LOOPBACK = "127.0.0.1"
+
+
+# --- statistics ------------------------------------------------------------------------
+
+
+def percentile(values: Sequence[float], p: float) -> float:
+    """The ``p``-th percentile (0-100) with linear interpolation; NaN for no values."""
+    ordered = sorted(values)
+    if not ordered:
+        return math.nan
+    k = (len(ordered) - 1) * p / 100.0
+    low = math.floor(k)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (k - low)
+
+
+def median(values: Sequence[float]) -> float:
+    return statistics.median(values) if values else math.nan
+
+
+def ms(seconds: float) -> float:
+    return round(seconds * 1000.0, 2)
+
+
+def rounded(value: float, digits: int = 3) -> float:
+    return round(value, digits) if not math.isnan(value) else value
+
+
+def ratio(numerator: float, denominator: float) -> float:
+    if not denominator or math.isnan(numerator) or math.isnan(denominator):
+        return math.nan
+    return round(numerator / denominator, 3)
+
+
+def latency_summary(latencies: Sequence[float]) -> dict[str, float]:
+    """p50/p90/p99/max/mean of ``latencies`` (seconds), in milliseconds."""
+    return {
+        "p50_ms": ms(percentile(latencies, 50)),
+        "p90_ms": ms(percentile(latencies, 90)),
+        "p99_ms": ms(percentile(latencies, 99)),
+        "max_ms": ms(max(latencies)) if latencies else math.nan,
+        "mean_ms": ms(statistics.fmean(latencies)) if latencies else math.nan,
+    }
+
+
+def timed(fn: Callable[[], Any]) -> tuple[float, Any]:
+    start = time.perf_counter()
+    value = fn()
+    return time.perf_counter() - start, value
+
+
+def wait_until(predicate: Callable[[], Any], timeout: float, what: str, interval: float = 0.1) -> Any:
+    """Poll ``predicate`` until it returns something truthy; a bounded loop."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}")
+        time.sleep(interval)
+
+
+# --- HTTP on loopback ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Web:
+    """A server on 127.0.0.1:``port``; every call opens a new connection (as Git hosts do)."""
+
+    port: int
+    headers: tuple[tuple[str, str], ...] = ()  # sent with every request (e.g. an API token)
+
+    @property
+    def base(self) -> str:
+        return f"http://{LOOPBACK}:{self.port}"
+
+    def request(self, method: str, path: str, body: bytes | None = None,
+                headers: dict[str, str] | None = None, timeout: float = 30) -> tuple[int, bytes]:
+        conn = http.client.HTTPConnection(LOOPBACK, self.port, timeout=timeout)
+        try:
+            conn.request(method, path, body=body, headers={**dict(self.headers), **(headers or {})})
+            response = conn.getresponse()
+            return response.status, response.read()
+        finally:
+            conn.close()
+
+    def get_json(self, path: str, timeout: float = 30) -> Any:
+        status, data = self.request("GET", path, timeout=timeout)
+        if status != 200:
+            raise RuntimeError(f"GET {path}: {status} {data[:300]!r}")
+        return json.loads(data)
+
+    def with_headers(self, headers: dict[str, str]) -> "Web":
+        return Web(self.port, tuple(headers.items()))
+
+
+@dataclass
+class Sample:
+    index: int
+    scheduled: float  # perf_counter time the request was due
+    started: float
+    ended: float
+    status: int | str  # HTTP status, or the exception's name
+
+    @property
+    def latency(self) -> float:
+        """From the scheduled send time (so a late send counts against the server)."""
+        return self.ended - self.scheduled
+
+    @property
+    def service_time(self) -> float:
+        return self.ended - self.started
+
+
+def open_loop(send: Callable[[int], int], count: int, rate: float, threads: int) -> tuple[list[Sample], float]:
+    """Send request ``i`` at ``t0 + i / rate`` whatever the answers do (open loop).
+
+    ``threads`` workers take the next index, sleep until it is due and send it;
+    when all are busy a request goes out late, and its latency still counts from
+    the time it was due. Returns the samples and the wall time from t0 to the last answer.
+    """
+    lock = threading.Lock()
+    position = [0]
+    samples: list[Sample | None] = [None] * count
+    t0 = time.perf_counter() + 0.2
+
+    def worker() -> None:
+        while True:
+            with lock:
+                index = position[0]
+                position[0] += 1
+            if index >= count:
+                return
+            due = t0 + index / rate
+            delay = due - time.perf_counter()
+            if delay > 0:
+                time.sleep(delay)
+            started = time.perf_counter()
+            try:
+                status: int | str = send(index)
+            except Exception as exc:  # recorded, never raised: the run goes on
+                status = type(exc).__name__
+            samples[index] = Sample(index, due, started, time.perf_counter(), status)
+
+    pool = [threading.Thread(target=worker, daemon=True) for _ in range(threads)]
+    for thread in pool:
+        thread.start()
+    limit = time.monotonic() + count / rate + 120
+    for thread in pool:
+        thread.join(max(0.0, limit - time.monotonic()))
+    done = [s for s in samples if s is not None]
+    wall = (max(s.ended for s in done) - t0) if done else math.nan
+    return done, wall
+
+
+def closed_loop(send: Callable[[int], int], count: int, threads: int) -> tuple[list[Sample], float]:
+    """Send ``count`` requests as fast as ``threads`` workers can (each waits for its answer)."""
+    lock = threading.Lock()
+    position = [0]
+    samples: list[Sample | None] = [None] * count
+    t0 = time.perf_counter()
+
+    def worker() -> None:
+        while True:
+            with lock:
+                index = position[0]
+                position[0] += 1
+            if index >= count:
+                return
+            started = time.perf_counter()
+            try:
+                status: int | str = send(index)
+            except Exception as exc:
+                status = type(exc).__name__
+            samples[index] = Sample(index, started, started, time.perf_counter(), status)
+
+    pool = [threading.Thread(target=worker, daemon=True) for _ in range(threads)]
+    for thread in pool:
+        thread.start()
+    limit = time.monotonic() + 60 + count * 0.5
+    for thread in pool:
+        thread.join(max(0.0, limit - time.monotonic()))
+    done = [s for s in samples if s is not None]
+    wall = (max(s.ended for s in done) - t0) if done else math.nan
+    return done, wall
+
+
+def status_counts(samples: Iterable[Sample]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for sample in samples:
+        counts[str(sample.status)] = counts.get(str(sample.status), 0) + 1
+    return dict(sorted(counts.items()))
+
+
+# --- GitHub push deliveries --------------------------------------------------------------
+
+
+def github_push_payload(repository: str, clone_url: str, ref: str, sha: str,
+                        message: str | None = None) -> dict[str, Any]:
+    """The real ``github/push_branch.json`` fixture, pointed at ``repository`` and commit ``sha``."""
+    payload = json.loads((FIXTURES / "github" / "push_branch.json").read_text())
+    payload["ref"] = ref
+    payload["after"] = sha
+    payload["repository"]["full_name"] = repository
+    payload["repository"]["name"] = repository.split("/", 1)[1]
+    payload["repository"]["clone_url"] = clone_url
+    if payload.get("head_commit"):
+        payload["head_commit"]["id"] = sha
+        if message is not None:
+            payload["head_commit"]["message"] = message
+    return payload
+
+
+def github_delivery(body: bytes, secret: str, delivery: str | None = None) -> dict[str, str]:
+    """The headers GitHub sends: event, a unique delivery id, hook id, HMAC-SHA256 signature."""
+    return {
+        "Content-Type": "application/json",
+        "User-Agent": "GitHub-Hookshot/bench",
+        "X-GitHub-Event": "push",
+        "X-GitHub-Delivery": delivery or str(uuid.uuid4()),
+        "X-GitHub-Hook-ID": "6006",
+        "X-Hub-Signature-256": "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest(),
+    }
+
+
+def signed_push(repository: str, clone_url: str, ref: str, sha: str, secret: str,
+                message: str | None = None) -> tuple[bytes, dict[str, str]]:
+    body = json.dumps(github_push_payload(repository, clone_url, ref, sha, message)).encode()
+    return body, github_delivery(body, secret)
+
+
+def random_sha() -> str:
+    return uuid.uuid4().hex + uuid.uuid4().hex[:8]
+
+
+# --- git ------------------------------------------------------------------------------------
+
+GIT_ENV = {
+    "GIT_AUTHOR_NAME": "Bench Mark", "GIT_AUTHOR_EMAIL": "bench@example.com",
+    "GIT_COMMITTER_NAME": "Bench Mark", "GIT_COMMITTER_EMAIL": "bench@example.com",
+    "GIT_TERMINAL_PROMPT": "0",
+}
+
+
+def git(cwd: Path, *args: str, input: bytes | None = None) -> str:
+    result = subprocess.run(["git", *args], cwd=cwd, env={**os.environ, **GIT_ENV}, input=input,
+                            capture_output=True, check=False)
+    if result.returncode != 0:
+        raise RuntimeError(f"git {' '.join(args)} failed: {result.stderr.decode(errors='replace')[-2000:]}")
+    return result.stdout.decode().strip()
+
+
+class FastImport:
+    """Builds a ``git fast-import`` stream: thousands of commits in a second or two."""
+
+    def __init__(self) -> None:
+        self._parts: list[bytes] = []
+        self._mark = 0
+        self._time = 1_700_000_000
+
+    def _next(self) -> int:
+        self._mark += 1
+        return self._mark
+
+    @staticmethod
+    def _data(content: bytes) -> bytes:
+        return b"data %d\n" % len(content) + content + b"\n"
+
+    def blob(self, content: bytes) -> int:
+        mark = self._next()
+        self._parts.append(b"blob\nmark :%d\n" % mark + self._data(content))
+        return mark
+
+    def commit(self, ref: str, message: str, files: dict[str, bytes | int], parent: int | None = None,
+               executable: Iterable[str] = ()) -> int:
+        """A commit on ``ref`` changing ``files`` (content, or a blob mark); returns its mark."""
+        mark = self._next()
+        self._time += 60
+        lines = [b"commit %s\nmark :%d\n" % (ref.encode(), mark),
+                 b"committer Bench Mark <bench@example.com> %d +0000\n" % self._time,
+                 self._data(message.encode())]
+        if parent is not None:
+            lines.append(b"from :%d\n" % parent)
+        executables = set(executable)
+        for path, content in files.items():
+            mode = b"100755" if path in executables else b"100644"
+            if isinstance(content, int):
+                lines.append(b"M %s :%d %s\n" % (mode, content, path.encode()))
+            else:
+                lines.append(b"M %s inline %s\n" % (mode, path.encode()) + self._data(content))
+        self._parts.append(b"".join(lines) + b"\n")
+        return mark
+
+    def run(self, repo: Path, bare: bool = False) -> dict[int, str]:
+        """Create the repository at ``repo`` (branch main) from the stream; returns mark -> sha."""
+        repo.mkdir(parents=True, exist_ok=True)
+        git(repo, "init", "-q", *(["--bare"] if bare else []), "-b", "main")
+        marks = repo / ("marks" if bare else ".git/marks")
+        git(repo, "fast-import", "--quiet", f"--export-marks={marks}", input=b"".join(self._parts) + b"done\n")
+        if not bare:
+            git(repo, "checkout", "-q", "-f", "main")
+        result = {}
+        for line in marks.read_text().splitlines():
+            mark, sha = line.split()
+            result[int(mark[1:])] = sha
+        marks.unlink()
+        return result
+
+
+def busybox_bytes() -> bytes:
+    if not BUSYBOX.exists():
+        raise RuntimeError("the static busybox is missing (apt-get install busybox-static)")
+    return BUSYBOX.read_bytes()
+
+
+def busybox_dockerfile(marker: str, extra: str = "") -> str:
+    """FROM scratch + the static busybox; ``marker`` makes the last step unique (never cached)."""
+    return (
+        "FROM scratch\n"
+        "COPY busybox /bin/busybox\n"
+        'RUN ["/bin/busybox", "--install", "-s", "/bin"]\n'
+        f"RUN echo 'built {marker}' > /built.txt\n"
+        f"{extra}"
+    )
+
+
+class BusyboxRepo:
+    """A working repository whose commits are FROM scratch + busybox images."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        path.mkdir(parents=True)
+        git(path, "init", "-q", "-b", "main")
+        shutil.copy(BUSYBOX, path / "busybox")  # keeps the executable bit
+
+    @property
+    def url(self) -> str:
+        return f"file://{self.path}"
+
+    def commit(self, files: dict[str, str], message: str = "change") -> str:
+        for name, content in files.items():
+            target = self.path / name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(content)
+        git(self.path, "add", "-A")
+        git(self.path, "commit", "-q", "-m", message)
+        return git(self.path, "rev-parse", "HEAD")
+
+
+def count_objects(repo: Path) -> dict[str, int]:
+    """Objects and their size on disk in a repository (loose + packed)."""
+    values = {}
+    for line in git(repo, "count-objects", "-v").splitlines():
+        key, _, value = line.partition(":")
+        values[key.strip()] = int(value.strip())
+    return {
+        "objects": values.get("count", 0) + values.get("in-pack", 0),
+        "kib_on_disk": values.get("size", 0) + values.get("size-pack", 0),
+    }
