@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: serve test install system
+.PHONY: serve test test-postgres install system
 
 $(BIN)/buildhook: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,3 +22,12 @@ serve: system install
 # The whole suite, against a real Docker Engine, registry, Redis and git repositories.
 test: system install
 	$(BIN)/python -m pytest $(ARGS)
+
+# The same suite against PostgreSQL: a private server the tests start and stop (BUILDHOOK_TEST_POSTGRES=1),
+# from Debian's postgresql, installed when missing.
+test-postgres: system install
+	@ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && \
+	  echo "installing postgresql" && apt-get update -q >/dev/null && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -q postgresql >/dev/null; } || \
+	  { echo "please install postgresql (apt-get install postgresql)" >&2; exit 1; }
+	BUILDHOOK_TEST_POSTGRES=1 $(BIN)/python -m pytest $(ARGS)

@@ -29,13 +29,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-from builder.clone import clone_commit
-
 from bench.common import FastImport, count_objects, git, median, ratio, rounded
+from builder.clone import clone_commit
 
 NAME = "clone"
 FULL = {"commits": 20_000, "runs": 5}
-QUICK = {"commits": 20_000, "runs": 2}
+QUICK = {"commits": 5_000, "runs": 2}
 
 
 def make_history(path: Path, commits: int, files: int = 400) -> str:

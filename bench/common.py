@@ -18,9 +18,10 @@ import subprocess
 import threading
 import time
 import uuid
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT.parent / "shared" / "fixtures"
@@ -119,7 +120,7 @@ class Web:
             raise RuntimeError(f"GET {path}: {status} {data[:300]!r}")
         return json.loads(data)
 
-    def with_headers(self, headers: dict[str, str]) -> "Web":
+    def with_headers(self, headers: dict[str, str]) -> Web:
         return Web(self.port, tuple(headers.items()))
 
 
@@ -386,3 +387,135 @@ def count_objects(repo: Path) -> dict[str, int]:
         "objects": values.get("count", 0) + values.get("in-pack", 0),
         "kib_on_disk": values.get("size", 0) + values.get("size-pack", 0),
     }
+
+
+# --- what else ran on the machine -----------------------------------------------------------
+
+_DOCKER = ("dockerd", "containerd", "containerd-shim", "containerd-shim-runc-v2", "runc", "docker-proxy")
+
+
+def _proc_stats() -> dict[int, tuple[int, str, int]]:
+    """pid -> (ppid, command name, utime + stime in clock ticks), from /proc."""
+    stats: dict[int, tuple[int, str, int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as handle:
+                raw = handle.read().decode(errors="replace")
+        except OSError:
+            continue
+        name = raw[raw.index("(") + 1:raw.rindex(")")]
+        fields = raw[raw.rindex(")") + 2:].split()
+        stats[int(entry)] = (int(fields[1]), name, int(fields[11]) + int(fields[12]))
+    return stats
+
+
+class CpuMonitor:
+    """CPU seconds used while a benchmark ran: by its own process tree, the Docker Engine, and everything else.
+
+    Samples /proc every ``interval`` seconds in a thread; a process first seen after
+    the start counts from zero. Short-lived processes that come and go between two
+    samples are missed, so the numbers are lower bounds. "others" is what other users
+    of the machine (e.g. a test suite running at the same time) took from the same
+    cores; the Docker Engine's share cannot be split between us and them.
+    """
+
+    def __init__(self, interval: float = 0.5) -> None:
+        self.interval = interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._base: dict[int, int] = {}
+        self._last: dict[int, tuple[str, int, str]] = {}  # pid -> (name, ticks, owner)
+        self._ticks = os.sysconf("SC_CLK_TCK")
+        self._started = 0.0
+        self._elapsed = 0.0
+
+    def _owner(self, pid: int, stats: dict[int, tuple[int, str, int]], me: int) -> str:
+        seen = pid
+        for _ in range(64):
+            if seen == me:
+                return "ours"
+            if seen not in stats or seen <= 1:
+                break
+            seen = stats[seen][0]
+        return "docker" if stats.get(pid, (0, "", 0))[1] in _DOCKER else "others"
+
+    def _sample(self, first: bool = False) -> None:
+        stats = _proc_stats()
+        me = os.getpid()
+        for pid, (_ppid, name, ticks) in stats.items():
+            if first:
+                self._base[pid] = ticks
+            previous = self._last.get(pid)
+            owner = previous[2] if previous and previous[2] == "ours" else self._owner(pid, stats, me)
+            self._last[pid] = (name, ticks, owner)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            self._sample()
+
+    def __enter__(self) -> CpuMonitor:
+        self._started = time.perf_counter()
+        self._sample(first=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(5)
+        self._sample()
+        self._elapsed = time.perf_counter() - self._started
+
+    def result(self) -> dict[str, Any]:
+        used: dict[str, float] = {"ours": 0.0, "docker": 0.0, "others": 0.0}
+        heaviest: dict[str, float] = {}
+        for pid, (name, ticks, owner) in self._last.items():
+            seconds = (ticks - self._base.get(pid, 0)) / self._ticks
+            if seconds <= 0:
+                continue
+            used[owner] += seconds
+            if owner == "others":
+                heaviest[name] = heaviest.get(name, 0.0) + seconds
+        cores = os.cpu_count() or 1
+        top = sorted(heaviest.items(), key=lambda item: -item[1])[:4]
+        return {
+            "wall_s": round(self._elapsed, 1),
+            "cpu_s_ours": round(used["ours"], 1),
+            "cpu_s_docker_engine": round(used["docker"], 1),
+            "cpu_s_others": round(used["others"], 1),
+            "others_share_of_machine": round(used["others"] / (self._elapsed * cores), 3) if self._elapsed else 0.0,
+            "others_heaviest": {name: round(seconds, 1) for name, seconds in top},
+            "load_average_after": [round(x, 2) for x in os.getloadavg()],
+        }
+
+
+def machine_busy(window: float = 3.0) -> float:
+    """The fraction of all cores busy (not idle or iowait) over ``window`` seconds, from /proc/stat."""
+    def read() -> tuple[int, int]:
+        with open("/proc/stat") as handle:
+            fields = [int(x) for x in handle.readline().split()[1:]]
+        idle = fields[3] + (fields[4] if len(fields) > 4 else 0)
+        return sum(fields[:8]), idle
+
+    total0, idle0 = read()
+    time.sleep(window)
+    total1, idle1 = read()
+    total = total1 - total0
+    return round(1 - (idle1 - idle0) / total, 3) if total > 0 else 0.0
+
+
+def wait_for_quiet(max_wait: float, threshold: float = 0.25, window: float = 3.0) -> dict[str, Any]:
+    """Wait (at most ``max_wait`` s) until the machine is less than ``threshold`` busy for two windows in a row.
+
+    Called between benchmarks, when none of ours runs: what is busy then is someone else.
+    """
+    start = time.monotonic()
+    calm = 0
+    busy = machine_busy(window)
+    while True:
+        calm = calm + 1 if busy < threshold else 0
+        if calm >= 2 or time.monotonic() - start >= max_wait:
+            break
+        busy = machine_busy(window)
+    return {"waited_s": round(time.monotonic() - start, 1), "busy_before_start": busy, "quiet": calm >= 2}

@@ -22,13 +22,12 @@ import uuid
 from pathlib import Path
 from typing import IO, Any
 
+from bench.common import LOOPBACK, ROOT, Web, wait_until
 from builder.db import make_engine, make_sessionmaker, migrate
 from builder.secrets import SecretBox
 from builder.settings import Settings
 from builder.triggers import TriggerSpec, create_trigger
 from buildhook.redis_server import RedisServer, free_port
-
-from bench.common import LOOPBACK, ROOT, Web, wait_until
 
 
 class Process:
@@ -170,7 +169,7 @@ class Stack:
 
     # --- lifetime ------------------------------------------------------------------
 
-    def __enter__(self) -> "Stack":
+    def __enter__(self) -> Stack:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -200,7 +199,7 @@ class Stack:
             args += ["--workers", str(workers)]
         if threads is not None:
             args += ["--threads", str(threads)]
-        process = self._spawn("web", args)
+        process = self._spawn(f"web-{len(self._processes)}", args)
         web = Web(self.web_port)
 
         def healthy() -> bool:
@@ -216,9 +215,16 @@ class Stack:
         self.web = web
         return web
 
+    def stop_web(self) -> None:
+        if self._web_process:
+            self._web_process.stop()
+            self._processes.remove(self._web_process)
+            self._web_process = None
+            self.web = None
+
     def start_worker(self, concurrency: int = 1, relay_interval: float = 1.0) -> Process:
         """``buildhook worker``; returns once Celery says it is ready."""
-        process = self._spawn("worker", ["worker", "--concurrency", str(concurrency),
+        process = self._spawn(f"worker-{len(self._processes)}", ["worker", "--concurrency", str(concurrency),
                                          "--relay-interval", str(relay_interval)])
 
         def ready() -> bool:
@@ -286,6 +292,7 @@ class Stack:
         self._images.add(repository)
 
     def _remove_images(self) -> None:
+        """Remove the images of the tracked repositories: tagged ones, and older builds left with only a digest."""
         if not self._images:
             return
         try:
@@ -294,17 +301,24 @@ class Stack:
             client = docker.from_env(timeout=60)
         except Exception:
             return
+
+        def ours(reference: str) -> bool:
+            name = reference.split("@", 1)[0]
+            name = name.rsplit(":", 1)[0] if ":" in name.rsplit("/", 1)[-1] else name
+            return name in self._images
+
         try:
-            for repository in self._images:
-                try:
-                    images = client.images.list(name=repository)
-                except Exception:
-                    continue
-                for image in images:
-                    for tag in image.tags:
-                        if tag.rsplit(":", 1)[0] == repository:
-                            with contextlib.suppress(Exception):
-                                client.images.remove(tag, noprune=False)
+            for image in client.images.list():
+                references = list(image.attrs.get("RepoTags") or []) + list(image.attrs.get("RepoDigests") or [])
+                references = [r for r in references if r != "<none>:<none>" and r != "<none>@<none>"]
+                if not references or not all(ours(r) for r in references):
+                    continue  # not only ours: never touch someone else's image
+                for tag in image.attrs.get("RepoTags") or []:
+                    with contextlib.suppress(Exception):
+                        client.images.remove(tag, noprune=False)
+                if not image.attrs.get("RepoTags"):
+                    with contextlib.suppress(Exception):
+                        client.images.remove(image.id, noprune=False)
         finally:
             client.close()
 
@@ -346,8 +360,11 @@ def machine_info() -> dict[str, Any]:
     with contextlib.suppress(Exception):
         info["git_commit"] = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, text=True,
                                             capture_output=True, timeout=10).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT, text=True,
-                               capture_output=True, timeout=10).stdout.strip()
-        info["working_tree_modified"] = bool(dirty)
+        status = subprocess.run(["git", "status", "--porcelain"], cwd=ROOT, text=True,
+                                capture_output=True, timeout=10).stdout.splitlines()
+        changed = sorted(line[3:] for line in status
+                         if not line[3:].startswith(("bench/", "tests/bench/")) and line[3:].endswith(".py"))
+        info["working_tree_modified"] = bool(changed)
+        info["modified_product_files"] = changed  # what was measured is HEAD plus these
     info["measured_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     return info

@@ -15,10 +15,16 @@ numbers. The baseline is the same schedule against ``GET /healthz`` in the same 
 No worker runs: the builds stay queued (their messages wait in Redis). Afterwards the
 ``deliveries`` table must hold every delivery sent.
 
-Result keys: ``name``, ``params`` (rate, duration_s, requests, threads), ``hooks`` and
-``baseline`` (sent, completed, statuses, achieved_rps, p50_ms, p90_ms, p99_ms, max_ms,
-mean_ms, late_sends), ``ratio_p50``, ``ratio_p99``, ``stored`` (deliveries_sent,
-deliveries_stored, accepted, builds, all_stored), ``target`` (p99_ms_below, met), ``summary``.
+The full run adds two diagnostics: a sweep of lower offered rates (to show up to
+which rate the target holds on this machine) and the same 200 req/s against
+``buildhook web --workers 2 --threads 1`` (fewer threads per process).
+
+Result keys: ``name``, ``params``, ``hooks`` and ``baseline`` (offered_rps, sent,
+completed, statuses, achieved_rps, p50_ms, p90_ms, p99_ms, max_ms, mean_ms,
+service_p99_ms, late_sends), ``ratio_p50``, ``ratio_p99``, ``sweep`` (a list of the
+same), ``compare_config`` (the same, or None), ``highest_swept_rate_meeting_target``,
+``stored`` (deliveries_sent, deliveries_stored, outcomes, builds_by_state, all_stored),
+``target`` (p99_ms_below, met), ``summary``.
 """
 
 from __future__ import annotations
@@ -26,11 +32,11 @@ from __future__ import annotations
 import argparse
 import json
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from bench.common import (
-    Sample,
     Web,
     latency_summary,
     open_loop,
@@ -42,26 +48,29 @@ from bench.common import (
 from bench.services import Stack
 
 NAME = "webhook_intake"
-FULL = {"rate": 200, "duration_s": 10.0, "threads": 32, "warmup": 50}
-QUICK = {"rate": 200, "duration_s": 3.0, "threads": 32, "warmup": 20}
+FULL = {"rate": 200, "duration_s": 10.0, "threads": 32, "warmup": 50,
+        "sweep_rates": [50, 100, 150], "sweep_duration_s": 5.0, "compare_threads": [2, 1]}
+QUICK = {"rate": 200, "duration_s": 3.0, "threads": 32, "warmup": 20,
+         "sweep_rates": [], "sweep_duration_s": 0.0, "compare_threads": None}
 TARGET_P99_MS = 50.0
 SECRET = "bench-intake-secret"
+REF = "refs/heads/master"  # the fixture's own ref
 
 
-def measure(send: Callable[[int], int], count: int, rate: float, threads: int) -> tuple[dict[str, Any], list[Sample]]:
+def measure(send: Callable[[int], int], count: int, rate: float, threads: int) -> dict[str, Any]:
     samples, wall = open_loop(send, count, rate, threads)
     latencies = [s.latency for s in samples]
-    late = sum(1 for s in samples if s.started - s.scheduled > 0.005)
-    stats = {
+    return {
+        "offered_rps": rate,
         "sent": count,
         "completed": len(samples),
         "statuses": status_counts(samples),
         "achieved_rps": round(len(samples) / wall, 1) if wall else 0.0,
         **latency_summary(latencies),
         "service_p99_ms": latency_summary([s.service_time for s in samples])["p99_ms"],
-        "late_sends": late,  # sent > 5 ms after their due time (all client threads were busy)
+        # sent more than 5 ms after their due time: every client thread was waiting for an answer
+        "late_sends": sum(1 for s in samples if s.started - s.scheduled > 0.005),
     }
-    return stats, samples
 
 
 def run(quick: bool = False, workdir: Path | None = None, rate: float | None = None,
@@ -75,36 +84,48 @@ def run(quick: bool = False, workdir: Path | None = None, rate: float | None = N
         params["threads"] = threads
     count = int(params["rate"] * params["duration_s"])
     params["requests"] = count
+    sent_ids: set[str] = set()
     with tempfile.TemporaryDirectory(prefix="bench-intake-", dir=workdir) as tmp, \
             Stack(Path(tmp), registry=False) as stack:
         repository = f"bench/intake-{stack.run_id}"
-        trigger = stack.add_trigger(repository, f"file://{tmp}/never-cloned.git", SECRET, f"bench/intake-{stack.run_id}")
-        web = stack.start_web()  # production defaults: 2 gunicorn workers x 8 threads
+        clone_url = f"file://{tmp}/never-cloned.git"  # no worker runs: nothing is ever cloned
+        stack.add_trigger(repository, clone_url, SECRET, f"bench/intake-{stack.run_id}")
 
         def prepare(n: int) -> list[tuple[bytes, dict[str, str]]]:
-            return [signed_push(repository, trigger["clone_url"], "refs/heads/master", random_sha(), SECRET)
-                    for _ in range(n)]
+            """Signed deliveries, made before the clock starts; each has its own delivery id."""
+            items = [signed_push(repository, clone_url, REF, random_sha(), SECRET) for _ in range(n)]
+            sent_ids.update(headers["X-GitHub-Delivery"] for _body, headers in items)
+            return items
 
-        warm = prepare(params["warmup"])
-        deliveries = prepare(count)
+        def hooks_at(web: Web, rate_: float, n: int) -> dict[str, Any]:
+            items = prepare(n)
 
-        def hook(items: list[tuple[bytes, dict[str, str]]]) -> Callable[[int], int]:
             def send(i: int) -> int:
                 body, headers = items[i]
-                return web.request("POST", "/hooks/github", body, headers)[0]
-            return send
+                return web.request("POST", "/hooks/github", body, headers, timeout=120)[0]
 
-        def healthz(_i: int) -> int:
-            return web.request("GET", "/healthz")[0]
+            return measure(send, n, rate_, params["threads"])
 
-        # Warm both paths (imports, connection pools, SQLite page cache), then measure.
-        for i in range(params["warmup"]):
-            healthz(i)
-            hook(warm)(i)
-        baseline, _ = measure(healthz, count, params["rate"], params["threads"])
-        hooks, samples = measure(hook(deliveries), count, params["rate"], params["threads"])
+        def warm(web: Web) -> None:
+            """Warm both paths (imports, pools, SQLite page cache) before measuring."""
+            for body, headers in prepare(params["warmup"]):
+                web.request("GET", "/healthz")
+                web.request("POST", "/hooks/github", body, headers)
 
-        sent_ids = {headers["X-GitHub-Delivery"] for _body, headers in deliveries}
+        web = stack.start_web()  # the production defaults: 2 gunicorn workers x 8 threads
+        warm(web)
+        baseline = measure(lambda _i: web.request("GET", "/healthz")[0], count, params["rate"], params["threads"])
+        hooks = hooks_at(web, params["rate"], count)
+        sweep = [hooks_at(web, r, int(r * params["sweep_duration_s"])) for r in params["sweep_rates"]]
+        compare = None
+        if params["compare_threads"]:
+            workers, threads_ = params["compare_threads"]
+            stack.stop_web()
+            other = stack.start_web(workers=workers, threads=threads_)
+            warm(other)
+            compare = {"config": f"buildhook web --workers {workers} --threads {threads_}",
+                       **hooks_at(other, params["rate"], count)}
+
         rows = stack.query("SELECT delivery_id, outcome FROM deliveries WHERE provider = 'github'")
         stored = {delivery_id: outcome for delivery_id, outcome in rows if delivery_id in sent_ids}
         outcomes: dict[str, int] = {}
@@ -116,13 +137,16 @@ def run(quick: bool = False, workdir: Path | None = None, rate: float | None = N
     result: dict[str, Any] = {
         "name": NAME,
         "params": params,
-        "server": "buildhook web (gunicorn gthread, defaults: 2 workers x 8 threads), SQLite (WAL), Redis broker",
+        "server": "buildhook web (gunicorn gthread, its defaults: 2 workers x 8 threads), SQLite (WAL), Redis",
         "worker_running": False,
         "hooks": hooks,
         "baseline": {"endpoint": "GET /healthz", **baseline},
         "ratio_p50": ratio(hooks["p50_ms"], baseline["p50_ms"]),
         "ratio_p99": ratio(hooks["p99_ms"], baseline["p99_ms"]),
+        "sweep": sweep,
+        "compare_config": compare,
         "stored": {
+            # every delivery sent in this run (warm-up, headline, sweep and comparison)
             "deliveries_sent": len(sent_ids),
             "deliveries_stored": len(stored),
             "outcomes": dict(sorted(outcomes.items())),
@@ -133,9 +157,12 @@ def run(quick: bool = False, workdir: Path | None = None, rate: float | None = N
         "target": {"p99_ms_below": TARGET_P99_MS, "met": hooks["p99_ms"] < TARGET_P99_MS},
     }
     all_202 = hooks["statuses"] == {"202": count}
+    met_at = [s["offered_rps"] for s in sweep if s["p99_ms"] < TARGET_P99_MS and s["achieved_rps"] >= 0.95 * s["offered_rps"]]
+    result["highest_swept_rate_meeting_target"] = max(met_at) if met_at else None
     result["summary"] = {
-        "measured": f"p50 {hooks['p50_ms']:.1f} ms, p99 {hooks['p99_ms']:.1f} ms at "
-                    f"{hooks['achieved_rps']:.0f} req/s; {len(stored)}/{len(sent_ids)} stored"
+        "measured": f"p50 {hooks['p50_ms']:.1f} ms, p99 {hooks['p99_ms']:.1f} ms, "
+                    f"{hooks['achieved_rps']:.0f} of {params['rate']:.0f} req/s served; "
+                    f"{len(stored)}/{len(sent_ids)} deliveries stored"
                     + ("" if all_202 else f"; statuses {hooks['statuses']}"),
         "baseline": f"/healthz p50 {baseline['p50_ms']:.1f} ms, p99 {baseline['p99_ms']:.1f} ms",
         "ratio": result["ratio_p99"],

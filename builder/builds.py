@@ -45,6 +45,7 @@ def build_to_dict(build: Build) -> dict[str, Any]:
         "building_at": _iso(build.building_at),
         "pushing_at": _iso(build.pushing_at),
         "finished_at": _iso(build.finished_at),
+        "cancel_requested": build.cancel_requested_at is not None,
     }
 
 

@@ -7,6 +7,7 @@ handed to the workers after the transaction commits.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any, Mapping
@@ -18,7 +19,7 @@ from builder.errors import BadSignature, InputError, PayloadTooLarge
 from builder.events import Ignored
 from builder.models import Delivery
 from builder.planning import plan_builds
-from builder.providers.request import HookInfo
+from builder.providers.request import HookInfo, clean_text
 from builder.secrets import SecretBox
 from builder.settings import Settings
 from builder.triggers import find_triggers
@@ -61,7 +62,7 @@ def receive_hook(
     try:
         if len(body) > settings.max_body_bytes:
             raise PayloadTooLarge(f"body is larger than {settings.max_body_bytes} bytes")
-        info = provider.describe(headers, body)
+        info = _storable(provider.describe(headers, body))
         with sessions() as session:
             return _receive(session, provider, info, headers, body, settings, box)
     except InputError as error:
@@ -88,7 +89,7 @@ def _receive(
         raise InputError("payload names no repository")
     triggers = find_triggers(session, provider.NAME, info.repository)
     if not triggers:
-        return answer("no_trigger", f"no trigger for {provider.NAME} repository {info.repository}")
+        return answer("no_trigger", f"no trigger for {provider.NAME} repository {info.repository[:REPOSITORY_CHARS]}")
     verified = [t for t in triggers if _signed_by(provider, headers, body, box.open(t.secret_enc))]
     if not verified:
         raise BadSignature("signature does not match any trigger for this repository")
@@ -111,7 +112,7 @@ def _receive(
         provider=provider.NAME,
         delivery_id=info.delivery_id,
         event=info.event,
-        repository=info.repository,
+        repository=_cut(info.repository, REPOSITORY_CHARS),
         trigger_id=enabled[0].id,
         outcome="accepted",
         status_code=202,
@@ -129,6 +130,34 @@ def _receive(
         session.rollback()
         return answer("duplicate", f"delivery {info.delivery_id} was already accepted")
     return HookResult(202, "accepted", delivery.reason, delivery.id, [b.id for b in builds])
+
+
+# The sizes of the ``deliveries`` columns these fill.
+EVENT_CHARS, DELIVERY_ID_CHARS, REPOSITORY_CHARS, DEDUPE_KEY_CHARS = 64, 255, 255, 512
+
+
+def _storable(info: HookInfo) -> HookInfo:
+    """What a host sent, as the database can hold and compare it, whatever it was.
+
+    Text loses NUL and lone surrogates (no database stores them); the event and
+    delivery id are cut to their columns. The repository is kept whole to look
+    up (a longer name matches no trigger) and cut when recorded. A dedupe key
+    longer than its column is replaced by its hash, so it still tells deliveries apart.
+    """
+    key = clean_text(info.dedupe_key)
+    if key is not None and (len(key) > DEDUPE_KEY_CHARS or key != info.dedupe_key):
+        digest = hashlib.sha256((info.dedupe_key or "").encode("utf-8", "surrogatepass")).hexdigest()
+        key = f"{key.partition(':')[0][:32]}:sha256:{digest}"
+    return HookInfo(
+        event=clean_text(info.event, EVENT_CHARS),
+        delivery_id=clean_text(info.delivery_id, DELIVERY_ID_CHARS),
+        repository=clean_text(info.repository),
+        dedupe_key=key,
+    )
+
+
+def _cut(value: str | None, limit: int) -> str | None:
+    return value[:limit] if value is not None else None
 
 
 def _signed_by(provider: ModuleType, headers: Mapping[str, str], body: bytes, secret: str) -> bool:
@@ -152,7 +181,7 @@ def _record_in(
         provider=provider,
         delivery_id=info.delivery_id,
         event=info.event,
-        repository=info.repository,
+        repository=_cut(info.repository, REPOSITORY_CHARS),
         trigger_id=trigger_id,
         outcome=outcome,
         reason=reason,

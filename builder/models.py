@@ -41,7 +41,8 @@ class UTCDateTime(TypeDecorator[datetime]):
     def process_result_value(self, value: datetime | None, dialect: object) -> datetime | None:
         if value is not None and value.tzinfo is None:
             return value.replace(tzinfo=timezone.utc)
-        return value
+        # PostgreSQL answers in the session's time zone (the server's TimeZone): back to UTC.
+        return value.astimezone(timezone.utc) if value is not None else None
 
 
 class Base(DeclarativeBase):
@@ -57,6 +58,7 @@ class BuildState(str, enum.Enum):
     FAILED = "failed"
     SKIPPED = "skipped"  # a path filter found nothing to build
     SUPERSEDED = "superseded"  # a newer push to the same ref and rule came first
+    CANCELLED = "cancelled"  # someone cancelled it (builder/build_actions.py)
 
     @property
     def finished(self) -> bool:
@@ -137,7 +139,11 @@ class Delivery(Base):
     dedupe_key: Mapped[str | None] = mapped_column(String(512), unique=True)
     received_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
-    __table_args__ = (Index("ix_deliveries_received_at", "received_at"),)
+    __table_args__ = (
+        Index("ix_deliveries_received_at", "received_at"),
+        Index("ix_deliveries_trigger_id_id", "trigger_id", "id"),
+        Index("ix_deliveries_provider_repository_id", "provider", "repository", "id"),
+    )
 
 
 class Build(Base):
@@ -179,6 +185,8 @@ class Build(Base):
     building_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     pushing_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # Someone asked to cancel the build; a running build's worker notices and stops it.
+    cancel_requested_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
     trigger: Mapped[Trigger | None] = relationship(back_populates="builds")
     log_lines: Mapped[list["BuildLogLine"]] = relationship(
@@ -190,6 +198,12 @@ class Build(Base):
         Index("ix_builds_state_dispatched", "state", "dispatched_at"),
         Index("ix_builds_trigger_created", "trigger_id", "created_at"),
         Index("ix_builds_rule_ref_state", "rule_id", "ref", "state"),
+        # the history page's filters, newest first (migration 0006)
+        Index("ix_builds_state_id", "state", "id"),
+        Index("ix_builds_trigger_id_id", "trigger_id", "id"),
+        Index("ix_builds_repository_id", "repository", "id"),
+        Index("ix_builds_ref_name_id", "ref_name", "id"),
+        Index("ix_builds_overview", "created_at", "state", "started_at", "finished_at"),
     )
 
 
@@ -337,7 +351,12 @@ class OutboundDelivery(Base):
         back_populates="delivery", order_by="DeliveryAttempt.attempt", cascade="all, delete-orphan"
     )
 
-    __table_args__ = (Index("ix_outbound_deliveries_due", "state", "next_attempt_at"),)
+    __table_args__ = (
+        Index("ix_outbound_deliveries_due", "state", "next_attempt_at"),
+        Index("ix_outbound_deliveries_build", "build_id"),
+        Index("ix_outbound_deliveries_deployment", "deployment_id"),
+        Index("ix_outbound_deliveries_state_id", "state", "id"),
+    )
 
 
 class DeliveryAttempt(Base):

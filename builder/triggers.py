@@ -218,3 +218,47 @@ def trigger_to_dict(trigger: Trigger, public_url: str) -> dict[str, Any]:
         "webhook_url": webhook_url(public_url, trigger.provider),
         "created_at": trigger.created_at.isoformat(),
     }
+
+
+# --- changes from the pages: update, delete ---------------------------------------------------
+
+import re  # noqa: E402
+
+from sqlalchemy import delete  # noqa: E402
+
+from builder.errors import Conflict  # noqa: E402
+
+_BRANCH_FORBIDDEN = re.compile(r"[\s~^:?*\[\\]|\.\.|@\{|^/|/$|\.lock$|^-")
+
+
+def update_trigger(session: Session, trigger: Trigger, registry: str, *, image: str | None = None,
+                   default_branch: str | None = None, enabled: bool | None = None) -> Trigger:
+    """Change what the pages let an admin change: the image, the default branch, enabled."""
+    if image is not None:
+        image = image.strip()
+        image_repository(image, registry)  # validates the name
+        trigger.image = image
+    if default_branch is not None:
+        default_branch = default_branch.strip()
+        if not default_branch or _BRANCH_FORBIDDEN.search(default_branch):
+            raise InputError(f"default branch {default_branch!r} is not a valid branch name")
+        trigger.default_branch = default_branch
+    if enabled is not None:
+        trigger.enabled = enabled
+    session.flush()
+    return trigger
+
+
+def delete_trigger(session: Session, trigger_id: int) -> None:
+    """Delete a trigger and its rules; its builds and deliveries stay (their trigger becomes null).
+
+    Refused while one of its builds is queued or running.
+    """
+    from builder.models import Build
+
+    get_trigger(session, trigger_id)
+    running = session.scalar(select(Build.id).where(
+        Build.trigger_id == trigger_id, Build.state.in_(("queued", "cloning", "building", "pushing"))).limit(1))
+    if running is not None:
+        raise Conflict(f"build {running} of this trigger is still queued or running: wait for it or cancel it")
+    session.execute(delete(Trigger).where(Trigger.id == trigger_id))

@@ -152,12 +152,26 @@ def redis_server(tmp_path_factory) -> Iterator[RedisServer]:
 
 
 @pytest.fixture(scope="session")
-def service_env(tmp_path_factory, registry, redis_server) -> dict[str, str]:
+def database_url() -> Iterator[str | None]:
+    """The suite's database: ``BUILDHOOK_TEST_DATABASE_URL``; else, with ``BUILDHOOK_TEST_POSTGRES=1``,
+    a private PostgreSQL started for the session (``make test-postgres``); else None: SQLite."""
+    if os.environ.get("BUILDHOOK_TEST_DATABASE_URL"):
+        yield os.environ["BUILDHOOK_TEST_DATABASE_URL"]
+    elif os.environ.get("BUILDHOOK_TEST_POSTGRES") == "1":
+        from tests.postgres_server import PostgresServer
+
+        with PostgresServer() as server:
+            yield server.url
+    else:
+        yield None
+
+
+@pytest.fixture(scope="session")
+def service_env(tmp_path_factory, registry, redis_server, database_url) -> dict[str, str]:
     data = tmp_path_factory.mktemp("buildhook")
     env = {
         "BUILDHOOK_DATA_DIR": str(data),
-        "BUILDHOOK_DATABASE_URL": os.environ.get("BUILDHOOK_TEST_DATABASE_URL")
-        or f"sqlite:///{data / 'buildhook.db'}",
+        "BUILDHOOK_DATABASE_URL": database_url or f"sqlite:///{data / 'buildhook.db'}",
         "BUILDHOOK_SECRET_KEY": "test-secret-key-" + uuid.uuid4().hex,
         "BUILDHOOK_BROKER_URL": redis_server.url,
         "BUILDHOOK_REGISTRY": registry.host,

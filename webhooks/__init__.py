@@ -82,12 +82,14 @@ def create_app(settings: Settings | None = None) -> Flask:
     )
 
     from workers.celery_app import celery_init_app
-    from webhooks import api, auth, dashboard, deploy_api, errors, hooks, registry
+    from webhooks import api, auth, build_actions, dashboard, deploy_api, errors, hooks, openapi, registry
 
     celery_init_app(app, settings)
     app.register_blueprint(hooks.bp)
     app.register_blueprint(api.bp)
+    app.register_blueprint(build_actions.bp)
     app.register_blueprint(deploy_api.bp)
+    app.register_blueprint(openapi.bp)
     app.register_blueprint(registry.bp)
     app.register_blueprint(dashboard.bp)
     errors.register(app)

@@ -82,7 +82,10 @@ def builds_log(build_id: int):  # type: ignore[no-untyped-def]
     build = get_build(session, build_id)
     lines = log_lines(session, build_id, after=_int_arg("after", 0) or 0)
     if request.args.get("format") == "text":
-        return Response("".join(f"{line.text}\n" for line in lines), mimetype="text/plain")
+        response = Response("".join(f"{line.text}\n" for line in lines), mimetype="text/plain")
+        if request.args.get("download") == "1":
+            response.headers["Content-Disposition"] = f'attachment; filename="build-{build.id}.log"'
+        return response
     return jsonify(
         {
             "build": build.id,

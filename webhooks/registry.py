@@ -26,10 +26,11 @@ def _authenticate(expected: str | None) -> None:
 
 def _receive(source: str):  # type: ignore[no-untyped-def]
     ctx = services()
-    _authenticate(ctx.settings.registry_events_token)
+    # The size first, as on /hooks/: an oversized body is a 413 whoever sends it.
     body = request.stream.read(ctx.settings.max_body_bytes + 1)
     if len(body) > ctx.settings.max_body_bytes:
         raise PayloadTooLarge(f"body is larger than {ctx.settings.max_body_bytes} bytes")
+    _authenticate(ctx.settings.registry_events_token)
     events = PARSERS[source].parse(request.headers, body)
     result = receive_registry_events(ctx.sessions, source, events, ctx.settings)
     ctx.start_deployments(result.deployments)

@@ -11,8 +11,19 @@ from __future__ import annotations
 import re
 from typing import Any, Mapping
 
-from builder.events import Ignored, PushEvent, previous_commit, split_ref
-from builder.providers.request import HookInfo, dig, header, load_json, require_hmac_sha256
+from builder.events import ZERO_SHA, Ignored, PushEvent
+from builder.providers.request import (
+    HookInfo,
+    clean_text,
+    commit_id,
+    dig,
+    header,
+    load_json,
+    previous_commit,
+    read_ref,
+    require_hmac_sha256,
+    shown,
+)
 
 NAME = "bitbucket"
 CLOUD_PUSH = "repo:push"
@@ -45,7 +56,7 @@ def parse(headers: Mapping[str, str], body: bytes) -> tuple[PushEvent, ...]:
     if event == PING:
         raise Ignored("ping", status=200)
     if event not in (CLOUD_PUSH, SERVER_PUSH):
-        raise Ignored(f"event {event!r} is recorded but not built")
+        raise Ignored(f"event {shown(event)} is recorded but not built")
     payload = load_json(body)
     repository = _repository(payload) or ""
     if event == CLOUD_PUSH:
@@ -79,42 +90,49 @@ def _cloud_change(change: dict[str, Any], repository: str, payload: dict[str, An
     new = change.get("new")
     if new is None:
         old = change.get("old")
-        if isinstance(old, dict) and old.get("type") in CLOUD_REF_PREFIXES:
-            return f"{old.get('type')} {old.get('name')!r}"
+        if isinstance(old, dict) and _cloud_ref_type(old):
+            return f"{old['type']} {shown(old.get('name'))}"
         return "a ref"
-    if not isinstance(new, dict) or new.get("type") not in CLOUD_REF_PREFIXES:
+    ref_type = _cloud_ref_type(new)
+    if ref_type is None:
         return None
-    name, commit = new.get("name"), dig(new, "target", "hash")
-    if not isinstance(name, str) or not name or not isinstance(commit, str) or not commit:
+    name, commit = new.get("name"), commit_id(dig(new, "target", "hash"))
+    if not isinstance(name, str) or commit is None or commit == ZERO_SHA:
         return None
-    target = new.get("target")
-    message = target.get("message")
+    try:
+        ref, ref_type, name = read_ref(CLOUD_REF_PREFIXES[ref_type] + name)
+    except Ignored:
+        return None
+    target = new["target"]
     return PushEvent(
         provider=NAME,
         repository=repository,
-        ref=CLOUD_REF_PREFIXES[new["type"]] + name,
-        ref_type=new["type"],
+        ref=ref,
+        ref_type=ref_type,
         ref_name=name,
         commit=commit,
         author=_cloud_author(target, payload),
-        message=message if isinstance(message, str) else None,
+        message=clean_text(target.get("message")),
         before=previous_commit(dig(change, "old", "target", "hash")),
     )
 
 
+def _cloud_ref_type(ref: dict[str, Any]) -> str | None:
+    """``branch`` or ``tag`` when a Cloud ``new``/``old`` names one, else None."""
+    kind = ref.get("type") if isinstance(ref, dict) else None
+    return kind if isinstance(kind, str) and kind in CLOUD_REF_PREFIXES else None
+
+
 def _server_change(change: dict[str, Any], repository: str, payload: dict[str, Any]) -> PushEvent | str | None:
-    ref = dig(change, "ref", "id") or change.get("refId")
-    if not isinstance(ref, str):
-        return None
     try:
-        ref_type, ref_name = split_ref(ref)
+        ref, ref_type, ref_name = read_ref(dig(change, "ref", "id") or change.get("refId"))
     except Ignored:
         return None
     kind = change.get("type")
     if kind == "DELETE":
-        return f"{ref_type} {ref_name!r}"
-    commit = change.get("toHash")
-    if kind not in SERVER_BUILT_CHANGES or not isinstance(commit, str) or not commit:
+        return f"{ref_type} {shown(ref_name)}"
+    commit = commit_id(change.get("toHash"))
+    if kind not in SERVER_BUILT_CHANGES or commit is None or commit == ZERO_SHA:
         return None
     # Data Center sends no commit details; the pusher is the best author there is.
     author = dig(payload, "actor", "displayName") or dig(payload, "actor", "name")
@@ -125,7 +143,7 @@ def _server_change(change: dict[str, Any], repository: str, payload: dict[str, A
         ref_type=ref_type,
         ref_name=ref_name,
         commit=commit,
-        author=author if isinstance(author, str) else None,
+        author=clean_text(author, 255),
         before=previous_commit(change.get("fromHash")),
     )
 
@@ -137,7 +155,7 @@ def _cloud_author(target: dict[str, Any], payload: dict[str, Any]) -> str | None
         name = _EMAIL_SUFFIX.sub("", raw) if isinstance(raw, str) else None
     if not name:
         name = dig(payload, "actor", "display_name")
-    return name if isinstance(name, str) and name else None
+    return clean_text(name, 255) or None
 
 
 def _repository(payload: dict[str, Any]) -> str | None:

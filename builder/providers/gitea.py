@@ -10,8 +10,20 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-from builder.events import ZERO_SHA, Ignored, PushEvent, previous_commit, split_ref
-from builder.providers.request import HookInfo, dig, header, load_json, require_hmac_sha256, touched_files
+from builder.events import ZERO_SHA, Ignored, PushEvent
+from builder.providers.request import (
+    HookInfo,
+    clean_text,
+    commit_id,
+    dig,
+    header,
+    load_json,
+    previous_commit,
+    read_ref,
+    require_hmac_sha256,
+    shown,
+    touched_files,
+)
 
 NAME = "gitea"
 EVENT_HEADERS = ("X-Gitea-Event", "X-Forgejo-Event", "X-Gogs-Event", "X-GitHub-Event")
@@ -41,31 +53,30 @@ def parse(headers: Mapping[str, str], body: bytes) -> tuple[PushEvent, ...]:
     event = _first_header(headers, EVENT_HEADERS)
     if event in REF_EVENTS:
         payload = load_json(body)
-        what = f"{payload.get('ref_type') or 'ref'} {payload.get('ref')!r}"
-        raise Ignored(f"{event} of {what} is recorded, not built (the push event covers it)")
+        ref_type = payload.get("ref_type") if payload.get("ref_type") in ("branch", "tag") else "ref"
+        raise Ignored(f"{event} of {ref_type} {shown(payload.get('ref'))} is recorded, not built "
+                      "(the push event covers it)")
     if event != "push":
-        raise Ignored(f"event {event!r} is recorded but not built")
+        raise Ignored(f"event {shown(event)} is recorded but not built")
     payload = load_json(body)
-    ref = payload.get("ref")
-    if not isinstance(ref, str):
-        raise Ignored("push without a ref")
-    ref_type, ref_name = split_ref(ref)
-    commit = payload.get("after")
-    if commit == ZERO_SHA:
-        raise Ignored(f"{ref_type} {ref_name!r} was deleted")
-    if not isinstance(commit, str) or not commit:
-        raise Ignored("push without a head commit")
+    ref, ref_type, ref_name = read_ref(payload.get("ref"))
+    sent = payload.get("after")
+    if sent == ZERO_SHA:
+        raise Ignored(f"{ref_type} {shown(ref_name)} was deleted")
+    commit = commit_id(sent)
+    if commit is None or commit == ZERO_SHA:
+        raise Ignored("push without a head commit" if not sent else f"head commit {shown(sent)} is not a commit id")
     head = _head_commit(payload, commit)
     return (
         PushEvent(
             provider=NAME,
-            repository=str(dig(payload, "repository", "full_name") or ""),
+            repository=clean_text(dig(payload, "repository", "full_name")) or "",
             ref=ref,
             ref_type=ref_type,
             ref_name=ref_name,
             commit=commit,
             author=_author(head, payload),
-            message=head.get("message") if isinstance(head.get("message"), str) else None,
+            message=clean_text(head.get("message")),
             changed_files=_changed_files(payload),
             before=previous_commit(payload.get("before")),
         ),
@@ -85,9 +96,10 @@ def _head_commit(payload: dict[str, Any], commit: str) -> dict[str, Any]:
     head = payload.get("head_commit")
     if isinstance(head, dict) and head:
         return head
-    commits = [item for item in payload.get("commits") or () if isinstance(item, dict)]
+    listed = payload.get("commits")
+    commits = [item for item in listed if isinstance(item, dict)] if isinstance(listed, list) else []
     for item in commits:
-        if item.get("id") == commit:
+        if commit_id(item.get("id")) == commit:
             return item
     return commits[-1] if commits else {}
 
@@ -100,7 +112,7 @@ def _author(head: dict[str, Any], payload: dict[str, Any]) -> str | None:
             or dig(payload, "pusher", "username")
             or dig(payload, "sender", "login")
         )
-    return name if isinstance(name, str) else None
+    return clean_text(name, 255)
 
 
 def _changed_files(payload: dict[str, Any]) -> tuple[str, ...] | None:

@@ -8,13 +8,18 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-from builder.events import Ignored, PushEvent, previous_commit, split_ref
+from builder.events import ZERO_SHA, Ignored, PushEvent
 from builder.providers.request import (
     HookInfo,
+    clean_text,
+    commit_id,
     dig,
     header,
     load_json,
+    previous_commit,
+    read_ref,
     require_hmac_sha256,
+    shown,
     touched_files,
 )
 
@@ -47,26 +52,26 @@ def parse(headers: Mapping[str, str], body: bytes) -> tuple[PushEvent, ...]:
     if event != "push":
         raise Ignored(f"event {event!r} is recorded but not built")
     payload = load_json(body)
-    ref = payload.get("ref")
-    if not isinstance(ref, str):
-        raise Ignored("push without a ref")
-    ref_type, ref_name = split_ref(ref)
+    ref, ref_type, ref_name = read_ref(payload.get("ref"))
     if payload.get("deleted"):
-        raise Ignored(f"{ref_type} {ref_name!r} was deleted")
+        raise Ignored(f"{ref_type} {shown(ref_name)} was deleted")
     head = payload.get("head_commit") if isinstance(payload.get("head_commit"), dict) else {}
-    commit = head.get("id") or payload.get("after")
-    if not isinstance(commit, str) or not commit:
-        raise Ignored("push without a head commit")
+    sent = head.get("id") or payload.get("after")
+    commit = commit_id(sent)
+    if commit == ZERO_SHA:
+        raise Ignored(f"{ref_type} {shown(ref_name)} was deleted")
+    if commit is None:
+        raise Ignored("push without a head commit" if not sent else f"head commit {shown(sent)} is not a commit id")
     return (
         PushEvent(
             provider=NAME,
-            repository=str(dig(payload, "repository", "full_name") or ""),
+            repository=clean_text(dig(payload, "repository", "full_name")) or "",
             ref=ref,
             ref_type=ref_type,
             ref_name=ref_name,
             commit=commit,
             author=_author(head, payload),
-            message=head.get("message"),
+            message=clean_text(head.get("message")),
             changed_files=_changed_files(payload),
             before=previous_commit(payload.get("before")),
         ),
@@ -77,7 +82,7 @@ def _author(head: dict[str, Any], payload: dict[str, Any]) -> str | None:
     name = dig(head, "author", "username") or dig(head, "author", "name")
     if not name:
         name = dig(payload, "pusher", "name") or dig(payload, "sender", "login")
-    return name if isinstance(name, str) else None
+    return clean_text(name, 255)
 
 
 def _changed_files(payload: dict[str, Any]) -> tuple[str, ...] | None:

@@ -12,8 +12,19 @@ import hmac
 from typing import Any, Mapping
 
 from builder.errors import BadSignature
-from builder.events import ZERO_SHA, Ignored, PushEvent, previous_commit, split_ref
-from builder.providers.request import HookInfo, dig, header, load_json, touched_files
+from builder.events import ZERO_SHA, Ignored, PushEvent
+from builder.providers.request import (
+    HookInfo,
+    clean_text,
+    commit_id,
+    dig,
+    header,
+    load_json,
+    previous_commit,
+    read_ref,
+    shown,
+    touched_files,
+)
 
 NAME = "gitlab"
 # X-Gitlab-Event values that carry a push, and the body's object_kind for each.
@@ -46,28 +57,26 @@ def parse(headers: Mapping[str, str], body: bytes) -> tuple[PushEvent, ...]:
     payload = load_json(body)
     event = _event(headers, payload)
     if event not in PUSH_EVENTS:
-        raise Ignored(f"event {event!r} is recorded but not built")
-    ref = payload.get("ref")
-    if not isinstance(ref, str):
-        raise Ignored("push without a ref")
-    ref_type, ref_name = split_ref(ref)
+        raise Ignored(f"event {shown(event)} is recorded but not built")
+    ref, ref_type, ref_name = read_ref(payload.get("ref"))
     # checkout_sha is the commit (for an annotated tag ``after`` is the tag object).
-    commit = payload.get("checkout_sha")
-    if payload.get("after") == ZERO_SHA or not commit:
-        raise Ignored(f"{ref_type} {ref_name!r} was deleted")
-    if not isinstance(commit, str):
-        raise Ignored("push without a head commit")
+    sent = payload.get("checkout_sha")
+    if payload.get("after") == ZERO_SHA or not sent:
+        raise Ignored(f"{ref_type} {shown(ref_name)} was deleted")
+    commit = commit_id(sent)
+    if commit is None or commit == ZERO_SHA:
+        raise Ignored(f"head commit {shown(sent)} is not a commit id")
     head = _head_commit(payload, commit)
     return (
         PushEvent(
             provider=NAME,
-            repository=str(dig(payload, "project", "path_with_namespace") or ""),
+            repository=clean_text(dig(payload, "project", "path_with_namespace")) or "",
             ref=ref,
             ref_type=ref_type,
             ref_name=ref_name,
             commit=commit,
             author=_author(head, payload),
-            message=head.get("message") if isinstance(head.get("message"), str) else None,
+            message=clean_text(head.get("message")),
             changed_files=_changed_files(payload),
             before=previous_commit(payload.get("before")),
         ),
@@ -112,14 +121,14 @@ def _head_commit(payload: dict[str, Any], commit: str) -> dict[str, Any]:
     commits = payload.get("commits")
     if isinstance(commits, list):
         for item in commits:
-            if isinstance(item, dict) and item.get("id") == commit:
+            if isinstance(item, dict) and commit_id(item.get("id")) == commit:
                 return item
     return {}
 
 
 def _author(head: dict[str, Any], payload: dict[str, Any]) -> str | None:
     name = dig(head, "author", "name") or payload.get("user_username") or payload.get("user_name")
-    return name if isinstance(name, str) else None
+    return clean_text(name, 255)
 
 
 def _changed_files(payload: dict[str, Any]) -> tuple[str, ...] | None:

@@ -5,10 +5,13 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import re
+import reprlib
 from dataclasses import dataclass
 from typing import Any, Mapping
 
 from builder.errors import BadSignature, InputError
+from builder.events import ZERO_SHA, Ignored, RefType, split_ref
 
 
 @dataclass(frozen=True)
@@ -66,6 +69,63 @@ def require_hmac_sha256(body: bytes, secret: str, signature: str | None, prefix:
         raise BadSignature("signature does not match the trigger's secret")
 
 
+# A git object id: SHA-1 (40 hex digits) or SHA-256 (64).
+_COMMIT = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
+# What ``git check-ref-format`` refuses anywhere in a ref name.
+_BAD_REF = re.compile(r"[\x00-\x20\x7f~^:?*\[\\]|\.\.|@\{|//|/\.|\.lock(?:/|$)|[./]$")
+# Longest ref kept, in UTF-8 bytes (the database column holds 1024, and it is indexed).
+MAX_REF_BYTES = 1024
+_REPR = reprlib.Repr()
+_REPR.maxstring = _REPR.maxother = 80
+_REPR.maxlevel = 3
+
+
+def shown(value: Any) -> str:
+    """A short ``repr`` of a payload value for a reason or an error, whatever its size or depth."""
+    return clean_text(_REPR.repr(value)) or ""
+
+
+def clean_text(value: Any, limit: int | None = None) -> str | None:
+    """``value`` if it is a string, with what no database stores (NUL, lone surrogates) replaced
+    by U+FFFD and cut to ``limit`` characters; else None."""
+    if not isinstance(value, str):
+        return None
+    if "\x00" in value or not value.isascii():
+        value = value.replace("\x00", "\ufffd").encode("utf-8", "surrogatepass").decode("utf-8", "replace")
+    return value[:limit] if limit is not None else value
+
+
+def commit_id(value: Any) -> str | None:
+    """A full commit id (40 or 64 hex digits, lowercased), else None."""
+    if not isinstance(value, str) or len(value) not in (40, 64):
+        return None
+    value = value.lower()
+    return value if _COMMIT.fullmatch(value) else None
+
+
+def previous_commit(value: Any) -> str | None:
+    """A payload's "before" commit: a commit id that is not all zeros (a new ref), else None."""
+    commit = commit_id(value)
+    return None if commit is None or commit == ZERO_SHA else commit
+
+
+def read_ref(value: Any) -> tuple[str, RefType, str]:
+    """``(ref, ref_type, ref_name)`` of a branch or tag ref; ``Ignored`` for anything else.
+
+    Refuses what git would (``git check-ref-format``) and what no build can be of:
+    control characters, ``..``, an empty name, more than ``MAX_REF_BYTES``.
+    """
+    if not isinstance(value, str):
+        raise Ignored("push without a ref")
+    if not value.startswith(("refs/heads/", "refs/tags/")):
+        raise Ignored(f"ref {shown(value)} is neither a branch nor a tag")
+    ref_type, ref_name = split_ref(value)
+    if (not ref_name or ref_name.startswith(("/", ".")) or _BAD_REF.search(ref_name)
+            or "\ufffd" in ref_name or len(value.encode("utf-8", "surrogatepass")) > MAX_REF_BYTES):
+        raise Ignored(f"{ref_type} {shown(ref_name)} is not a valid git ref name")
+    return value, ref_type, ref_name
+
+
 _FILE_KEYS = ("added", "modified", "removed")
 
 
@@ -76,5 +136,8 @@ def touched_files(commits: list[Any]) -> tuple[str, ...] | None:
         if not isinstance(commit, dict) or not any(key in commit for key in _FILE_KEYS):
             return None
         for key in _FILE_KEYS:
-            files.update(path for path in commit.get(key) or () if isinstance(path, str))
+            paths = commit.get(key)
+            if paths is not None and not isinstance(paths, list):
+                return None
+            files.update(path for path in paths or () if isinstance(path, str))
     return tuple(sorted(files))

@@ -30,6 +30,7 @@ from builder.errors import InputError
 from builder.registries.common import (
     IgnoredEvent,
     Parsed,
+    action_text,
     digest,
     image_pushed,
     mapping,
@@ -54,7 +55,7 @@ _NOT_DEPLOYED = {
 
 def parse(headers: Mapping[str, str], body: bytes) -> list[Parsed]:
     payload = read_object(body)
-    action = text(payload.get("action"))
+    action = action_text(payload.get("action"))
     if action is None:
         raise InputError('not an Azure Container Registry webhook: no "action"')
     event_id = native_id(payload.get("id"))

@@ -10,12 +10,13 @@ import hashlib
 import json
 import math
 import re
+import reprlib
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
 from builder.errors import InputError
-from builder.providers.request import load_json
+from builder.providers.request import clean_text, load_json
 from builder.tags import is_valid_tag
 
 
@@ -53,6 +54,7 @@ _DIGEST = re.compile(r"[a-z0-9]+(?:[+._-][a-z0-9]+)*:[A-Za-z0-9=_-]+")
 _LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
 _HOST = re.compile(rf"(?:{_LABEL}(?:\.{_LABEL})*|\[[0-9A-Fa-f:.]+\])(?::[0-9]{{1,5}})?")
 _MAX_NAME = 255
+_MAX_ACTION = 64
 
 
 def read_object(body: Any) -> dict[str, Any]:
@@ -68,9 +70,15 @@ def text(value: Any) -> str | None:
 
 
 def native_id(value: Any) -> str | None:
-    """An event id the payload carries (a non-blank string of sane length), else None."""
+    """An event id the payload carries (a non-blank string of sane length a database can store), else None."""
     value = text(value)
-    return value if value is not None and len(value) <= _MAX_NAME else None
+    return value if value is not None and len(value) <= _MAX_NAME and clean_text(value) == value else None
+
+
+def action_text(value: Any) -> str | None:
+    """An event's action or type as recorded: non-blank text without NUL or lone surrogates, at most 64 characters."""
+    value = text(value)
+    return (clean_text(value) or "")[:_MAX_ACTION] if value is not None else None
 
 
 def mapping(value: Any) -> dict[str, Any]:
@@ -153,9 +161,17 @@ def joined(namespace: Any, name: Any) -> str | None:
     return f"{namespace}/{name}" if namespace and name else None
 
 
+_REPR = reprlib.Repr()
+_REPR.maxstring = _REPR.maxother = 120
+_REPR.maxlevel = 3
+
+
 def short(value: Any, limit: int = 80) -> str:
-    """``repr(value)``, cut to ``limit`` characters, for reasons and error messages."""
-    shown = repr(value)
+    """``repr(value)``, cut to ``limit`` characters, for reasons and error messages.
+
+    Built with ``reprlib``: a huge or deeply nested value is never written out whole.
+    """
+    shown = _REPR.repr(value)
     return shown if len(shown) <= limit else shown[: limit - 3] + "..."
 
 

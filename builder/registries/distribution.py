@@ -38,6 +38,7 @@ from builder.providers.request import header
 from builder.registries.common import (
     IgnoredEvent,
     Parsed,
+    action_text,
     digest,
     image_pushed,
     mapping,
@@ -106,7 +107,7 @@ def _event(event: Any) -> Parsed:
     if not isinstance(event, dict):
         return IgnoredEvent(None, None, None, "event is not a JSON object")
     event_id = native_id(event.get("id"))
-    action = text(event.get("action"))
+    action = action_text(event.get("action"))
     target = mapping(event.get("target"))
     repository = repository_name(target.get("repository"))
     if action is None:

@@ -42,6 +42,8 @@ from builder.errors import InputError
 from builder.registries.common import (
     IgnoredEvent,
     Parsed,
+    action_text,
+    derived_id,
     digest,
     image_pushed,
     joined,
@@ -70,7 +72,7 @@ _NOT_DEPLOYED = {
 
 def parse(headers: Mapping[str, str], body: bytes) -> list[Parsed]:
     payload = read_object(body)
-    event_type = text(payload.get("type"))
+    event_type = action_text(payload.get("type"))
     if event_type is None:
         raise InputError('not a Harbor webhook: no "type"')
     cloudevents = "specversion" in payload
@@ -90,7 +92,9 @@ def parse(headers: Mapping[str, str], body: bytes) -> list[Parsed]:
     actor = text(payload.get("operator"))
     results: list[Parsed] = []
     for index, resource in enumerate(resources):
-        event_id = ce_id if ce_id is None or len(resources) == 1 else f"{ce_id}#{index}"
+        event_id = ce_id if ce_id is None or len(resources) == 1 else native_id(f"{ce_id}#{index}")
+        if ce_id is not None and event_id is None:  # too long with the suffix
+            event_id = derived_id(NAME, ce_id, str(index))
         results.append(
             _resource(resource, event_type, event_id, repository, fallback, pushed_at, actor)
         )

@@ -46,4 +46,9 @@ def test_the_migrated_schema_matches_the_models(tmp_path):
     for table in Base.metadata.sorted_tables:
         migrated = {column["name"] for column in inspector.get_columns(table.name)}
         assert migrated == {column.name for column in table.columns}, table.name
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    with engine.connect() as conn:
+        assert compare_metadata(MigrationContext.configure(conn), Base.metadata) == []
     engine.dispose()

@@ -24,7 +24,7 @@ def trigger_with(client, rules=None, **extra):
 
 
 def push(client, trigger, ref, sha=None, message="Update README", files=None, fixture="push_branch"):
-    sha = sha or uuid.uuid4().hex + "abcdefgh"
+    sha = sha or uuid.uuid4().hex + "abcdef01"
     payload = github_push(fixture, repository=trigger["repository"], ref=ref, sha=sha, clone_url="file:///x.git")
     if payload.get("head_commit"):
         payload["head_commit"]["message"] = message

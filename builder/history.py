@@ -1,0 +1,371 @@
+"""What the pages read: the filtered build history, a build's steps, its folded log, the overview.
+
+No Flask here. Every query is bounded (a page of rows, a time window) and served by an
+index: ``ix_builds_*`` (``0001``, ``0006``) for the history, ``ix_deliveries_*`` for a
+trigger's recent deliveries. No ``COUNT(*)`` over the whole table.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import date, datetime, time, timedelta, timezone
+from typing import Any, Iterable
+from urllib.parse import urlsplit
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from builder.errors import InputError
+from builder.models import Build, BuildLogLine, Delivery, Trigger
+
+ACTIVE_STATES = ("queued", "cloning", "building", "pushing")
+KNOWN_STATES = ("queued", "cloning", "building", "pushing", "succeeded", "failed", "cancelled", "skipped",
+                "superseded")
+PAGE_SIZE = 50
+
+
+def is_active(state: str) -> bool:
+    return state in ACTIVE_STATES
+
+
+# --- the history ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class HistoryFilter:
+    trigger: int | None = None
+    repository: str | None = None
+    ref: str | None = None
+    state: str | None = None
+    since: date | None = None
+    until: date | None = None
+
+    @classmethod
+    def from_args(cls, args: Any) -> "HistoryFilter":
+        """From query parameters (a mapping of strings); bad values raise InputError."""
+        def text(name: str) -> str | None:
+            value = (args.get(name) or "").strip()
+            return value or None
+
+        trigger = text("trigger")
+        if trigger is not None and not trigger.isdigit():
+            raise InputError("trigger must be a trigger id")
+        state = text("state")
+        if state is not None and state not in KNOWN_STATES:
+            raise InputError(f"state must be one of {', '.join(KNOWN_STATES)}")
+        return cls(trigger=int(trigger) if trigger else None, repository=text("repository"), ref=text("ref"),
+                   state=state, since=_day(text("since"), "since"), until=_day(text("until"), "until"))
+
+    def as_args(self) -> dict[str, str]:
+        """The query parameters that give this filter back (for links)."""
+        shown = {"trigger": self.trigger, "repository": self.repository, "ref": self.ref, "state": self.state,
+                 "since": self.since, "until": self.until}
+        return {key: str(value) for key, value in shown.items() if value is not None}
+
+    @property
+    def active(self) -> bool:
+        return bool(self.as_args())
+
+
+def _day(value: str | None, name: str) -> date | None:
+    if value is None:
+        return None
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise InputError(f"{name} must be a date, YYYY-MM-DD") from None
+
+
+def _start_of(day: date) -> datetime:
+    return datetime.combine(day, time.min, tzinfo=timezone.utc)
+
+
+def history(session: Session, filters: HistoryFilter, before: int | None = None,
+            limit: int = PAGE_SIZE) -> tuple[list[Build], int | None]:
+    """One page of builds, newest first, and the cursor of the next (older) page or None.
+
+    Ordered by id (the cursor); each filter has an index that starts with its column and
+    ends with the id, so a page reads ``limit`` index entries whatever the table's size.
+    """
+    query = select(Build).order_by(Build.id.desc()).limit(limit + 1)
+    if before is not None:
+        query = query.where(Build.id < before)
+    if filters.trigger is not None:
+        query = query.where(Build.trigger_id == filters.trigger)
+    if filters.repository is not None:
+        query = query.where(Build.repository == filters.repository)
+    if filters.ref is not None:
+        query = query.where(Build.ref_name == filters.ref)
+    if filters.state is not None:
+        query = query.where(Build.state == filters.state)
+    if filters.since is not None:
+        query = query.where(Build.created_at >= _start_of(filters.since))
+    if filters.until is not None:  # the whole day
+        query = query.where(Build.created_at < _start_of(filters.until + timedelta(days=1)))
+    rows = list(session.scalars(query))
+    if len(rows) > limit:
+        return rows[:limit], rows[limit - 1].id
+    return rows, None
+
+
+# --- links to the Git host ------------------------------------------------------------------
+
+_SCP_LIKE = re.compile(r"^(?:[^@/]+@)?(?P<host>[^:/]+):(?P<path>[^/].*)$")
+
+
+def repository_web_url(provider: str, clone_url: str) -> str | None:
+    """``https://host/owner/repo`` for an http(s) or ssh clone URL; None for file:// and the unknown."""
+    url = clone_url.strip()
+    if "://" in url:
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https", "ssh", "git", "git+ssh", "ssh+git"):
+            return None
+        host = parts.hostname or ""
+        path = parts.path
+        scheme = "http" if parts.scheme == "http" else "https"
+        if scheme == "http" and parts.port:
+            host = f"{host}:{parts.port}"
+        elif parts.scheme == "https" and parts.port and parts.port != 443:
+            host = f"{host}:{parts.port}"
+    else:
+        match = _SCP_LIKE.match(url)
+        if not match:
+            return None
+        host, path, scheme = match["host"], "/" + match["path"], "https"
+    path = path.rstrip("/")
+    if path.endswith(".git"):
+        path = path[:-4]
+    if not host or path.count("/") < 2:
+        return None
+    if provider == "bitbucket" and host != "bitbucket.org":  # Data Center: /scm/PROJECT/repo
+        scm = re.fullmatch(r"(?:/[^/]+)*?/scm/([^/]+)/([^/]+)", path)
+        if not scm:
+            return None
+        return f"{scheme}://{host}/projects/{scm[1]}/repos/{scm[2]}"
+    return f"{scheme}://{host}{path}"
+
+
+def commit_url(provider: str, clone_url: str, sha: str) -> str | None:
+    """The commit's page on its host, or None when the host is unknown (file://, a local path)."""
+    if provider not in ("github", "gitea", "gitlab", "bitbucket"):
+        return None
+    base = repository_web_url(provider, clone_url)
+    if base is None:
+        return None
+    if provider == "gitlab":
+        return f"{base}/-/commit/{sha}"
+    if provider == "bitbucket":
+        return f"{base}/commits/{sha}"
+    return f"{base}/commit/{sha}"
+
+
+# --- one build -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Step:
+    name: str
+    started: datetime | None
+    ended: datetime | None
+    status: str  # "done" | "running" | "failed" | "waiting" | "skipped"
+
+    @property
+    def seconds(self) -> float | None:
+        """How long it took, or has taken so far while it runs."""
+        end = self.ended or (datetime.now(timezone.utc) if self.status == "running" else None)
+        if self.started is None or end is None:
+            return None
+        return max(0.0, (end - self.started).total_seconds())
+
+
+def build_steps(build: Build) -> list[Step]:
+    """queued (created→started), cloning, building, pushing (→finished), each with its status."""
+    marks = [("queued", build.created_at), ("cloning", build.cloning_at or build.started_at),
+             ("building", build.building_at), ("pushing", build.pushing_at)]
+    finished = build.finished_at
+    active = is_active(build.state)
+    steps: list[Step] = []
+    for index, (name, start) in enumerate(marks):
+        if start is None:
+            steps.append(Step(name, None, None, "waiting" if active else "skipped"))
+            continue
+        following = [mark for _name, mark in marks[index + 1:] if mark is not None]
+        if name == "queued":
+            following = [build.started_at] if build.started_at else []
+        end = following[0] if following else finished
+        if end is None:
+            status = "running" if active else "done"
+        elif following:
+            status = "done"
+        else:  # the last step reached: it ended with the build
+            status = {"failed": "failed", "cancelled": "cancelled"}.get(build.state, "done")
+        steps.append(Step(name, start, end, status))
+    return steps
+
+
+# --- the log, folded -------------------------------------------------------------------------
+
+STEP_START = re.compile(r"^Step \d+/\d+ : ")
+PUSH_START = re.compile(r"^Pushing \S+")
+FOLD_END = re.compile(
+    r"^(Successfully built |Successfully tagged |Layer cache: |Built |Pushed |Building |Succeeded: |FAILED: |"
+    r"Cancelled|Transient failure|A cancel request came)")
+ERROR_LINE = re.compile(r"\bERROR\b|\bFAILED\b|returned a non-zero code|^error: |^fatal: ")
+
+
+def is_error_line(text: str) -> bool:
+    return bool(ERROR_LINE.search(text))
+
+
+@dataclass
+class LogGroup:
+    """Lines outside any fold (``head`` None), or one docker step / push with its output."""
+
+    head: BuildLogLine | None
+    lines: list[BuildLogLine] = field(default_factory=list)
+
+    @property
+    def error(self) -> bool:
+        return any(is_error_line(line.text) for line in ([self.head] if self.head else []) + self.lines)
+
+
+def fold_log(lines: Iterable[BuildLogLine]) -> list[LogGroup]:
+    """The same folding as static/app.js does for lines that arrive live."""
+    groups: list[LogGroup] = []
+    current: LogGroup | None = None
+    for line in lines:
+        if STEP_START.match(line.text) or PUSH_START.match(line.text):
+            current = LogGroup(head=line)
+            groups.append(current)
+            continue
+        if current is not None and FOLD_END.match(line.text):
+            current = None
+        if current is None:
+            if not groups or groups[-1].head is not None:
+                groups.append(LogGroup(head=None))
+            groups[-1].lines.append(line)
+        else:
+            current.lines.append(line)
+    return groups
+
+
+def last_log_seq(session: Session, build_id: int) -> int:
+    return session.scalar(select(func.max(BuildLogLine.seq)).where(BuildLogLine.build_id == build_id)) or 0
+
+
+# --- a trigger's inbound deliveries ----------------------------------------------------------
+
+
+def recent_deliveries(session: Session, trigger: Trigger, limit: int = 50) -> list[Delivery]:
+    """The trigger's deliveries and, like a host's "Recent deliveries", the ones for its repository
+    that no trigger took (a wrong signature): two indexed queries, merged."""
+    mine = session.scalars(select(Delivery).where(Delivery.trigger_id == trigger.id)
+                           .order_by(Delivery.id.desc()).limit(limit))
+    unclaimed = session.scalars(
+        select(Delivery).where(Delivery.provider == trigger.provider, Delivery.repository == trigger.repository,
+                               Delivery.trigger_id.is_(None))
+        .order_by(Delivery.id.desc()).limit(limit))
+    merged = {delivery.id: delivery for delivery in [*mine, *unclaimed]}
+    return [merged[key] for key in sorted(merged, reverse=True)[:limit]]
+
+
+# --- the overview ----------------------------------------------------------------------------
+
+OVERVIEW_DAYS = 14
+
+
+@dataclass(frozen=True)
+class Day:
+    day: date
+    total: int
+    by_state: dict[str, int]
+
+
+@dataclass(frozen=True)
+class Overview:
+    days: list[Day]
+    total: int
+    succeeded: int
+    failed: int
+    success_rate: float | None  # succeeded / (succeeded + failed)
+    median_build_seconds: float | None  # started -> finished, of succeeded and failed builds
+    p90_build_seconds: float | None
+    median_queue_seconds: float | None  # created -> started, of builds that started
+    by_state: dict[str, int]
+    since: datetime
+
+
+def _epoch(session: Session, column: Any) -> Any:
+    """Seconds since some origin, in SQL: differences of two are durations."""
+    if session.get_bind().dialect.name == "sqlite":
+        return func.julianday(column) * 86400.0
+    return func.extract("epoch", column)
+
+
+def _utc_day(session: Session, column: Any) -> Any:
+    if session.get_bind().dialect.name == "sqlite":
+        return func.date(column)  # stored in UTC
+    return func.date(func.timezone("UTC", column))
+
+
+def _quantiles(session: Session, value: Any, where: list[Any], count: int,
+               qs: tuple[float, ...]) -> list[float | None]:
+    """Quantiles (interpolated; the median is 0.5) of ``value`` over ``count`` rows, sorted in SQL:
+    each reads two values at an offset instead of sending every row to Python."""
+    found: list[float | None] = []
+    for q in qs:
+        if not count:
+            found.append(None)
+            continue
+        position = q * (count - 1)
+        low = int(position)
+        pair = [float(v) for v in session.scalars(select(value).where(*where).order_by(value).offset(low).limit(2))]
+        if not pair:
+            found.append(None)
+            continue
+        high = pair[1] if len(pair) > 1 else pair[0]
+        # milliseconds: SQLite's julianday() is a double, exact to some 50 microseconds
+        found.append(round(max(0.0, pair[0] + (high - pair[0]) * (position - low)), 3))
+    return found
+
+
+def overview(session: Session, now: datetime | None = None, days: int = OVERVIEW_DAYS) -> Overview:
+    """Builds per day and state over the last ``days`` days (today included, UTC), the success
+    rate, and the median build time and queue wait: aggregated and sorted in SQL, reading only
+    ``ix_builds_overview`` (0006: the window's columns), so no build row is visited or sent here."""
+    now = now or datetime.now(timezone.utc)
+    first_day = now.astimezone(timezone.utc).date() - timedelta(days=days - 1)
+    since = _start_of(first_day)
+    window = [Build.created_at >= since]
+    day = _utc_day(session, Build.created_at)
+    per_day: dict[date, dict[str, int]] = {first_day + timedelta(days=n): {} for n in range(days)}
+    by_state: dict[str, int] = {}
+    for raw_day, state, count in session.execute(
+            select(day, Build.state, func.count()).where(*window).group_by(day, Build.state)):
+        key = raw_day if isinstance(raw_day, date) else date.fromisoformat(str(raw_day)[:10])
+        counts = per_day.setdefault(key, {})
+        counts[state] = counts.get(state, 0) + count
+        by_state[state] = by_state.get(state, 0) + count
+    ran = [*window, Build.state.in_(("succeeded", "failed")), Build.started_at.is_not(None),
+           Build.finished_at.is_not(None)]
+    started = [*window, Build.started_at.is_not(None)]
+    ran_count, started_count = session.execute(select(
+        func.count(Build.finished_at).filter(*ran[1:]), func.count(Build.started_at)).where(*window)).one()
+    build_time = _epoch(session, Build.finished_at) - _epoch(session, Build.started_at)
+    queue_wait = _epoch(session, Build.started_at) - _epoch(session, Build.created_at)
+    median_build, p90_build = _quantiles(session, build_time, ran, ran_count or 0, (0.5, 0.9))
+    [median_queue] = _quantiles(session, queue_wait, started, started_count or 0, (0.5,))
+    succeeded, failed = by_state.get("succeeded", 0), by_state.get("failed", 0)
+    return Overview(
+        days=[Day(key, sum(counts.values()), counts) for key, counts in sorted(per_day.items())],
+        total=sum(by_state.values()),
+        succeeded=succeeded,
+        failed=failed,
+        success_rate=succeeded / (succeeded + failed) if succeeded + failed else None,
+        median_build_seconds=median_build,
+        p90_build_seconds=p90_build,
+        median_queue_seconds=median_queue,
+        by_state=by_state,
+        since=since,
+    )

@@ -1,0 +1,294 @@
+/* buildhook: small progressive JavaScript, no build step. Every page works without it;
+ * with it, logs stream live, lists refresh themselves, and buttons post with the CSRF token. */
+(function () {
+  "use strict";
+
+  var csrfMeta = document.querySelector('meta[name="csrf-token"]');
+  var CSRF = csrfMeta ? csrfMeta.content : "";
+
+  // The same rules as builder/history.py (fold_log, is_error_line).
+  var STEP_START = /^Step \d+\/\d+ : /;
+  var PUSH_START = /^Pushing \S+/;
+  var FOLD_END = /^(Successfully built |Successfully tagged |Layer cache: |Built |Pushed |Building |Succeeded: |FAILED: |Cancelled|Transient failure|A cancel request came)/;
+  var ERROR_LINE = /\bERROR\b|\bFAILED\b|returned a non-zero code|^error: |^fatal: /;
+
+  function notice(message) {
+    var box = document.getElementById("notice");
+    if (!box) { window.alert(message); return; }
+    box.textContent = message;
+    box.hidden = false;
+    window.scrollTo({ top: 0, behavior: "smooth" });
+  }
+
+  // --- durations and ages, kept current --------------------------------------------------
+  function duration(seconds) {
+    if (seconds < 10) return seconds.toFixed(1) + " s";
+    var whole = Math.round(seconds);
+    if (whole < 60) return whole + " s";
+    var minutes = Math.floor(whole / 60), secs = whole % 60;
+    if (minutes < 60) return minutes + " min " + (secs < 10 ? "0" : "") + secs + " s";
+    var hours = Math.floor(minutes / 60);
+    minutes = minutes % 60;
+    return hours + " h " + (minutes < 10 ? "0" : "") + minutes + " min";
+  }
+
+  function ago(date) {
+    var seconds = (Date.now() - date.getTime()) / 1000;
+    var future = seconds < 0, text;
+    seconds = Math.abs(seconds);
+    if (seconds < 5) return "just now";
+    if (seconds < 45) text = Math.floor(seconds) + " s";
+    else if (seconds < 3600) text = Math.max(1, Math.round(seconds / 60)) + " min";
+    else if (seconds < 86400) text = Math.round(seconds / 3600) + " h";
+    else if (seconds < 30 * 86400) text = Math.round(seconds / 86400) + " d";
+    else return date.toISOString().slice(0, 10);
+    return future ? "in " + text : text + " ago";
+  }
+
+  function tickSince() {
+    var now = Date.now();
+    document.querySelectorAll("[data-since]").forEach(function (el) {
+      var start = Date.parse(el.getAttribute("data-since"));
+      if (!isNaN(start)) el.textContent = duration(Math.max(0, (now - start) / 1000));
+    });
+  }
+
+  function tickAges() {
+    document.querySelectorAll("time[data-age]").forEach(function (el) {
+      var when = new Date(el.getAttribute("datetime"));
+      if (!isNaN(when.getTime())) el.textContent = ago(when);
+    });
+  }
+  tickSince();
+  setInterval(tickSince, 1000);
+  setInterval(tickAges, 30000);
+
+  // --- copy buttons ------------------------------------------------------------------------
+  function copyText(text) {
+    if (navigator.clipboard && window.isSecureContext) return navigator.clipboard.writeText(text);
+    return new Promise(function (resolve, reject) {
+      var area = document.createElement("textarea");
+      area.value = text;
+      area.setAttribute("readonly", "");
+      area.style.position = "fixed";
+      area.style.opacity = "0";
+      document.body.appendChild(area);
+      area.select();
+      var ok = false;
+      try { ok = document.execCommand("copy"); } catch (e) { ok = false; }
+      document.body.removeChild(area);
+      if (ok) { resolve(); } else { reject(new Error("copy refused")); }
+    });
+  }
+
+  // --- buttons that POST (Rebuild, Cancel, Redeliver) --------------------------------------
+  function post(button) {
+    var question = button.getAttribute("data-confirm");
+    if (question && !window.confirm(question)) return;
+    button.disabled = true;
+    button.classList.add("busy");
+    fetch(button.getAttribute("data-post"), {
+      method: "POST",
+      credentials: "same-origin",
+      headers: { "X-CSRF-Token": CSRF, "Accept": "application/json" }
+    }).then(function (response) {
+      return response.text().then(function (text) {
+        var body = null;
+        try { body = text ? JSON.parse(text) : null; } catch (e) { body = null; }
+        if (!response.ok) {
+          throw new Error((body && body.error) || ("the server answered " + response.status));
+        }
+        var then = button.getAttribute("data-then");
+        if (then === "build") {
+          var build = body && (body.build || (body.builds && body.builds[0]) || body);
+          if (build && build.id) { window.location.assign("/builds/" + build.id); return; }
+          window.location.reload();
+        } else if (then === "refresh") {
+          refreshLive();
+        } else {
+          window.location.reload();
+        }
+      });
+    }).catch(function (error) {
+      notice(error.message);
+    }).finally(function () {
+      button.disabled = false;
+      button.classList.remove("busy");
+    });
+  }
+
+  document.addEventListener("click", function (event) {
+    var target = event.target.closest ? event.target.closest("[data-copy], [data-post], [data-folds]") : null;
+    if (!target) return;
+    if (target.hasAttribute("data-copy")) {
+      event.preventDefault();
+      copyText(target.getAttribute("data-copy")).then(function () {
+        var label = target.textContent;
+        target.textContent = "Copied";
+        target.classList.add("copied");
+        setTimeout(function () { target.textContent = label; target.classList.remove("copied"); }, 1500);
+      }, function () { notice("Could not copy: select the text and copy it by hand."); });
+    } else if (target.hasAttribute("data-post")) {
+      event.preventDefault();
+      post(target);
+    } else if (target.hasAttribute("data-folds")) {
+      var open = target.getAttribute("data-folds") === "open";
+      document.querySelectorAll("#log details.fold").forEach(function (fold) { fold.open = open; });
+    }
+  });
+
+  document.addEventListener("submit", function (event) {
+    var question = event.target.getAttribute && event.target.getAttribute("data-confirm");
+    if (question && !window.confirm(question)) event.preventDefault();
+  });
+
+  // --- parts of the page that follow the build's state ------------------------------------
+  var refreshing = null;
+  function refreshLive() {
+    if (refreshing) return refreshing;
+    refreshing = fetch(window.location.href, { credentials: "same-origin", headers: { "Accept": "text/html" } })
+      .then(function (response) { return response.ok ? response.text() : null; })
+      .then(function (html) {
+        if (!html) return;
+        var fresh = new DOMParser().parseFromString(html, "text/html");
+        document.querySelectorAll("[data-live][id]").forEach(function (old) {
+          var replacement = fresh.getElementById(old.id);
+          if (replacement) old.replaceWith(document.importNode(replacement, true));
+        });
+        document.title = fresh.title;
+        tickSince();
+      })
+      .catch(function () { /* the next state change tries again */ })
+      .finally(function () { refreshing = null; });
+    return refreshing;
+  }
+
+  // --- the history refreshes itself ----------------------------------------------------------
+  var historyBox = document.querySelector("[data-refresh]");
+  if (historyBox) {
+    setInterval(function () {
+      if (document.hidden) return;
+      fetch(historyBox.getAttribute("data-refresh"), { credentials: "same-origin" })
+        .then(function (response) { return response.ok ? response.text() : null; })
+        .then(function (html) {
+          if (!html) return;
+          var body = new DOMParser().parseFromString("<table>" + html + "</table>", "text/html").querySelector("tbody");
+          var table = historyBox.querySelector("table");
+          var current = table && table.querySelector("tbody");
+          if (!body || !current) return;
+          if (current.innerHTML.trim() !== body.innerHTML.trim()) {
+            current.replaceWith(document.importNode(body, true));
+            var any = !!body.querySelector("tr");
+            table.hidden = !any;
+            var empty = historyBox.querySelector(".empty");
+            if (empty) empty.hidden = any;
+            tickSince();
+          }
+        })
+        .catch(function () { /* try again at the next tick */ });
+    }, 5000);
+  }
+
+  // --- the build log, live ---------------------------------------------------------------------
+  var log = document.getElementById("log");
+  if (!log) return;
+  var count = document.getElementById("log-count");
+  var status = document.getElementById("log-status");
+  var lastSeq = parseInt(log.getAttribute("data-last") || "0", 10) || 0;
+  var lastChild = log.lastElementChild;
+  var fold = lastChild && lastChild.matches("details.fold") ? lastChild : null;
+  var pending = [];
+  var scheduled = false;
+
+  function makeLine(seq, text) {
+    var line = document.createElement("div");
+    line.className = "line new" + (ERROR_LINE.test(text) ? " err" : "");
+    line.setAttribute("data-seq", String(seq));
+    line.textContent = text;
+    return line;
+  }
+
+  function foldCount(details) {
+    var badge = details.querySelector(":scope > summary .fold-count");
+    if (badge) badge.textContent = String(details.querySelectorAll(":scope > .line").length);
+  }
+
+  function append(seq, text) {
+    var empty = log.querySelector(".log-empty");
+    if (empty) empty.remove();
+    if (STEP_START.test(text) || PUSH_START.test(text)) {
+      if (fold && !fold.classList.contains("fold-error")) fold.open = false;  // the finished step folds away
+      fold = document.createElement("details");
+      fold.className = "fold";
+      fold.open = true;
+      var summary = document.createElement("summary");
+      summary.appendChild(makeLine(seq, text));
+      var badge = document.createElement("span");
+      badge.className = "fold-count";
+      badge.textContent = "0";
+      summary.appendChild(badge);
+      fold.appendChild(summary);
+      log.appendChild(fold);
+      return;
+    }
+    if (fold && FOLD_END.test(text)) {
+      if (!fold.classList.contains("fold-error")) fold.open = false;
+      fold = null;
+    }
+    var line = makeLine(seq, text);
+    if (fold) {
+      fold.appendChild(line);
+      if (line.classList.contains("err")) { fold.classList.add("fold-error"); fold.open = true; }
+      foldCount(fold);
+    } else {
+      log.appendChild(line);
+    }
+  }
+
+  function flush() {
+    scheduled = false;
+    if (!pending.length) return;
+    var follow = log.scrollHeight - log.scrollTop - log.clientHeight < 80;
+    pending.forEach(function (item) { append(item[0], item[1]); });
+    pending = [];
+    if (count) count.textContent = String(log.querySelectorAll(".line").length);
+    if (follow) log.scrollTop = log.scrollHeight;
+  }
+
+  function setStatus(text, live) {
+    if (!status) return;
+    status.textContent = text;
+    status.classList.toggle("live", !!live);
+  }
+
+  var streamUrl = log.getAttribute("data-stream");
+  if (!streamUrl || !window.EventSource) return;
+  log.scrollTop = log.scrollHeight;
+  var currentState = null;
+  var heading = document.querySelector("#build-head .pill");
+  if (heading) currentState = heading.getAttribute("data-state");
+  var source = new EventSource(streamUrl + (streamUrl.indexOf("?") < 0 ? "?" : "&") + "after=" + lastSeq);
+  setStatus("live", true);
+  source.onopen = function () { setStatus("live", true); };
+  source.onmessage = function (event) {
+    var seq = parseInt(event.lastEventId, 10);
+    if (!(seq > lastSeq)) return;  // already shown (a reconnect overlaps)
+    lastSeq = seq;
+    pending.push([seq, event.data]);
+    if (!scheduled) { scheduled = true; window.requestAnimationFrame(flush); }
+  };
+  source.addEventListener("state", function (event) {
+    var state = JSON.parse(event.data).state;
+    if (state !== currentState) { currentState = state; refreshLive(); }
+  });
+  source.addEventListener("end", function (event) {
+    source.close();
+    flush();
+    var state = JSON.parse(event.data).state;
+    setStatus(state ? "finished: " + state : "", false);
+    refreshLive();
+  });
+  source.onerror = function () {
+    if (source.readyState !== EventSource.CLOSED) setStatus("reconnecting…", false);
+  };
+})();

@@ -1,0 +1,269 @@
+"""Component schemas of the OpenAPI document (``webhooks.openapi``): what the API answers and accepts.
+
+Each response schema mirrors one ``*_to_dict`` function (named in its description);
+``tests/webhooks/test_openapi.py`` validates real answers against them, with every
+object closed, so a field added there and not here fails the test.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+Schema = dict[str, Any]
+
+BUILD_STATES = ["queued", "cloning", "building", "pushing", "succeeded", "failed", "skipped", "superseded",
+                "cancelled"]
+EVENTS = ["build.queued", "build.started", "build.succeeded", "build.failed", "build.cancelled", "image.pushed",
+          "deployment.succeeded", "deployment.failed", "*"]
+
+
+def ref(name: str) -> Schema:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def nullable(kind: str, description: str | None = None, **extra: Any) -> Schema:
+    """A value that may be JSON null: ``type: [kind, "null"]``."""
+    schema: Schema = {"type": [kind, "null"], **extra}
+    return {**schema, "description": description} if description else schema
+
+
+def obj(properties: dict[str, Schema], required: list[str] | None = None, description: str | None = None,
+        **extra: Any) -> Schema:
+    """An object; every property is required unless ``required`` says otherwise."""
+    schema: Schema = {"type": "object", "properties": properties,
+                      "required": list(properties) if required is None else required, **extra}
+    return {"description": description, **schema} if description else schema
+
+
+ID: Schema = {"type": "integer", "minimum": 1}
+LINK = nullable("integer", minimum=1)  # an id of a row that may be gone (ON DELETE SET NULL)
+STRING: Schema = {"type": "string"}
+STRINGS: Schema = {"type": "array", "items": STRING}
+BOOL: Schema = {"type": "boolean"}
+TIME: Schema = {"type": "string", "format": "date-time", "description": "ISO 8601, UTC"}
+MAYBE_TIME = nullable("string", "ISO 8601, UTC; null until it happens", format="date-time")
+MAYBE_STRING = nullable("string")
+COUNT: Schema = {"type": "integer", "minimum": 0}
+IDS: Schema = {"type": "array", "items": ID}
+
+RULE_FIELDS: dict[str, Schema] = {
+    "source": {"type": "string", "enum": ["branch", "tag"]},
+    "match": {"type": "string", "enum": ["exact", "glob", "regex"], "default": "glob",
+              "description": "regex patterns are fully matched; capture groups are {\\1}... in tags"},
+    "pattern": {"type": "string", "minLength": 1, "default": "*"},
+    "dockerfile": {"type": "string", "default": "Dockerfile", "description": "relative to the repository"},
+    "context": {"type": "string", "default": "."},
+    "build_args": {"type": "object", "additionalProperties": STRING},
+    "target": nullable("string", "the Dockerfile target stage"),
+    "tags": {**STRINGS, "description": "tag templates: {branch} {tag} {sha} {short_sha} {ref_name} {timestamp} "
+                                      "{version} {major} {minor} {patch} {\\1}... and latest"},
+    "included_files": {**STRINGS, "description": "path globs; ** crosses directories"},
+    "ignored_files": STRINGS,
+}
+TARGET_FIELDS = ("url", "secret", "container", "docker_host")
+TRIGGER_STRINGS = ("dockerfile", "context", "default_branch", "api_url", "status_token", "clone_username",
+                   "clone_token", "ssh_key", "ssh_known_hosts")
+
+SCHEMAS: dict[str, Schema] = {
+    "Error": obj({
+        "error": {"type": "string", "description": "what went wrong, in one line"},
+        "status": {"type": "integer", "minimum": 400, "maximum": 599, "description": "the HTTP status again"},
+        "delivery": {**ID, "description": "hooks only: the recorded delivery of a rejected webhook"},
+    }, ["error", "status"], "Every error answer of /api/, /hooks/ and /registry/."),
+    "Rule": obj(RULE_FIELDS, description="A build rule of a trigger (RuleSpec.as_json)."),
+    "RuleInput": obj(RULE_FIELDS, ["source"], "A build rule to create; omitted fields take the defaults.",
+                     additionalProperties=False),
+    "Trigger": obj({
+        "id": ID,
+        "provider": {"type": "string", "enum": ["github", "gitlab", "bitbucket", "gitea"]},
+        "repository": {"type": "string", "description": "as the Git host names it, e.g. OWNER/NAME"},
+        "clone_url": {"type": "string", "description": "without credentials"},
+        "image": STRING,
+        "default_branch": STRING,
+        "enabled": BOOL,
+        "supersede": BOOL,
+        "rules": {"type": "array", "items": ref("Rule"), "minItems": 1},
+        "api_url": nullable("string", "the Git host's API for commit statuses; null: the provider's default"),
+        "commit_status": {"type": "boolean", "description": "whether a status token is set"},
+        "clone_auth": {"type": ["string", "null"], "enum": ["ssh-key", "token", None],
+                       "description": "which kind of clone credential is set, never the credential"},
+        "webhook_url": {"type": "string", "format": "uri", "description": "the URL to paste into the Git host"},
+        "created_at": TIME,
+    }, description="A build trigger (trigger_to_dict). Secrets, tokens and keys are never returned."),
+    "TriggerInput": obj({
+        "provider": {"type": "string", "enum": ["github", "gitlab", "bitbucket", "gitea"]},
+        "repository": {"type": "string", "minLength": 1},
+        "clone_url": {"type": "string", "minLength": 1},
+        "secret": {"type": "string", "minLength": 1, "writeOnly": True},
+        "image": {"type": "string", "minLength": 1},
+        **{name: nullable("string") for name in TRIGGER_STRINGS},
+        "rules": {"type": "array", "items": ref("RuleInput"),
+                  "description": "omitted or empty: Docker Hub's defaults (every branch and every tag)"},
+        "supersede": {"type": "boolean", "default": True},
+    }, ["provider", "repository", "clone_url", "secret", "image"], additionalProperties=False),
+    "RunInput": obj({
+        "branch": STRING, "tag": STRING,
+        "sha": {"type": "string", "pattern": "^[0-9a-fA-F]{7,40}$",
+                "description": "a commit of the default branch, or of branch when it is given too"},
+    }, [], "Exactly one of branch, tag and sha; sha may be combined with branch.", minProperties=1),
+    "Build": obj({
+        "id": ID,
+        "trigger": LINK,
+        "rule": LINK,
+        "provider": STRING,
+        "repository": STRING,
+        "state": {"type": "string", "enum": BUILD_STATES},
+        "commit": {"type": "string", "description": "the full commit sha"},
+        "short_sha": STRING,
+        "commit_message": MAYBE_STRING,
+        "author": MAYBE_STRING,
+        "ref": {"type": "string", "description": "refs/heads/NAME or refs/tags/NAME"},
+        "ref_type": {"type": "string", "enum": ["branch", "tag"]},
+        "ref_name": STRING,
+        "image": STRING,
+        "tags": STRINGS,
+        "digest": nullable("string", "set once pushed"),
+        "pull": nullable("string", "image@digest, once pushed"),
+        "error": nullable("string", "why a failed build failed"),
+        "reason": nullable("string", "why a build was skipped or superseded"),
+        "target": MAYBE_STRING,
+        "attempts": COUNT,
+        "cancel_requested": {"type": "boolean", "description": "someone asked to cancel it (a running build "
+                                                               "stops soon after)"},
+        "created_at": TIME,
+        "started_at": MAYBE_TIME,
+        "cloning_at": MAYBE_TIME,
+        "building_at": MAYBE_TIME,
+        "pushing_at": MAYBE_TIME,
+        "finished_at": MAYBE_TIME,
+    }, description="A build (build_to_dict)."),
+    "LogLines": obj({
+        "build": ID,
+        "state": {"type": "string", "enum": BUILD_STATES},
+        "lines": {"type": "array", "items": obj({"seq": ID, "text": STRING})},
+        "next_after": {**COUNT, "description": "pass as after= to get only newer lines"},
+    }, description="A build's log lines after a sequence number."),
+    "DeployTarget": obj({
+        "id": ID,
+        "kind": {"type": "string", "enum": ["webhook", "docker"]},
+        "url": MAYBE_STRING,
+        "signed": {"type": "boolean", "description": "whether a webhook secret is set (never returned)"},
+        "container": MAYBE_STRING,
+        "docker_host": nullable("string", "null: DOCKER_HOST or the local engine"),
+    }),
+    "DeployRule": obj({
+        "id": ID,
+        "repository": {"type": "string", "description": "an image repository, e.g. acme/widget"},
+        "tag_match": {"type": "string", "enum": ["exact", "glob", "regex", "semver"]},
+        "tag": {"type": "string", "description": "the tag, glob, regular expression or semver range"},
+        "environment": STRING,
+        "enabled": BOOL,
+        "targets": {"type": "array", "items": ref("DeployTarget")},
+        "created_at": TIME,
+    }, description="A deploy rule (rule_to_dict)."),
+    "DeployRuleInput": obj({
+        "repository": {"type": "string", "minLength": 1},
+        "tag": {"type": "string", "minLength": 1},
+        "tag_match": {"type": "string", "enum": ["", "exact", "glob", "regex", "semver"],
+                      "description": "omitted: semver if the tag has < > ^ ~ =, glob if it has * ? [, else exact"},
+        "environment": {"type": "string", "minLength": 1, "maxLength": 64},
+        "targets": {"type": "array", "minItems": 1, "items": obj({
+            "kind": {"type": "string", "enum": ["webhook", "docker"]},
+            **{name: nullable("string") for name in TARGET_FIELDS},
+        }, ["kind"], "webhook: url (and secret); docker: container (and docker_host)")},
+    }, ["repository", "tag", "environment", "targets"]),
+    "Deployment": obj({
+        "id": ID,
+        "environment": STRING,
+        "kind": {"type": "string", "enum": ["webhook", "docker"]},
+        "rule": LINK,
+        "target": LINK,
+        "build": nullable("integer", "the build that pushed the image, when buildhook built it", minimum=1),
+        "registry_event": LINK,
+        "registry": MAYBE_STRING,
+        "repository": STRING,
+        "tag": STRING,
+        "digest": nullable("string", "resolved from the registry before deploying"),
+        "state": {"type": "string", "enum": ["pending", "running", "succeeded", "failed"]},
+        "error": MAYBE_STRING,
+        "log": nullable("string", "docker targets: what was done to the container"),
+        "created_at": TIME,
+        "finished_at": MAYBE_TIME,
+    }, description="A deployment (deployment_to_dict)."),
+    "RegistryEvent": obj({
+        "id": ID,
+        "source": {"type": "string", "enum": ["distribution", "dockerhub", "quay", "harbor", "acr"]},
+        "event_id": STRING,
+        "action": MAYBE_STRING,
+        "registry": MAYBE_STRING,
+        "repository": MAYBE_STRING,
+        "tag": MAYBE_STRING,
+        "digest": MAYBE_STRING,
+        "outcome": {"type": "string", "enum": ["accepted", "ignored", "no_rule"]},
+        "reason": MAYBE_STRING,
+        "build": LINK,
+        "received_at": TIME,
+    }, description="A registry notification received, with its outcome."),
+    "DeliveryAttempt": obj({
+        "attempt": ID,
+        "status_code": nullable("integer", "null: no answer (timeout, refused connection)"),
+        "response": nullable("string", "an excerpt of the answer's body"),
+        "duration_ms": COUNT,
+        "at": TIME,
+    }),
+    "Delivery": obj({
+        "id": ID,
+        "delivery": {"type": "string", "description": "X-Buildhook-Delivery: the same on every retry"},
+        "event": STRING,
+        "url": STRING,
+        "state": {"type": "string", "enum": ["pending", "succeeded", "failed"]},
+        "attempts": COUNT,
+        "max_attempts": COUNT,
+        "next_attempt_at": nullable("string", "null unless pending", format="date-time"),
+        "last_status_code": nullable("integer"),
+        "last_response": MAYBE_STRING,
+        "last_duration_ms": nullable("integer"),
+        "deployment": LINK,
+        "subscription": LINK,
+        "build": LINK,
+        "signed": BOOL,
+        "created_at": TIME,
+        "delivered_at": MAYBE_TIME,
+        "request": {"type": ["object", "string"], "description": "the body sent (JSON bodies decoded)"},
+        "attempts_log": {"type": "array", "items": ref("DeliveryAttempt"),
+                         "description": "only in GET /api/deliveries/{delivery_id}"},
+    }, ["id", "delivery", "event", "url", "state", "attempts", "max_attempts", "next_attempt_at",
+        "last_status_code", "last_response", "last_duration_ms", "deployment", "subscription", "build", "signed",
+        "created_at", "delivered_at", "request"], "An outbound webhook delivery (delivery_to_dict)."),
+    "Subscription": obj({
+        "id": ID,
+        "url": STRING,
+        "events": {"type": "array", "items": {"type": "string", "enum": EVENTS}},
+        "trigger": LINK,
+        "ref_pattern": nullable("string", "a glob on the ref name"),
+        "style": {"type": "string", "enum": ["json", "slack"]},
+        "signed": BOOL,
+        "enabled": BOOL,
+        "created_at": TIME,
+    }, description="An event subscription (subscription_to_dict)."),
+    "SubscriptionInput": obj({
+        "url": {"type": "string", "format": "uri"},
+        "events": {"type": "array", "minItems": 1, "items": {"type": "string", "enum": EVENTS}},
+        "secret": nullable("string", writeOnly=True),
+        "trigger": nullable("integer", "only this trigger's builds", minimum=1),
+        "ref_pattern": MAYBE_STRING,
+        "style": {"type": "string", "enum": ["json", "slack"], "default": "json"},
+    }, ["url", "events"]),
+    "HookResult": obj({
+        "outcome": {"type": "string", "enum": ["accepted", "ping", "ignored", "no_trigger", "duplicate"]},
+        "reason": MAYBE_STRING,
+        "delivery": {**ID, "description": "the recorded delivery"},
+        "builds": {**IDS, "description": "the builds queued"},
+    }, description="The answer to a Git host webhook."),
+    "RegistryResult": obj({
+        "accepted": COUNT, "ignored": COUNT, "duplicates": COUNT,
+        "deployments": {**IDS, "description": "the deployments queued"},
+    }, description="The answer to a registry notification."),
+    "RegistryEnvelope": obj({"events": {"type": "array", "items": {"type": "object"}}},
+                            description="A CNCF distribution notification envelope."),
+}

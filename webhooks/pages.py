@@ -1,0 +1,178 @@
+"""What every page shares: the ``dashboard`` blueprint, the static files, Jinja filters.
+
+The page modules (``dashboard``, ``pages_triggers``, ``pages_ops``) add their views to
+this one blueprint, so ``url_for('dashboard.<view>')`` names them all. Static files are
+served from ``static/`` at the project root, next to ``templates/``.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+from flask import Blueprint, jsonify, render_template, request, send_from_directory
+from markupsafe import Markup
+
+from builder.clone import redact_url
+from builder.errors import InputError
+from builder.history import commit_url, is_active, is_error_line, repository_web_url
+from builder.models import Build
+
+STATIC = Path(__file__).resolve().parent.parent / "static"
+
+bp = Blueprint("dashboard", __name__)
+
+
+def _serve_static(state: Any) -> None:
+    """Plain CSS and JavaScript from ``static/`` at the project root (no build step).
+
+    ``Flask(__name__)`` already owns ``/static/<path:filename>`` (endpoint ``static``, meant
+    for ``webhooks/static/``, which does not exist), and a blueprint rule with the same path
+    would never be reached; so the app's own static route is pointed at the project's
+    ``static/``. ``/static/`` is open without sign-in (``webhooks/auth.py``).
+    """
+    app = state.app
+    app.static_folder = str(STATIC)
+    if "static" not in app.view_functions:  # an app made with static_folder=None
+        app.add_url_rule("/static/<path:filename>", endpoint="static",
+                         view_func=lambda filename: send_from_directory(STATIC, filename, max_age=3600))
+
+
+bp.record_once(_serve_static)
+
+
+@bp.errorhandler(InputError)
+def page_input_error(error: InputError):  # type: ignore[no-untyped-def]
+    if request.path.startswith("/api/"):
+        return jsonify({"error": str(error), "status": error.status}), error.status
+    return render_template("error.html", status=error.status, message=str(error)), error.status
+
+
+_ASSET_VERSIONS: dict[str, str] = {}
+
+
+def asset(name: str) -> str:
+    """The URL of a static file, with its modification time to bust caches."""
+    path = STATIC / name
+    try:
+        version = str(int(path.stat().st_mtime))
+    except OSError:
+        version = "0"
+    return f"/static/{name}?v={version}"
+
+
+# --- filters ---------------------------------------------------------------------------------
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def ago(value: datetime | None, now: datetime | None = None) -> str:
+    """``3 min ago`` (or ``in 3 min`` for a time to come), a date after 30 days."""
+    if value is None:
+        return ""
+    seconds = ((now or _now()) - value).total_seconds()
+    future = seconds < 0
+    seconds = abs(seconds)
+    if seconds < 5:
+        return "just now"
+    if seconds < 45:
+        text = f"{int(seconds)} s"
+    elif seconds < 3600:
+        text = f"{max(1, round(seconds / 60))} min"
+    elif seconds < 86400:
+        text = f"{round(seconds / 3600)} h"
+    elif seconds < 30 * 86400:
+        text = f"{round(seconds / 86400)} d"
+    else:
+        return value.strftime("%Y-%m-%d")
+    return f"in {text}" if future else f"{text} ago"
+
+
+def duration(seconds: float | None) -> str:
+    if seconds is None:
+        return ""
+    if seconds < 10:
+        return f"{seconds:.1f} s"
+    whole = int(round(seconds))
+    if whole < 60:
+        return f"{whole} s"
+    minutes, secs = divmod(whole, 60)
+    if minutes < 60:
+        return f"{minutes} min {secs:02d} s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes:02d} min"
+
+
+def build_seconds(build: Build, now: datetime | None = None) -> float | None:
+    """Started → finished, or → now while it runs."""
+    if build.started_at is None:
+        return None
+    end = build.finished_at or (now or _now() if is_active(build.state) else None)
+    return max(0.0, (end - build.started_at).total_seconds()) if end else None
+
+
+def utc(value: datetime | None) -> str:
+    return value.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC") if value else ""
+
+
+def iso(value: datetime | None) -> str:
+    return value.astimezone(timezone.utc).isoformat() if value else ""
+
+
+def first_line(text: str | None) -> str:
+    return text.strip().splitlines()[0] if text and text.strip() else ""
+
+
+_TOKENISH = re.compile(r"^(?:(?=.*[A-Za-z])(?=.*\d)[A-Za-z0-9_\-.~+=]{16,}|[A-Za-z0-9]{20,})$")
+
+
+def shown_url(url: str | None) -> str:
+    """A URL fit to show: no user or password, no query (tokens hide there), no
+    token-like path parts (a Slack webhook's path is its secret)."""
+    if not url:
+        return ""
+    parts = urlsplit(redact_url(url))
+    if not parts.scheme or not parts.netloc:
+        return redact_url(url)
+    path = "/".join(part[:4] + "…" if _TOKENISH.match(part) else part for part in parts.path.split("/"))
+    return urlunsplit((parts.scheme, parts.netloc, path, "", ""))
+
+
+PILL = {
+    "succeeded": "ok", "delivered": "ok", "accepted": "ok", "ping": "info",
+    "failed": "bad", "rejected": "bad", "error": "bad",
+    "cloning": "run", "building": "run", "pushing": "run", "running": "run",
+    "queued": "wait", "pending": "wait",
+    "skipped": "dim", "superseded": "dim", "cancelled": "dim", "ignored": "dim", "duplicate": "dim",
+    "no_trigger": "dim", "disabled": "dim", "enabled": "ok",
+}
+
+
+def pill(state: str | None, label: str | None = None) -> Markup:
+    state = state or "unknown"
+    kind = PILL.get(state, "dim")
+    return Markup('<span class="pill pill-{}" data-state="{}">{}</span>').format(kind, state, label or state)
+
+
+def short_digest(digest: str | None) -> str:
+    if not digest:
+        return ""
+    algo, _, hexpart = digest.partition(":")
+    return f"{algo}:{hexpart[:12]}" if hexpart else digest[:19]
+
+
+def register_filters(state: Any) -> None:
+    app = state.app
+    app.jinja_env.filters.update(ago=ago, duration=duration, utc=utc, iso=iso, first_line=first_line,
+                                 shown_url=shown_url, short_digest=short_digest)
+    app.jinja_env.globals.update(pill=pill, asset=asset, commit_url=commit_url, build_seconds=build_seconds,
+                                 repository_web_url=repository_web_url, is_active=is_active,
+                                 is_error_line=is_error_line)
+
+
+bp.record_once(register_filters)

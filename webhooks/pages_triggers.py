@@ -1,0 +1,164 @@
+"""Trigger pages: the list, the create form (the secret shown once), one trigger with its
+recent inbound deliveries, edit, disable and delete. Changes are admin-only (``webhooks/auth.py``)."""
+
+from __future__ import annotations
+
+import json
+import secrets
+
+from flask import flash, redirect, render_template, request, url_for
+from sqlalchemy import select
+
+from builder.errors import InputError
+from builder.history import recent_deliveries
+from builder.models import Trigger
+from builder.providers import PROVIDERS
+from builder.triggers import (TriggerSpec, create_trigger, delete_trigger, get_trigger, rule_spec, update_trigger,
+                              webhook_url)
+from webhooks.context import db, services
+from webhooks.pages import bp
+
+FORM_FIELDS = ("provider", "repository", "clone_url", "image", "dockerfile", "context", "default_branch")
+
+SETUP_STEPS = {
+    "github": [
+        "Open the repository on GitHub: Settings → Webhooks → Add webhook.",
+        "Payload URL: the webhook URL below.",
+        "Content type: application/json.",
+        "Secret: the secret below.",
+        "Which events: “Just the push event”. Keep “Active” checked, then Add webhook.",
+        "GitHub sends a ping at once: it appears under Recent deliveries on this trigger's page.",
+    ],
+    "gitlab": [
+        "Open the project on GitLab: Settings → Webhooks → Add new webhook.",
+        "URL: the webhook URL below.",
+        "Secret token: the secret below.",
+        "Trigger: “Push events” (all branches) and “Tag push events”.",
+        "Add webhook; “Test → Push events” sends one to try it.",
+    ],
+    "bitbucket": [
+        "Bitbucket Cloud: Repository settings → Webhooks → Add webhook. "
+        "Bitbucket Data Center: Repository settings → Webhooks → Create webhook.",
+        "URL: the webhook URL below.",
+        "Secret: the secret below.",
+        "Triggers: “Repository push” (Cloud) or Repository → “Push” (Data Center). Save.",
+    ],
+    "gitea": [
+        "Open the repository on Gitea or Forgejo: Settings → Webhooks → Add webhook → Gitea (or Forgejo).",
+        "Target URL: the webhook URL below. HTTP method POST, content type application/json.",
+        "Secret: the secret below.",
+        "Trigger on: “Push events”. Keep “Active” checked, then Add webhook.",
+    ],
+}
+
+
+def rules_summary(trigger: Trigger) -> list[str]:
+    """One short line per rule: ``branch main → {branch}, latest (Dockerfile)``."""
+    shown = []
+    for rule in trigger.rules:
+        spec = rule_spec(rule)
+        pattern = spec.pattern if spec.match != "regex" else f"/{spec.pattern}/"
+        where = "" if (spec.dockerfile, spec.context) == ("Dockerfile", ".") else \
+            f" ({spec.dockerfile}, context {spec.context})"
+        shown.append(f"{spec.source} {pattern} → {', '.join(spec.tags)}{where}")
+    return shown
+
+
+@bp.get("/triggers")
+def triggers():  # type: ignore[no-untyped-def]
+    rows = list(db().scalars(select(Trigger).order_by(Trigger.repository, Trigger.id)))
+    return render_template("triggers.html", triggers=rows, summaries={t.id: rules_summary(t) for t in rows},
+                           public_url=services().settings.public_url, webhook_url=webhook_url)
+
+
+@bp.get("/triggers/new")
+def trigger_new():  # type: ignore[no-untyped-def]
+    return render_template("trigger_new.html", form={"provider": "github", "dockerfile": "Dockerfile",
+                                                      "context": ".", "default_branch": "main"},
+                           providers=sorted(PROVIDERS), error=None)
+
+
+@bp.post("/triggers")
+def trigger_create():  # type: ignore[no-untyped-def]
+    ctx = services()
+    form = {key: (request.form.get(key) or "").strip() for key in FORM_FIELDS}
+    secret = request.form.get("secret") or ""
+    generated = not secret
+    if generated:
+        secret = secrets.token_hex(20)
+    data: dict[str, object] = {key: value for key, value in form.items() if value}
+    data["secret"] = secret
+    try:
+        raw_rules = (request.form.get("rules") or "").strip()
+        if raw_rules:
+            try:
+                data["rules"] = json.loads(raw_rules)
+            except ValueError as exc:
+                raise InputError(f"rules must be a JSON list of rules: {exc}") from None
+        spec = TriggerSpec.from_json(data)
+        session = db()
+        trigger = create_trigger(session, ctx.box, spec, ctx.settings.registry)
+        session.commit()
+    except InputError as exc:
+        db().rollback()
+        form["rules"] = request.form.get("rules") or ""
+        return render_template("trigger_new.html", form=form, providers=sorted(PROVIDERS), error=str(exc)), 400
+    response = render_template(
+        "trigger_created.html", trigger=trigger, secret=secret, generated=generated,
+        hook_url=webhook_url(ctx.settings.public_url, trigger.provider),
+        steps=SETUP_STEPS.get(trigger.provider, []), summaries=rules_summary(trigger))
+    # The one page that shows a secret: never cached, never kept in the history's back/forward cache.
+    return response, 201, {"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"}
+
+
+@bp.get("/triggers/<int:trigger_id>")
+def trigger_page(trigger_id: int):  # type: ignore[no-untyped-def]
+    session = db()
+    trigger = get_trigger(session, trigger_id)
+    return render_template("trigger.html", trigger=trigger, summaries=rules_summary(trigger),
+                           deliveries=recent_deliveries(session, trigger),
+                           hook_url=webhook_url(services().settings.public_url, trigger.provider),
+                           steps=SETUP_STEPS.get(trigger.provider, []), error=None)
+
+
+@bp.post("/triggers/<int:trigger_id>")
+def trigger_update(trigger_id: int):  # type: ignore[no-untyped-def]
+    session = db()
+    trigger = get_trigger(session, trigger_id)
+    try:
+        update_trigger(session, trigger, services().settings.registry, image=request.form.get("image"),
+                       default_branch=request.form.get("default_branch"),
+                       enabled=request.form.get("enabled") == "on")
+        session.commit()
+    except InputError as exc:
+        session.rollback()
+        trigger = get_trigger(session, trigger_id)
+        return render_template("trigger.html", trigger=trigger, summaries=rules_summary(trigger),
+                               deliveries=recent_deliveries(session, trigger),
+                               hook_url=webhook_url(services().settings.public_url, trigger.provider),
+                               steps=SETUP_STEPS.get(trigger.provider, []), error=str(exc)), 400
+    flash("Trigger saved.")
+    return redirect(url_for("dashboard.trigger_page", trigger_id=trigger_id))
+
+
+@bp.post("/triggers/<int:trigger_id>/enabled")
+def trigger_enable(trigger_id: int):  # type: ignore[no-untyped-def]
+    """Disable (``enabled=0``) or enable (``enabled=1``): a disabled trigger records deliveries, builds nothing."""
+    session = db()
+    trigger = get_trigger(session, trigger_id)
+    enabled = request.form.get("enabled") == "1"
+    update_trigger(session, trigger, services().settings.registry, enabled=enabled)
+    session.commit()
+    flash("Trigger enabled." if enabled else "Trigger disabled: deliveries are recorded, nothing is built.")
+    return redirect(request.form.get("back") if request.form.get("back") == "/triggers"
+                    else url_for("dashboard.trigger_page", trigger_id=trigger_id))
+
+
+@bp.post("/triggers/<int:trigger_id>/delete")
+def trigger_delete(trigger_id: int):  # type: ignore[no-untyped-def]
+    session = db()
+    repository = get_trigger(session, trigger_id).repository
+    delete_trigger(session, trigger_id)
+    session.commit()
+    flash(f"Trigger {trigger_id} ({repository}) deleted; its builds stay in the history.")
+    return redirect(url_for("dashboard.triggers"))
