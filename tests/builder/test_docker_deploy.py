@@ -63,6 +63,9 @@ def images(docker_client, registry, tmp_path_factory, run_id) -> Iterator[dict[s
         yield refs
     finally:
         for image_id in built:
+            # A container recreated from this image by a deploy may still hold it: remove those first.
+            for container in docker_client.containers.list(all=True, filters={"ancestor": image_id}):
+                container.remove(force=True, v=True)
             try:
                 docker_client.images.remove(image_id, force=True)
             except NotFound:
