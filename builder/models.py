@@ -86,6 +86,8 @@ class Trigger(Base):
     clone_token_enc: Mapped[str | None] = mapped_column(Text)
     ssh_key_enc: Mapped[str | None] = mapped_column(Text)
     ssh_known_hosts: Mapped[str | None] = mapped_column(Text)
+    # Seconds a build may run before it is stopped and failed; None: BUILDHOOK_BUILD_TIMEOUT.
+    build_timeout: Mapped[int | None] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
     builds: Mapped[list["Build"]] = relationship(back_populates="trigger")
@@ -187,6 +189,10 @@ class Build(Base):
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     # Someone asked to cancel the build; a running build's worker notices and stops it.
     cancel_requested_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # The worker running the build ("host:pid") and its last sign of life; the reaper
+    # (builder/reaper.py) requeues or fails a running build whose heartbeat is older than its TTL.
+    worker: Mapped[str | None] = mapped_column(String(255))
+    heartbeat_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
     trigger: Mapped[Trigger | None] = relationship(back_populates="builds")
     log_lines: Mapped[list["BuildLogLine"]] = relationship(

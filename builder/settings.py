@@ -26,6 +26,13 @@ def _int(env: Mapping[str, str], name: str, default: int) -> int:
         raise ConfigError(f"{name} must be an integer, got {raw!r}") from None
 
 
+def _choice(env: Mapping[str, str], name: str, choices: tuple[str, ...]) -> str:
+    raw = env.get(name) or choices[0]
+    if raw not in choices:
+        raise ConfigError(f"{name} must be one of {', '.join(choices)}, got {raw!r}")
+    return raw
+
+
 def _float(env: Mapping[str, str], name: str, default: float) -> float:
     raw = env.get(name)
     if raw is None or raw == "":
@@ -34,6 +41,27 @@ def _float(env: Mapping[str, str], name: str, default: float) -> float:
         return float(raw)
     except ValueError:
         raise ConfigError(f"{name} must be a number, got {raw!r}") from None
+
+
+_UNITS = {"": 1, "b": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
+
+
+def _bytes(env: Mapping[str, str], name: str, default: int) -> int:
+    """A size in bytes, or with a k/m/g suffix as Docker writes them ("512m", "2g"); 0 means no limit."""
+    raw = (env.get(name) or "").strip().lower()
+    if not raw:
+        return default
+    number, unit = (raw[:-1], raw[-1]) if raw[-1] in "bkmg" else (raw, "")
+    try:
+        value = int(float(number) * _UNITS[unit])
+    except ValueError:
+        raise ConfigError(f"{name} must be a size such as 536870912, 512m or 2g, got {raw!r}") from None
+    if value < 0:
+        raise ConfigError(f"{name} must not be negative, got {raw!r}")
+    return value
+
+
+BUILD_NETWORKS = ("none", "host", "default")
 
 
 @dataclass(frozen=True)
@@ -56,6 +84,14 @@ class Settings:
     delivery_attempts: int = 8
     deploy_stable_seconds: float = 5.0
     trusted_registries: tuple[str, ...] = ()
+    # Limits for each build (0: no limit). Builds get no network unless the operator allows it.
+    build_memory: int = 4 * 1024**3
+    build_cpus: float = 0.0
+    build_network: str = "none"
+    max_log_bytes: int = 10 * 1024**2
+    max_context_bytes: int = 500 * 1024**2
+    # A running build whose worker has not been heard from for this long is reaped.
+    heartbeat_ttl: int = 60
 
     @property
     def effective_work_dir(self) -> Path:
@@ -96,6 +132,12 @@ class Settings:
             deploy_stable_seconds=_float(env, "BUILDHOOK_DEPLOY_STABLE_SECONDS", 5.0),
             trusted_registries=tuple(h.strip() for h in env.get("BUILDHOOK_TRUSTED_REGISTRIES", "").split(",")
                                      if h.strip()),
+            build_memory=_bytes(env, "BUILDHOOK_BUILD_MEMORY", 4 * 1024**3),
+            build_cpus=_float(env, "BUILDHOOK_BUILD_CPUS", 0.0),
+            build_network=_choice(env, "BUILDHOOK_BUILD_NETWORK", BUILD_NETWORKS),
+            max_log_bytes=_bytes(env, "BUILDHOOK_MAX_LOG_BYTES", 10 * 1024**2),
+            max_context_bytes=_bytes(env, "BUILDHOOK_MAX_CONTEXT_BYTES", 500 * 1024**2),
+            heartbeat_ttl=_int(env, "BUILDHOOK_HEARTBEAT_TTL", 60),
         )
 
     def trusts_registry(self, host: str | None) -> bool:
