@@ -186,7 +186,7 @@ def _start_and_verify(api: docker.APIClient, new_id: str, stable_seconds: float,
         api.start(new_id)
     except (DockerException, OSError) as exc:
         return _failed(f"the new container failed to start: {exc}", note)
-    started = time.monotonic()
+    started, started_at = time.monotonic(), int(time.time()) - 1
     info = api.inspect_container(new_id)
     state, restarts = info["State"], info.get("RestartCount", 0)
     if state.get("Health"):
@@ -197,7 +197,8 @@ def _start_and_verify(api: docker.APIClient, new_id: str, stable_seconds: float,
         deadline = started + stable_seconds
     while True:
         if not state.get("Running") or state.get("Restarting") or restarts:
-            return _failed(f"the new container exited with code {state.get('ExitCode')}"
+            code = _first_exit_code(api, new_id, started_at, fallback=state.get("ExitCode"))
+            return _failed(f"the new container exited with code {code}"
                            + (f" (restarted {restarts} times)" if restarts else ""), note)
         health = (state.get("Health") or {}).get("Status")
         if health == "healthy":
@@ -213,6 +214,24 @@ def _start_and_verify(api: docker.APIClient, new_id: str, stable_seconds: float,
         time.sleep(min(0.25, max(0.0, deadline - time.monotonic())))
         info = api.inspect_container(new_id)
         state, restarts = info["State"], info.get("RestartCount", 0)
+
+
+def _first_exit_code(api: docker.APIClient, container_id: str, since: int, fallback: object) -> object:
+    """The exit code of the container's first death, from the engine's events.
+
+    With a restart policy the engine may have restarted the container before it is
+    inspected, and a running container's ``State.ExitCode`` is 0 again.
+    """
+    try:
+        events = api.events(since=since, until=int(time.time()) + 1, decode=True,
+                            filters={"container": container_id, "event": "die"})
+        for event in events:
+            code = (event.get("Actor") or {}).get("Attributes", {}).get("exitCode")
+            if code is not None:
+                return code
+    except (DockerException, OSError):
+        pass
+    return fallback
 
 
 def _failed(reason: str, note: Callable[[str], None]) -> str:
