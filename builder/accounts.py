@@ -5,8 +5,10 @@ from __future__ import annotations
 import hashlib
 import re
 import secrets
+from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from werkzeug.security import check_password_hash, generate_password_hash
@@ -16,6 +18,7 @@ from builder.models import ApiToken, User, utcnow
 
 ROLES = ("admin", "viewer")
 TOKEN_PREFIX = "bh_"
+LAST_USED_EVERY = timedelta(minutes=1)  # how stale a token's last_used_at may get: reads need not write
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}")
 
 
@@ -64,12 +67,28 @@ def create_token(session: Session, user: User) -> tuple[ApiToken, str]:
     return row, token
 
 
+def find_token(session: Session, token: str) -> ApiToken | None:
+    """The unrevoked token row of ``token``, or None."""
+    return session.scalar(select(ApiToken).where(ApiToken.token_hash == _digest(token),
+                                                 ApiToken.revoked_at.is_(None)))
+
+
+def note_token_use(row: ApiToken, now: datetime | None = None) -> bool:
+    """Move ``last_used_at`` to now when it is older than ``LAST_USED_EVERY``; True if it moved
+    (the caller commits). Most requests change nothing, so reading the API writes nothing."""
+    now = now or utcnow()
+    if row.last_used_at is not None and now - row.last_used_at < LAST_USED_EVERY:
+        return False
+    row.last_used_at = now
+    return True
+
+
 def user_for_token(session: Session, token: str) -> User | None:
-    row = session.scalar(select(ApiToken).where(ApiToken.token_hash == _digest(token),
-                                                ApiToken.revoked_at.is_(None)))
+    """The user of an unrevoked token, its use noted (see ``note_token_use``)."""
+    row = find_token(session, token)
     if row is None:
         return None
-    row.last_used_at = utcnow()
+    note_token_use(row)
     return row.user
 
 
@@ -79,3 +98,44 @@ def revoke_token(session: Session, token_id: int) -> ApiToken:
         raise NotFound(f"token {token_id} not found")
     row.revoked_at = row.revoked_at or utcnow()
     return row
+
+
+def list_users(session: Session) -> list[User]:
+    return list(session.scalars(select(User).order_by(User.name)))
+
+
+def delete_user(session: Session, name: str, acting: User) -> None:
+    """Delete a user and, with it, their tokens; their sessions end with the next request.
+    Refused for yourself and for the last admin, so there is always someone to sign in as admin."""
+    user = get_user(session, name)
+    if user.id == acting.id:
+        raise Conflict("you cannot delete yourself: ask another admin")
+    if user.role == "admin" and session.scalar(select(func.count()).select_from(User).where(User.role == "admin")) <= 1:
+        raise Conflict("the last admin cannot be deleted")
+    for row in session.scalars(select(ApiToken).where(ApiToken.user_id == user.id)):
+        session.delete(row)
+    session.delete(user)
+    session.flush()
+
+
+def list_tokens(session: Session, user: User | None = None) -> list[ApiToken]:
+    """Every token (``user`` None), or one user's, oldest first."""
+    query = select(ApiToken).order_by(ApiToken.id)
+    if user is not None:
+        query = query.where(ApiToken.user_id == user.id)
+    return list(session.scalars(query))
+
+
+def user_to_dict(user: User) -> dict[str, Any]:
+    """What the API shows of a user: never the password hash."""
+    return {"id": user.id, "name": user.name, "role": user.role, "created_at": user.created_at.isoformat()}
+
+
+def token_to_dict(row: ApiToken) -> dict[str, Any]:
+    """What the API shows of a token: its first characters to recognise it, never the token or its hash."""
+    def iso(value: datetime | None) -> str | None:
+        return value.isoformat() if value else None
+
+    return {"id": row.id, "user": row.user.name, "prefix": row.prefix, "created_at": row.created_at.isoformat(),
+            "last_used_at": iso(row.last_used_at), "revoked_at": iso(row.revoked_at),
+            "active": row.revoked_at is None}

@@ -67,6 +67,41 @@ class HistoryFilter:
     def active(self) -> bool:
         return bool(self.as_args())
 
+    def query(self) -> "BuildQuery":
+        """The same selection as a ``BuildQuery``: ``since`` and ``until`` are whole UTC days."""
+        return BuildQuery(trigger=self.trigger, repository=self.repository, ref=self.ref,
+                          states=(self.state,) if self.state else (),
+                          since=_start_of(self.since) if self.since else None,
+                          until=_end_of(self.until) if self.until else None)
+
+
+@dataclass(frozen=True)
+class BuildQuery:
+    """Which builds ``history`` reads: each field set narrows it; ``since`` and ``until`` are inclusive."""
+
+    trigger: int | None = None
+    repository: str | None = None
+    ref: str | None = None  # a branch or tag name
+    states: tuple[str, ...] = ()  # any of these
+    since: datetime | None = None
+    until: datetime | None = None
+
+    @classmethod
+    def from_args(cls, args: Any) -> "BuildQuery":
+        """From the API's query parameters (a Werkzeug MultiDict): ``state`` repeated or comma-separated,
+        ``since`` / ``until`` ISO 8601 times (UTC without an offset; a date alone is that whole day)."""
+        base = HistoryFilter.from_args({key: args.get(key) for key in ("trigger", "repository", "ref")})
+        states = tuple(dict.fromkeys(part.strip() for raw in args.getlist("state") for part in raw.split(",")
+                                     if part.strip()))
+        unknown = [state for state in states if state not in KNOWN_STATES]
+        if unknown:
+            raise InputError(f"unknown state {unknown[0]!r}: state must be one or more of {', '.join(KNOWN_STATES)}")
+        since, until = _time(args.get("since"), "since", end=False), _time(args.get("until"), "until", end=True)
+        if since and until and since > until:
+            raise InputError("since must not be after until")
+        return cls(trigger=base.trigger, repository=base.repository, ref=base.ref, states=states, since=since,
+                   until=until)
+
 
 def _day(value: str | None, name: str) -> date | None:
     if value is None:
@@ -77,32 +112,55 @@ def _day(value: str | None, name: str) -> date | None:
         raise InputError(f"{name} must be a date, YYYY-MM-DD") from None
 
 
+def _time(value: str | None, name: str, end: bool) -> datetime | None:
+    """An ISO 8601 time, in UTC; a date alone is its first (or, with ``end``, last) microsecond."""
+    text = (value or "").strip()
+    if not text:
+        return None
+    text = re.sub(r" (\d\d(?::?\d\d)?)$", r"+\1", text) if "T" in text else text  # an unescaped "+" in a URL
+    try:
+        if len(text) == 10:
+            day = date.fromisoformat(text)
+            return _end_of(day) if end else _start_of(day)
+        found = datetime.fromisoformat(text)
+    except ValueError:
+        raise InputError(f"{name} must be an ISO 8601 time such as 2026-01-31T12:00:00Z, or a date") from None
+    return found.replace(tzinfo=timezone.utc) if found.tzinfo is None else found.astimezone(timezone.utc)
+
+
 def _start_of(day: date) -> datetime:
     return datetime.combine(day, time.min, tzinfo=timezone.utc)
 
 
-def history(session: Session, filters: HistoryFilter, before: int | None = None,
+def _end_of(day: date) -> datetime:
+    return datetime.combine(day, time.max, tzinfo=timezone.utc)
+
+
+def history(session: Session, filters: HistoryFilter | BuildQuery, before: int | None = None,
             limit: int = PAGE_SIZE) -> tuple[list[Build], int | None]:
     """One page of builds, newest first, and the cursor of the next (older) page or None.
 
     Ordered by id (the cursor); each filter has an index that starts with its column and
     ends with the id, so a page reads ``limit`` index entries whatever the table's size.
     """
+    wanted = filters.query() if isinstance(filters, HistoryFilter) else filters
     query = select(Build).order_by(Build.id.desc()).limit(limit + 1)
     if before is not None:
         query = query.where(Build.id < before)
-    if filters.trigger is not None:
-        query = query.where(Build.trigger_id == filters.trigger)
-    if filters.repository is not None:
-        query = query.where(Build.repository == filters.repository)
-    if filters.ref is not None:
-        query = query.where(Build.ref_name == filters.ref)
-    if filters.state is not None:
-        query = query.where(Build.state == filters.state)
-    if filters.since is not None:
-        query = query.where(Build.created_at >= _start_of(filters.since))
-    if filters.until is not None:  # the whole day
-        query = query.where(Build.created_at < _start_of(filters.until + timedelta(days=1)))
+    if wanted.trigger is not None:
+        query = query.where(Build.trigger_id == wanted.trigger)
+    if wanted.repository is not None:
+        query = query.where(Build.repository == wanted.repository)
+    if wanted.ref is not None:
+        query = query.where(Build.ref_name == wanted.ref)
+    if len(wanted.states) == 1:
+        query = query.where(Build.state == wanted.states[0])
+    elif wanted.states:
+        query = query.where(Build.state.in_(wanted.states))
+    if wanted.since is not None:
+        query = query.where(Build.created_at >= wanted.since)
+    if wanted.until is not None:
+        query = query.where(Build.created_at <= wanted.until)
     rows = list(session.scalars(query))
     if len(rows) > limit:
         return rows[:limit], rows[limit - 1].id
@@ -257,17 +315,40 @@ def last_log_seq(session: Session, build_id: int) -> int:
 # --- a trigger's inbound deliveries ----------------------------------------------------------
 
 
-def recent_deliveries(session: Session, trigger: Trigger, limit: int = 50) -> list[Delivery]:
+def recent_deliveries(session: Session, trigger: Trigger, limit: int = 50,
+                      before: int | None = None) -> list[Delivery]:
     """The trigger's deliveries and, like a host's "Recent deliveries", the ones for its repository
-    that no trigger took (a wrong signature): two indexed queries, merged."""
-    mine = session.scalars(select(Delivery).where(Delivery.trigger_id == trigger.id)
+    that no trigger took (a wrong signature): two indexed queries, merged; ``before`` a delivery id."""
+    older = [Delivery.id < before] if before is not None else []
+    mine = session.scalars(select(Delivery).where(Delivery.trigger_id == trigger.id, *older)
                            .order_by(Delivery.id.desc()).limit(limit))
     unclaimed = session.scalars(
         select(Delivery).where(Delivery.provider == trigger.provider, Delivery.repository == trigger.repository,
-                               Delivery.trigger_id.is_(None))
+                               Delivery.trigger_id.is_(None), *older)
         .order_by(Delivery.id.desc()).limit(limit))
     merged = {delivery.id: delivery for delivery in [*mine, *unclaimed]}
     return [merged[key] for key in sorted(merged, reverse=True)[:limit]]
+
+
+def deliveries_page(session: Session, trigger: Trigger, before: int | None = None,
+                    limit: int = PAGE_SIZE) -> tuple[list[Delivery], dict[int, list[int]], int | None]:
+    """A page of ``recent_deliveries``, the builds each started (by delivery id), and the next cursor."""
+    rows = recent_deliveries(session, trigger, limit + 1, before)
+    page, next_cursor = (rows[:limit], rows[limit - 1].id) if len(rows) > limit else (rows, None)
+    started: dict[int, list[int]] = {row.id: [] for row in page}
+    if page:
+        for delivery_id, build_id in session.execute(select(Build.delivery_id, Build.id).where(
+                Build.delivery_id.in_(list(started))).order_by(Build.id)):
+            started[delivery_id].append(build_id)
+    return page, started, next_cursor
+
+
+def inbound_delivery_to_dict(delivery: Delivery, builds: list[int]) -> dict[str, Any]:
+    """An inbound webhook as the trigger page shows it (the API's ``InboundDelivery``)."""
+    return {"id": delivery.id, "received_at": delivery.received_at.isoformat(), "provider": delivery.provider,
+            "event": delivery.event, "delivery": delivery.delivery_id, "repository": delivery.repository,
+            "trigger": delivery.trigger_id, "outcome": delivery.outcome, "reason": delivery.reason,
+            "status_code": delivery.status_code, "builds": builds}
 
 
 # --- the overview ----------------------------------------------------------------------------
@@ -369,3 +450,19 @@ def overview(session: Session, now: datetime | None = None, days: int = OVERVIEW
         by_state=by_state,
         since=since,
     )
+
+
+def overview_to_dict(numbers: Overview) -> dict[str, Any]:
+    """The overview page's numbers as JSON (the API's ``Overview``); durations in seconds."""
+    return {
+        "since": numbers.since.isoformat(),
+        "days": [{"day": day.day.isoformat(), "total": day.total, "by_state": day.by_state} for day in numbers.days],
+        "total": numbers.total,
+        "succeeded": numbers.succeeded,
+        "failed": numbers.failed,
+        "success_rate": numbers.success_rate,
+        "median_build_seconds": numbers.median_build_seconds,
+        "p90_build_seconds": numbers.p90_build_seconds,
+        "median_queue_seconds": numbers.median_queue_seconds,
+        "by_state": numbers.by_state,
+    }

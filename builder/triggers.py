@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 from typing import Any
 from urllib.parse import urlsplit
 
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from builder.clone import GitAuth
 from builder.commit_status import StatusTarget
-from builder.errors import InputError, NotFound
-from builder.models import Trigger, TriggerRule
+from builder.errors import Conflict, InputError, NotFound
+from builder.models import Build, Trigger, TriggerRule
 from builder.providers import PROVIDERS
 from builder.rules import RuleSpec
 from builder.secrets import SecretBox
@@ -23,6 +24,31 @@ _STRINGS = ("provider", "repository", "clone_url", "secret", "image", "dockerfil
             "default_branch", "api_url", "status_token", "clone_username", "clone_token", "ssh_key",
             "ssh_known_hosts")
 _REQUIRED = ("provider", "repository", "clone_url", "secret", "image")
+_SEALED = {"secret": "secret_enc", "status_token": "status_token_enc", "clone_token": "clone_token_enc",
+           "ssh_key": "ssh_key_enc"}  # write-only: stored encrypted, never shown
+BUILD_TIMEOUT_MAX = 7 * 24 * 3600
+_BRANCH_FORBIDDEN = re.compile(r"[\s~^:?*\[\\]|\.\.|@\{|^/|/$|\.lock$|^-")
+
+
+def check_build_timeout(value: Any) -> int | None:
+    """A trigger's build timeout: whole seconds, 1 to 7 days, or None for BUILDHOOK_BUILD_TIMEOUT."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InputError("build_timeout must be a whole number of seconds, or null for the default")
+    if not 0 < value <= BUILD_TIMEOUT_MAX:
+        raise InputError(f"build_timeout must be between 1 and {BUILD_TIMEOUT_MAX} seconds (7 days)")
+    return value
+
+
+def build_timeout_from_text(text: str | None) -> int | None:
+    """A form's build timeout field: empty for the default, else whole seconds."""
+    text = (text or "").strip()
+    if not text:
+        return None
+    if not text.lstrip("-").isdigit():
+        raise InputError("build timeout must be a whole number of seconds (empty: the default)")
+    return check_build_timeout(int(text))
 
 
 @dataclass(frozen=True)
@@ -43,6 +69,7 @@ class TriggerSpec:
     clone_token: str | None = field(default=None, repr=False)
     ssh_key: str | None = field(default=None, repr=False)
     ssh_known_hosts: str | None = None
+    build_timeout: int | None = None  # seconds; None: BUILDHOOK_BUILD_TIMEOUT
 
     @classmethod
     def from_json(cls, data: Any) -> "TriggerSpec":
@@ -54,7 +81,7 @@ class TriggerSpec:
         bad = [key for key in _STRINGS if data.get(key) is not None and not isinstance(data[key], str)]
         if bad:
             raise InputError(f"fields must be strings: {', '.join(bad)}")
-        unknown = sorted(set(data) - set(_STRINGS) - {"rules", "supersede"})
+        unknown = sorted(set(data) - set(_STRINGS) - {"rules", "supersede", "build_timeout"})
         if unknown:
             raise InputError(f"unknown fields: {', '.join(unknown)}")
         rules = data.get("rules") or []
@@ -66,6 +93,7 @@ class TriggerSpec:
             **{key: data[key] for key in _STRINGS if data.get(key) is not None},
             rules=tuple(RuleSpec.from_json(rule) for rule in rules),
             supersede=data.get("supersede", True),
+            build_timeout=check_build_timeout(data.get("build_timeout")),
         )
 
     def effective_rules(self) -> tuple[RuleSpec, ...]:
@@ -84,21 +112,47 @@ def _inside_repository(path: str, what: str) -> str:
     return str(pure)
 
 
-def create_trigger(session: Session, box: SecretBox, spec: TriggerSpec, registry: str) -> Trigger:
-    if spec.provider not in PROVIDERS:
-        raise InputError(f"unknown provider {spec.provider!r}; known: {', '.join(sorted(PROVIDERS))}")
-    if "/" not in spec.repository.strip("/"):
+def _check_target(provider: str, repository: str, image: str, registry: str) -> None:
+    if provider not in PROVIDERS:
+        raise InputError(f"unknown provider {provider!r}; known: {', '.join(sorted(PROVIDERS))}")
+    if "/" not in repository.strip("/"):
         raise InputError("repository must be OWNER/NAME as the Git host names it")
+    image_repository(image, registry)  # validates the name
+
+
+def _check_branch(name: str) -> str:
+    name = name.strip()
+    if not name or _BRANCH_FORBIDDEN.search(name):
+        raise InputError(f"default branch {name!r} is not a valid branch name")
+    return name
+
+
+def _rule_columns(rule: RuleSpec) -> dict[str, Any]:
+    return {
+        "source": rule.source,
+        "match": rule.match,
+        "pattern": rule.pattern,
+        "dockerfile": _inside_repository(rule.dockerfile, "dockerfile"),
+        "context": _inside_repository(rule.context, "context"),
+        "build_args": dict(rule.build_args),
+        "target": rule.target,
+        "tags": list(rule.tags),
+        "included_files": list(rule.included_files),
+        "ignored_files": list(rule.ignored_files),
+    }
+
+
+def create_trigger(session: Session, box: SecretBox, spec: TriggerSpec, registry: str) -> Trigger:
+    _check_target(spec.provider, spec.repository, spec.image, registry)
     if spec.ssh_key and not spec.ssh_known_hosts:
         raise InputError("an SSH deploy key needs known hosts (ssh-keyscan HOST), so host keys are checked")
-    image_repository(spec.image, registry)  # validates the name
     trigger = Trigger(
         provider=spec.provider,
         repository=spec.repository.strip("/"),
         clone_url=spec.clone_url,
         secret_enc=box.seal(spec.secret),
         image=spec.image,
-        default_branch=spec.default_branch,
+        default_branch=_check_branch(spec.default_branch),
         supersede=spec.supersede,
         api_url=spec.api_url,
         status_token_enc=box.seal(spec.status_token) if spec.status_token else None,
@@ -106,23 +160,10 @@ def create_trigger(session: Session, box: SecretBox, spec: TriggerSpec, registry
         clone_token_enc=box.seal(spec.clone_token) if spec.clone_token else None,
         ssh_key_enc=box.seal(spec.ssh_key) if spec.ssh_key else None,
         ssh_known_hosts=spec.ssh_known_hosts,
+        build_timeout=check_build_timeout(spec.build_timeout),
     )
     for position, rule in enumerate(spec.effective_rules()):
-        trigger.rules.append(
-            TriggerRule(
-                position=position,
-                source=rule.source,
-                match=rule.match,
-                pattern=rule.pattern,
-                dockerfile=_inside_repository(rule.dockerfile, "dockerfile"),
-                context=_inside_repository(rule.context, "context"),
-                build_args=dict(rule.build_args),
-                target=rule.target,
-                tags=list(rule.tags),
-                included_files=list(rule.included_files),
-                ignored_files=list(rule.ignored_files),
-            )
-        )
+        trigger.rules.append(TriggerRule(position=position, **_rule_columns(rule)))
     session.add(trigger)
     session.flush()
     return trigger
@@ -215,36 +256,88 @@ def trigger_to_dict(trigger: Trigger, public_url: str) -> dict[str, Any]:
         "api_url": trigger.api_url,
         "commit_status": trigger.status_token_enc is not None,
         "clone_auth": "ssh-key" if trigger.ssh_key_enc else "token" if trigger.clone_token_enc else None,
+        "build_timeout": trigger.build_timeout,
         "webhook_url": webhook_url(public_url, trigger.provider),
         "created_at": trigger.created_at.isoformat(),
     }
 
 
-# --- changes from the pages: update, delete ---------------------------------------------------
-
-import re  # noqa: E402
-
-from sqlalchemy import delete  # noqa: E402
-
-from builder.errors import Conflict  # noqa: E402
-
-_BRANCH_FORBIDDEN = re.compile(r"[\s~^:?*\[\\]|\.\.|@\{|^/|/$|\.lock$|^-")
+# --- changes: edit (PATCH /api/triggers/<id>, the trigger page), delete ----------------------
 
 
-def update_trigger(session: Session, trigger: Trigger, registry: str, *, image: str | None = None,
-                   default_branch: str | None = None, enabled: bool | None = None) -> Trigger:
-    """Change what the pages let an admin change: the image, the default branch, enabled."""
-    if image is not None:
-        image = image.strip()
-        image_repository(image, registry)  # validates the name
-        trigger.image = image
-    if default_branch is not None:
-        default_branch = default_branch.strip()
-        if not default_branch or _BRANCH_FORBIDDEN.search(default_branch):
-            raise InputError(f"default branch {default_branch!r} is not a valid branch name")
-        trigger.default_branch = default_branch
-    if enabled is not None:
-        trigger.enabled = enabled
+@dataclass(frozen=True)
+class TriggerEdit:
+    """What an edit changes: only the fields given; ``rules`` None keeps them, () sets the defaults."""
+
+    fields: dict[str, Any] = field(default_factory=dict, repr=False)
+    rules: tuple[RuleSpec, ...] | None = None
+
+    @classmethod
+    def from_json(cls, data: Any) -> "TriggerEdit":
+        """The same fields and checks as ``TriggerSpec.from_json``, plus ``enabled``; all optional.
+        ``null`` (or "") clears an optional field: a token, a key, the API URL, the build timeout."""
+        if not isinstance(data, dict):
+            raise InputError("expected a JSON object")
+        unknown = sorted(set(data) - set(_STRINGS) - {"rules", "supersede", "enabled", "build_timeout"})
+        if unknown:
+            raise InputError(f"unknown fields: {', '.join(unknown)}")
+        empty = [key for key in (*_REQUIRED, "default_branch") if key in data and not data[key]]
+        if empty:
+            raise InputError(f"fields must not be empty: {', '.join(empty)}")
+        bad = [key for key in _STRINGS if data.get(key) is not None and not isinstance(data[key], str)]
+        if bad:
+            raise InputError(f"fields must be strings: {', '.join(bad)}")
+        flags = [key for key in ("supersede", "enabled") if key in data and not isinstance(data[key], bool)]
+        if flags:
+            raise InputError(f"fields must be true or false: {', '.join(flags)}")
+        fields: dict[str, Any] = {key: data[key] or None for key in _STRINGS
+                                  if key in data and key not in ("dockerfile", "context")}
+        fields.update({key: data[key] for key in ("supersede", "enabled") if key in data})
+        if "build_timeout" in data:
+            fields["build_timeout"] = check_build_timeout(data["build_timeout"])
+        if "rules" not in data:
+            if "dockerfile" in data or "context" in data:
+                raise InputError('dockerfile and context set the default rules: send them with "rules": [], '
+                                 "or change each rule's dockerfile and context")
+            return cls(fields)
+        if not isinstance(data["rules"] or [], list):
+            raise InputError("rules must be a list")
+        defaults = TriggerSpec(provider="", repository="", clone_url="", secret="", image="",
+                               dockerfile=data.get("dockerfile") or "Dockerfile", context=data.get("context") or ".")
+        rules = tuple(RuleSpec.from_json(rule) for rule in data["rules"] or []) or defaults.effective_rules()
+        return cls(fields, rules)
+
+
+def update_trigger(session: Session, box: SecretBox, trigger: Trigger, edit: TriggerEdit, registry: str) -> Trigger:
+    """Apply an edit with the checks of ``create_trigger``; secrets are sealed, rules updated in place
+    (a rule keeps its id, and so its builds' layer cache, while it keeps its position)."""
+    values = dict(edit.fields)
+    for key in ("image", "default_branch"):
+        if key in values:
+            values[key] = values[key].strip()
+    _check_target(values.get("provider", trigger.provider), values.get("repository", trigger.repository),
+                  values.get("image", trigger.image), registry)
+    if "default_branch" in values:
+        _check_branch(values["default_branch"])
+    has_key = values["ssh_key"] if "ssh_key" in values else trigger.ssh_key_enc
+    if has_key and not values.get("ssh_known_hosts", trigger.ssh_known_hosts):
+        raise InputError("an SSH deploy key needs known hosts (ssh-keyscan HOST), so host keys are checked")
+    for key, value in values.items():
+        if key in _SEALED:
+            setattr(trigger, _SEALED[key], box.seal(value) if value else None)
+        else:
+            setattr(trigger, key, value.strip("/") if key == "repository" else value)
+    if edit.rules is not None:
+        columns = [_rule_columns(rule) for rule in edit.rules]  # checks every rule before changing any
+        kept = list(trigger.rules)
+        for position, rule_columns in enumerate(columns):
+            if position < len(kept):
+                for name, value in rule_columns.items():
+                    setattr(kept[position], name, value)
+            else:
+                trigger.rules.append(TriggerRule(position=position, **rule_columns))
+        for extra in kept[len(columns):]:
+            trigger.rules.remove(extra)
     session.flush()
     return trigger
 
@@ -254,8 +347,6 @@ def delete_trigger(session: Session, trigger_id: int) -> None:
 
     Refused while one of its builds is queued or running.
     """
-    from builder.models import Build
-
     get_trigger(session, trigger_id)
     running = session.scalar(select(Build.id).where(
         Build.trigger_id == trigger_id, Build.state.in_(("queued", "cloning", "building", "pushing"))).limit(1))

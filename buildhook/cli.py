@@ -199,6 +199,7 @@ def cmd_triggers_add(args: argparse.Namespace) -> int:
         clone_token=args.clone_token,
         ssh_key=_read(args.ssh_key_file),
         ssh_known_hosts=_read(args.known_hosts_file),
+        build_timeout=args.build_timeout,
     )
     sessions = make_sessionmaker(make_engine(settings.database_url))
     with sessions() as session:
@@ -243,7 +244,8 @@ def cmd_triggers_list(args: argparse.Namespace) -> int:
     for t in shown:
         state = "" if t["enabled"] else " (disabled)"
         print(f"{t['id']:>4}  {t['provider']:<9} {t['repository']:<30} -> {t['image']}{state}")
-        print(f"      webhook: {t['webhook_url']}  clone: {t['clone_url']}  default branch: {t['default_branch']}")
+        print(f"      webhook: {t['webhook_url']}  clone: {t['clone_url']}  default branch: {t['default_branch']}"
+              + (f"  build timeout: {t['build_timeout']} s" if t["build_timeout"] else ""))
         for number, rule in enumerate(t["rules"], 1):
             print(f"      rule {number}: {rule['source']} {rule['match']} {rule['pattern']!r} -> "
                   f"{', '.join(rule['tags'])} ({rule['dockerfile']}, context {rule['context']})")
@@ -297,6 +299,8 @@ def parser() -> argparse.ArgumentParser:
     add.add_argument("--clone-token", help="an HTTPS access token for a private repository")
     add.add_argument("--ssh-key-file", help="an SSH deploy key (private key file) for a private repository")
     add.add_argument("--known-hosts-file", help="known_hosts lines for the SSH host (required with a key)")
+    add.add_argument("--build-timeout", type=int, metavar="SECONDS",
+                     help="stop and fail a build after this long (default: BUILDHOOK_BUILD_TIMEOUT)")
     add.add_argument("--json", action="store_true")
     add.set_defaults(func=cmd_triggers_add)
     lst = tsub.add_parser("list", help="list triggers with their webhook URLs")

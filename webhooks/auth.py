@@ -12,7 +12,7 @@ from typing import Any
 
 from flask import Blueprint, Flask, abort, g, jsonify, redirect, render_template, request, session, url_for
 
-from builder.accounts import authenticate, user_for_token
+from builder.accounts import authenticate, find_token, note_token_use
 from builder.models import User
 from webhooks.context import db
 
@@ -31,6 +31,14 @@ def csrf_token() -> str:
 
 def current_user() -> User | None:
     return g.get("user")
+
+
+def require_admin() -> User:
+    """For reads only admins may see (users, everyone's tokens): 403 for anyone else."""
+    user = current_user()
+    if user is None or user.role != "admin":
+        abort(403, "this needs the admin role")
+    return user
 
 
 def _wants_json() -> bool:
@@ -53,9 +61,11 @@ def check_access() -> Any:
     user: User | None = None
     by_token = header.lower().startswith("bearer ")
     if by_token:
-        user = user_for_token(db(), header[7:].strip())
-        if user is not None:
-            db().commit()  # last_used_at
+        row = find_token(db(), header[7:].strip())
+        if row is not None:
+            user = row.user
+            if note_token_use(row):
+                db().commit()  # last_used_at, at most once a minute per token
     elif session.get("user_id"):
         user = db().get(User, session["user_id"])
     if user is None:

@@ -24,7 +24,8 @@ ERRORS: dict[int, tuple[str, str]] = {
     400: ("BadRequest", "The request is malformed: a bad JSON body, field or query parameter."),
     401: ("Unauthorized", ("Not signed in: send Authorization: Bearer TOKEN (hooks: a missing or wrong signature; "
                            "registry: a missing or wrong registry token).")),
-    403: ("Forbidden", "Signed in, but changes need the admin role (or, with a session, the X-CSRF-Token header)."),
+    403: ("Forbidden", "Signed in, but changes (and users, and others' tokens) need the admin role "
+                       "(or, with a session, the X-CSRF-Token header)."),
     404: ("NotFound", "No such object (or, for runs, no such branch or tag)."),
     409: ("Conflict", "The object is not in a state that allows this."),
     413: ("PayloadTooLarge", "The body is larger than BUILDHOOK_MAX_BODY_BYTES."),
@@ -54,6 +55,9 @@ def query(name: str, description: str, schema: Schema | None = None) -> dict[str
             "schema": schema or {"type": "integer", "minimum": 0}}
 
 
+NO_CONTENT: dict[str, Any] = {"description": "Done; no body."}
+
+
 def path_id(name: str, what: str) -> dict[str, Any]:
     return {"name": name, "in": "path", "required": True, "description": f"the {what}'s id",
             "schema": {"type": "integer", "minimum": 0}}
@@ -64,7 +68,16 @@ PARAMETERS = {
     "BuildId": path_id("build_id", "build"),
     "DeliveryId": path_id("delivery_id", "delivery"),
     "Limit": query("limit", "at most this many, newest first (1 to 500; default 50)"),
+    "Before": query("before", "only older ones: those with a smaller id (the next cursor)"),
+    "TokenId": path_id("token_id", "token"),
+    "UserName": {"name": "name", "in": "path", "required": True, "description": "the user's name",
+                 "schema": {"type": "string"}},
 }
+TIME_QUERY = {"type": "string", "description": "ISO 8601 (UTC unless an offset is given), or a date: its whole day",
+              "examples": ["2026-01-31T12:00:00Z", "2026-01-31"]}
+STATE_QUERY = {"name": "state", "in": "query", "required": False, "style": "form", "explode": True,
+               "description": "only builds in one of these states (repeat it, or separate with commas)",
+               "schema": {"type": "array", "items": {"type": "string"}}}
 
 
 def param(name: str) -> dict[str, str]:
@@ -118,9 +131,25 @@ PATHS: dict[str, Any] = {
         operation("post", "createTrigger", "triggers", "Add a trigger", {201: answer("Created.", ref("Trigger"))},
                   errors=(400,), body=ref("TriggerInput"),
                   description="The secret, tokens and keys are accepted, stored encrypted and never returned.")),
-    "/api/triggers/{trigger_id}": path(operation(
-        "get", "getTrigger", "triggers", "One trigger", {200: answer("The trigger.", ref("Trigger"))},
-        errors=(404,), params=[param("TriggerId")])),
+    "/api/triggers/{trigger_id}": path(
+        operation("get", "getTrigger", "triggers", "One trigger", {200: answer("The trigger.", ref("Trigger"))},
+                  errors=(404,), params=[param("TriggerId")]),
+        operation("patch", "editTrigger", "triggers", "Change a trigger, disable or enable it",
+                  {200: answer("The trigger as it is now.", ref("Trigger"))}, errors=(400, 404),
+                  params=[param("TriggerId")], body=ref("TriggerPatch"),
+                  description="Only the fields given change, with the checks of createTrigger. Secrets are "
+                              "accepted, never returned. A disabled trigger's webhooks are recorded and answered "
+                              "202 ignored, with the reason \"trigger is disabled\"."),
+        operation("delete", "deleteTrigger", "triggers", "Delete a trigger", {204: NO_CONTENT},
+                  errors=(404, 409), params=[param("TriggerId")],
+                  description="Its builds and deliveries stay (with trigger null). 409: one of its builds is "
+                              "still queued or running.")),
+    "/api/triggers/{trigger_id}/deliveries": path(operation(
+        "get", "listTriggerDeliveries", "triggers", "A trigger's recent inbound webhooks, newest first",
+        {200: answer("A page of deliveries (and those for its repository no trigger took); pass next as before=.",
+                     obj({"deliveries": {"type": "array", "items": ref("InboundDelivery")},
+                          "next": {"type": ["integer", "null"], "description": "null on the last page"}}))},
+        errors=(400, 404), params=[param("TriggerId"), param("Limit"), param("Before")])),
     "/api/triggers/{trigger_id}/runs": path(operation(
         "post", "runTrigger", "triggers", "Run a trigger now on a branch, a tag or a commit",
         {201: answer("The builds queued, as a push of that ref would queue them.", BUILDS)},
@@ -134,7 +163,18 @@ PATHS: dict[str, Any] = {
                           "next": {"type": ["integer", "null"], "description": "null on the last page"}}))},
         errors=(400,), params=[query("limit", "page size (default 50, at most 500)"),
                                query("before", "only builds with a smaller id (the next cursor)"),
-                               query("trigger", "only this trigger's builds")])),
+                               query("trigger", "only this trigger's builds"),
+                               query("repository", "only this repository's builds (as the host names it)",
+                                     {"type": "string"}),
+                               query("ref", "only builds of this branch or tag name", {"type": "string"}),
+                               STATE_QUERY,
+                               query("since", "only builds created at or after this time", TIME_QUERY),
+                               query("until", "only builds created at or before this time", TIME_QUERY)])),
+    "/api/overview": path(operation(
+        "get", "getOverview", "builds", "Builds per day, success rate, median build time and queue wait",
+        {200: answer("The overview page's numbers over the last days (today included, UTC).", ref("Overview"))},
+        errors=(400,), params=[query("days", "the window in days (1 to 90; default 14)",
+                                     {"type": "integer", "minimum": 1, "maximum": 90})])),
     "/api/builds/{build_id}": path(operation(
         "get", "getBuild", "builds", "One build", {200: answer("The build.", ref("Build"))},
         errors=(404,), params=[param("BuildId")])),
@@ -200,6 +240,24 @@ PATHS: dict[str, Any] = {
                   {200: answer("The subscriptions.", listing("subscriptions", "Subscription"))}),
         operation("post", "createSubscription", "subscriptions", "Subscribe a URL to events",
                   {201: answer("Created.", ref("Subscription"))}, errors=(400,), body=ref("SubscriptionInput"))),
+    "/api/users": path(
+        operation("get", "listUsers", "accounts", "Every user (admins only)",
+                  {200: answer("The users, by name.", listing("users", "User"))}, errors=(403,)),
+        operation("post", "createUser", "accounts", "Add a user", {201: answer("Created.", ref("User"))},
+                  errors=(400, 409), body=ref("UserInput"), description="409: the name is taken.")),
+    "/api/users/{name}": path(operation(
+        "delete", "deleteUser", "accounts", "Delete a user and their tokens", {204: NO_CONTENT},
+        errors=(404, 409), params=[param("UserName")],
+        description="Their sessions end with their next request. 409: yourself, or the last admin.")),
+    "/api/tokens": path(
+        operation("get", "listTokens", "accounts", "API tokens: an admin's lists all, a viewer's their own",
+                  {200: answer("The tokens, oldest first; never a token itself.", listing("tokens", "Token"))}),
+        operation("post", "createToken", "accounts", "Create an API token", {
+            201: answer("The token, in this answer only.", ref("NewToken"))},
+            errors=(400, 404), body=ref("TokenInput"), description="404: no such user.")),
+    "/api/tokens/{token_id}": path(operation(
+        "delete", "revokeToken", "accounts", "Revoke a token", {204: NO_CONTENT}, errors=(404,),
+        params=[param("TokenId")], description="It stays listed, with revoked_at; requests with it get 401.")),
     "/hooks/{provider}": path(operation(
         "post", "receiveHook", "hooks", "A Git host's webhook",
         {200: answer("A ping.", ref("HookResult")),
@@ -243,7 +301,7 @@ def document(public_url: str | None = None) -> dict[str, Any]:
         shown["servers"] = [{"url": public_url.rstrip("/")}]
     shown["security"] = [{"bearerAuth": []}]
     shown["tags"] = [{"name": name} for name in ("triggers", "builds", "deployments", "deliveries",
-                                                  "subscriptions", "hooks", "registry", "meta")]
+                                                  "subscriptions", "accounts", "hooks", "registry", "meta")]
     shown["paths"] = copy.deepcopy(PATHS)
     shown["components"] = {
         "schemas": copy.deepcopy(SCHEMAS),

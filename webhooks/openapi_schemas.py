@@ -60,6 +60,19 @@ RULE_FIELDS: dict[str, Schema] = {
     "included_files": {**STRINGS, "description": "path globs; ** crosses directories"},
     "ignored_files": STRINGS,
 }
+BUILD_TIMEOUT = nullable("integer", "seconds a build may run; null: BUILDHOOK_BUILD_TIMEOUT", minimum=1,
+                         maximum=7 * 24 * 3600)
+STATE_COUNTS: Schema = {"type": "object", "propertyNames": {"enum": BUILD_STATES}, "additionalProperties": COUNT}
+TOKEN_FIELDS: dict[str, Schema] = {
+    "id": ID,
+    "user": {"type": "string", "description": "the owner's name"},
+    "prefix": {"type": "string", "description": "the token's first characters, to recognise it"},
+    "created_at": TIME,
+    "last_used_at": nullable("string", "ISO 8601, UTC; updated at most once a minute", format="date-time"),
+    "revoked_at": MAYBE_TIME,
+    "active": {"type": "boolean", "description": "not revoked"},
+}
+SECRET_FIELDS = ("status_token", "clone_token", "ssh_key")
 TARGET_FIELDS = ("url", "secret", "container", "docker_host")
 TRIGGER_STRINGS = ("dockerfile", "context", "default_branch", "api_url", "status_token", "clone_username",
                    "clone_token", "ssh_key", "ssh_known_hosts")
@@ -87,6 +100,7 @@ SCHEMAS: dict[str, Schema] = {
         "commit_status": {"type": "boolean", "description": "whether a status token is set"},
         "clone_auth": {"type": ["string", "null"], "enum": ["ssh-key", "token", None],
                        "description": "which kind of clone credential is set, never the credential"},
+        "build_timeout": BUILD_TIMEOUT,
         "webhook_url": {"type": "string", "format": "uri", "description": "the URL to paste into the Git host"},
         "created_at": TIME,
     }, description="A build trigger (trigger_to_dict). Secrets, tokens and keys are never returned."),
@@ -100,7 +114,68 @@ SCHEMAS: dict[str, Schema] = {
         "rules": {"type": "array", "items": ref("RuleInput"),
                   "description": "omitted or empty: Docker Hub's defaults (every branch and every tag)"},
         "supersede": {"type": "boolean", "default": True},
+        "build_timeout": BUILD_TIMEOUT,
     }, ["provider", "repository", "clone_url", "secret", "image"], additionalProperties=False),
+    "TriggerPatch": obj({
+        "provider": {"type": "string", "enum": ["github", "gitlab", "bitbucket", "gitea"]},
+        **{name: {"type": "string", "minLength": 1} for name in ("repository", "clone_url", "image", "default_branch")},
+        "secret": {"type": "string", "minLength": 1, "writeOnly": True, "description": "a new webhook secret"},
+        **{name: nullable("string", "null or empty: removed" if name in SECRET_FIELDS else None,
+                          **({"writeOnly": True} if name in SECRET_FIELDS else {}))
+           for name in TRIGGER_STRINGS if name not in ("dockerfile", "context", "default_branch")},
+        "dockerfile": {"type": "string", "description": "with rules: [] only: the default rules' Dockerfile"},
+        "context": {"type": "string", "description": "with rules: [] only"},
+        "rules": {"type": "array", "items": ref("RuleInput"),
+                  "description": "replaces every rule; empty: Docker Hub's defaults"},
+        "supersede": BOOL,
+        "enabled": {"type": "boolean", "description": "false: deliveries are recorded (202, ignored, "
+                                                      "\"trigger is disabled\"), nothing is built"},
+        "build_timeout": BUILD_TIMEOUT,
+    }, [], "The fields to change, checked as on create; the others stay.", additionalProperties=False),
+    "InboundDelivery": obj({
+        "id": ID,
+        "received_at": TIME,
+        "provider": STRING,
+        "event": nullable("string", "the host's event name, e.g. push, ping"),
+        "delivery": nullable("string", "the host's delivery id (X-GitHub-Delivery...)"),
+        "repository": MAYBE_STRING,
+        "trigger": nullable("integer", "null: no trigger took it (a wrong signature)", minimum=1),
+        "outcome": {"type": "string", "description": "accepted, ping, ignored, no_trigger, duplicate, rejected..."},
+        "reason": MAYBE_STRING,
+        "status_code": {"type": "integer", "description": "what buildhook answered the host"},
+        "builds": {**IDS, "description": "the builds it started"},
+    }, description="An inbound webhook a Git host sent (inbound_delivery_to_dict)."),
+    "Overview": obj({
+        "since": {**TIME, "description": "the window's start: midnight UTC, days - 1 days ago"},
+        "days": {"type": "array", "items": obj({
+            "day": {"type": "string", "format": "date"},
+            "total": COUNT,
+            "by_state": STATE_COUNTS,
+        })},
+        "total": COUNT,
+        "succeeded": COUNT,
+        "failed": COUNT,
+        "success_rate": nullable("number", "succeeded / (succeeded + failed); null without either",
+                                 minimum=0, maximum=1),
+        "median_build_seconds": nullable("number", "started → finished of succeeded and failed builds", minimum=0),
+        "p90_build_seconds": nullable("number", minimum=0),
+        "median_queue_seconds": nullable("number", "created → started", minimum=0),
+        "by_state": STATE_COUNTS,
+    }, description="The overview page's numbers (overview_to_dict)."),
+    "User": obj({
+        "id": ID, "name": STRING, "role": {"type": "string", "enum": ["admin", "viewer"]}, "created_at": TIME,
+    }, description="A user (user_to_dict); never the password."),
+    "UserInput": obj({
+        "name": {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$"},
+        "role": {"type": "string", "enum": ["admin", "viewer"]},
+        "password": {"type": "string", "minLength": 8, "writeOnly": True},
+    }, additionalProperties=False),
+    "Token": obj(TOKEN_FIELDS, description="An API token (token_to_dict): never the token or its hash."),
+    "NewToken": obj({**TOKEN_FIELDS, "token": {"type": "string", "description": "send as Authorization: Bearer "
+                                                                                "TOKEN; shown only here, once"}},
+                    description="A token just created."),
+    "TokenInput": obj({"user": {"type": "string", "description": "whose token (default: yours)"}}, [],
+                      additionalProperties=False),
     "RunInput": obj({
         "branch": STRING, "tag": STRING,
         "sha": {"type": "string", "pattern": "^[0-9a-fA-F]{7,40}$",

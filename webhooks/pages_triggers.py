@@ -13,8 +13,8 @@ from builder.errors import InputError
 from builder.history import recent_deliveries
 from builder.models import Trigger
 from builder.providers import PROVIDERS
-from builder.triggers import (TriggerSpec, create_trigger, delete_trigger, get_trigger, rule_spec, update_trigger,
-                              webhook_url)
+from builder.triggers import (TriggerEdit, TriggerSpec, build_timeout_from_text, create_trigger, delete_trigger,
+                              get_trigger, rule_spec, update_trigger, webhook_url)
 from webhooks.context import db, services
 from webhooks.pages import bp
 
@@ -75,7 +75,7 @@ def triggers():  # type: ignore[no-untyped-def]
 def trigger_new():  # type: ignore[no-untyped-def]
     return render_template("trigger_new.html", form={"provider": "github", "dockerfile": "Dockerfile",
                                                       "context": ".", "default_branch": "main"},
-                           providers=sorted(PROVIDERS), error=None)
+                           providers=sorted(PROVIDERS), error=None, default_timeout=services().settings.build_timeout)
 
 
 @bp.post("/triggers")
@@ -88,7 +88,9 @@ def trigger_create():  # type: ignore[no-untyped-def]
         secret = secrets.token_hex(20)
     data: dict[str, object] = {key: value for key, value in form.items() if value}
     data["secret"] = secret
+    form["build_timeout"] = (request.form.get("build_timeout") or "").strip()
     try:
+        data["build_timeout"] = build_timeout_from_text(form["build_timeout"])
         raw_rules = (request.form.get("rules") or "").strip()
         if raw_rules:
             try:
@@ -102,7 +104,8 @@ def trigger_create():  # type: ignore[no-untyped-def]
     except InputError as exc:
         db().rollback()
         form["rules"] = request.form.get("rules") or ""
-        return render_template("trigger_new.html", form=form, providers=sorted(PROVIDERS), error=str(exc)), 400
+        return render_template("trigger_new.html", form=form, providers=sorted(PROVIDERS), error=str(exc),
+                               default_timeout=ctx.settings.build_timeout), 400
     response = render_template(
         "trigger_created.html", trigger=trigger, secret=secret, generated=generated,
         hook_url=webhook_url(ctx.settings.public_url, trigger.provider),
@@ -118,7 +121,8 @@ def trigger_page(trigger_id: int):  # type: ignore[no-untyped-def]
     return render_template("trigger.html", trigger=trigger, summaries=rules_summary(trigger),
                            deliveries=recent_deliveries(session, trigger),
                            hook_url=webhook_url(services().settings.public_url, trigger.provider),
-                           steps=SETUP_STEPS.get(trigger.provider, []), error=None)
+                           steps=SETUP_STEPS.get(trigger.provider, []), error=None,
+                           default_timeout=services().settings.build_timeout)
 
 
 @bp.post("/triggers/<int:trigger_id>")
@@ -126,9 +130,11 @@ def trigger_update(trigger_id: int):  # type: ignore[no-untyped-def]
     session = db()
     trigger = get_trigger(session, trigger_id)
     try:
-        update_trigger(session, trigger, services().settings.registry, image=request.form.get("image"),
-                       default_branch=request.form.get("default_branch"),
-                       enabled=request.form.get("enabled") == "on")
+        edit = TriggerEdit.from_json({"image": request.form.get("image") or "",
+                                      "default_branch": request.form.get("default_branch") or "",
+                                      "enabled": request.form.get("enabled") == "on",
+                                      "build_timeout": build_timeout_from_text(request.form.get("build_timeout"))})
+        update_trigger(session, services().box, trigger, edit, services().settings.registry)
         session.commit()
     except InputError as exc:
         session.rollback()
@@ -136,7 +142,8 @@ def trigger_update(trigger_id: int):  # type: ignore[no-untyped-def]
         return render_template("trigger.html", trigger=trigger, summaries=rules_summary(trigger),
                                deliveries=recent_deliveries(session, trigger),
                                hook_url=webhook_url(services().settings.public_url, trigger.provider),
-                               steps=SETUP_STEPS.get(trigger.provider, []), error=str(exc)), 400
+                               steps=SETUP_STEPS.get(trigger.provider, []), error=str(exc),
+                               default_timeout=services().settings.build_timeout), 400
     flash("Trigger saved.")
     return redirect(url_for("dashboard.trigger_page", trigger_id=trigger_id))
 
@@ -147,7 +154,8 @@ def trigger_enable(trigger_id: int):  # type: ignore[no-untyped-def]
     session = db()
     trigger = get_trigger(session, trigger_id)
     enabled = request.form.get("enabled") == "1"
-    update_trigger(session, trigger, services().settings.registry, enabled=enabled)
+    update_trigger(session, services().box, trigger, TriggerEdit.from_json({"enabled": enabled}),
+                   services().settings.registry)
     session.commit()
     flash("Trigger enabled." if enabled else "Trigger disabled: deliveries are recorded, nothing is built.")
     return redirect(request.form.get("back") if request.form.get("back") == "/triggers"

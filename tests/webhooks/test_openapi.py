@@ -126,7 +126,8 @@ def test_the_document_has_the_openapi_3_1_structure():
             assert set(re.findall(r"\{([^}]+)\}", template)) <= declared, (template, method)
             for code, response in op["responses"].items():
                 response = resolve(response["$ref"]) if "$ref" in response else response
-                assert response["description"] and response["content"], (template, method, code)
+                assert response["description"], (template, method, code)
+                assert response.get("content") or code == "204", (template, method, code)  # 204: no body
                 if code[0] in "45":
                     assert response["content"]["application/json"]["schema"] == {
                         "$ref": "#/components/schemas/Error"}, (template, method, code)
@@ -280,7 +281,7 @@ def world(app, admin_token, settings, tmp_path_factory):
         build_queued=builds["release/queued"], rule=rule, subscriptions=subscriptions,
         deployment=received.json["deployments"][0], sent=sent, unsent=unsent,
         anonymous=app.test_client(), viewer=signed_in(app.test_client(), viewer_token),
-        max_body=settings.max_body_bytes)
+        max_body=settings.max_body_bytes, sessions=sessions)
     retire(sessions, main["id"], image)
 
 
@@ -309,6 +310,13 @@ class Recording:
     def post(self, *args, **kwargs):
         self.sent = kwargs.get("json")
         return self.client.post(*args, **kwargs)
+
+    def patch(self, *args, **kwargs):
+        self.sent = kwargs.get("json")
+        return self.client.patch(*args, **kwargs)
+
+    def delete(self, *args, **kwargs):
+        return self.client.delete(*args, **kwargs)
 
 
 Make = Callable[[Any, SimpleNamespace], Any]
@@ -360,7 +368,55 @@ def dockerhub(c, w: SimpleNamespace, body: bytes | None = None, source: str = "d
                   headers={"Content-Type": "application/json", "Authorization": ""})
 
 
+def fresh_trigger(c, w: SimpleNamespace) -> int:
+    """A trigger of its own for a case that changes or deletes one (the world's stay as they are)."""
+    created = c.client.post("/api/triggers", json=new_trigger(w)) if isinstance(c, Recording) else \
+        c.post("/api/triggers", json=new_trigger(w))
+    assert created.status_code == 201, created.json
+    return created.json["id"]
+
+
+def delete_while_building(c, w: SimpleNamespace):
+    """DELETE a trigger whose build runs: 409; the build is failed afterwards (nothing left for the worker)."""
+    trigger_id = fresh_trigger(c, w)
+    with w.sessions() as session:
+        build = Build(trigger_id=trigger_id, provider="gitea", repository="acme/running", clone_url=CLOSED,
+                      ref="refs/heads/trunk", ref_type="branch", ref_name="trunk", commit="a" * 40,
+                      image="acme/new", tags=["x"], dockerfile="Dockerfile", context=".", state="building")
+        session.add(build)
+        session.commit()
+        build_id = build.id
+    response = c.delete(f"/api/triggers/{trigger_id}")
+    with w.sessions() as session:
+        session.get(Build, build_id).state = "failed"
+        session.commit()
+    return response
+
+
+def new_user(c, w: SimpleNamespace, role: str = "viewer") -> str:
+    name = f"openapi-{role}-{uuid.uuid4().hex[:8]}"
+    created = (c.client if isinstance(c, Recording) else c).post(
+        "/api/users", json={"name": name, "role": role, "password": "a-long-password"})
+    assert created.status_code == 201, created.json
+    return name
+
+
+def new_token_id(c, w: SimpleNamespace) -> int:
+    created = (c.client if isinstance(c, Recording) else c).post("/api/tokens", json={"user": new_user(c, w)})
+    assert created.status_code == 201, created.json
+    return created.json["id"]
+
+
+def user_twice(c, w: SimpleNamespace):
+    body = {"name": new_user(c, w), "role": "viewer", "password": "another-long-password"}
+    return c.post("/api/users", json=body)
+
+
 B, T, D = "/api/builds/{build_id}", "/api/triggers/{trigger_id}", "/api/deliveries/{delivery_id}"
+U, K = "/api/users", "/api/tokens"
+PATCHED = {"image": "acme/patched", "default_branch": "develop", "build_timeout": 900, "secret": "new-secret",
+           "clone_token": "tok", "clone_username": "oauth2", "status_token": None, "supersede": False,
+           "rules": [{"source": "tag", "match": "regex", "pattern": r"v(\d+)", "tags": ["v{\\1}"]}]}
 CASES = [
     case("get", "/api/openapi.json", 200, lambda c, w: c.get("/api/openapi.json")),
     case("get", "/api/openapi.json", 401, lambda c, w: w.anonymous.get("/api/openapi.json"), "anonymous"),
@@ -398,6 +454,55 @@ CASES = [
     case("get", "/api/builds", 200, lambda c, w: c.get(f"/api/builds?limit=1&trigger={w.trigger['id']}"), "page"),
     case("get", "/api/builds", 200, lambda c, w: c.get(f"/api/builds?before={w.build_queued}&limit=500"), "before"),
     case("get", "/api/builds", 400, lambda c, w: c.get("/api/builds?limit=ten")),
+    case("get", "/api/builds", 200, lambda c, w: c.get(
+        f"/api/builds?repository={w.trigger['repository']}&ref=main&state=succeeded,failed&state=queued"
+        "&since=2020-01-01T00:00:00Z&until=2999-12-31"), "filtered"),
+    case("get", "/api/builds", 400, lambda c, w: c.get("/api/builds?state=exploded"), "state"),
+    case("get", "/api/builds", 400, lambda c, w: c.get("/api/builds?since=yesterday"), "since"),
+    case("get", "/api/overview", 200, lambda c, w: c.get("/api/overview")),
+    case("get", "/api/overview", 200, lambda c, w: w.viewer.get("/api/overview?days=1"), "one day"),
+    case("get", "/api/overview", 400, lambda c, w: c.get("/api/overview?days=0")),
+    case("get", "/api/overview", 401, lambda c, w: w.anonymous.get("/api/overview"), "anonymous"),
+    case("patch", T, 200, lambda c, w: c.patch(f"/api/triggers/{fresh_trigger(c, w)}", json=PATCHED)),
+    case("patch", T, 200, lambda c, w: c.patch(f"/api/triggers/{fresh_trigger(c, w)}", json={
+        "enabled": False, "build_timeout": None}), "disable"),
+    case("patch", T, 400, lambda c, w: c.patch(f"/api/triggers/{fresh_trigger(c, w)}", json={
+        "rules": [{"source": "tag", "tags": ["{branch}"]}]}), "bad template"),
+    case("patch", T, 400, lambda c, w: c.patch(f"/api/triggers/{fresh_trigger(c, w)}", json={
+        "build_timeout": 0}), "timeout"),
+    case("patch", T, 403, lambda c, w: w.viewer.patch(f"/api/triggers/{w.trigger['id']}", json={"enabled": False})),
+    case("patch", T, 404, lambda c, w: c.patch(f"/api/triggers/{MISSING}", json={"enabled": False})),
+    case("delete", T, 204, lambda c, w: c.delete(f"/api/triggers/{fresh_trigger(c, w)}")),
+    case("delete", T, 403, lambda c, w: w.viewer.delete(f"/api/triggers/{w.trigger['id']}")),
+    case("delete", T, 404, lambda c, w: c.delete(f"/api/triggers/{MISSING}")),
+    case("delete", T, 409, delete_while_building, "building"),
+    case("get", f"{T}/deliveries", 200, lambda c, w: c.get(f"/api/triggers/{w.trigger['id']}/deliveries")),
+    case("get", f"{T}/deliveries", 200, lambda c, w: w.viewer.get(
+        f"/api/triggers/{w.trigger['id']}/deliveries?limit=1&before={MISSING}"), "page"),
+    case("get", f"{T}/deliveries", 400, lambda c, w: c.get(f"/api/triggers/{w.trigger['id']}/deliveries?limit=x")),
+    case("get", f"{T}/deliveries", 404, lambda c, w: c.get(f"/api/triggers/{MISSING}/deliveries")),
+    case("get", U, 200, lambda c, w: c.get("/api/users")),
+    case("get", U, 403, lambda c, w: w.viewer.get("/api/users"), "viewer"),
+    case("post", U, 201, lambda c, w: c.post("/api/users", json={
+        "name": f"openapi-{uuid.uuid4().hex[:8]}", "role": "admin", "password": "a-long-password"})),
+    case("post", U, 400, lambda c, w: c.post("/api/users", json={"name": "x", "role": "root", "password": "p"})),
+    case("post", U, 403, lambda c, w: w.viewer.post("/api/users", json={
+        "name": "openapi-never", "role": "admin", "password": "a-long-password"}), "viewer"),
+    case("post", U, 409, user_twice, "taken"),
+    case("delete", f"{U}/{{name}}", 204, lambda c, w: c.delete(f"/api/users/{new_user(c, w)}")),
+    case("delete", f"{U}/{{name}}", 403, lambda c, w: w.viewer.delete("/api/users/test-admin"), "viewer"),
+    case("delete", f"{U}/{{name}}", 404, lambda c, w: c.delete("/api/users/nobody-at-all")),
+    case("delete", f"{U}/{{name}}", 409, lambda c, w: c.delete("/api/users/test-admin"), "yourself"),
+    case("get", K, 200, lambda c, w: c.get("/api/tokens")),
+    case("get", K, 200, lambda c, w: w.viewer.get("/api/tokens"), "own"),
+    case("post", K, 201, lambda c, w: c.post("/api/tokens", json={})),
+    case("post", K, 201, lambda c, w: c.post("/api/tokens", json={"user": new_user(c, w)}), "for a user"),
+    case("post", K, 400, lambda c, w: c.post("/api/tokens", json={"owner": "x"})),
+    case("post", K, 403, lambda c, w: w.viewer.post("/api/tokens", json={}), "viewer"),
+    case("post", K, 404, lambda c, w: c.post("/api/tokens", json={"user": "nobody-at-all"})),
+    case("delete", f"{K}/{{token_id}}", 204, lambda c, w: c.delete(f"/api/tokens/{new_token_id(c, w)}")),
+    case("delete", f"{K}/{{token_id}}", 403, lambda c, w: w.viewer.delete(f"/api/tokens/{MISSING}"), "viewer"),
+    case("delete", f"{K}/{{token_id}}", 404, lambda c, w: c.delete(f"/api/tokens/{MISSING}")),
     case("get", "/api/builds", 401, lambda c, w: w.anonymous.get("/api/builds"), "anonymous"),
     case("get", B, 200, lambda c, w: c.get(f"/api/builds/{w.build_ok}"), "succeeded"),
     case("get", B, 200, lambda c, w: c.get(f"/api/builds/{w.build_failed}"), "failed"),
@@ -499,6 +604,9 @@ def test_real_answers_match_the_document(app, client, world, method, template, m
         assert documented is not None, f"{status} is not documented for {method.upper()} {template}"
         base = (documented["$ref"].removeprefix("#") if "$ref" in documented
                 else pointer_to("paths", template, method, "responses", str(status)))
+        if status == 204:
+            assert response.get_data() == b"" and "content" not in resolve(base)
+            return
         content = resolve(base)["content"]
         assert response.mimetype in content, f"{response.mimetype} not documented: {sorted(content)}"
         schema_at = base + pointer_to("content", response.mimetype, "schema")

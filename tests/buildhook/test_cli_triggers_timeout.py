@@ -1,0 +1,42 @@
+"""``buildhook triggers add --build-timeout SECONDS`` as a user runs it."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+
+BUILDHOOK = str(Path(sys.executable).with_name("buildhook"))
+
+
+def add(service_env, *extra: str) -> subprocess.CompletedProcess[str]:
+    name = f"acme/cli-timeout-{uuid.uuid4().hex[:6]}"
+    return subprocess.run([BUILDHOOK, "triggers", "add", "--provider", "github", "--repository", name,
+                           "--clone-url", f"https://github.com/{name}.git", "--secret", "cli-timeout-secret",
+                           "--image", name, *extra], env={**os.environ, **service_env}, capture_output=True,
+                          text=True, timeout=60)
+
+
+def test_triggers_add_stores_the_build_timeout_and_list_shows_it(service_env, client):
+    added = add(service_env, "--build-timeout", "900", "--json")
+    assert added.returncode == 0, added.stderr
+    shown = json.loads(added.stdout)
+    assert shown["build_timeout"] == 900 and "cli-timeout-secret" not in added.stdout
+    assert client.get(f"/api/triggers/{shown['id']}").json["build_timeout"] == 900
+    listed = subprocess.run([BUILDHOOK, "triggers", "list"], env={**os.environ, **service_env}, capture_output=True,
+                            text=True, timeout=60)
+    assert "build timeout: 900 s" in listed.stdout
+    default = add(service_env, "--json")
+    assert default.returncode == 0 and json.loads(default.stdout)["build_timeout"] is None
+
+
+@pytest.mark.parametrize("value", ["0", "-5", "1.5", "soon"])
+def test_a_bad_build_timeout_is_a_clear_error(service_env, value):
+    refused = add(service_env, f"--build-timeout={value}")
+    assert refused.returncode == 2
+    assert "build" in refused.stderr and "timeout" in refused.stderr and "Traceback" not in refused.stderr
