@@ -7,7 +7,8 @@ from flask import Blueprint, Response, jsonify, request
 
 from builder.builds import build_to_dict, get_build, log_lines
 from builder.errors import InputError
-from builder.history import OVERVIEW_DAYS, BuildQuery, history, overview, overview_to_dict
+from builder.history import BuildQuery, history
+from builder.overview import OVERVIEW_DAYS, overview, overview_to_dict
 from webhooks.context import db
 
 bp = Blueprint("api", __name__, url_prefix="/api")

@@ -6,7 +6,7 @@ from flask import render_template, request
 from sqlalchemy import select
 
 from builder.errors import InputError
-from builder.history import overview as overview_numbers
+from builder.overview import overview as overview_numbers
 from builder.models import DeployTarget, Deployment, OutboundDelivery
 from webhooks.context import db
 from webhooks.pages import bp

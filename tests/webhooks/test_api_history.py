@@ -11,7 +11,7 @@ from typing import Any
 
 from sqlalchemy import update
 
-from builder.history import overview, overview_to_dict
+from builder.overview import overview, overview_to_dict
 from builder.models import Build
 from tests.payloads import fixture, github_headers, github_push
 

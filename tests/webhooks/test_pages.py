@@ -17,7 +17,8 @@ from sqlalchemy import event, insert, text
 
 from builder.accounts import add_user
 from builder.db import make_engine, make_sessionmaker, migrate
-from builder.history import commit_url, fold_log, overview
+from builder.history import commit_url, fold_log
+from builder.overview import overview
 from builder.models import Build, BuildLogLine, Deployment, OutboundDelivery, Trigger
 from builder.settings import Settings
 from builder.triggers import TriggerSpec, create_trigger
