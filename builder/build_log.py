@@ -1,27 +1,48 @@
-"""Stream a build's log into the database while it runs, and notice a cancel request."""
+"""Stream a build's log into the database while it runs, and watch the running build.
+
+``BuildLog`` writes the log in small batches and enforces the log size limit.
+``CancelCheck`` is the build's one watcher thread: it polls the row for a cancel
+request, sends the worker's heartbeat, enforces the build timeout and flushes a
+quiet log; any of these (or the log limit) stops the build the same way.
+"""
 
 from __future__ import annotations
 
+import enum
 import logging
 import threading
 import time
 from contextlib import contextmanager
+from dataclasses import dataclass
 from types import TracebackType
 from typing import Callable, Iterator
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from builder.errors import BuildhookError
-from builder.models import Build, BuildLogLine
+from builder.models import Build, BuildLogLine, BuildState, utcnow
 
 log = logging.getLogger(__name__)
 
 MAX_LINE = 4000
+RUNNING = (BuildState.CLONING.value, BuildState.BUILDING.value, BuildState.PUSHING.value)
+
+
+def log_limit_message(limit: int) -> str:
+    return f"log limit of {limit} bytes exceeded: build stopped"
 
 
 class BuildLog:
-    """Buffers lines and writes them in small batches, so readers see them live."""
+    """Buffers lines and writes them in small batches, so readers see them live.
+
+    With ``max_bytes`` (0: no limit) it counts the bytes the build's log holds (lines
+    plus newlines, earlier attempts included); the line that would go past the limit
+    is replaced by ``log_limit_message`` and every later line is dropped, and
+    ``on_limit`` hears the message once (the watcher stops the build). Safe to call
+    from the build's thread while the watcher thread flushes.
+    """
 
     def __init__(
         self,
@@ -30,6 +51,8 @@ class BuildLog:
         flush_every: float = 0.5,
         batch: int = 50,
         masked: tuple[str, ...] = (),
+        max_bytes: int = 0,
+        on_limit: Callable[[str], None] | None = None,
     ) -> None:
         self._sessions = sessions
         self._build_id = build_id
@@ -38,62 +61,167 @@ class BuildLog:
         self._masked = tuple(value for value in masked if value)
         self._buffer: list[str] = []
         self._last_flush = time.monotonic()
+        self._lock = threading.RLock()
+        self._max_bytes = max_bytes
+        self.on_limit = on_limit
+        self.exceeded = False
+        self.closed = False
         with sessions() as session:
-            last = session.scalar(
-                select(func.max(BuildLogLine.seq)).where(BuildLogLine.build_id == build_id)
-            )
+            last, count, chars = session.execute(
+                select(func.max(BuildLogLine.seq), func.count(BuildLogLine.id),
+                       func.coalesce(func.sum(func.length(BuildLogLine.text)), 0))
+                .where(BuildLogLine.build_id == build_id)
+            ).one()
         self._seq = last or 0
+        self.bytes = int(chars or 0) + int(count or 0)  # length() counts characters: close to bytes
 
     def __call__(self, line: str) -> None:
         for value in self._masked:
             line = line.replace(value, "****")
-        self._buffer.append(line[:MAX_LINE])
-        if len(self._buffer) >= self._batch or time.monotonic() - self._last_flush >= self._flush_every:
+        line = line[:MAX_LINE]
+        limited: str | None = None
+        with self._lock:
+            if self.exceeded or self.closed:
+                return
+            size = len(line.encode("utf-8", "replace")) + 1
+            if self._max_bytes and self.bytes + size > self._max_bytes:
+                self.exceeded = True
+                limited = log_limit_message(self._max_bytes)
+                line = limited
+                size = len(line) + 1
+            self._buffer.append(line)
+            self.bytes += size
+            due = len(self._buffer) >= self._batch or time.monotonic() - self._last_flush >= self._flush_every
+        if limited is not None:
+            self.flush()
+            if self.on_limit is not None:
+                self.on_limit(limited)
+        elif due:
             self.flush()
 
+    def flush_if_due(self) -> None:
+        """Write buffered lines that waited ``flush_every`` (the watcher calls it: a quiet step's output shows)."""
+        with self._lock:
+            due = bool(self._buffer) and time.monotonic() - self._last_flush >= self._flush_every
+        if due:
+            self.flush()
+
+    def close(self) -> None:
+        """Drop every later line (the build was taken from this worker)."""
+        with self._lock:
+            self.closed = True
+            self._buffer = []
+
     def flush(self) -> None:
-        self._last_flush = time.monotonic()
-        if not self._buffer:
-            return
-        lines, self._buffer = self._buffer, []
-        with self._sessions() as session:
-            for text in lines:
-                self._seq += 1
-                session.add(BuildLogLine(build_id=self._build_id, seq=self._seq, text=text))
-            session.commit()
+        with self._lock:
+            self._last_flush = time.monotonic()
+            if not self._buffer:
+                return
+            lines, self._buffer = self._buffer, []
+            for attempt in range(2):
+                try:
+                    with self._sessions() as session:
+                        for offset, text in enumerate(lines, 1):
+                            session.add(BuildLogLine(build_id=self._build_id, seq=self._seq + offset, text=text))
+                        session.commit()
+                    self._seq += len(lines)
+                    return
+                except IntegrityError:
+                    # Someone else wrote a line (the reaper, when it took the build): continue after it.
+                    with self._sessions() as session:
+                        self._seq = session.scalar(
+                            select(func.max(BuildLogLine.seq)).where(BuildLogLine.build_id == self._build_id)
+                        ) or 0
+                    if attempt:
+                        raise
 
 
 class BuildCancelled(BuildhookError):
-    """Someone cancelled the build while it ran: neither a failure nor retried."""
+    """The build was stopped while it ran: cancelled, timed out, over its log limit, or taken away.
+
+    ``CancelCheck.stop`` tells which; only a cancel ends the build ``cancelled``.
+    """
 
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
 
 
-class CancelCheck:
-    """Whether someone asked to cancel a running build (``builds.cancel_requested_at``).
+class StopKind(enum.Enum):
+    CANCELLED = "cancelled"  # someone asked: the build ends cancelled
+    TIMED_OUT = "timed_out"  # the build timeout: failed, never retried
+    LOG_LIMIT = "log_limit"  # the log size limit: failed, never retried
+    LOST = "lost"  # the build is no longer this worker's (reaped): leave its row alone
 
-    Used as a context manager, it polls the build's row every ``interval`` seconds in a
-    thread for as long as the build runs. A step that blocks (the engine's build or push
-    stream) registers an ``abort`` with :meth:`aborting`; the polling thread calls it once
-    when the request shows up, so the blocked step ends. Between steps the pipeline calls
-    :meth:`raise_if_requested`, which reads the row right away.
+
+@dataclass(frozen=True)
+class Stop:
+    kind: StopKind
+    message: str
+
+
+@dataclass(frozen=True)
+class Heartbeat:
+    """This worker's name ("host:pid"), the attempt it runs, and how often to say it is alive."""
+
+    worker: str
+    attempt: int
+    every: float
+
+
+@dataclass(frozen=True)
+class Timeout:
+    """The build's time limit, counted from ``started`` (``time.monotonic()`` at the claim)."""
+
+    seconds: int
+    source: str  # "trigger" or "BUILDHOOK_BUILD_TIMEOUT"
+    started: float
+
+    @property
+    def message(self) -> str:
+        return f"timed out after {self.seconds} s (limit from {self.source})"
+
+
+class CancelCheck:
+    """The watcher of a running build: cancel requests, heartbeats, the timeout, the log.
+
+    Used as a context manager, it runs one thread for as long as the build runs. Every
+    ``interval`` seconds it reads the build's row (a cancel request), checks the
+    ``timeout``, and flushes the ``build_log`` when a step is quiet; every
+    ``heartbeat.every`` seconds it records ``heartbeat_at``, only while the row is still
+    this worker's attempt (else the build was reaped: it stops, ``StopKind.LOST``).
+    A step that blocks (the engine's build or push stream, a git fetch) registers an
+    ``abort`` with :meth:`aborting`; the first stop reason calls it once, so the blocked
+    step ends. Between steps the pipeline calls :meth:`raise_if_requested`.
     """
 
-    def __init__(self, sessions: sessionmaker[Session], build_id: int, interval: float = 0.5) -> None:
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        build_id: int,
+        interval: float = 0.5,
+        heartbeat: Heartbeat | None = None,
+        timeout: Timeout | None = None,
+        build_log: BuildLog | None = None,
+    ) -> None:
         self._sessions = sessions
         self._build_id = build_id
         self._interval = interval
+        self._heartbeat = heartbeat
+        self._timeout = timeout
+        self._build_log = build_log
         self._requested = threading.Event()
         self._stopped = threading.Event()
         self._lock = threading.Lock()
         self._aborts: list[Callable[[], None]] = []
         self._thread: threading.Thread | None = None
+        self._last_beat = time.monotonic()
+        self.stop_reason: Stop | None = None
         self.reason = "cancelled"
 
     def __enter__(self) -> CancelCheck:
-        self._thread = threading.Thread(target=self._watch, name=f"cancel-check-{self._build_id}", daemon=True)
+        self._last_beat = time.monotonic()
+        self._thread = threading.Thread(target=self._watch, name=f"build-watch-{self._build_id}", daemon=True)
         self._thread.start()
         return self
 
@@ -105,11 +233,13 @@ class CancelCheck:
 
     @property
     def requested(self) -> bool:
-        """What the last poll saw (no database read)."""
+        """Whether the build was stopped, as last seen (no database read)."""
         return self._requested.is_set()
 
     def check(self) -> bool:
-        """Read the build's row now; True when a cancel was requested."""
+        """Look now (the row, the clock); True when the build must stop."""
+        if not self._requested.is_set():
+            self._check_timeout()
         if not self._requested.is_set():
             self._poll()
         return self._requested.is_set()
@@ -118,9 +248,23 @@ class CancelCheck:
         if self.check():
             raise BuildCancelled(self.reason)
 
+    def stop(self, kind: StopKind, message: str) -> None:
+        """Stop the build for ``message``; the first reason wins. Calls the registered aborts."""
+        with self._lock:
+            if self._requested.is_set():
+                return
+            self.stop_reason = Stop(kind, message)
+            self.reason = message
+            self._requested.set()
+            aborts, self._aborts = self._aborts, []
+        if kind is StopKind.LOST and self._build_log is not None:
+            self._build_log.close()
+        for abort in aborts:
+            _call(abort)
+
     @contextmanager
     def aborting(self, abort: Callable[[], None]) -> Iterator[None]:
-        """While the block runs, a cancel request calls ``abort`` (at once if it came already)."""
+        """While the block runs, a stop calls ``abort`` (at once if the build was stopped already)."""
         with self._lock:
             late = self._requested.is_set()
             if not late:
@@ -136,9 +280,41 @@ class CancelCheck:
 
     def _watch(self) -> None:
         while not self._stopped.wait(self._interval):
+            if self._build_log is not None:
+                try:
+                    self._build_log.flush_if_due()
+                except Exception as exc:  # the database is busy: the next flush writes them
+                    log.warning("build %s: could not write its log: %s", self._build_id, exc)
+            if self._heartbeat is not None and time.monotonic() - self._last_beat >= self._heartbeat.every:
+                self._beat()
             if self._requested.is_set():
-                return
-            self._poll()
+                continue  # keep the heartbeat going while the step winds down
+            self._check_timeout()
+            if not self._requested.is_set():
+                self._poll()
+
+    def _check_timeout(self) -> None:
+        if self._timeout is not None and time.monotonic() - self._timeout.started >= self._timeout.seconds:
+            self.stop(StopKind.TIMED_OUT, self._timeout.message)
+
+    def _beat(self) -> None:
+        assert self._heartbeat is not None
+        try:
+            with self._sessions() as session:
+                result = session.execute(
+                    update(Build)
+                    .where(Build.id == self._build_id, Build.worker == self._heartbeat.worker,
+                           Build.attempts == self._heartbeat.attempt, Build.state.in_(RUNNING))
+                    .values(heartbeat_at=utcnow())
+                )
+                session.commit()
+        except Exception as exc:  # the database is busy or away: beat again at the next poll
+            log.warning("build %s: could not record its heartbeat: %s", self._build_id, exc)
+            return
+        self._last_beat = time.monotonic()
+        if result.rowcount != 1:  # the pipeline writes the final state after the watcher stopped
+            self.stop(StopKind.LOST, f"build {self._build_id} is no longer run by {self._heartbeat.worker} "
+                                     "(its heartbeat was missed and it was reaped)")
 
     def _poll(self) -> None:
         try:
@@ -151,16 +327,11 @@ class CancelCheck:
             return
         if row is None or row.cancel_requested_at is None:
             return
-        with self._lock:
-            self.reason = row.reason or "cancelled"
-            self._requested.set()
-            aborts, self._aborts = self._aborts, []
-        for abort in aborts:
-            _call(abort)
+        self.stop(StopKind.CANCELLED, row.reason or "cancelled")
 
 
 def _call(abort: Callable[[], None]) -> None:
     try:
         abort()
-    except Exception:  # stopping is best effort: the pipeline still ends the build as cancelled
-        log.exception("aborting a cancelled build's step failed")
+    except Exception:  # stopping is best effort: the pipeline still ends the build
+        log.exception("aborting a stopped build's step failed")

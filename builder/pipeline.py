@@ -4,26 +4,40 @@ Called by the worker task with a build id. Every step updates the build's
 state and timestamp in its own short transaction, so the dashboard and the
 API see progress while the build runs.
 
-While it runs, a ``CancelCheck`` polls the build's cancel request
-(``builder/build_actions.py`` records it): the engine's build or push is stopped
-at once, a clone between steps; the build ends ``cancelled``, never retried.
+While it runs, one watcher thread (``CancelCheck``) polls the build's cancel
+request (``builder/build_actions.py`` records it), refreshes the worker's heartbeat
+(``builds.worker``, ``builds.heartbeat_at``; ``builder/reaper.py`` reaps a build whose
+worker went silent) and enforces the build timeout; ``BuildLog`` enforces the log size
+limit. Any of them stops the engine's build or push at once, and a git fetch (its
+processes are killed). A cancelled build ends ``cancelled``; a timed-out build or one
+over its log limit ends ``failed``; neither is retried.
+
+Every write that ends an attempt is fenced on the claim (``worker`` and ``attempts``):
+a worker whose build was reaped and handed to another worker changes nothing.
 """
 
 from __future__ import annotations
 
 import enum
 import logging
+import os
 import shutil
+import signal
+import socket
+import threading
+import time
 import uuid
+from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import docker
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from builder.build_log import BuildCancelled, BuildLog, CancelCheck
+from builder.build_log import RUNNING, BuildCancelled, BuildLog, CancelCheck, Heartbeat, StopKind, Timeout
 from builder.clone import changed_files, clone_commit, redact_url
 from builder.deployments import link_pushed_build
 from builder.errors import PermanentError, TransientError
@@ -53,10 +67,24 @@ class Outcome(enum.Enum):
     FAILED = "failed"
     CANCELLED = "cancelled"  # someone cancelled it while it ran
     RETRY = "retry"  # a transient failure; the build is queued again
+    LOST = "lost"  # the build was reaped while this worker ran it (it had missed its heartbeats)
 
 
-def claim(sessions: sessionmaker[Session], build_id: int) -> bool:
-    """Atomically move a queued build to cloning; False if it is not queued."""
+def worker_name() -> str:
+    """This process as ``builds.worker`` names it: "host:pid"."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def work_dir_name(build_id: int, attempt: int) -> str:
+    """``build-<id>-<attempt>-<hex>``: the reaper finds a dead attempt's directory by its prefix."""
+    return f"build-{build_id}-{attempt}-{uuid.uuid4().hex[:8]}"
+
+
+def claim(sessions: sessionmaker[Session], build_id: int, worker: str | None = None) -> bool:
+    """Atomically move a queued build to cloning; False if it is not queued.
+
+    Records the claiming ``worker`` and its first heartbeat in the same UPDATE.
+    """
     now = utcnow()
     with sessions() as session:
         result = session.execute(
@@ -67,16 +95,32 @@ def claim(sessions: sessionmaker[Session], build_id: int) -> bool:
                 started_at=now,
                 cloning_at=now,
                 attempts=Build.attempts + 1,
+                worker=worker or worker_name(),
+                heartbeat_at=now,
             )
         )
         session.commit()
         return result.rowcount == 1
 
 
-def _set(sessions: sessionmaker[Session], build_id: int, **values: object) -> None:
+@dataclass(frozen=True)
+class Fence:
+    """The claim an attempt holds: its writes apply only while the row is still that attempt."""
+
+    build_id: int
+    worker: str
+    attempt: int
+
+    def where(self) -> tuple[object, ...]:
+        return (Build.id == self.build_id, Build.worker == self.worker, Build.attempts == self.attempt,
+                Build.state.in_(RUNNING))
+
+
+def _set(sessions: sessionmaker[Session], fence: Fence, **values: object) -> bool:
     with sessions() as session:
-        session.execute(update(Build).where(Build.id == build_id).values(**values))
+        result = session.execute(update(Build).where(*fence.where()).values(**values))
         session.commit()
+        return result.rowcount == 1
 
 
 def oci_labels(build: Build, created: datetime) -> dict[str, str]:
@@ -98,21 +142,33 @@ def run_build(
     engine: Callable[[str | None], docker.DockerClient] = connect,
     on_state: StateListener = _no_listener,
     cancel_poll: float = 0.5,
+    worker: str | None = None,
 ) -> Outcome:
     """Run one build; ``on_state`` hears "running" and the final state (for commit statuses).
 
-    A cancel request is looked for every ``cancel_poll`` seconds while the build runs.
+    A cancel request is looked for every ``cancel_poll`` seconds while the build runs; the
+    heartbeat is sent every ``settings.heartbeat_ttl / 4`` seconds.
     """
-    if not claim(sessions, build_id):
+    worker = worker or worker_name()
+    if not claim(sessions, build_id, worker):
         return Outcome.NOT_CLAIMED
+    claimed = time.monotonic()
     with sessions() as session:
         build = session.get(Build, build_id)
         assert build is not None  # claimed a moment ago
         auth = clone_auth(build.trigger, SecretBox(settings.secret_key)) if build.trigger else None
+        trigger_timeout = build.trigger.build_timeout if build.trigger else None
+    fence = Fence(build_id, worker, build.attempts)
     on_state(build_id, "running")
-    build_log = BuildLog(sessions, build_id)
-    cancel = CancelCheck(sessions, build_id, interval=cancel_poll)
-    workdir = settings.effective_work_dir / f"build-{build_id}-{uuid.uuid4().hex[:8]}"
+    build_log = BuildLog(sessions, build_id, max_bytes=settings.max_log_bytes)
+    timeout = (Timeout(trigger_timeout, "trigger", claimed) if trigger_timeout
+               else Timeout(settings.build_timeout, "BUILDHOOK_BUILD_TIMEOUT", claimed)
+               if settings.build_timeout > 0 else None)
+    cancel = CancelCheck(sessions, build_id, interval=cancel_poll,
+                         heartbeat=Heartbeat(worker, build.attempts, max(settings.heartbeat_ttl / 4, 0.2)),
+                         timeout=timeout, build_log=build_log)
+    build_log.on_limit = lambda message: cancel.stop(StopKind.LOG_LIMIT, message)
+    workdir = settings.effective_work_dir / work_dir_name(build_id, build.attempts)
     build_log(f"Build {build_id} (attempt {build.attempts}): {build.repository} {build.ref} at {build.commit}")
     error: Exception | None = None
     skip: str | None = None
@@ -122,12 +178,14 @@ def run_build(
             cancel.raise_if_requested()
             client = engine(settings.docker_host)
             filters = (tuple(build.included_files), tuple(build.ignored_files))
-            checkout = clone_commit(build.clone_url, build.commit, build.ref, workdir / "src", build_log,
-                                    auth=auth, before=build.before if any(filters) else None)
+            with _git_stopped_on(cancel, workdir):
+                checkout = clone_commit(build.clone_url, build.commit, build.ref, workdir / "src", build_log,
+                                        auth=auth, before=build.before if any(filters) else None)
+                skip = _path_filter(checkout, build, filters, build_log)
             cancel.raise_if_requested()
-            skip = _path_filter(checkout, build, filters, build_log)
             if not skip:
-                _set(sessions, build_id, state=BuildState.BUILDING.value, building_at=utcnow())
+                if not _set(sessions, fence, state=BuildState.BUILDING.value, building_at=utcnow()):
+                    raise _lost(cancel, fence)
                 spec = BuildSpec(
                     checkout=checkout,
                     dockerfile=build.dockerfile,
@@ -141,7 +199,8 @@ def run_build(
                 )
                 build_image(client, spec, build_log, cancel)
                 cancel.raise_if_requested()
-                _set(sessions, build_id, state=BuildState.PUSHING.value, pushing_at=utcnow())
+                if not _set(sessions, fence, state=BuildState.PUSHING.value, pushing_at=utcnow()):
+                    raise _lost(cancel, fence)
                 digest = push_image(client, build.image, build.tags, build_log, _registry_auth(settings),
                                     cancel=cancel)
     except Exception as exc:  # decided below, once the work directory is gone
@@ -151,42 +210,123 @@ def run_build(
         shutil.rmtree(workdir, ignore_errors=True)
 
     if error is not None and (isinstance(error, BuildCancelled) or cancel.check()):
-        # Whatever broke once a cancel was requested (a stopped stream, a retryable error), it ends here.
-        return _cancelled(sessions, build_log, build_id, cancel.reason, on_state)
+        # Whatever broke once the build was stopped (a stopped stream, a killed git), the stop decides.
+        stop = cancel.stop_reason
+        if stop is None or stop.kind is StopKind.CANCELLED:
+            return _cancelled(sessions, build_log, fence, cancel.reason, on_state)
+        if stop.kind is StopKind.LOST:
+            log.warning("build %s: %s", build_id, stop.message)
+            return Outcome.LOST
+        return _fail(sessions, build_log, fence, stop.message, on_state)  # timed out, log limit: no retry
     if isinstance(error, PermanentError):
-        return _fail(sessions, build_log, build_id, str(error), on_state)
+        return _fail(sessions, build_log, fence, str(error), on_state)
     if isinstance(error, TransientError):
         if build.attempts >= MAX_ATTEMPTS:
-            return _fail(sessions, build_log, build_id, f"{error} (gave up after {build.attempts} attempts)",
+            return _fail(sessions, build_log, fence, f"{error} (gave up after {build.attempts} attempts)",
                          on_state)
         build_log(f"Transient failure, will retry: {error}")
         build_log.flush()
-        if not _requeue(sessions, build_id):  # a cancel request came in the meantime
+        if not _requeue(sessions, fence):  # a cancel request came in the meantime, or the build was reaped
             cancel.check()
-            return _cancelled(sessions, build_log, build_id, cancel.reason, on_state)
+            if cancel.stop_reason is not None and cancel.stop_reason.kind is StopKind.LOST:
+                return Outcome.LOST
+            return _cancelled(sessions, build_log, fence, cancel.reason, on_state)
         return Outcome.RETRY
     if error is not None:  # a bug or an unforeseen failure: never leave the build running
         log.error("build %s crashed", build_id, exc_info=error)
-        return _fail(sessions, build_log, build_id, f"internal error: {type(error).__name__}: {error}", on_state)
+        return _fail(sessions, build_log, fence, f"internal error: {type(error).__name__}: {error}", on_state)
     if skip:
         build_log(f"Skipped: {skip}")
         build_log.flush()
-        _set(sessions, build_id, state=BuildState.SKIPPED.value, reason=skip, finished_at=utcnow())
+        if not _set(sessions, fence, state=BuildState.SKIPPED.value, reason=skip, finished_at=utcnow()):
+            return Outcome.LOST
         on_state(build_id, BuildState.SKIPPED.value)
         return Outcome.SKIPPED
     if cancel.check():  # too late to stop anything: every tag is in the registry
-        build_log("A cancel request came after the last tag was pushed: the build counts as succeeded")
+        build_log("A stop request came after the last tag was pushed: the build counts as succeeded")
     build_log(f"Succeeded: {build.image}@{digest}")
     build_log.flush()
     with sessions() as session:
-        done = session.get(Build, build_id)
+        # reason=None: a cancel request's "cancelled by ..." does not apply
+        result = session.execute(update(Build).where(*fence.where()).values(
+            state=BuildState.SUCCEEDED.value, digest=digest, finished_at=utcnow(), reason=None))
+        if result.rowcount != 1:
+            session.rollback()
+            log.warning("build %s was reaped while it ran here; its result is not recorded", build_id)
+            return Outcome.LOST
+        done = session.get(Build, build_id, populate_existing=True)
         assert done is not None
-        done.state, done.digest, done.finished_at = BuildState.SUCCEEDED.value, digest, utcnow()
-        done.reason = None  # a cancel request's "cancelled by ..." does not apply
         link_pushed_build(session, done)
         session.commit()
     on_state(build_id, BuildState.SUCCEEDED.value)
     return Outcome.SUCCEEDED
+
+
+def _lost(cancel: CancelCheck, fence: Fence) -> BuildCancelled:
+    """The row is no longer this attempt's (a reaper took it): stop, write nothing more."""
+    cancel.stop(StopKind.LOST, f"build {fence.build_id} is no longer run by {fence.worker} (it was reaped)")
+    return BuildCancelled(cancel.reason)
+
+
+@contextmanager
+def _git_stopped_on(cancel: CancelCheck, workdir: Path) -> Iterator[None]:
+    """While the block runs git in ``workdir``, a stop kills those git processes (and keeps killing
+    any it starts next, e.g. the fallback fetch) until the block ends: a hung fetch is bounded too."""
+    done = threading.Event()
+
+    def keep_killing() -> None:
+        while not done.is_set():
+            kill_processes_in(workdir)
+            done.wait(0.2)
+
+    def abort() -> None:
+        threading.Thread(target=keep_killing, name="git-killer", daemon=True).start()
+
+    try:
+        with cancel.aborting(abort):
+            yield
+    finally:
+        done.set()
+
+
+def kill_processes_in(directory: Path) -> int:
+    """SIGKILL this process's descendants working in ``directory`` (git and what it started).
+
+    Found through ``/proc`` (Linux): each descendant whose working directory is inside
+    ``directory``, with all of its own descendants. Returns how many were signalled.
+    """
+    root = str(directory.resolve())
+    children: dict[int, list[int]] = {}
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/stat", "rb") as stat:
+                fields = stat.read().rpartition(b")")[2].split()
+            children.setdefault(int(fields[1]), []).append(int(entry.name))
+        except (OSError, ValueError, IndexError):
+            continue
+
+    def descendants(pid: int) -> Iterator[int]:
+        for child in children.get(pid, ()):
+            yield child
+            yield from descendants(child)
+
+    doomed: set[int] = set()
+    for pid in descendants(os.getpid()):
+        try:
+            cwd = os.readlink(f"/proc/{pid}/cwd")
+        except OSError:
+            continue
+        if cwd == root or cwd.startswith(root + os.sep):
+            doomed.add(pid)
+            doomed.update(descendants(pid))
+    for pid in doomed:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            pass
+    return len(doomed)
 
 
 def _path_filter(checkout: Path, build: Build, filters: tuple[tuple[str, ...], tuple[str, ...]],
@@ -225,33 +365,35 @@ def _layer_cache(
     return (reference,)
 
 
-def _fail(sessions: sessionmaker[Session], build_log: BuildLog, build_id: int, error: str,
+def _fail(sessions: sessionmaker[Session], build_log: BuildLog, fence: Fence, error: str,
           on_state: StateListener) -> Outcome:
     build_log(f"FAILED: {error}")
     build_log.flush()
-    _set(sessions, build_id, state=BuildState.FAILED.value, error=error, reason=None, finished_at=utcnow())
-    on_state(build_id, BuildState.FAILED.value)
+    if not _set(sessions, fence, state=BuildState.FAILED.value, error=error, reason=None, finished_at=utcnow()):
+        return Outcome.LOST
+    on_state(fence.build_id, BuildState.FAILED.value)
     return Outcome.FAILED
 
 
-def _requeue(sessions: sessionmaker[Session], build_id: int) -> bool:
-    """Put the build back to queued for a retry, unless a cancel was requested."""
+def _requeue(sessions: sessionmaker[Session], fence: Fence) -> bool:
+    """Put the build back to queued for a retry, unless a cancel was requested (or it is not ours)."""
     with sessions() as session:
         result = session.execute(
             update(Build)
-            .where(Build.id == build_id, Build.cancel_requested_at.is_(None))
-            .values(state=BuildState.QUEUED.value, dispatched_at=utcnow())
+            .where(*fence.where(), Build.cancel_requested_at.is_(None))
+            .values(state=BuildState.QUEUED.value, dispatched_at=utcnow(), heartbeat_at=None)
         )
         session.commit()
         return result.rowcount == 1
 
 
-def _cancelled(sessions: sessionmaker[Session], build_log: BuildLog, build_id: int, reason: str,
+def _cancelled(sessions: sessionmaker[Session], build_log: BuildLog, fence: Fence, reason: str,
                on_state: StateListener) -> Outcome:
     build_log(reason[:1].upper() + reason[1:])  # "Cancelled by <who>": the log's last line
     build_log.flush()
-    _set(sessions, build_id, state=BuildState.CANCELLED.value, reason=reason, finished_at=utcnow())
-    on_state(build_id, BuildState.CANCELLED.value)
+    if not _set(sessions, fence, state=BuildState.CANCELLED.value, reason=reason, finished_at=utcnow()):
+        return Outcome.LOST
+    on_state(fence.build_id, BuildState.CANCELLED.value)
     return Outcome.CANCELLED
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import random
 
 from celery import shared_task
@@ -13,8 +14,11 @@ from builder.deployments import delivery_finished, run_deployment
 from builder.notifications import BUILD_EVENTS, build_payload, notify
 from builder.models import Build
 from builder.outbox import relay_pending, undispatched_deployments
+from builder.reaper import reap
 from builder.status_reports import report_build_status
 from workers.celery_app import DELIVER, REPORT_STATUS, RUN_BUILD, RUN_DEPLOYMENT
+
+log = logging.getLogger(__name__)
 
 
 def backoff(attempt: int, base: float = 5.0, cap: float = 300.0) -> float:
@@ -32,7 +36,15 @@ def run_build(self, build_id: int) -> str:  # type: ignore[no-untyped-def]
 
 
 def relay_everything(services) -> None:  # type: ignore[no-untyped-def]
-    """One pass of the outbox relay: builds and deployments the broker never got, due deliveries."""
+    """One pass of the outbox relay: builds and deployments the broker never got, due deliveries.
+
+    First the reaper: running builds whose worker stopped sending heartbeats are put back
+    to queued (unsent, so ``relay_pending`` sends them right after) or failed.
+    """
+    try:
+        reap(services.sessions, services.settings, on_state=services.report)
+    except Exception as exc:  # the database or engine is away: the relay still runs, the next pass reaps
+        log.warning("reaper: %s", exc)
     relay_pending(services.sessions, services.send, services.settings.dispatch_grace_seconds)
     services.start_deployments(undispatched_deployments(services.sessions, services.settings.dispatch_grace_seconds))
     services.send_deliveries(due_deliveries(services.sessions))

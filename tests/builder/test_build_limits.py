@@ -1,0 +1,174 @@
+"""The build timeout and the log size limit, enforced by the pipeline's watcher, on the real Engine.
+
+Each build is run in this process (``pipeline.run_build``), as the worker's task does: a build
+over its time limit (the trigger's, else BUILDHOOK_BUILD_TIMEOUT) is stopped where it is, its
+step container and work directory removed, and it fails with "timed out"; a git fetch that
+hangs is killed the same way; a build whose log passes BUILDHOOK_MAX_LOG_BYTES is stopped and
+fails with the limit's message as its last log line. None of them is retried.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+import uuid
+
+import pytest
+from sqlalchemy import select, update
+
+from builder import pipeline
+from builder.models import Build, BuildLogLine, Trigger, utcnow
+from tests.conftest import busybox_dockerfile
+
+SECRET = "limits-webhook-secret"
+
+
+@pytest.fixture
+def project(client, make_repo):
+    suffix = uuid.uuid4().hex[:8]
+    repo = make_repo()
+    trigger = client.post("/api/triggers", json={
+        "provider": "github", "repository": f"acme/limits-{suffix}", "clone_url": repo.url,
+        "secret": SECRET, "image": f"acme/limits-{suffix}", "default_branch": "main",
+    }).json
+    return repo, trigger
+
+
+def queued_build(app, trigger_id: int, sha: str, clone_url: str | None = None) -> int:
+    """A queued build of ``sha`` that no worker takes (marked dispatched now, never sent)."""
+    with app.extensions["buildhook"].sessions() as session:
+        trigger = session.get(Trigger, trigger_id)
+        build = Build(
+            trigger_id=trigger_id, rule_id=trigger.rules[0].id, provider="github", repository=trigger.repository,
+            clone_url=clone_url or trigger.clone_url, ref="refs/heads/main", ref_type="branch", ref_name="main",
+            commit=sha, image=f"{app.extensions['buildhook'].settings.registry}/{trigger.image}", tags=["main"],
+            dockerfile="Dockerfile", context=".", dispatched_at=utcnow(),
+        )
+        session.add(build)
+        session.commit()
+        return build.id
+
+
+def set_trigger_timeout(app, trigger_id: int, seconds: int | None) -> None:
+    with app.extensions["buildhook"].sessions() as session:
+        session.execute(update(Trigger).where(Trigger.id == trigger_id).values(build_timeout=seconds))
+        session.commit()
+
+
+def stored(app, build_id: int) -> tuple[Build, list[str]]:
+    with app.extensions["buildhook"].sessions() as session:
+        build = session.get(Build, build_id)
+        lines = list(session.scalars(select(BuildLogLine.text).where(BuildLogLine.build_id == build_id)
+                                     .order_by(BuildLogLine.seq)))
+        return build, lines
+
+
+def step_containers(docker_client, marker: str) -> list[str]:
+    return [c["Id"] for c in docker_client.api.containers(all=True) if marker in (c.get("Command") or "")]
+
+
+def run(app, settings, build_id: int) -> tuple[pipeline.Outcome, list[tuple[int, str]], float]:
+    states: list[tuple[int, str]] = []
+    started = time.monotonic()
+    outcome = pipeline.run_build(app.extensions["buildhook"].sessions, settings, build_id,
+                                 on_state=lambda b, s: states.append((b, s)), cancel_poll=0.2)
+    return outcome, states, time.monotonic() - started
+
+
+@pytest.mark.parametrize("source", ["trigger", "BUILDHOOK_BUILD_TIMEOUT"])
+def test_a_build_over_its_time_limit_is_stopped_and_fails(app, settings, project, docker_client, registry, source):
+    repo, trigger = project
+    marker = f"timeout-{uuid.uuid4().hex}"
+    sha = repo.commit({"Dockerfile": busybox_dockerfile(marker, f"RUN echo {marker}; sleep 60\n")}, "slow")
+    if source == "trigger":
+        set_trigger_timeout(app, trigger["id"], 3)
+        limited = settings.with_(build_timeout=3600)  # the trigger's limit wins over the default
+    else:
+        limited = settings.with_(build_timeout=3)  # no limit on the trigger: the default applies
+    build_id = queued_build(app, trigger["id"], sha)
+
+    outcome, states, took = run(app, limited, build_id)
+
+    build, lines = stored(app, build_id)
+    assert outcome is pipeline.Outcome.FAILED, lines
+    assert build.state == "failed" and build.error == f"timed out after 3 s (limit from {source})"
+    assert lines[-1] == f"FAILED: timed out after 3 s (limit from {source})"
+    assert any(marker in line for line in lines), "the slow step had started"
+    assert 3 <= took < 10
+    assert states == [(build_id, "running"), (build_id, "failed")]
+    assert step_containers(docker_client, marker) == [], "the step's container is removed"
+    assert list(settings.effective_work_dir.glob(f"build-{build_id}-*")) == [], "work directory removed"
+    assert build.attempts == 1 and build.finished_at is not None  # never retried
+    assert registry.tags(trigger["image"]) == []
+
+
+def test_a_git_fetch_that_hangs_is_killed_at_the_time_limit(app, settings, project):
+    """A git server that accepts the connection and never answers: git would wait forever."""
+    _repo, trigger = project
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(8)
+    held: list[socket.socket] = []
+
+    def accept() -> None:
+        while True:
+            try:
+                connection, _ = server.accept()
+            except OSError:
+                return
+            held.append(connection)  # read nothing, answer nothing
+
+    threading.Thread(target=accept, daemon=True).start()
+    url = f"git://127.0.0.1:{server.getsockname()[1]}/hanging.git"
+    build_id = queued_build(app, trigger["id"], "b" * 40, clone_url=url)
+    try:
+        outcome, _states, took = run(app, settings.with_(build_timeout=2), build_id)
+    finally:
+        server.close()
+        for connection in held:
+            connection.close()
+    build, lines = stored(app, build_id)
+    assert outcome is pipeline.Outcome.FAILED, lines
+    assert build.error == "timed out after 2 s (limit from BUILDHOOK_BUILD_TIMEOUT)"
+    assert held, "git had connected"
+    assert 2 <= took < 6
+    assert list(settings.effective_work_dir.glob(f"build-{build_id}-*")) == []
+    assert pipeline.kill_processes_in(settings.effective_work_dir) == 0, "no git process is left"
+
+
+def test_a_build_whose_log_passes_the_limit_is_stopped_and_fails(app, settings, project, docker_client, registry):
+    repo, trigger = project
+    marker = f"chatty-{uuid.uuid4().hex}"
+    chatty = f"RUN echo {marker}; for i in $(seq 1 200000); do echo line $i of a very chatty build step; done\n"
+    sha = repo.commit({"Dockerfile": busybox_dockerfile(marker, chatty)}, "chatty")
+    build_id = queued_build(app, trigger["id"], sha)
+    limit = 20_000
+
+    outcome, states, took = run(app, settings.with_(max_log_bytes=limit), build_id)
+
+    build, lines = stored(app, build_id)
+    message = f"log limit of {limit} bytes exceeded: build stopped"
+    assert outcome is pipeline.Outcome.FAILED, lines[-5:]
+    assert build.state == "failed" and build.error == message
+    assert lines[-1] == message, "the limit's line is the log's last"
+    assert any("line 1 of a very chatty" in line for line in lines)
+    size = sum(len(line.encode()) + 1 for line in lines)
+    assert size <= limit + len(message) + 1
+    assert size > limit // 2
+    assert took < 20
+    assert states[-1] == (build_id, "failed") and build.attempts == 1
+    assert step_containers(docker_client, marker) == []
+    assert list(settings.effective_work_dir.glob(f"build-{build_id}-*")) == []
+    assert registry.tags(trigger["image"]) == []
+
+
+def test_no_log_limit_when_it_is_zero(app, settings, project, registry):
+    repo, trigger = project
+    sha = repo.commit({"Dockerfile": busybox_dockerfile(uuid.uuid4().hex, "RUN seq 1 3000\n")}, "some output")
+    build_id = queued_build(app, trigger["id"], sha)
+    outcome, _states, _took = run(app, settings.with_(max_log_bytes=0), build_id)
+    build, lines = stored(app, build_id)
+    assert outcome is pipeline.Outcome.SUCCEEDED, lines[-5:]
+    assert sum(len(line) + 1 for line in lines) > 12_000
+    assert "3000" in lines
