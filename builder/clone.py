@@ -28,7 +28,9 @@ from builder.errors import PermanentError, TransientError
 
 _SHA = re.compile(r"[0-9a-f]{7,64}")
 _UNREACHABLE = ("could not read from remote", "unable to access", "connection refused",
-                "could not resolve host", "timed out", "does not appear to be a git repository")
+                "could not resolve host", "timed out", "does not appear to be a git repository",
+                "failed to connect", "couldn't connect to server", "connection reset", "no route to host",
+                "network is unreachable", "unable to connect", "early eof")
 _HOST_KEY = ("host key verification failed",)
 _AUTH = ("authentication failed", "could not read username", "could not read password",
          "returned error: 401", "returned error: 403", "permission denied (publickey",
@@ -134,7 +136,7 @@ def clone_commit(
         if kind == "auth":
             raise PermanentError(f"git authentication failed for {where}: {message}") from None
         if kind == "unreachable":
-            raise TransientError(f"git remote unreachable: {message}") from None
+            raise TransientError(f"git remote unreachable: {where}: {message}") from None
         raise PermanentError(f"git could not fetch commit {commit}: {message}") from None
     head = repo.head.commit
     log(f"Checked out {head.hexsha}: {head.summary}")
@@ -216,6 +218,9 @@ def _url_secrets(clone_url: str) -> list[str]:
 
 def _stderr(exc: GitCommandError, clone_url: str, secrets: list[str]) -> str:
     text = str(exc.stderr or exc).strip().replace(clone_url, redact_url(clone_url))
+    wrapped = re.fullmatch(r"stderr: '(.*)'", text, flags=re.DOTALL)  # how GitPython shows git's stderr
+    if wrapped:
+        text = wrapped[1]
     text = " ".join(_scrub(text, secrets).split())
     return _scrub(text, secrets)[:500]
 

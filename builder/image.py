@@ -5,26 +5,43 @@ streams read an HTTP response, which the cancel check shuts down from its thread
 The engine sees its client go and aborts: a classic build kills and removes the
 step's container, a push stops before the manifest is written. The build's
 "Running in" containers are removed here too if the engine left one behind.
+
+Each build runs within ``BuildLimits`` (from the settings): every step's container
+gets a memory limit (swap included), a CPU quota and a network mode, and the build
+context is measured before anything is sent to the engine.
+
+Errors name the component that failed: the Docker Engine (with its address) or the
+registry (its host), and why.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import socket
+import tempfile
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator
+from typing import IO, Any, Callable, Iterable, Iterator
 
 import docker
+import urllib3.exceptions
+from docker.api.build import process_dockerfile
 from docker.errors import APIError, DockerException, NotFound
+from docker.utils.build import exclude_paths, tar
 
 from builder.build_log import BuildCancelled, CancelCheck
 from builder.errors import PermanentError, TransientError
+from builder.settings import Settings
 
 Log = Callable[[str], None]
+
+# What a broken connection to the engine raises: docker-py's and requests' errors (OSErrors),
+# and urllib3's, which docker-py's stream reading lets through (e.g. ProtocolError "Connection broken").
+_CONNECTION_ERRORS = (DockerException, OSError, urllib3.exceptions.HTTPError)
 
 
 class EngineUnavailable(TransientError):
@@ -33,6 +50,7 @@ class EngineUnavailable(TransientError):
 
 def connect(docker_host: str | None = None, timeout: int = 600) -> docker.DockerClient:
     """A client for the engine at ``docker_host`` (or DOCKER_HOST / the local socket)."""
+    where = docker_host or os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
     try:
         client = (
             docker.DockerClient(base_url=docker_host, timeout=timeout)
@@ -40,10 +58,68 @@ def connect(docker_host: str | None = None, timeout: int = 600) -> docker.Docker
             else docker.from_env(timeout=timeout)
         )
         client.ping()
-    except (DockerException, OSError) as exc:
-        where = docker_host or os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
-        raise EngineUnavailable(f"Docker Engine unreachable at {where}: {exc}") from None
+    except _CONNECTION_ERRORS as exc:
+        raise EngineUnavailable(f"Docker Engine unreachable at {where}: {_reason(exc)}") from None
+    client.buildhook_address = where  # named in error messages
     return client
+
+
+def _reason(exc: BaseException) -> str:
+    """The root cause of a connection error, without the layers of requests and urllib3 around it."""
+    text = str(exc)
+    errno = (re.search(r"\[Errno -?\d+\] ([^'\")\]]+)", text)  # "[Errno 111] Connection refused"
+             or re.search(r"Error\(-?\d+, '([^']+)'\)", text))  # "FileNotFoundError(2, 'No such file ...')"
+    if errno:
+        return errno[1].strip()
+    if "Connection broken" in text or "IncompleteRead" in text:
+        return "the connection broke off in the middle of the answer"
+    return text
+
+
+def engine_name(client: docker.DockerClient) -> str:
+    """"Docker Engine at <address>", for error messages."""
+    where = getattr(client, "buildhook_address", None) or getattr(getattr(client, "api", None), "base_url", None)
+    return f"Docker Engine at {where}" if where else "Docker Engine"
+
+
+# The CFS period each step's CPU quota is counted in: 100 ms, as `docker run --cpus` uses.
+CPU_PERIOD_US = 100_000
+
+
+@dataclass(frozen=True)
+class BuildLimits:
+    """What each build may use (0: no limit). The defaults are the settings' defaults.
+
+    ``memory`` (bytes) limits every step's container, swap included (memswap = memory:
+    a step that needs more is killed, never swapped); ``cpus`` becomes a CFS quota of
+    ``cpus`` × 100 ms per 100 ms period, as ``docker run --cpus``; ``network`` is the
+    steps' network mode (``none``, ``host``, or ``default``: the engine's default
+    network, not sent); ``max_context_bytes`` bounds the build context sent to the engine.
+    """
+
+    memory: int = 4 * 1024**3
+    cpus: float = 0.0
+    network: str = "none"
+    max_context_bytes: int = 500 * 1024**2
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> BuildLimits:
+        return cls(memory=settings.build_memory, cpus=settings.build_cpus, network=settings.build_network,
+                   max_context_bytes=settings.max_context_bytes)
+
+    def engine_params(self) -> dict[str, Any]:
+        """The ``POST /build`` query parameters that apply these limits to every step's container."""
+        params: dict[str, Any] = {}
+        if self.memory:
+            params.update(memory=self.memory, memswap=self.memory)
+        if self.cpus:
+            quota = round(self.cpus * CPU_PERIOD_US)
+            if quota < 1000:  # the kernel's and the engine's minimum: 1 ms per period
+                raise PermanentError(f"BUILDHOOK_BUILD_CPUS is {self.cpus:g}: the smallest CPU limit is 0.01")
+            params.update(cpuperiod=CPU_PERIOD_US, cpuquota=quota)
+        if self.network != "default":
+            params["networkmode"] = self.network
+        return params
 
 
 @dataclass(frozen=True)
@@ -57,6 +133,7 @@ class BuildSpec:
     build_args: dict[str, str] = field(default_factory=dict)
     target: str | None = None
     cache_from: tuple[str, ...] = ()
+    limits: BuildLimits = BuildLimits()
 
 
 def _inside(root: Path, relative: str, what: str) -> Path:
@@ -69,6 +146,9 @@ def _inside(root: Path, relative: str, what: str) -> Path:
 def build_image(client: docker.DockerClient, spec: BuildSpec, log: Log, cancel: CancelCheck | None = None) -> str:
     """Build and tag the image; return its id. The build's output goes to ``log``.
 
+    The context is packed and measured before the engine is contacted: one over
+    ``spec.limits.max_context_bytes`` fails the build (``PermanentError``). A step that
+    runs out of memory fails it with a message that says so.
     A cancel request stops the build and raises ``BuildCancelled`` once its container is gone.
     """
     root = spec.checkout.resolve()
@@ -81,36 +161,133 @@ def build_image(client: docker.DockerClient, spec: BuildSpec, log: Log, cancel: 
     # docker-py wants the Dockerfile relative to the context, or absolute when outside it.
     relative = dockerfile.relative_to(context) if context in dockerfile.parents else dockerfile
     first = f"{spec.repository}:{spec.tags[0]}"
+    limit_params = spec.limits.engine_params()
     log(f"Building {first} from {spec.dockerfile} (context {spec.context})")
+    log(f"Limits: {_describe_limits(spec.limits)}")
     progress = _Progress()
-    try:
-        with _responses(client) as responses:
-            stream = client.api.build(
-                path=str(context),
-                dockerfile=str(relative),
-                tag=first,
-                labels=spec.labels,
-                buildargs=spec.build_args or None,
-                target=spec.target,
-                cache_from=list(spec.cache_from) or None,
-                rm=True,
-                forcerm=True,
-                decode=True,
-            )
-        with _stop_on_cancel(cancel, _response_to(responses, "/build")):
-            image_id = _follow_build(stream, log, progress)
-    except BuildCancelled:
-        _remove_containers(client, progress.containers, log)
-        raise
-    except APIError as exc:
-        raise _classify(exc, "build") from None
-    except (DockerException, OSError) as exc:
-        raise EngineUnavailable(f"Docker Engine failed during the build: {exc}") from None
+    started = time.time()
+    with _context_archive(context, str(relative), spec.limits.max_context_bytes, spec.checkout.parent) as (
+            archive, dockerfile_name, size):
+        log(f"Sending the build context to the {engine_name(client)} ({_mb(size)})")
+        params = {
+            "t": first,
+            "rm": True,
+            "forcerm": True,
+            "dockerfile": dockerfile_name,
+            "labels": json.dumps(spec.labels) if spec.labels else None,
+            "cachefrom": json.dumps(list(spec.cache_from)) if spec.cache_from else None,
+            "target": spec.target,
+            **limit_params,
+        }
+        try:
+            response = _post_build(client, archive, params, dict(spec.build_args))
+            with _stop_on_cancel(cancel, response):
+                image_id = _follow_build(client.api._stream_helper(response, decode=True), log, progress)
+        except BuildCancelled:
+            _remove_containers(client, progress.containers, log)
+            raise
+        except StepFailed as exc:
+            if spec.limits.memory and _out_of_memory(client, progress.containers, started):
+                raise PermanentError(
+                    f"a build step ran out of memory: it needed more than the {_mb(spec.limits.memory)} limit "
+                    f"(BUILDHOOK_BUILD_MEMORY) and was killed; {exc}") from None
+            raise
+        except APIError as exc:
+            raise _classify(exc, "build", client) from None
+        except _CONNECTION_ERRORS as exc:
+            raise EngineUnavailable(f"{engine_name(client)} unreachable during the build: {_reason(exc)}") from None
     for tag in spec.tags[1:]:
         client.api.tag(image_id, spec.repository, tag)
     log(f"Layer cache: {progress.cache_hits} of {progress.steps} steps from cache")
     log(f"Built {image_id}, tagged {', '.join(spec.tags)}")
     return image_id
+
+
+def _describe_limits(limits: BuildLimits) -> str:
+    memory = f"memory {_mb(limits.memory)}" if limits.memory else "memory unlimited"
+    cpus = f"{limits.cpus:g} CPUs" if limits.cpus else "CPUs unlimited"
+    return f"{memory}, {cpus}, network {limits.network}"
+
+
+def _mb(size: int) -> str:
+    """Bytes in MB (MiB, as Docker counts them): "500 MB", "0.2 MB"."""
+    value = size / 1024**2
+    return f"{value:.0f} MB" if value >= 10 or value == int(value) else f"{value:.1f} MB"
+
+
+def _too_large(size: int, limit: int) -> PermanentError:
+    return PermanentError(f"build context is {_mb(size)}, over the limit of {_mb(limit)} "
+                          "(BUILDHOOK_MAX_CONTEXT_BYTES)")
+
+
+@contextmanager
+def _context_archive(context: Path, dockerfile: str, limit: int, scratch: Path
+                     ) -> Iterator[tuple[IO[bytes], str, int]]:
+    """The build context as the tar docker-py would send (``.dockerignore`` applied), its size checked.
+
+    Yields the archive (a temporary file in ``scratch``), the Dockerfile's name in it, and
+    its size. A Dockerfile outside the context is added to it under a random name, as
+    docker-py does. With ``limit``, the files' sizes are added up first, so a context far
+    over the limit is refused without being packed; the packed size is checked too.
+    """
+    ignore = context / ".dockerignore"
+    exclude: list[str] = []
+    if ignore.is_file():
+        exclude = [line.strip() for line in ignore.read_text(errors="replace").splitlines()
+                   if line.strip() and not line.strip().startswith("#")]
+    name, contents = process_dockerfile(dockerfile, str(context))
+    if limit:
+        total = 0
+        for path in exclude_paths(str(context), list(exclude), dockerfile=name):
+            stat = os.lstat(context / path)
+            total += stat.st_size if (stat.st_mode & 0o170000) == 0o100000 else 0  # regular files
+        if total > limit:
+            raise _too_large(total, limit)
+    scratch.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryFile(dir=scratch, prefix="context-") as archive:
+        try:
+            tar(str(context), exclude=list(exclude), dockerfile=(name, contents), fileobj=archive)
+        except OSError as exc:
+            raise PermanentError(f"could not pack the build context: {exc}") from None
+        size = archive.seek(0, os.SEEK_END)
+        archive.seek(0)
+        if limit and size > limit:
+            raise _too_large(size, limit)
+        yield archive, name, size
+
+
+def _post_build(client: docker.DockerClient, archive: IO[bytes], params: dict[str, Any],
+                build_args: dict[str, str]) -> Any:
+    """``POST /build`` with the context, through docker-py's client; the streaming response.
+
+    What ``APIClient.build(fileobj=..., custom_context=True)`` does, with one difference:
+    docker-py 7 refuses the ``cpuperiod``/``cpuquota`` parameters the Engine's build
+    endpoint has taken since API 1.19 (its limit keys are memory, memswap, cpushares and
+    cpusetcpus; docker/docker-py#3249), so the request is made here with the same client
+    helpers (URL, registry auth header, proxy build args, timeouts, stream decoding).
+    """
+    api = client.api
+    for key, value in api._proxy_configs.get_environment().items():  # as use_config_proxy=True
+        build_args.setdefault(key, value)
+    if build_args:
+        params["buildargs"] = json.dumps(build_args)
+    headers = {"Content-Type": "application/tar"}
+    api._set_auth_headers(headers)  # X-Registry-Config, for FROM images of private registries
+    response = api._post(api._url("/build"), data=archive, params={k: v for k, v in params.items() if v is not None},
+                         headers=headers, stream=True, timeout=None)
+    return response
+
+
+def _out_of_memory(client: docker.DockerClient, containers: list[str], since: float) -> bool:
+    """Whether the engine reported an ``oom`` event for one of the build's step containers."""
+    if not containers:
+        return False
+    try:
+        events = client.api.events(since=int(since) - 1, until=int(time.time()) + 1, decode=True,
+                                   filters={"type": "container", "event": "oom"})
+        return any(str(event.get("id", "")).startswith(tuple(containers)) for event in events)
+    except _CONNECTION_ERRORS:
+        return False
 
 
 @dataclass
@@ -123,8 +300,16 @@ class _Progress:
 _RUNNING_IN = re.compile(r"---> Running in ([0-9a-f]{12,64})")
 
 
+class StepFailed(PermanentError):
+    """The Dockerfile failed: a step's command, an instruction, a missing file."""
+
+
 def _follow_build(stream: Iterable[dict[str, Any]], log: Log, progress: _Progress) -> str:
-    """Log the build's output; return the image id. Counts steps and cache hits in ``progress``."""
+    """Log the build's output; return the image id. Counts steps and cache hits in ``progress``.
+
+    The engine ends every build with an error or the image's id: a stream that stops
+    before either was cut (the engine or the connection to it went away).
+    """
     image_id: str | None = None
     for chunk in stream:
         if "stream" in chunk:
@@ -136,12 +321,12 @@ def _follow_build(stream: Iterable[dict[str, Any]], log: Log, progress: _Progres
         if "error" in chunk:
             message = str(chunk.get("error", "")).strip()
             log(f"ERROR: {message}")
-            raise PermanentError(f"docker build failed: {message}")
+            raise StepFailed(f"docker build failed: {message}")
         aux = chunk.get("aux")
         if isinstance(aux, dict) and aux.get("ID"):
             image_id = aux["ID"]
     if image_id is None:
-        raise PermanentError("docker build ended without producing an image")
+        raise ConnectionError("the build's output ended before the image was built")
     return image_id
 
 
@@ -264,6 +449,14 @@ def local_image(client: docker.DockerClient, reference: str) -> bool:
     return True
 
 
+def registry_host(repository: str) -> str:
+    """The registry a repository name points at: its first component when that is a host, else Docker Hub."""
+    first, slash, _rest = repository.partition("/")
+    if slash and ("." in first or ":" in first or first == "localhost"):
+        return first
+    return "docker.io"
+
+
 def push_image(
     client: docker.DockerClient,
     repository: str,
@@ -275,34 +468,83 @@ def push_image(
     """Push every tag of ``repository``; return the manifest digest the registry reported.
 
     A cancel request stops the push under way (the engine writes no manifest) and raises
-    ``BuildCancelled``; tags pushed before stay in the registry.
+    ``BuildCancelled``; tags pushed before stay in the registry. A registry that cannot be
+    reached or answers 5xx is a ``TransientError``, one that refuses the credentials a
+    ``PermanentError``; both name the registry.
     """
+    registry = registry_host(repository)
     digest: str | None = None
+    countdowns: dict[str, int] = {}
     for tag in tags:
         if cancel is not None:
             cancel.raise_if_requested()
         log(f"Pushing {repository}:{tag}")
+        digest = None
         try:
             with _responses(client) as responses:
                 stream = client.api.push(repository, tag=tag, stream=True, decode=True, auth_config=auth)
             with _stop_on_cancel(cancel, _response_to(responses, "/push")):
                 for chunk in stream:
                     if "error" in chunk:
-                        raise TransientError(
-                            f"registry refused the push of {repository}:{tag}: {chunk['error']}")
+                        error = str(chunk["error"]).strip()
+                        log(f"ERROR: {error}")
+                        raise _push_error(registry, f"{repository}:{tag}", error)
                     aux = chunk.get("aux")
                     if isinstance(aux, dict) and aux.get("Digest"):
                         digest = aux["Digest"]
                     elif chunk.get("status") and not chunk.get("progressDetail"):
+                        if _ticking(chunk, countdowns):
+                            continue
                         log(f"{chunk.get('id', '')} {chunk['status']}".strip())
+                if digest is None:  # the engine always ends a push with an error or the digest
+                    raise ConnectionError(f"the push of {repository}:{tag} ended before the registry's answer")
         except APIError as exc:
-            raise _classify(exc, "push") from None
-        except (DockerException, OSError) as exc:
-            raise EngineUnavailable(f"Docker Engine failed during the push: {exc}") from None
+            raise _classify(exc, "push", client) from None
+        except _CONNECTION_ERRORS as exc:
+            raise EngineUnavailable(f"{engine_name(client)} unreachable during the push to registry "
+                                    f"{registry}: {_reason(exc)}") from None
     if digest is None:
-        raise TransientError(f"the registry reported no digest for {repository}")
+        raise PermanentError(f"no tags to push for {repository}")
     log(f"Pushed {repository}@{digest}")
     return digest
+
+
+_RETRYING = re.compile(r"Retrying in (\d+) seconds?")
+
+
+def _ticking(chunk: dict[str, Any], countdowns: dict[str, int]) -> bool:
+    """Whether ``chunk`` is one more second of an upload retry's countdown already logged.
+
+    The engine retries a failed layer upload itself (after 5, 10, 15, 20 s) and sends
+    "Retrying in N seconds" every second: the log keeps the first line of each wait.
+    """
+    found = _RETRYING.fullmatch(str(chunk.get("status", "")))
+    if not found:
+        return False
+    layer, seconds = str(chunk.get("id", "")), int(found[1])
+    previous = countdowns.get(layer)
+    countdowns[layer] = seconds
+    return previous is not None and seconds < previous
+
+
+_UNREACHABLE = ("connection refused", "dial tcp", "no such host", "i/o timeout", "timeout", "eof",
+                "connection reset", "no route to host", "network is unreachable", "tls handshake")
+_CREDENTIALS = ("unauthorized", "authentication required", "denied", "incorrect username or password")
+
+
+def _push_error(registry: str, reference: str, error: str) -> Exception:
+    """The engine's push error, naming the registry: transient unless the registry refused the credentials."""
+    text = error.lower()
+    status = re.search(r"status(?: code)?:? ([1-5]\d\d)\b", text)  # "unexpected HTTP status: 503 ..."
+    if any(marker in text for marker in _CREDENTIALS) or (status and status.group(1) in ("401", "403")):
+        return PermanentError(f"registry {registry} refused the push of {reference} (check "
+                              f"BUILDHOOK_REGISTRY_USERNAME/PASSWORD): {error}")
+    if status and status.group(1).startswith("5"):
+        return TransientError(f"registry {registry} failed during the push of {reference} "
+                              f"(HTTP {status.group(1)}): {error}")
+    if any(marker in text for marker in _UNREACHABLE):
+        return TransientError(f"registry {registry} unreachable during the push of {reference}: {error}")
+    return TransientError(f"registry {registry} refused the push of {reference}: {error}")
 
 
 def _log_text(text: str, log: Log) -> None:
@@ -311,8 +553,10 @@ def _log_text(text: str, log: Log) -> None:
             log(line.rstrip())
 
 
-def _classify(exc: APIError, step: str) -> Exception:
+def _classify(exc: APIError, step: str, client: docker.DockerClient | None = None) -> Exception:
+    """An error answer of the engine's API: 4xx means the request was wrong, anything else may pass."""
     message = exc.explanation or str(exc)
+    engine = engine_name(client) if client is not None else "Docker Engine"
     if exc.status_code is not None and 400 <= exc.status_code < 500:
-        return PermanentError(f"docker {step} rejected: {message}")
-    return TransientError(f"Docker Engine error during the {step}: {message}")
+        return PermanentError(f"the {engine} rejected the {step}: {message}")
+    return TransientError(f"{engine} error during the {step}: {message}")

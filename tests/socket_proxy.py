@@ -1,0 +1,183 @@
+"""Real network faults for tests: a TCP proxy on loopback that can be cut, and a server that answers 503.
+
+``SocketProxy`` forwards 127.0.0.1:PORT to a unix socket (the Docker Engine's) or to a
+TCP address (a registry). ``cut()`` closes every connection under way and stops
+listening, so new connections are refused, as when the component dies; ``resume()``
+listens on the same port again, as when it comes back. ``cut_when(marker)`` does the
+cut the moment ``marker`` passes from the upstream side (e.g. a build step's output),
+``when_sent(marker, action)`` runs any action then; ``on_request(pattern, answer)``
+answers a matching request itself (e.g. a 503) or, without an answer, cuts there.
+"""
+
+from __future__ import annotations
+
+import re
+import select
+import socket
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+_REQUEST_LINE = re.compile(rb"^(GET|HEAD|POST|PUT|PATCH|DELETE) (\S+) HTTP/1\.[01]\r\n")
+
+
+class SocketProxy:
+    def __init__(self, upstream: str | tuple[str, int]) -> None:
+        self.upstream = upstream  # a unix socket path, or (host, port)
+        self.port = 0
+        self.requests: list[str] = []  # "METHOD /path?query" of each request seen, in order
+        self.cuts = 0
+        self._listener: socket.socket | None = None
+        self._pairs: list[tuple[socket.socket, socket.socket]] = []
+        self._lock = threading.Lock()
+        self._marker: tuple[bytes, Callable[[], None]] | None = None
+        self._requests: list[tuple[re.Pattern[str], bytes | None, Callable[[], None] | None]] = []
+        self._stopped = threading.Event()
+
+    # --- control ------------------------------------------------------------------
+
+    def start(self) -> SocketProxy:
+        listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(("127.0.0.1", self.port))
+        listener.listen(64)
+        self.port = listener.getsockname()[1]
+        self._listener = listener
+        self._stopped.clear()
+        threading.Thread(target=self._accept, args=(listener,), daemon=True).start()
+        return self
+
+    resume = start
+
+    @property
+    def url(self) -> str:
+        return f"tcp://127.0.0.1:{self.port}"
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def cut(self) -> None:
+        """Drop every connection and refuse new ones."""
+        with self._lock:
+            self.cuts += 1
+            listener, self._listener = self._listener, None
+            pairs, self._pairs = self._pairs, []
+        self._stopped.set()
+        if listener is not None:
+            listener.close()
+        for pair in pairs:
+            for sock in pair:
+                _close(sock)
+
+    def cut_when(self, marker: bytes) -> None:
+        """Cut as soon as ``marker`` comes from the upstream side."""
+        self.when_sent(marker, self.cut)
+
+    def when_sent(self, marker: bytes, action: Callable[[], None]) -> None:
+        """Run ``action`` (once) as soon as ``marker`` comes from the upstream side."""
+        self._marker = (marker, action)
+
+    def on_request(self, pattern: str, answer: bytes | None = None,
+                   then: Callable[[], None] | None = None) -> None:
+        """A request whose "METHOD /path" matches ``pattern`` never reaches the upstream:
+        ``answer`` (a raw HTTP response) goes back and the connection is closed, or, with no
+        answer, the proxy is cut there. ``then`` runs afterwards."""
+        self._requests.append((re.compile(pattern), answer, then))
+
+    def stop(self) -> None:
+        self.cut()
+
+    # --- forwarding ---------------------------------------------------------------
+
+    def _accept(self, listener: socket.socket) -> None:
+        while not self._stopped.is_set():
+            try:
+                ready, _, _ = select.select([listener], [], [], 0.05)
+                if not ready:
+                    continue
+                client, _addr = listener.accept()
+            except (OSError, ValueError):
+                return
+            try:
+                upstream = self._connect()
+            except OSError:
+                _close(client)
+                continue
+            with self._lock:
+                if self._listener is not listener:  # cut meanwhile
+                    _close(client)
+                    _close(upstream)
+                    return
+                self._pairs.append((client, upstream))
+            threading.Thread(target=self._pump, args=(client, upstream, True), daemon=True).start()
+            threading.Thread(target=self._pump, args=(upstream, client, False), daemon=True).start()
+
+    def _connect(self) -> socket.socket:
+        if isinstance(self.upstream, str):
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            sock.connect(self.upstream)
+        else:
+            sock = socket.create_connection(self.upstream, timeout=5)
+            sock.settimeout(None)
+        return sock
+
+    def _pump(self, source: socket.socket, dest: socket.socket, from_client: bool) -> None:
+        try:
+            while True:
+                data = source.recv(65536)
+                if not data:
+                    break
+                if from_client:
+                    match = _REQUEST_LINE.match(data)
+                    if match:
+                        request = f"{match[1].decode()} {match[2].decode()}"
+                        self.requests.append(request)
+                        for pattern, answer, then in self._requests:
+                            if pattern.search(request):
+                                if answer is None:
+                                    self.cut()
+                                else:
+                                    source.sendall(answer)
+                                    _close(source)
+                                    _close(dest)
+                                if then is not None:
+                                    then()
+                                return
+                dest.sendall(data)
+                marker = self._marker
+                if not from_client and marker is not None and marker[0] in data:
+                    self._marker = None
+                    marker[1]()
+        except OSError:
+            pass
+        finally:
+            # Half-close: the other direction may still be answering.
+            for sock in (dest,):
+                try:
+                    sock.shutdown(socket.SHUT_WR)
+                except OSError:
+                    pass
+
+
+def _close(sock: socket.socket) -> None:
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
+    sock.close()
+
+
+@contextmanager
+def proxy_to(upstream: str | tuple[str, int]) -> Iterator[SocketProxy]:
+    proxy = SocketProxy(upstream).start()
+    try:
+        yield proxy
+    finally:
+        proxy.stop()
+
+
+def http_answer(status: int, reason: str, body: bytes = b"") -> bytes:
+    """A raw HTTP/1.1 response that closes its connection (what ``on_request`` sends back)."""
+    return (f"HTTP/1.1 {status} {reason}\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n").encode() + body
