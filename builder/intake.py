@@ -12,12 +12,13 @@ from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any, Mapping
 
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from builder.errors import BadSignature, InputError, PayloadTooLarge
 from builder.events import Ignored
-from builder.models import Delivery
+from builder.models import Build, Delivery, Subscription, Trigger
 from builder.planning import plan_builds
 from builder.providers.request import HookInfo, clean_text
 from builder.secrets import SecretBox
@@ -32,6 +33,8 @@ class HookResult:
     reason: str | None
     delivery: int
     build_ids: list[int] = field(default_factory=list)
+    # The builds whose "queued" state someone listens for (a commit status or a subscription).
+    announce: list[int] = field(default_factory=list)
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -119,6 +122,7 @@ def _receive(
         dedupe_key=info.dedupe_key,
         reason="; ".join([f"queued {len(builds)} build(s)", *notes]),
     )
+    listeners = _queued_listeners(session, enabled)
     try:
         session.add(delivery)
         session.flush()
@@ -129,7 +133,32 @@ def _receive(
     except IntegrityError:
         session.rollback()
         return answer("duplicate", f"delivery {info.delivery_id} was already accepted")
-    return HookResult(202, "accepted", delivery.reason, delivery.id, [b.id for b in builds])
+    return HookResult(202, "accepted", delivery.reason, delivery.id, [b.id for b in builds],
+                      [b.id for b in builds if _listened(b, listeners)])
+
+
+ALL_TRIGGERS = 0  # in ``_queued_listeners``: some listener wants every trigger's builds
+# Built once: constructing a statement costs more CPU than running this one.
+_SUBSCRIPTIONS = select(Subscription.events, Subscription.trigger_id).where(Subscription.enabled.is_(True))
+
+
+def _queued_listeners(session: Session, triggers: list[Trigger]) -> set[int]:
+    """The ids of the triggers whose builds' "queued" state someone listens for.
+
+    A trigger with a status token reports commit statuses; a subscription to
+    ``build.queued`` (or ``*``) listens for its trigger's builds, or everyone's.
+    Announcing one too many is harmless (the task applies each subscription's
+    ref filter itself); announcing none saves a broker message per build.
+    """
+    ids = {t.id for t in triggers if t.status_token_enc}
+    for events, trigger_id in session.execute(_SUBSCRIPTIONS):
+        if "build.queued" in (events or ()) or "*" in (events or ()):
+            ids.add(ALL_TRIGGERS if trigger_id is None else trigger_id)
+    return ids
+
+
+def _listened(build: Build, listeners: set[int]) -> bool:
+    return ALL_TRIGGERS in listeners or build.trigger_id in listeners
 
 
 # The sizes of the ``deliveries`` columns these fill.

@@ -5,12 +5,23 @@ A build row is the outbox message: it is committed in state ``queued`` with
 If the broker is down the row stays unmarked and ``relay_pending`` sends it
 later. A build sent twice is harmless: a worker claims it atomically and a
 second claim finds nothing to do.
+
+Marking is one write transaction for all the builds sent together
+(``mark_dispatched``). The webhook path defers even that: ``DispatchMarks``
+writes the marks of every build its process sent in the last fraction of a
+second in one transaction from a background thread, so a delivery costs one
+write transaction, not two. A mark that is never written (the process died
+first) only means the relay sends that build once more after the grace period.
 """
 
 from __future__ import annotations
 
+import atexit
 import logging
-from datetime import timedelta
+import os
+import threading
+import time
+from datetime import datetime, timedelta
 from typing import Callable, Iterable
 
 from sqlalchemy import or_, select, update
@@ -21,6 +32,7 @@ from builder.models import Build, BuildState, Deployment, utcnow
 log = logging.getLogger(__name__)
 
 Send = Callable[[int], None]
+Mark = Callable[[list[int]], None]
 
 
 def dispatch(
@@ -28,9 +40,15 @@ def dispatch(
     send: Send,
     build_ids: Iterable[int],
     on_queued: Callable[[int, str], None] | None = None,
+    mark: Mark | None = None,
 ) -> list[int]:
-    """Send each build to the broker; return the ids that could not be sent yet."""
+    """Send each build to the broker; return the ids that could not be sent yet.
+
+    The builds sent are marked dispatched together, in one transaction, or handed
+    to ``mark`` (e.g. ``DispatchMarks.add``) to be marked later.
+    """
     pending: list[int] = []
+    sent: list[int] = []
     for build_id in build_ids:
         if on_queued:
             on_queued(build_id, "queued")
@@ -40,10 +58,101 @@ def dispatch(
             log.warning("build %s stays in the outbox: %s", build_id, exc)
             pending.append(build_id)
             continue
-        with sessions() as session:
-            session.execute(update(Build).where(Build.id == build_id).values(dispatched_at=utcnow()))
-            session.commit()
+        sent.append(build_id)
+    if sent:
+        if mark is not None:
+            mark(sent)
+        else:
+            mark_dispatched(sessions, sent)
     return pending
+
+
+def mark_dispatched(sessions: sessionmaker[Session], build_ids: Iterable[int],
+                    when: datetime | None = None) -> None:
+    """Record that these builds were handed to the broker (one transaction)."""
+    ids = sorted(set(build_ids))
+    with sessions() as session:
+        for start in range(0, len(ids), 500):  # well under every database's bound-parameter limit
+            session.execute(update(Build).where(Build.id.in_(ids[start:start + 500]))
+                            .values(dispatched_at=when or utcnow()))
+        session.commit()
+
+
+class DispatchMarks:
+    """Writes ``dispatched_at`` for sent builds in batches, from a background thread.
+
+    ``add`` only records the ids (and when they were sent); a thread of this process
+    wakes every ``interval`` seconds while there is something to write and marks
+    everything collected in one transaction, then exits when idle. If the database
+    refuses, the ids are kept and tried again with backoff (up to ``max_pending``;
+    beyond that the oldest are dropped: the relay re-sends them, harmlessly).
+    At interpreter exit what is left is written once more.
+
+    Each mark is at most ``interval`` seconds late in normal operation, far inside the
+    relay's grace period, so the relay does not send these builds a second time.
+    """
+
+    def __init__(self, sessions: sessionmaker[Session], interval: float = 0.2, max_pending: int = 50_000) -> None:
+        self._sessions = sessions
+        self._interval = interval
+        self._max_pending = max_pending
+        self._reset()
+        atexit.register(self.flush)
+
+    def _reset(self) -> None:
+        self._pid = os.getpid()
+        self._lock = threading.Lock()
+        self._pending: dict[int, datetime] = {}
+        self._thread: threading.Thread | None = None
+
+    def add(self, build_ids: Iterable[int]) -> None:
+        if os.getpid() != self._pid:  # a forked child: the parent's thread and lock are not ours
+            self._reset()
+        now = utcnow()
+        with self._lock:
+            for build_id in build_ids:
+                self._pending.setdefault(build_id, now)
+            self._ensure_thread()
+
+    def _ensure_thread(self) -> None:
+        """Start the writer if there is something to write and it is not running (lock held)."""
+        if self._thread is None and self._pending:
+            self._thread = threading.Thread(target=self._run, name="dispatch-marks", daemon=True)
+            self._thread.start()
+
+    def pending(self) -> int:
+        with self._lock:
+            return len(self._pending)
+
+    def flush(self) -> bool:
+        """Write the marks collected so far; False if the database refused (they are kept)."""
+        with self._lock:
+            batch, self._pending = self._pending, {}
+        if not batch:
+            return True
+        try:
+            # the earliest send time for all: the relay's re-send clock never starts late
+            mark_dispatched(self._sessions, batch, min(batch.values()))
+        except Exception as exc:
+            log.warning("could not mark %d build(s) dispatched yet: %s", len(batch), exc)
+            with self._lock:
+                merged = {**batch, **self._pending}
+                if len(merged) > self._max_pending:
+                    merged = dict(sorted(merged.items(), key=lambda item: item[1])[-self._max_pending:])
+                self._pending = merged
+                self._ensure_thread()  # the writer may have found nothing and ended meanwhile
+            return False
+        return True
+
+    def _run(self) -> None:
+        delay = self._interval
+        while True:
+            time.sleep(delay)
+            delay = self._interval if self.flush() else min(delay * 2, 5.0)
+            with self._lock:
+                if not self._pending:
+                    self._thread = None
+                    return
 
 
 def relay_pending(

@@ -5,9 +5,11 @@ from __future__ import annotations
 import logging
 
 from flask import Flask, jsonify, request
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from werkzeug.exceptions import HTTPException
 
+from builder.db import database_unavailable
 from builder.errors import InputError, TransientError
 from webhooks.context import close_db
 
@@ -36,7 +38,13 @@ def register(app: Flask) -> None:
             return error
         return jsonify({"error": error.description, "status": error.code}), error.code
 
-    @app.errorhandler(OperationalError)
-    def database_down(error: OperationalError):  # type: ignore[no-untyped-def]
-        log.error("database unavailable: %s", error.orig)
-        return jsonify({"error": "database unavailable, retry later", "status": 503}), 503
+    @app.errorhandler(DBAPIError)
+    @app.errorhandler(PoolTimeout)
+    def database_error(error: Exception):  # type: ignore[no-untyped-def]
+        """503 while the database is unavailable (a Git host retries); any other database error is a bug."""
+        if not database_unavailable(error):
+            raise error  # Flask logs it with its traceback and answers 500
+        log.warning("database unavailable: %s", getattr(error, "orig", None) or error)
+        response = jsonify({"error": "database unavailable, retry later", "status": 503})
+        response.headers["Retry-After"] = "5"
+        return response, 503

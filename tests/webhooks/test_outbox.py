@@ -4,12 +4,18 @@ from __future__ import annotations
 
 import base64
 import json
+import sqlite3
+import time
+import uuid
 
 import redis
 from sqlalchemy import select
 
 from builder.models import Build
+from builder.notifications import create_subscription
 from builder.outbox import relay_pending
+from builder.secrets import SecretBox
+from builder.triggers import TriggerSpec, create_trigger
 from buildhook.redis_server import RedisServer, free_port
 from tests.conftest import signed_in
 from tests.payloads import github_headers, github_push
@@ -52,3 +58,118 @@ def test_webhook_is_accepted_and_kept_while_redis_is_down_then_relayed(settings,
             undispatched = session.scalars(
                 select(Build.id).where(Build.trigger_id == trigger["id"], Build.dispatched_at.is_(None)))
             assert list(undispatched) == []
+
+
+def queued_tasks(port: int) -> list[tuple[str, list]]:
+    """(task name, args) of every message waiting in Redis, oldest first."""
+    tasks = []
+    for message in reversed(redis.Redis(port=port).lrange("celery", 0, -1)):
+        envelope = json.loads(message)
+        args, _kwargs, _embed = json.loads(base64.b64decode(envelope["body"]))
+        tasks.append((envelope["headers"]["task"], args))
+    return tasks
+
+
+def wait_marked(services, build_ids: list[int], timeout: float = 5.0) -> dict[int, object]:
+    deadline = time.monotonic() + timeout
+    while True:
+        with services.sessions() as session:
+            marks = {b: session.get(Build, b).dispatched_at for b in build_ids}
+        if all(marks.values()) or time.monotonic() > deadline:
+            return marks
+        time.sleep(0.05)
+
+
+def test_each_build_is_sent_once_marked_later_and_queued_is_announced_only_to_listeners(settings, tmp_path):
+    """One broker message per accepted build; dispatched_at written in a batch after the answer;
+    a "queued" report only for triggers with a status token or a subscription to build.queued."""
+    with RedisServer(tmp_path / "redis") as server:
+        app = create_app(settings.with_(broker_url=server.url))
+        services = app.extensions["buildhook"]
+        box = SecretBox(settings.secret_key)
+        suffix = uuid.uuid4().hex[:8]
+        specs = {
+            "quiet": TriggerSpec(provider="github", repository=f"acme/quiet-{suffix}", clone_url="file:///x",
+                                 secret="s", image="acme/quiet"),
+            "status": TriggerSpec(provider="github", repository=f"acme/status-{suffix}", clone_url="file:///x",
+                                  secret="s", image="acme/status", status_token="ghp-token"),
+            "subscribed": TriggerSpec(provider="github", repository=f"acme/subscribed-{suffix}",
+                                      clone_url="file:///x", secret="s", image="acme/subscribed"),
+        }
+        with services.sessions() as session:
+            triggers = {name: create_trigger(session, box, spec, settings.registry) for name, spec in specs.items()}
+            session.flush()
+            create_subscription(session, box, url="https://hooks.example.test/builds", events=["build.queued"],
+                                secret=None, trigger_id=triggers["subscribed"].id, ref_pattern=None, style="json",
+                                own_origins=settings.own_origins())
+            session.commit()
+        client = app.test_client()
+        built: dict[str, list[int]] = {}
+        for name, spec in specs.items():
+            built[name] = []
+            for _ in range(2):
+                body = json.dumps(github_push("push_branch", repository=spec.repository, ref="refs/heads/main",
+                                              sha=uuid.uuid4().hex + "00000000", clone_url="file:///x")).encode()
+                response = client.post("/hooks/github", data=body, headers=github_headers(body, "s"))
+                assert response.status_code == 202, response.json
+                built[name] += response.json["builds"]
+
+        tasks = queued_tasks(server.port)
+        every = [b for ids in built.values() for b in ids]
+        assert sorted(args[0] for task, args in tasks if task == "buildhook.run_build") == sorted(every)
+        reports = [args for task, args in tasks if task == "buildhook.report_status"]
+        assert sorted(reports) == sorted([b, "queued"] for b in built["status"] + built["subscribed"])
+        for build_id in built["status"]:  # announced before it is handed to a worker
+            assert tasks.index(("buildhook.report_status", [build_id, "queued"])) < \
+                tasks.index(("buildhook.run_build", [build_id]))
+
+        assert all(wait_marked(services, every).values())
+        # marked: the relay does not send them again
+        relay_pending(services.sessions, services.send, grace_seconds=0)
+        sent = [args[0] for task, args in queued_tasks(server.port) if task == "buildhook.run_build"]
+        assert all(sent.count(b) == 1 for b in every)
+        services.engine.dispose()
+
+
+def test_dispatch_marks_keeps_marks_the_database_refused_and_writes_them_later(settings, tmp_path):
+    from sqlalchemy import update
+
+    from builder.db import make_engine, make_sessionmaker, migrate
+    from builder.outbox import DispatchMarks
+
+    path = tmp_path / "marks.db"
+    migrate(f"sqlite:///{path}")
+    with RedisServer(tmp_path / "redis") as server:
+        app = create_app(settings.with_(database_url=f"sqlite:///{path}", broker_url=server.url))
+        services = app.extensions["buildhook"]
+        with services.sessions() as session:
+            create_trigger(session, SecretBox(settings.secret_key), TriggerSpec(
+                provider="github", repository="acme/marks", clone_url="file:///x", secret="s", image="acme/marks"),
+                settings.registry)
+            session.commit()
+        client = app.test_client()
+        ids = []
+        for _ in range(3):
+            body = json.dumps(github_push("push_branch", repository="acme/marks", ref="refs/heads/main",
+                                          sha=uuid.uuid4().hex + "00000000", clone_url="file:///x")).encode()
+            ids += client.post("/hooks/github", data=body, headers=github_headers(body, "s")).json["builds"]
+        assert all(wait_marked(services, ids).values())  # the app's own batch
+        with services.sessions() as session:
+            session.execute(update(Build).where(Build.id.in_(ids)).values(dispatched_at=None))
+            session.commit()
+
+        engine = make_engine(f"sqlite:///{path}?timeout=0.1")
+        marks = DispatchMarks(make_sessionmaker(engine), interval=0.05)
+        locker = sqlite3.connect(path, isolation_level=None)
+        locker.execute("BEGIN EXCLUSIVE")
+        try:
+            assert marks.flush()  # nothing to write yet
+            marks.add(ids)
+            assert not marks.flush() and marks.pending() == len(ids)  # locked: kept for the next try
+        finally:
+            locker.execute("ROLLBACK")
+            locker.close()
+        assert all(wait_marked(services, ids).values())  # its thread retried, with backoff
+        assert marks.pending() == 0
+        engine.dispose()
+        services.engine.dispose()
