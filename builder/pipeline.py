@@ -22,30 +22,29 @@ import enum
 import logging
 import os
 import shutil
-import signal
 import socket
-import threading
 import time
 import uuid
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable
 
 import docker
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from builder.build_log import RUNNING, BuildCancelled, BuildLog, CancelCheck, Heartbeat, StopKind, Timeout
+from builder.build_processes import git_stopped_on
 from builder.clone import changed_files, clone_commit, redact_url
 from builder.deployments import link_pushed_build
 from builder.errors import PermanentError, TransientError
-from builder.image import BuildSpec, build_image, connect, local_image, push_image
+from builder.image import BuildLimits, BuildSpec, build_image, connect, local_image, push_image
 from builder.models import Build, BuildState, utcnow
 from builder.path_filters import filter_reason
 from builder.secrets import SecretBox
 from builder.settings import Settings
+from builder.step_containers import attempt_containers, remove_containers
 from builder.triggers import clone_auth
 
 log = logging.getLogger(__name__)
@@ -177,8 +176,10 @@ def run_build(
         with cancel:
             cancel.raise_if_requested()
             client = engine(settings.docker_host)
+            if build.attempts > 1:
+                _remove_previous_attempt(sessions, settings, engine, build_id, build.attempts - 1, build_log)
             filters = (tuple(build.included_files), tuple(build.ignored_files))
-            with _git_stopped_on(cancel, workdir):
+            with git_stopped_on(cancel, workdir):
                 checkout = clone_commit(build.clone_url, build.commit, build.ref, workdir / "src", build_log,
                                         auth=auth, before=build.before if any(filters) else None)
                 skip = _path_filter(checkout, build, filters, build_log)
@@ -196,6 +197,7 @@ def run_build(
                     build_args=dict(build.build_args),
                     target=build.target,
                     cache_from=_layer_cache(sessions, client, build, build_log),
+                    limits=BuildLimits.from_settings(settings),
                 )
                 build_image(client, spec, build_log, cancel)
                 cancel.raise_if_requested()
@@ -268,65 +270,14 @@ def _lost(cancel: CancelCheck, fence: Fence) -> BuildCancelled:
     return BuildCancelled(cancel.reason)
 
 
-@contextmanager
-def _git_stopped_on(cancel: CancelCheck, workdir: Path) -> Iterator[None]:
-    """While the block runs git in ``workdir``, a stop kills those git processes (and keeps killing
-    any it starts next, e.g. the fallback fetch) until the block ends: a hung fetch is bounded too."""
-    done = threading.Event()
-
-    def keep_killing() -> None:
-        while not done.is_set():
-            kill_processes_in(workdir)
-            done.wait(0.2)
-
-    def abort() -> None:
-        threading.Thread(target=keep_killing, name="git-killer", daemon=True).start()
-
-    try:
-        with cancel.aborting(abort):
-            yield
-    finally:
-        done.set()
-
-
-def kill_processes_in(directory: Path) -> int:
-    """SIGKILL this process's descendants working in ``directory`` (git and what it started).
-
-    Found through ``/proc`` (Linux): each descendant whose working directory is inside
-    ``directory``, with all of its own descendants. Returns how many were signalled.
-    """
-    root = str(directory.resolve())
-    children: dict[int, list[int]] = {}
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry.name}/stat", "rb") as stat:
-                fields = stat.read().rpartition(b")")[2].split()
-            children.setdefault(int(fields[1]), []).append(int(entry.name))
-        except (OSError, ValueError, IndexError):
-            continue
-
-    def descendants(pid: int) -> Iterator[int]:
-        for child in children.get(pid, ()):
-            yield child
-            yield from descendants(child)
-
-    doomed: set[int] = set()
-    for pid in descendants(os.getpid()):
-        try:
-            cwd = os.readlink(f"/proc/{pid}/cwd")
-        except OSError:
-            continue
-        if cwd == root or cwd.startswith(root + os.sep):
-            doomed.add(pid)
-            doomed.update(descendants(pid))
-    for pid in doomed:
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except OSError:
-            pass
-    return len(doomed)
+def _remove_previous_attempt(sessions: sessionmaker[Session], settings: Settings,
+                             engine: Callable[[str | None], docker.DockerClient], build_id: int, attempt: int,
+                             build_log: BuildLog) -> None:
+    """A retry after the engine went away (or crashed) removes the step containers it left."""
+    containers = attempt_containers(sessions, build_id, attempt)
+    removed = remove_containers(engine, settings.docker_host, containers) if containers else []
+    if removed:
+        build_log(f"Removed {len(removed)} container(s) attempt {attempt} left: {', '.join(removed)}")
 
 
 def _path_filter(checkout: Path, build: Build, filters: tuple[tuple[str, ...], tuple[str, ...]],

@@ -37,16 +37,15 @@ from pathlib import Path
 from typing import Callable
 
 import docker
-from docker.errors import APIError, DockerException, NotFound
 from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from builder.build_log import RUNNING
-from builder.errors import TransientError
 from builder.image import connect
 from builder.models import Build, BuildLogLine, BuildState, utcnow
 from builder.pipeline import MAX_ATTEMPTS, StateListener
 from builder.settings import Settings
+from builder.step_containers import attempt_containers, remove_containers
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +57,6 @@ REQUEUED = "requeued"
 FAILED = "failed"
 CANCELLED = "cancelled"  # a cancel had been asked for: it ends cancelled rather than retried
 
-_RUNNING_IN = re.compile(r"---> Running in ([0-9a-f]{12,64})")
 _WORK_DIR = re.compile(r"build-(\d+)-(\d+)-[0-9a-f]+")
 
 
@@ -174,51 +172,6 @@ def _clean_up(sessions: sessionmaker[Session], settings: Settings,
     if taken.worker and same_host(taken.worker):
         dirs = remove_work_dirs(settings.effective_work_dir, taken.build_id, taken.attempt)
     return replace(taken, containers_removed=tuple(removed), work_dirs_removed=tuple(dirs))
-
-
-def attempt_containers(sessions: sessionmaker[Session], build_id: int, attempt: int) -> list[str]:
-    """The step containers attempt ``attempt`` reported in its log ("---> Running in <id>")."""
-    header = f"Build {build_id} (attempt {attempt}):"
-    with sessions() as session:
-        rows = list(session.execute(
-            select(BuildLogLine.seq, BuildLogLine.text)
-            .where(BuildLogLine.build_id == build_id,
-                   or_(BuildLogLine.text.like("%---> Running in %"), BuildLogLine.text.like(f"{header}%"),
-                       BuildLogLine.text.like("Build % (attempt %):%")))
-            .order_by(BuildLogLine.seq)
-        ))
-    containers: list[str] = []
-    inside = False
-    for _seq, text in rows:
-        if text.startswith("Build ") and "(attempt " in text:
-            inside = text.startswith(header)
-            continue
-        if inside:
-            containers += _RUNNING_IN.findall(text)
-    return list(dict.fromkeys(containers))
-
-
-def remove_containers(engine: Callable[[str | None], docker.DockerClient], docker_host: str | None,
-                      containers: list[str]) -> list[str]:
-    """Remove (by force) each of ``containers`` still on the engine; the ones removed."""
-    try:
-        client = engine(docker_host)
-    except TransientError as exc:
-        log.warning("could not remove a dead build's containers %s: %s", ", ".join(containers), exc)
-        return []
-    removed = []
-    try:
-        for container in containers:
-            try:
-                client.api.remove_container(container, force=True)
-                removed.append(container)
-            except NotFound:
-                pass
-            except (APIError, DockerException, OSError) as exc:
-                log.warning("could not remove a dead build's container %s: %s", container, exc)
-    finally:
-        client.close()
-    return removed
 
 
 def same_host(worker: str) -> bool:

@@ -17,8 +17,9 @@ import uuid
 import pytest
 from sqlalchemy import select, update
 
-from builder import pipeline
+from builder import build_processes, pipeline
 from builder.models import Build, BuildLogLine, Trigger, utcnow
+from tests.builder.test_build_resource_limits import MB, SHOW_LIMITS, value
 from tests.conftest import busybox_dockerfile
 
 SECRET = "limits-webhook-secret"
@@ -134,7 +135,7 @@ def test_a_git_fetch_that_hangs_is_killed_at_the_time_limit(app, settings, proje
     assert held, "git had connected"
     assert 2 <= took < 6
     assert list(settings.effective_work_dir.glob(f"build-{build_id}-*")) == []
-    assert pipeline.kill_processes_in(settings.effective_work_dir) == 0, "no git process is left"
+    assert build_processes.kill_processes_in(settings.effective_work_dir) == 0, "no git process is left"
 
 
 def test_a_build_whose_log_passes_the_limit_is_stopped_and_fails(app, settings, project, docker_client, registry):
@@ -172,3 +173,22 @@ def test_no_log_limit_when_it_is_zero(app, settings, project, registry):
     assert outcome is pipeline.Outcome.SUCCEEDED, lines[-5:]
     assert sum(len(line) + 1 for line in lines) > 12_000
     assert "3000" in lines
+
+
+def test_the_operators_limits_reach_every_build_step(app, settings, project, registry):
+    """BUILDHOOK_BUILD_MEMORY / _CPUS / _NETWORK, as settings, are what a step of a real build sees."""
+    repo, trigger = project
+    marker = uuid.uuid4().hex
+    steps = SHOW_LIMITS.format(marker=marker) + "\nRUN echo net=$(tail -n +3 /proc/net/dev | cut -d: -f1 | tr -d ' ')\n"
+    sha = repo.commit({"Dockerfile": busybox_dockerfile(marker, steps)}, "show limits")
+    build_id = queued_build(app, trigger["id"], sha)
+
+    outcome, _states, _took = run(app, settings.with_(build_memory=96 * MB, build_cpus=0.25,
+                                                     build_network="none"), build_id)
+
+    build, lines = stored(app, build_id)
+    assert outcome is pipeline.Outcome.SUCCEEDED, lines
+    assert value(lines, "memory").split()[0] == str(96 * MB)
+    assert value(lines, "cpu").split() == ["25000", "100000"]
+    assert value(lines, "net") == "lo"
+    assert "Limits: memory 96 MB, 0.25 CPUs, network none" in lines

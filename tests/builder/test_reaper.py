@@ -23,7 +23,8 @@ from builder.build_log import BuildLog, CancelCheck, Heartbeat, StopKind
 from builder.db import make_engine, make_sessionmaker, migrate
 from builder.models import Build, BuildLogLine, BuildState, utcnow
 from builder.outbox import relay_pending
-from builder.reaper import FAILED, REQUEUED, attempt_containers, reap, sweep_work_dirs
+from builder.reaper import FAILED, REQUEUED, reap, sweep_work_dirs
+from builder.step_containers import attempt_containers
 from builder.settings import Settings
 from tests.conftest import wait_for
 
