@@ -1,17 +1,14 @@
-"""Build an image from a checked-out commit and push its tags, with docker-py.
+"""Build an image from a checked-out commit with docker-py, and the engine plumbing it shares.
 
-A cancel request (``CancelCheck``) stops the engine's build or push: docker-py's
-streams read an HTTP response, which the cancel check shuts down from its thread.
-The engine sees its client go and aborts: a classic build kills and removes the
-step's container, a push stops before the manifest is written. The build's
-"Running in" containers are removed here too if the engine left one behind.
+Connecting to the Docker Engine and naming it in errors, ``build_image`` (within the
+spec's ``BuildLimits``; see ``builder.build_context``), and the stream machinery a
+cancel request uses: ``_stop_on_cancel`` shuts the HTTP response docker-py reads down
+from the cancel check's thread, the engine sees its client go and aborts (a classic
+build kills and removes the step's container), and the build's "Running in"
+containers are removed here too if the engine left one behind. Pushing is in
+``builder.image_push``.
 
-Each build runs within ``BuildLimits`` (from the settings): every step's container
-gets a memory limit (swap included), a CPU quota and a network mode, and the build
-context is measured before anything is sent to the engine.
-
-Errors name the component that failed: the Docker Engine (with its address) or the
-registry (its host), and why.
+Errors name the component that failed: the Docker Engine (with its address), and why.
 """
 
 from __future__ import annotations
@@ -20,7 +17,6 @@ import json
 import os
 import re
 import socket
-import tempfile
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -29,13 +25,11 @@ from typing import IO, Any, Callable, Iterable, Iterator
 
 import docker
 import urllib3.exceptions
-from docker.api.build import process_dockerfile
 from docker.errors import APIError, DockerException, NotFound
-from docker.utils.build import exclude_paths, tar
 
+from builder.build_context import BuildLimits, context_archive, describe_limits, mb
 from builder.build_log import BuildCancelled, CancelCheck
 from builder.errors import PermanentError, TransientError
-from builder.settings import Settings
 
 Log = Callable[[str], None]
 
@@ -82,46 +76,6 @@ def engine_name(client: docker.DockerClient) -> str:
     return f"Docker Engine at {where}" if where else "Docker Engine"
 
 
-# The CFS period each step's CPU quota is counted in: 100 ms, as `docker run --cpus` uses.
-CPU_PERIOD_US = 100_000
-
-
-@dataclass(frozen=True)
-class BuildLimits:
-    """What each build may use (0: no limit). The defaults are the settings' defaults.
-
-    ``memory`` (bytes) limits every step's container, swap included (memswap = memory:
-    a step that needs more is killed, never swapped); ``cpus`` becomes a CFS quota of
-    ``cpus`` × 100 ms per 100 ms period, as ``docker run --cpus``; ``network`` is the
-    steps' network mode (``none``, ``host``, or ``default``: the engine's default
-    network, not sent); ``max_context_bytes`` bounds the build context sent to the engine.
-    """
-
-    memory: int = 4 * 1024**3
-    cpus: float = 0.0
-    network: str = "none"
-    max_context_bytes: int = 500 * 1024**2
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> BuildLimits:
-        return cls(memory=settings.build_memory, cpus=settings.build_cpus, network=settings.build_network,
-                   max_context_bytes=settings.max_context_bytes)
-
-    def engine_params(self) -> dict[str, Any]:
-        """The ``POST /build`` query parameters that apply these limits to every step's container."""
-        params: dict[str, Any] = {}
-        if self.memory:
-            params.update(memory=self.memory, memswap=self.memory)
-        if self.cpus:
-            quota = round(self.cpus * CPU_PERIOD_US)
-            if quota < 1000:  # the kernel's and the engine's minimum: 1 ms per period
-                raise PermanentError(f"BUILDHOOK_BUILD_CPUS is {self.cpus:g}: the smallest CPU limit is 0.01")
-            params.update(cpuperiod=CPU_PERIOD_US, cpuquota=quota)
-        if self.network != "default":
-            params["networkmode"] = self.network
-        return params
-
-
 @dataclass(frozen=True)
 class BuildSpec:
     checkout: Path
@@ -163,12 +117,12 @@ def build_image(client: docker.DockerClient, spec: BuildSpec, log: Log, cancel: 
     first = f"{spec.repository}:{spec.tags[0]}"
     limit_params = spec.limits.engine_params()
     log(f"Building {first} from {spec.dockerfile} (context {spec.context})")
-    log(f"Limits: {_describe_limits(spec.limits)}")
+    log(f"Limits: {describe_limits(spec.limits)}")
     progress = _Progress()
     started = time.time()
-    with _context_archive(context, str(relative), spec.limits.max_context_bytes, spec.checkout.parent) as (
+    with context_archive(context, str(relative), spec.limits.max_context_bytes, spec.checkout.parent) as (
             archive, dockerfile_name, size):
-        log(f"Sending the build context to the {engine_name(client)} ({_mb(size)})")
+        log(f"Sending the build context to the {engine_name(client)} ({mb(size)})")
         params = {
             "t": first,
             "rm": True,
@@ -189,7 +143,7 @@ def build_image(client: docker.DockerClient, spec: BuildSpec, log: Log, cancel: 
         except StepFailed as exc:
             if spec.limits.memory and _out_of_memory(client, progress.containers, started):
                 raise PermanentError(
-                    f"a build step ran out of memory: it needed more than the {_mb(spec.limits.memory)} limit "
+                    f"a build step ran out of memory: it needed more than the {mb(spec.limits.memory)} limit "
                     f"(BUILDHOOK_BUILD_MEMORY) and was killed; {exc}") from None
             raise
         except APIError as exc:
@@ -201,59 +155,6 @@ def build_image(client: docker.DockerClient, spec: BuildSpec, log: Log, cancel: 
     log(f"Layer cache: {progress.cache_hits} of {progress.steps} steps from cache")
     log(f"Built {image_id}, tagged {', '.join(spec.tags)}")
     return image_id
-
-
-def _describe_limits(limits: BuildLimits) -> str:
-    memory = f"memory {_mb(limits.memory)}" if limits.memory else "memory unlimited"
-    cpus = f"{limits.cpus:g} CPUs" if limits.cpus else "CPUs unlimited"
-    return f"{memory}, {cpus}, network {limits.network}"
-
-
-def _mb(size: int) -> str:
-    """Bytes in MB (MiB, as Docker counts them): "500 MB", "0.2 MB"."""
-    value = size / 1024**2
-    return f"{value:.0f} MB" if value >= 10 or value == int(value) else f"{value:.1f} MB"
-
-
-def _too_large(size: int, limit: int) -> PermanentError:
-    return PermanentError(f"build context is {_mb(size)}, over the limit of {_mb(limit)} "
-                          "(BUILDHOOK_MAX_CONTEXT_BYTES)")
-
-
-@contextmanager
-def _context_archive(context: Path, dockerfile: str, limit: int, scratch: Path
-                     ) -> Iterator[tuple[IO[bytes], str, int]]:
-    """The build context as the tar docker-py would send (``.dockerignore`` applied), its size checked.
-
-    Yields the archive (a temporary file in ``scratch``), the Dockerfile's name in it, and
-    its size. A Dockerfile outside the context is added to it under a random name, as
-    docker-py does. With ``limit``, the files' sizes are added up first, so a context far
-    over the limit is refused without being packed; the packed size is checked too.
-    """
-    ignore = context / ".dockerignore"
-    exclude: list[str] = []
-    if ignore.is_file():
-        exclude = [line.strip() for line in ignore.read_text(errors="replace").splitlines()
-                   if line.strip() and not line.strip().startswith("#")]
-    name, contents = process_dockerfile(dockerfile, str(context))
-    if limit:
-        total = 0
-        for path in exclude_paths(str(context), list(exclude), dockerfile=name):
-            stat = os.lstat(context / path)
-            total += stat.st_size if (stat.st_mode & 0o170000) == 0o100000 else 0  # regular files
-        if total > limit:
-            raise _too_large(total, limit)
-    scratch.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryFile(dir=scratch, prefix="context-") as archive:
-        try:
-            tar(str(context), exclude=list(exclude), dockerfile=(name, contents), fileobj=archive)
-        except OSError as exc:
-            raise PermanentError(f"could not pack the build context: {exc}") from None
-        size = archive.seek(0, os.SEEK_END)
-        archive.seek(0)
-        if limit and size > limit:
-            raise _too_large(size, limit)
-        yield archive, name, size
 
 
 def _post_build(client: docker.DockerClient, archive: IO[bytes], params: dict[str, Any],
@@ -328,31 +229,6 @@ def _follow_build(stream: Iterable[dict[str, Any]], log: Log, progress: _Progres
     if image_id is None:
         raise ConnectionError("the build's output ended before the image was built")
     return image_id
-
-
-@contextmanager
-def _responses(client: docker.DockerClient) -> Iterator[list[Any]]:
-    """The HTTP responses of the requests made in the block (a requests response hook)."""
-    seen: list[Any] = []
-
-    def hook(response: Any, *_args: Any, **_kwargs: Any) -> None:
-        seen.append(response)
-
-    hooks = client.api.hooks.setdefault("response", [])
-    hooks.append(hook)
-    try:
-        yield seen
-    finally:
-        hooks.remove(hook)
-
-
-def _response_to(responses: list[Any], path: str) -> Any:
-    """The last response to a request whose path ends with ``path`` (e.g. ``/build``)."""
-    for response in reversed(responses):
-        request = getattr(response, "request", None)
-        if request is not None and request.path_url.split("?", 1)[0].endswith(path):
-            return response
-    return None
 
 
 def _shutdown(response: Any) -> Callable[[], None]:
@@ -447,104 +323,6 @@ def local_image(client: docker.DockerClient, reference: str) -> bool:
     except DockerException:
         return False
     return True
-
-
-def registry_host(repository: str) -> str:
-    """The registry a repository name points at: its first component when that is a host, else Docker Hub."""
-    first, slash, _rest = repository.partition("/")
-    if slash and ("." in first or ":" in first or first == "localhost"):
-        return first
-    return "docker.io"
-
-
-def push_image(
-    client: docker.DockerClient,
-    repository: str,
-    tags: Iterable[str],
-    log: Log,
-    auth: dict[str, str] | None = None,
-    cancel: CancelCheck | None = None,
-) -> str:
-    """Push every tag of ``repository``; return the manifest digest the registry reported.
-
-    A cancel request stops the push under way (the engine writes no manifest) and raises
-    ``BuildCancelled``; tags pushed before stay in the registry. A registry that cannot be
-    reached or answers 5xx is a ``TransientError``, one that refuses the credentials a
-    ``PermanentError``; both name the registry.
-    """
-    registry = registry_host(repository)
-    digest: str | None = None
-    countdowns: dict[str, int] = {}
-    for tag in tags:
-        if cancel is not None:
-            cancel.raise_if_requested()
-        log(f"Pushing {repository}:{tag}")
-        digest = None
-        try:
-            with _responses(client) as responses:
-                stream = client.api.push(repository, tag=tag, stream=True, decode=True, auth_config=auth)
-            with _stop_on_cancel(cancel, _response_to(responses, "/push")):
-                for chunk in stream:
-                    if "error" in chunk:
-                        error = str(chunk["error"]).strip()
-                        log(f"ERROR: {error}")
-                        raise _push_error(registry, f"{repository}:{tag}", error)
-                    aux = chunk.get("aux")
-                    if isinstance(aux, dict) and aux.get("Digest"):
-                        digest = aux["Digest"]
-                    elif chunk.get("status") and not chunk.get("progressDetail"):
-                        if _ticking(chunk, countdowns):
-                            continue
-                        log(f"{chunk.get('id', '')} {chunk['status']}".strip())
-                if digest is None:  # the engine always ends a push with an error or the digest
-                    raise ConnectionError(f"the push of {repository}:{tag} ended before the registry's answer")
-        except APIError as exc:
-            raise _classify(exc, "push", client) from None
-        except _CONNECTION_ERRORS as exc:
-            raise EngineUnavailable(f"{engine_name(client)} unreachable during the push to registry "
-                                    f"{registry}: {_reason(exc)}") from None
-    if digest is None:
-        raise PermanentError(f"no tags to push for {repository}")
-    log(f"Pushed {repository}@{digest}")
-    return digest
-
-
-_RETRYING = re.compile(r"Retrying in (\d+) seconds?")
-
-
-def _ticking(chunk: dict[str, Any], countdowns: dict[str, int]) -> bool:
-    """Whether ``chunk`` is one more second of an upload retry's countdown already logged.
-
-    The engine retries a failed layer upload itself (after 5, 10, 15, 20 s) and sends
-    "Retrying in N seconds" every second: the log keeps the first line of each wait.
-    """
-    found = _RETRYING.fullmatch(str(chunk.get("status", "")))
-    if not found:
-        return False
-    layer, seconds = str(chunk.get("id", "")), int(found[1])
-    previous = countdowns.get(layer)
-    countdowns[layer] = seconds
-    return previous is not None and seconds < previous
-
-
-_UNREACHABLE = ("connection refused", "dial tcp", "no such host", "i/o timeout", "timeout", "eof",
-                "connection reset", "no route to host", "network is unreachable", "tls handshake")
-_CREDENTIALS = ("unauthorized", "authentication required", "denied", "incorrect username or password")
-
-
-def _push_error(registry: str, reference: str, error: str) -> Exception:
-    """The engine's push error, naming the registry: transient unless the registry refused the credentials."""
-    text = error.lower()
-    status = re.search(r"status(?: code)?:? ([1-5]\d\d)\b", text)  # "unexpected HTTP status: 503 ..."
-    if any(marker in text for marker in _CREDENTIALS) or (status and status.group(1) in ("401", "403")):
-        return PermanentError(f"registry {registry} refused the push of {reference} (check "
-                              f"BUILDHOOK_REGISTRY_USERNAME/PASSWORD): {error}")
-    if status and status.group(1).startswith("5"):
-        return TransientError(f"registry {registry} failed during the push of {reference} "
-                              f"(HTTP {status.group(1)}): {error}")
-    if any(marker in text for marker in _UNREACHABLE):
-        return TransientError(f"registry {registry} unreachable during the push of {reference}: {error}")
-    return TransientError(f"registry {registry} refused the push of {reference}: {error}")
 
 
 def _log_text(text: str, log: Log) -> None:

@@ -34,12 +34,14 @@ import docker
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from builder.build_context import BuildLimits
 from builder.build_log import RUNNING, BuildCancelled, BuildLog, CancelCheck, Heartbeat, StopKind, Timeout
 from builder.build_processes import git_stopped_on
 from builder.clone import changed_files, clone_commit, redact_url
 from builder.deployments import link_pushed_build
 from builder.errors import PermanentError, TransientError
-from builder.image import BuildLimits, BuildSpec, build_image, connect, local_image, push_image
+from builder.image import BuildSpec, build_image, connect, local_image
+from builder.image_push import push_image
 from builder.models import Build, BuildState, utcnow
 from builder.path_filters import filter_reason
 from builder.secrets import SecretBox

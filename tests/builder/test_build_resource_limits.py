@@ -14,8 +14,9 @@ from pathlib import Path
 
 import pytest
 
+from builder.build_context import BuildLimits
 from builder.errors import PermanentError
-from builder.image import BuildLimits, BuildSpec, build_image
+from builder.image import BuildSpec, build_image
 from builder.settings import Settings
 
 MB = 1024**2

@@ -24,7 +24,8 @@ from builder.accounts import add_user, create_token
 from builder.build_actions import cancel_build
 from builder.build_log import BuildCancelled, CancelCheck
 from builder.errors import Conflict
-from builder.image import _remove_containers, push_image
+from builder.image import _remove_containers
+from builder.image_push import push_image
 from builder.models import Build, BuildLogLine, BuildState, Trigger, utcnow
 from tests.conftest import busybox_dockerfile, log_text, signed_in, wait_for
 from tests.payloads import github_headers, github_push
