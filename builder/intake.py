@@ -105,6 +105,9 @@ def _receive(
     if not enabled:
         return answer("ignored", "trigger is disabled")
 
+    # Read before planning: superseding takes the write lock (on SQLite, the whole database's),
+    # and every statement run while it is held makes other writers wait longer.
+    listeners = _queued_listeners(session, enabled)
     plans = [plan_builds(session, trigger, event, settings) for trigger in enabled for event in events]
     builds = [build for plan in plans for build in plan.builds]
     notes = [note for plan in plans for note in plan.notes]
@@ -122,7 +125,6 @@ def _receive(
         dedupe_key=info.dedupe_key,
         reason="; ".join([f"queued {len(builds)} build(s)", *notes]),
     )
-    listeners = _queued_listeners(session, enabled)
     try:
         session.add(delivery)
         session.flush()
