@@ -27,6 +27,7 @@ from builder.models import Build, BuildLogLine, BuildState, utcnow
 log = logging.getLogger(__name__)
 
 MAX_LINE = 4000
+_HARD_BATCH = 1000  # lines buffered at most in background mode before the build's thread writes them
 RUNNING = (BuildState.CLONING.value, BuildState.BUILDING.value, BuildState.PUSHING.value)
 
 
@@ -53,6 +54,7 @@ class BuildLog:
         masked: tuple[str, ...] = (),
         max_bytes: int = 0,
         on_limit: Callable[[str], None] | None = None,
+        background: bool = False,
     ) -> None:
         self._sessions = sessions
         self._build_id = build_id
@@ -61,7 +63,11 @@ class BuildLog:
         self._masked = tuple(value for value in masked if value)
         self._buffer: list[str] = []
         self._last_flush = time.monotonic()
-        self._lock = threading.RLock()
+        self._lock = threading.RLock()  # the buffer
+        self._write_lock = threading.Lock()  # one writer at a time, in order
+        # With a watcher that calls ``flush_if_due`` (the pipeline's), the build's thread never
+        # waits for the database: it only writes when the buffer grows past ``_HARD_BATCH``.
+        self._background = background
         self._max_bytes = max_bytes
         self.on_limit = on_limit
         self.exceeded = False
@@ -91,7 +97,10 @@ class BuildLog:
                 size = len(line) + 1
             self._buffer.append(line)
             self.bytes += size
-            due = len(self._buffer) >= self._batch or time.monotonic() - self._last_flush >= self._flush_every
+            if self._background:
+                due = len(self._buffer) >= _HARD_BATCH
+            else:
+                due = len(self._buffer) >= self._batch or time.monotonic() - self._last_flush >= self._flush_every
         if limited is not None:
             self.flush()
             if self.on_limit is not None:
@@ -100,7 +109,8 @@ class BuildLog:
             self.flush()
 
     def flush_if_due(self) -> None:
-        """Write buffered lines that waited ``flush_every`` (the watcher calls it: a quiet step's output shows)."""
+        """Write buffered lines that waited ``flush_every``; the watcher calls it, so the log shows
+        live while the build's thread only reads the engine's stream."""
         with self._lock:
             due = bool(self._buffer) and time.monotonic() - self._last_flush >= self._flush_every
         if due:
@@ -113,11 +123,12 @@ class BuildLog:
             self._buffer = []
 
     def flush(self) -> None:
-        with self._lock:
-            self._last_flush = time.monotonic()
-            if not self._buffer:
-                return
-            lines, self._buffer = self._buffer, []
+        with self._write_lock:
+            with self._lock:
+                self._last_flush = time.monotonic()
+                if not self._buffer:
+                    return
+                lines, self._buffer = self._buffer, []
             for attempt in range(2):
                 try:
                     with self._sessions() as session:
@@ -134,6 +145,10 @@ class BuildLog:
                         ) or 0
                     if attempt:
                         raise
+                except Exception:
+                    with self._lock:  # the database is busy or gone: keep them for the next flush
+                        self._buffer[:0] = lines
+                    raise
 
 
 class BuildCancelled(BuildhookError):

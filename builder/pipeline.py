@@ -161,7 +161,7 @@ def run_build(
         trigger_timeout = build.trigger.build_timeout if build.trigger else None
     fence = Fence(build_id, worker, build.attempts)
     on_state(build_id, "running")
-    build_log = BuildLog(sessions, build_id, max_bytes=settings.max_log_bytes)
+    build_log = BuildLog(sessions, build_id, max_bytes=settings.max_log_bytes, background=True)
     timeout = (Timeout(trigger_timeout, "trigger", claimed) if trigger_timeout
                else Timeout(settings.build_timeout, "BUILDHOOK_BUILD_TIMEOUT", claimed)
                if settings.build_timeout > 0 else None)

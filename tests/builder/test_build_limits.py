@@ -23,6 +23,8 @@ from tests.builder.test_build_resource_limits import MB, SHOW_LIMITS, value
 from tests.conftest import busybox_dockerfile
 
 SECRET = "limits-webhook-secret"
+# Long enough for the clone and the cached steps on a busy 2-core machine, so the slow step has started.
+LIMIT = 6
 
 
 @pytest.fixture
@@ -83,20 +85,20 @@ def test_a_build_over_its_time_limit_is_stopped_and_fails(app, settings, project
     marker = f"timeout-{uuid.uuid4().hex}"
     sha = repo.commit({"Dockerfile": busybox_dockerfile(marker, f"RUN echo {marker}; sleep 60\n")}, "slow")
     if source == "trigger":
-        set_trigger_timeout(app, trigger["id"], 3)
+        set_trigger_timeout(app, trigger["id"], LIMIT)
         limited = settings.with_(build_timeout=3600)  # the trigger's limit wins over the default
     else:
-        limited = settings.with_(build_timeout=3)  # no limit on the trigger: the default applies
+        limited = settings.with_(build_timeout=LIMIT)  # no limit on the trigger: the default applies
     build_id = queued_build(app, trigger["id"], sha)
 
     outcome, states, took = run(app, limited, build_id)
 
     build, lines = stored(app, build_id)
     assert outcome is pipeline.Outcome.FAILED, lines
-    assert build.state == "failed" and build.error == f"timed out after 3 s (limit from {source})"
-    assert lines[-1] == f"FAILED: timed out after 3 s (limit from {source})"
+    assert build.state == "failed" and build.error == f"timed out after {LIMIT} s (limit from {source})"
+    assert lines[-1] == f"FAILED: timed out after {LIMIT} s (limit from {source})"
     assert any(marker in line for line in lines), "the slow step had started"
-    assert 3 <= took < 10
+    assert LIMIT <= took < LIMIT + 8
     assert states == [(build_id, "running"), (build_id, "failed")]
     assert step_containers(docker_client, marker) == [], "the step's container is removed"
     assert list(settings.effective_work_dir.glob(f"build-{build_id}-*")) == [], "work directory removed"
