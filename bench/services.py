@@ -308,17 +308,19 @@ class Stack:
             return name in self._images
 
         try:
-            for image in client.images.list():
-                references = list(image.attrs.get("RepoTags") or []) + list(image.attrs.get("RepoDigests") or [])
+            # The summaries of one list call: ``client.images.list()`` inspects every image after
+            # listing and fails when another session removes one in between.
+            for image in client.api.images():
+                references = list(image.get("RepoTags") or []) + list(image.get("RepoDigests") or [])
                 references = [r for r in references if r != "<none>:<none>" and r != "<none>@<none>"]
                 if not references or not all(ours(r) for r in references):
                     continue  # not only ours: never touch someone else's image
-                for tag in image.attrs.get("RepoTags") or []:
+                for tag in image.get("RepoTags") or []:
                     with contextlib.suppress(Exception):
                         client.images.remove(tag, noprune=False)
-                if not image.attrs.get("RepoTags"):
+                if not image.get("RepoTags"):
                     with contextlib.suppress(Exception):
-                        client.images.remove(image.id, noprune=False)
+                        client.images.remove(image["Id"], noprune=False)
         finally:
             client.close()
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import sqlite3
+import threading
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 
 from alembic import command
@@ -81,6 +83,29 @@ def database_unavailable(error: BaseException) -> bool:
     # on the client's side of the connection: refused, reset, closed by the server.
     module = type(orig).__module__ or ""
     return isinstance(error, OperationalError) and module.startswith(("psycopg", "psycopg2"))
+
+
+# One lock per SQLite database file and process, for the short write transactions that many
+# threads run at once (webhook intake). SQLite lets one writer in at a time; a connection that
+# finds the lock taken sleeps in its busy handler (1, 2, 5, 10 ... up to 100 ms between tries)
+# and does not wake when the lock is released, so 8 threads of a process competing for it
+# wait far longer than the transactions take. Queued on a Python lock, the next one starts as
+# soon as the previous one commits; only the processes still compete through SQLite.
+_WRITE_LOCKS: dict[str, threading.Lock] = {}
+_WRITE_LOCKS_GUARD = threading.Lock()
+
+
+def write_lock(session: Session) -> AbstractContextManager[object]:
+    """Hold around a write transaction (first write to commit); a no-op except on SQLite."""
+    url = session.get_bind().url
+    if url.get_backend_name() != "sqlite":
+        return nullcontext()
+    key = str(url)
+    lock = _WRITE_LOCKS.get(key)
+    if lock is None:
+        with _WRITE_LOCKS_GUARD:
+            lock = _WRITE_LOCKS.setdefault(key, threading.Lock())
+    return lock
 
 
 def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:

@@ -12,18 +12,19 @@ from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any, Mapping
 
-from sqlalchemy import select
+from sqlalchemy import insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from builder.errors import BadSignature, InputError, PayloadTooLarge
 from builder.events import Ignored
-from builder.models import Build, Delivery, Subscription, Trigger
-from builder.planning import plan_builds
+from builder.models import Build, Delivery, Subscription, utcnow
+from builder.db import write_lock
+from builder.planning import plan_builds, supersede
 from builder.providers.request import HookInfo, clean_text
 from builder.secrets import SecretBox
 from builder.settings import Settings
-from builder.triggers import find_triggers
+from builder.triggers import HookTrigger, find_triggers
 
 
 @dataclass(frozen=True)
@@ -93,7 +94,7 @@ def _receive(
     triggers = find_triggers(session, provider.NAME, info.repository)
     if not triggers:
         return answer("no_trigger", f"no trigger for {provider.NAME} repository {info.repository[:REPOSITORY_CHARS]}")
-    verified = [t for t in triggers if _signed_by(provider, headers, body, box.open(t.secret_enc))]
+    verified = [t for t in triggers if _signed_by(provider, headers, body, _webhook_secret(box, t))]
     if not verified:
         raise BadSignature("signature does not match any trigger for this repository")
     trigger_id = verified[0].id
@@ -105,38 +106,50 @@ def _receive(
     if not enabled:
         return answer("ignored", "trigger is disabled")
 
-    # Read before planning: superseding takes the write lock (on SQLite, the whole database's),
-    # and every statement run while it is held makes other writers wait longer.
+    # Reads (and planning) come before the write transaction: statements run while the write
+    # lock is held make other writers wait longer.
     listeners = _queued_listeners(session, enabled)
-    plans = [plan_builds(session, trigger, event, settings) for trigger in enabled for event in events]
-    builds = [build for plan in plans for build in plan.builds]
+    now = utcnow()
+    plans = [plan_builds(session, trigger, event, settings, now=now, supersede_now=False)
+             for trigger in enabled for event in events]
+    rows = [row for plan in plans for row in plan.rows]
     notes = [note for plan in plans for note in plan.notes]
-    if not builds:
-        session.rollback()  # undo any superseding: nothing replaces those builds
+    if not rows:
         return answer("ignored", "; ".join(notes) or "nothing to build")
-    delivery = Delivery(
-        provider=provider.NAME,
-        delivery_id=info.delivery_id,
-        event=info.event,
-        repository=_cut(info.repository, REPOSITORY_CHARS),
-        trigger_id=enabled[0].id,
-        outcome="accepted",
-        status_code=202,
-        dedupe_key=info.dedupe_key,
-        reason="; ".join([f"queued {len(builds)} build(s)", *notes]),
-    )
+    reason = "; ".join([f"queued {len(rows)} build(s)", *notes])
+    # The one write transaction, as short as can be: superseding takes the write lock (on
+    # SQLite, the whole database's), then the INSERTs and the commit. Core statements on the
+    # session's connection: the ORM's unit of work would cost more CPU than all of planning.
+    connection = session.connection()
     try:
-        session.add(delivery)
-        session.flush()
-        for build in builds:
-            build.delivery_id = delivery.id
-        session.add_all(builds)
-        session.commit()
+        with write_lock(session):
+            for plan in plans:
+                supersede(session, plan, now)
+            delivery_id = connection.execute(_INSERT_DELIVERY, {
+                "provider": provider.NAME,
+                "delivery_id": info.delivery_id,
+                "event": info.event,
+                "repository": _cut(info.repository, REPOSITORY_CHARS),
+                "trigger_id": enabled[0].id,
+                "outcome": "accepted",
+                "status_code": 202,
+                "dedupe_key": info.dedupe_key,
+                "reason": reason,
+                "received_at": now,
+            }).inserted_primary_key[0]
+            build_ids = [connection.execute(_INSERT_BUILD, {**row, "delivery_id": delivery_id}).inserted_primary_key[0]
+                         for row in rows]
+            session.commit()
     except IntegrityError:
         session.rollback()
         return answer("duplicate", f"delivery {info.delivery_id} was already accepted")
-    return HookResult(202, "accepted", delivery.reason, delivery.id, [b.id for b in builds],
-                      [b.id for b in builds if _listened(b, listeners)])
+    triggers_of = dict(zip(build_ids, (row["trigger_id"] for row in rows)))
+    return HookResult(202, "accepted", reason, delivery_id, build_ids,
+                      [b for b in build_ids if _listened(triggers_of[b], listeners)])
+
+
+_INSERT_DELIVERY = insert(Delivery.__table__)
+_INSERT_BUILD = insert(Build.__table__)
 
 
 ALL_TRIGGERS = 0  # in ``_queued_listeners``: some listener wants every trigger's builds
@@ -144,7 +157,7 @@ ALL_TRIGGERS = 0  # in ``_queued_listeners``: some listener wants every trigger'
 _SUBSCRIPTIONS = select(Subscription.events, Subscription.trigger_id).where(Subscription.enabled.is_(True))
 
 
-def _queued_listeners(session: Session, triggers: list[Trigger]) -> set[int]:
+def _queued_listeners(session: Session, triggers: list[HookTrigger]) -> set[int]:
     """The ids of the triggers whose builds' "queued" state someone listens for.
 
     A trigger with a status token reports commit statuses; a subscription to
@@ -153,14 +166,14 @@ def _queued_listeners(session: Session, triggers: list[Trigger]) -> set[int]:
     ref filter itself); announcing none saves a broker message per build.
     """
     ids = {t.id for t in triggers if t.status_token_enc}
-    for events, trigger_id in session.execute(_SUBSCRIPTIONS):
+    for events, trigger_id in session.connection().execute(_SUBSCRIPTIONS):
         if "build.queued" in (events or ()) or "*" in (events or ()):
             ids.add(ALL_TRIGGERS if trigger_id is None else trigger_id)
     return ids
 
 
-def _listened(build: Build, listeners: set[int]) -> bool:
-    return ALL_TRIGGERS in listeners or build.trigger_id in listeners
+def _listened(trigger_id: int, listeners: set[int]) -> bool:
+    return ALL_TRIGGERS in listeners or trigger_id in listeners
 
 
 # The sizes of the ``deliveries`` columns these fill.
@@ -189,6 +202,23 @@ def _storable(info: HookInfo) -> HookInfo:
 
 def _cut(value: str | None, limit: int) -> str | None:
     return value[:limit] if value is not None else None
+
+
+# Decrypted webhook secrets of this process, by (box, trigger id, ciphertext): a changed secret
+# has another ciphertext, so a stale one is never answered from here. Bounded; emptied when full.
+_SECRETS: dict[tuple[SecretBox, int, str], str] = {}
+_SECRETS_MAX = 1024
+
+
+def _webhook_secret(box: SecretBox, trigger: HookTrigger) -> str:
+    key = (box, trigger.id, trigger.secret_enc)
+    secret = _SECRETS.get(key)
+    if secret is None:
+        secret = box.open(trigger.secret_enc)
+        if len(_SECRETS) >= _SECRETS_MAX:
+            _SECRETS.clear()
+        _SECRETS[key] = secret
+    return secret
 
 
 def _signed_by(provider: ModuleType, headers: Mapping[str, str], body: bytes, secret: str) -> bool:

@@ -24,7 +24,7 @@ import time
 from datetime import datetime, timedelta
 from typing import Callable, Iterable
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import bindparam, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from builder.models import Build, BuildState, Deployment, utcnow
@@ -155,18 +155,51 @@ class DispatchMarks:
                     return
 
 
+# A build (or deployment) that was sent but not claimed is sent again after ``redispatch_after``
+# seconds, then after ever longer waits: each wait is as long as the row has existed by then (so
+# it doubles), up to ``REDISPATCH_MAX_SECONDS``. Its message may have been lost (a broker restarted
+# without persistence), or it may only be waiting behind a long backlog: a copy is harmless (the
+# worker's claim is atomic) but a copy every ten minutes of a long backlog would grow the backlog.
+REDISPATCH_MAX_SECONDS = 6 * 3600
+
+
+def next_dispatch_mark(now: datetime, created_at: datetime, redispatch_after_seconds: int,
+                       redispatch_max_seconds: int = REDISPATCH_MAX_SECONDS) -> datetime:
+    """The ``dispatched_at`` to record for a row the relay sends again now.
+
+    The relay sends a row again once ``dispatched_at`` is ``redispatch_after_seconds`` old, so
+    a mark ahead of ``now`` delays that: the next copy goes out ``max(redispatch_after, age)``
+    (at most ``redispatch_max_seconds``) from now, where age is the time since the row was
+    created. A row's first send is always marked ``now``.
+    """
+    age = (now - created_at).total_seconds()
+    wait = min(max(redispatch_after_seconds, age), max(redispatch_max_seconds, redispatch_after_seconds))
+    return now + timedelta(seconds=wait - redispatch_after_seconds)
+
+
+_MARK_ONE = update(Build).where(Build.id == bindparam("m_id")).values(dispatched_at=bindparam("m_when"))
+
+
 def relay_pending(
     sessions: sessionmaker[Session],
     send: Send,
     grace_seconds: int,
     redispatch_after_seconds: int = 600,
+    redispatch_max_seconds: int = REDISPATCH_MAX_SECONDS,
+    now: datetime | None = None,
 ) -> int:
-    """Send queued builds that were never sent (or whose message may be lost)."""
-    now = utcnow()
+    """Send queued builds that were never sent (or whose message may be lost).
+
+    A build never sent (``dispatched_at`` unset) is sent on every pass until the broker takes
+    it. One sent but still queued ``redispatch_after_seconds`` later is sent again, and then
+    at growing intervals (``next_dispatch_mark``), so a long broker backlog is not flooded with copies.
+    """
+    now = now or utcnow()
     with sessions() as session:
-        ids = list(
-            session.scalars(
-                select(Build.id)
+        due = {
+            build_id: (created_at, dispatched_at)
+            for build_id, created_at, dispatched_at in session.execute(
+                select(Build.id, Build.created_at, Build.dispatched_at)
                 .where(
                     Build.state == BuildState.QUEUED.value,
                     Build.created_at < now - timedelta(seconds=grace_seconds),
@@ -178,24 +211,45 @@ def relay_pending(
                 .order_by(Build.id)
                 .limit(500)
             )
-        )
-    failed = dispatch(sessions, send, ids)
-    return len(ids) - len(failed)
+        }
+
+    def mark(sent: list[int]) -> None:
+        marks = [{"m_id": build_id,
+                  "m_when": now if due[build_id][1] is None else
+                  next_dispatch_mark(now, due[build_id][0], redispatch_after_seconds, redispatch_max_seconds)}
+                 for build_id in sent]
+        with sessions() as session:
+            session.connection().execute(_MARK_ONE, marks)
+            session.commit()
+
+    failed = dispatch(sessions, send, list(due), mark=mark)
+    return len(due) - len(failed)
 
 
 def undispatched_deployments(sessions: sessionmaker[Session], grace_seconds: int,
-                             redispatch_after_seconds: int = 600) -> list[int]:
-    """Pending deployments to hand to the broker (again); marks them dispatched now."""
+                             redispatch_after_seconds: int = 600,
+                             redispatch_max_seconds: int = REDISPATCH_MAX_SECONDS) -> list[int]:
+    """Pending deployments to hand to the broker (again); marks them dispatched.
+
+    Like builds: never sent, marked now; sent before, marked ahead so copies come at growing intervals.
+    """
     now = utcnow()
     with sessions() as session:
-        ids = list(session.scalars(
-            select(Deployment.id).where(
+        rows = list(session.execute(
+            select(Deployment.id, Deployment.created_at, Deployment.dispatched_at).where(
                 Deployment.state == "pending",
                 Deployment.created_at < now - timedelta(seconds=grace_seconds),
                 or_(Deployment.dispatched_at.is_(None),
                     Deployment.dispatched_at < now - timedelta(seconds=redispatch_after_seconds)))
             .order_by(Deployment.id).limit(200)))
-        if ids:
-            session.execute(update(Deployment).where(Deployment.id.in_(ids)).values(dispatched_at=now))
+        if rows:
+            session.connection().execute(_MARK_DEPLOYMENT, [
+                {"m_id": row_id, "m_when": now if dispatched_at is None else
+                 next_dispatch_mark(now, created_at, redispatch_after_seconds, redispatch_max_seconds)}
+                for row_id, created_at, dispatched_at in rows])
             session.commit()
-    return ids
+    return [row_id for row_id, _created, _dispatched in rows]
+
+
+_MARK_DEPLOYMENT = (update(Deployment).where(Deployment.id == bindparam("m_id"))
+                    .values(dispatched_at=bindparam("m_when")))

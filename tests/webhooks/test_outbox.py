@@ -173,3 +173,61 @@ def test_dispatch_marks_keeps_marks_the_database_refused_and_writes_them_later(s
         assert marks.pending() == 0
         engine.dispose()
         services.engine.dispose()
+
+
+def test_relay_resends_an_unclaimed_build_at_growing_intervals_and_a_never_sent_one_every_pass(settings):
+    """A broker backlog of hours: a sent-but-unclaimed build gets a handful of copies, not one every
+    ten minutes; a build the broker never got is sent on the next pass, whatever its age."""
+    from datetime import timedelta
+
+    from builder.models import utcnow
+    from builder.outbox import next_dispatch_mark
+
+    app = create_app(settings)
+    services = app.extensions["buildhook"]
+    now = utcnow() - timedelta(days=1)  # the relay is given its clock; no real time passes
+
+    def new_build(dispatched: bool) -> int:
+        with services.sessions() as session:
+            build = Build(provider="github", repository="acme/relay", clone_url="file:///x", ref="refs/heads/main",
+                          ref_type="branch", ref_name="main", commit="f" * 40, image="acme/relay",
+                          dockerfile="Dockerfile", context=".", created_at=now,
+                          dispatched_at=now if dispatched else None)
+            session.add(build)
+            session.commit()
+            return build.id
+
+    sent_once, never_sent = new_build(True), new_build(False)
+    sent: list[int] = []
+    broker_takes_never_sent = False
+
+    def send(build_id: int) -> None:
+        if build_id == never_sent and not broker_takes_never_sent:
+            raise ConnectionError("broker down")
+        sent.append(build_id)
+
+    def relay(minute: int) -> list[int]:
+        before = list(sent)
+        relay_pending(services.sessions, send, grace_seconds=10, now=now + timedelta(minutes=minute))
+        return [b for b in sent[len(before):] if b in (sent_once, never_sent)]
+
+    copies_at = []
+    for minute in range(1, 6 * 60 + 1):  # six hours of backlog, a relay pass every minute
+        if sent_once in relay(minute):
+            copies_at.append(minute)
+        if minute == 90:  # the broker takes the other build from now on: it goes on this very pass
+            broker_takes_never_sent = True
+            assert relay(minute) == [never_sent]
+    # Due once ``dispatched_at`` is more than 10 minutes old, so a pass every minute sees it a minute
+    # later. The old relay sent a copy every 11 minutes (32 in six hours); now the waits double.
+    assert copies_at == [11, 23, 47, 95, 191], copies_at
+    assert sent.count(never_sent) == 3  # at 90 minutes, then copies at 101 and 203
+    with services.sessions() as session:  # the next copy is not before 191 + 191 minutes
+        assert session.get(Build, sent_once).dispatched_at == now + timedelta(minutes=191 + 191 - 10)
+
+    # the waits grow with the build's age, and stop growing at the cap
+    created = now - timedelta(hours=2)
+    assert next_dispatch_mark(now, now - timedelta(minutes=10), 600) == now
+    assert next_dispatch_mark(now, created, 600) == now + timedelta(hours=2) - timedelta(minutes=10)
+    assert next_dispatch_mark(now, now - timedelta(days=3), 600, 6 * 3600) == now + timedelta(hours=6, minutes=-10)
+    services.engine.dispose()
