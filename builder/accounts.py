@@ -47,6 +47,13 @@ def authenticate(session: Session, name: str, password: str) -> User | None:
     return user if check_password_hash(user.password_hash, password) else None
 
 
+def session_key(user: User) -> str:
+    """What a sign-in session holds besides the user id: it changes when the user is deleted and
+    re-created (ids can be reused) or their password changes, which ends their old sessions."""
+    material = f"{user.id}\0{user.name}\0{user.created_at.isoformat()}\0{user.password_hash}"
+    return hashlib.sha256(material.encode()).hexdigest()[:32]
+
+
 def get_user(session: Session, name: str) -> User:
     user = session.scalar(select(User).where(User.name == name))
     if user is None:

@@ -19,6 +19,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from builder.errors import InputError
+from builder.ids import is_id
 from builder.models import Build, BuildLogLine, Delivery, Trigger
 
 ACTIVE_STATES = ("queued", "cloning", "building", "pushing")
@@ -51,7 +52,7 @@ class HistoryFilter:
             return value or None
 
         trigger = text("trigger")
-        if trigger is not None and not trigger.isdigit():
+        if trigger is not None and not is_id(trigger):
             raise InputError("trigger must be a trigger id")
         state = text("state")
         if state is not None and state not in KNOWN_STATES:
@@ -125,9 +126,9 @@ def _time(value: str | None, name: str, end: bool) -> datetime | None:
             day = date.fromisoformat(text)
             return _end_of(day) if end else _start_of(day)
         found = datetime.fromisoformat(text)
-    except ValueError:
+        return found.replace(tzinfo=timezone.utc) if found.tzinfo is None else found.astimezone(timezone.utc)
+    except (ValueError, OverflowError):  # OverflowError: a time near year 1 or 9999 with an offset
         raise InputError(f"{name} must be an ISO 8601 time such as 2026-01-31T12:00:00Z, or a date") from None
-    return found.replace(tzinfo=timezone.utc) if found.tzinfo is None else found.astimezone(timezone.utc)
 
 
 def _start_of(day: date) -> datetime:

@@ -9,7 +9,10 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Mapping
+from typing import Mapping, TypeVar
+
+
+_N = TypeVar("_N", int, float)
 
 
 class ConfigError(Exception):
@@ -33,6 +36,19 @@ def _choice(env: Mapping[str, str], name: str, choices: tuple[str, ...]) -> str:
     return raw
 
 
+def _at_least(minimum: float, name: str, value: _N) -> _N:
+    if not value >= minimum:  # also refuses NaN
+        raise ConfigError(f"{name} must be at least {minimum:g}, got {value!r}")
+    return value
+
+
+def _cpus(value: float) -> float:
+    """0 (no limit), or at least 0.01 CPU: the engine's CPU quota cannot be smaller."""
+    if value != 0 and not value >= 0.01:
+        raise ConfigError(f"BUILDHOOK_BUILD_CPUS must be 0 (no limit) or at least 0.01, got {value!r}")
+    return value
+
+
 def _float(env: Mapping[str, str], name: str, default: float) -> float:
     raw = env.get(name)
     if raw is None or raw == "":
@@ -54,7 +70,7 @@ def _bytes(env: Mapping[str, str], name: str, default: int) -> int:
     number, unit = (raw[:-1], raw[-1]) if raw[-1] in "bkmg" else (raw, "")
     try:
         value = int(float(number) * _UNITS[unit])
-    except ValueError:
+    except (ValueError, OverflowError):
         raise ConfigError(f"{name} must be a size such as 536870912, 512m or 2g, got {raw!r}") from None
     if value < 0:
         raise ConfigError(f"{name} must not be negative, got {raw!r}")
@@ -122,22 +138,24 @@ class Settings:
             public_url=(env.get("BUILDHOOK_PUBLIC_URL") or "http://127.0.0.1:8000").rstrip("/"),
             data_dir=data_dir,
             work_dir=Path(work_dir) if work_dir else None,
-            max_body_bytes=_int(env, "BUILDHOOK_MAX_BODY_BYTES", 5 * 1024 * 1024),
-            build_timeout=_int(env, "BUILDHOOK_BUILD_TIMEOUT", 3600),
-            dispatch_grace_seconds=_int(env, "BUILDHOOK_DISPATCH_GRACE", 10),
+            max_body_bytes=_at_least(1, "BUILDHOOK_MAX_BODY_BYTES",
+                                     _int(env, "BUILDHOOK_MAX_BODY_BYTES", 5 * 1024 * 1024)),
+            build_timeout=_at_least(0, "BUILDHOOK_BUILD_TIMEOUT", _int(env, "BUILDHOOK_BUILD_TIMEOUT", 3600)),
+            dispatch_grace_seconds=_at_least(1, "BUILDHOOK_DISPATCH_GRACE", _int(env, "BUILDHOOK_DISPATCH_GRACE", 10)),
             docker_host=env.get("DOCKER_HOST") or None,
             registry_events_token=env.get("BUILDHOOK_REGISTRY_EVENTS_TOKEN") or None,
-            delivery_backoff=_float(env, "BUILDHOOK_DELIVERY_BACKOFF", 2.0),
-            delivery_attempts=_int(env, "BUILDHOOK_DELIVERY_ATTEMPTS", 8),
-            deploy_stable_seconds=_float(env, "BUILDHOOK_DEPLOY_STABLE_SECONDS", 5.0),
+            delivery_backoff=_at_least(0, "BUILDHOOK_DELIVERY_BACKOFF", _float(env, "BUILDHOOK_DELIVERY_BACKOFF", 2.0)),
+            delivery_attempts=_at_least(1, "BUILDHOOK_DELIVERY_ATTEMPTS", _int(env, "BUILDHOOK_DELIVERY_ATTEMPTS", 8)),
+            deploy_stable_seconds=_at_least(0, "BUILDHOOK_DEPLOY_STABLE_SECONDS",
+                                            _float(env, "BUILDHOOK_DEPLOY_STABLE_SECONDS", 5.0)),
             trusted_registries=tuple(h.strip() for h in env.get("BUILDHOOK_TRUSTED_REGISTRIES", "").split(",")
                                      if h.strip()),
             build_memory=_bytes(env, "BUILDHOOK_BUILD_MEMORY", 4 * 1024**3),
-            build_cpus=_float(env, "BUILDHOOK_BUILD_CPUS", 0.0),
+            build_cpus=_cpus(_float(env, "BUILDHOOK_BUILD_CPUS", 0.0)),
             build_network=_choice(env, "BUILDHOOK_BUILD_NETWORK", BUILD_NETWORKS),
             max_log_bytes=_bytes(env, "BUILDHOOK_MAX_LOG_BYTES", 10 * 1024**2),
             max_context_bytes=_bytes(env, "BUILDHOOK_MAX_CONTEXT_BYTES", 500 * 1024**2),
-            heartbeat_ttl=_int(env, "BUILDHOOK_HEARTBEAT_TTL", 60),
+            heartbeat_ttl=_at_least(2, "BUILDHOOK_HEARTBEAT_TTL", _int(env, "BUILDHOOK_HEARTBEAT_TTL", 60)),
         )
 
     def trusts_registry(self, host: str | None) -> bool:

@@ -47,7 +47,7 @@ def build_timeout_from_text(text: str | None) -> int | None:
     text = (text or "").strip()
     if not text:
         return None
-    if not text.lstrip("-").isdigit():
+    if not re.fullmatch(r"-?[0-9]{1,18}", text):
         raise InputError("build timeout must be a whole number of seconds (empty: the default)")
     return check_build_timeout(int(text))
 

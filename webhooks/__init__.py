@@ -6,12 +6,15 @@ import hashlib
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from flask import Flask
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
+from werkzeug.routing import IntegerConverter, Map
 
 from builder.db import make_engine, make_sessionmaker
+from builder.ids import MAX_ID
 from builder.secrets import SecretBox
 from builder.settings import Settings
 
@@ -63,6 +66,14 @@ class Services:
             log.warning("commit status for build %s not queued: %s", build_id, exc)
 
 
+class IdConverter(IntegerConverter):
+    """``<int:...>`` in routes: an id beyond the id columns' range is a 404, not a database overflow."""
+
+    def __init__(self, map: Map, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("max", MAX_ID)
+        super().__init__(map, *args, **kwargs)
+
+
 def create_app(settings: Settings | None = None) -> Flask:
     settings = settings or Settings.from_env()
     app = Flask(__name__, template_folder=str(TEMPLATES))
@@ -85,6 +96,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     from webhooks import api, auth, build_actions, dashboard, deploy_api, errors, hooks, openapi, registry
 
     celery_init_app(app, settings)
+    app.url_map.converters["int"] = IdConverter  # before the routes: <int:...> ids fit the columns
     app.register_blueprint(hooks.bp)
     app.register_blueprint(api.bp)
     app.register_blueprint(build_actions.bp)

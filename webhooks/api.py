@@ -7,6 +7,7 @@ from flask import Blueprint, Response, jsonify, request
 
 from builder.builds import build_to_dict, get_build, log_lines
 from builder.errors import InputError
+from builder.ids import MAX_ID, parse_id
 from builder.history import BuildQuery, history
 from builder.overview import OVERVIEW_DAYS, overview, overview_to_dict
 from webhooks.context import db
@@ -20,12 +21,7 @@ def int_arg(name: str, default: int | None = None, maximum: int | None = None) -
     raw = request.args.get(name)
     if raw is None or raw == "":
         return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise InputError(f"query parameter {name!r} must be an integer") from None
-    if value < 0:
-        raise InputError(f"query parameter {name!r} must not be negative")
+    value = parse_id(raw, f"query parameter {name!r} must be a whole number from 0 to {MAX_ID}")
     return min(value, maximum) if maximum is not None else value
 
 

@@ -12,7 +12,7 @@ from typing import Any
 
 from flask import Blueprint, Flask, abort, g, jsonify, redirect, render_template, request, session, url_for
 
-from builder.accounts import authenticate, find_token, note_token_use
+from builder.accounts import authenticate, find_token, note_token_use, session_key
 from builder.models import User
 from webhooks.context import db
 
@@ -68,6 +68,9 @@ def check_access() -> Any:
                 db().commit()  # last_used_at, at most once a minute per token
     elif session.get("user_id"):
         user = db().get(User, session["user_id"])
+        if user is not None and not hmac.compare_digest(session.get("user_key", ""), session_key(user)):
+            user = None  # the session was for a user since deleted (its id reused) or re-passworded
+            session.clear()
     if user is None:
         return _deny(401, "sign in, or send Authorization: Bearer TOKEN")
     g.user = user
@@ -95,6 +98,7 @@ def login():  # type: ignore[no-untyped-def]
             else:
                 session.clear()
                 session["user_id"] = user.id
+                session["user_key"] = session_key(user)
                 session.permanent = True
                 target = request.args.get("next", "")
                 return redirect(target if target.startswith("/") and not target.startswith("//") else "/")

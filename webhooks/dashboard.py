@@ -16,6 +16,7 @@ from sqlalchemy import select
 
 from builder.builds import get_build, log_lines
 from builder.errors import InputError
+from builder.ids import parse_id
 from builder.history import HistoryFilter, build_steps, fold_log, history as history_page, is_active
 from builder.models import Build, Delivery, Deployment, OutboundDelivery, Trigger
 from webhooks.context import db, services
@@ -35,9 +36,7 @@ def _cursor(name: str) -> int | None:
     raw = (request.args.get(name) or "").strip()
     if not raw:
         return None
-    if not raw.isdigit():
-        raise InputError(f"{name} must be a build id")
-    return int(raw)
+    return parse_id(raw, f"{name} must be a build id")
 
 
 @bp.get("/")
@@ -92,9 +91,7 @@ def log_stream(build_id: int):  # type: ignore[no-untyped-def]
     for raw in (request.headers.get("Last-Event-ID", ""), request.args.get("after", "")):
         raw = raw.strip()
         if raw:
-            if not raw.isdigit():
-                raise InputError("Last-Event-ID and after must be a log line number")
-            after = max(after, int(raw))
+            after = max(after, parse_id(raw, "Last-Event-ID and after must be a log line number"))
     sessions = services().sessions
     try:  # ?lifetime= may only shorten a connection (tests, proxies with short timeouts)
         lifetime = min(float(request.args.get("lifetime", STREAM_LIFETIME_SECONDS)), STREAM_LIFETIME_SECONDS)

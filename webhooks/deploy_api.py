@@ -9,6 +9,7 @@ from builder.deliveries import delivery_to_dict, redeliver
 from builder.deploy_rules import create_rule, rule_to_dict, spec_from_json
 from builder.deployments import deployment_to_dict
 from builder.errors import InputError, NotFound
+from builder.ids import is_id, parse_id
 from builder.models import DeployRule, Deployment, OutboundDelivery, RegistryEvent, Subscription
 from builder.notifications import create_subscription, subscription_to_dict
 from webhooks.context import db, services
@@ -17,10 +18,7 @@ bp = Blueprint("deploy_api", __name__, url_prefix="/api")
 
 
 def _limit() -> int:
-    raw = request.args.get("limit", "50")
-    if not raw.isdigit():
-        raise InputError("limit must be a positive integer")
-    return max(1, min(int(raw), 500))
+    return max(1, min(parse_id(request.args.get("limit", "50"), "limit must be a positive integer"), 500))
 
 
 @bp.get("/deploy-rules")
@@ -41,7 +39,7 @@ def deploy_rules_create():  # type: ignore[no-untyped-def]
 @bp.get("/deployments")
 def deployments_index():  # type: ignore[no-untyped-def]
     query = select(Deployment).order_by(Deployment.id.desc()).limit(_limit())
-    if request.args.get("build", "").isdigit():
+    if is_id(request.args.get("build")):
         query = query.where(Deployment.build_id == int(request.args["build"]))
     return jsonify({"deployments": [deployment_to_dict(d) for d in db().scalars(query)]})
 
@@ -86,7 +84,7 @@ def subscriptions_create():  # type: ignore[no-untyped-def]
 def deliveries_index():  # type: ignore[no-untyped-def]
     query = select(OutboundDelivery).order_by(OutboundDelivery.id.desc()).limit(_limit())
     for field, column in (("deployment", OutboundDelivery.deployment_id), ("build", OutboundDelivery.build_id)):
-        if request.args.get(field, "").isdigit():
+        if is_id(request.args.get(field)):
             query = query.where(column == int(request.args[field]))
     return jsonify({"deliveries": [delivery_to_dict(d) for d in db().scalars(query)]})
 

@@ -6,6 +6,7 @@ from flask import render_template, request
 from sqlalchemy import select
 
 from builder.errors import InputError
+from builder.ids import parse_id
 from builder.overview import overview as overview_numbers
 from builder.models import DeployTarget, Deployment, OutboundDelivery
 from webhooks.context import db
@@ -19,9 +20,7 @@ def _before() -> int | None:
     raw = (request.args.get("before") or "").strip()
     if not raw:
         return None
-    if not raw.isdigit():
-        raise InputError("before must be an id")
-    return int(raw)
+    return parse_id(raw, "before must be an id")
 
 
 @bp.get("/deployments")

@@ -51,3 +51,31 @@ def test_sealed_secrets_open_only_with_the_same_key():
     assert SecretBox("one").open(token) == "webhook-secret"
     with pytest.raises(ValueError, match="BUILDHOOK_SECRET_KEY"):
         SecretBox("two").open(token)
+
+
+@pytest.mark.parametrize("name, value", [
+    ("BUILDHOOK_HEARTBEAT_TTL", "0"),  # every running build would be reaped at once
+    ("BUILDHOOK_HEARTBEAT_TTL", "-60"),
+    ("BUILDHOOK_BUILD_CPUS", "0.001"),  # below the engine's smallest CPU quota: every build would fail
+    ("BUILDHOOK_BUILD_CPUS", "-1"),
+    ("BUILDHOOK_BUILD_MEMORY", "inf"),
+    ("BUILDHOOK_BUILD_MEMORY", "-1g"),
+    ("BUILDHOOK_MAX_LOG_BYTES", "lots"),
+    ("BUILDHOOK_BUILD_NETWORK", "bridge"),
+    ("BUILDHOOK_BUILD_TIMEOUT", "-5"),
+    ("BUILDHOOK_DELIVERY_ATTEMPTS", "0"),
+    ("BUILDHOOK_DELIVERY_BACKOFF", "nan"),
+    ("BUILDHOOK_DISPATCH_GRACE", "0"),
+    ("BUILDHOOK_MAX_BODY_BYTES", "0"),
+])
+def test_a_value_the_service_cannot_work_with_is_refused_at_start(name, value):
+    with pytest.raises(ConfigError, match=name):
+        Settings.from_env({"BUILDHOOK_SECRET_KEY": "k", name: value})
+
+
+def test_limits_accept_docker_style_sizes_and_zero_for_none():
+    settings = Settings.from_env({"BUILDHOOK_SECRET_KEY": "k", "BUILDHOOK_BUILD_MEMORY": "512m",
+                                  "BUILDHOOK_MAX_LOG_BYTES": "0", "BUILDHOOK_BUILD_CPUS": "1.5",
+                                  "BUILDHOOK_BUILD_NETWORK": "host"})
+    assert (settings.build_memory, settings.max_log_bytes, settings.build_cpus, settings.build_network) == (
+        512 * 1024**2, 0, 1.5, "host")

@@ -12,7 +12,10 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 
+from werkzeug.security import generate_password_hash
+
 from builder.accounts import add_user, create_token, revoke_token
+from builder.models import User
 from tests.conftest import signed_in
 
 BUILDHOOK = str(Path(sys.executable).with_name("buildhook"))
@@ -141,3 +144,39 @@ def test_users_and_tokens_from_the_command_line(service_env, app):
 def test_pages_redirect_to_sign_in(app, path):
     response = app.test_client().get(path)
     assert response.status_code == 302 and "/login" in response.headers["Location"]
+
+
+def sign_in(app, name: str, password: str):
+    browser = app.test_client()
+    token = csrf_from(browser.get("/login").text)
+    assert browser.post("/login", data={"name": name, "password": password, "csrf_token": token}).status_code == 302
+    assert browser.get("/api/builds").status_code == 200
+    return browser
+
+
+def test_a_deleted_users_session_does_not_sign_in_whoever_gets_their_id(app, client):
+    """SQLite reuses the highest id after a delete: the old cookie must not become the new user's."""
+    name, _id, _token = make_user(app, "viewer", password="old-password")
+    browser = sign_in(app, name, "old-password")
+    with app.extensions["buildhook"].sessions() as session:
+        user_id = session.scalar(text("SELECT id FROM users WHERE name = :name"), {"name": name})
+    assert client.delete(f"/api/users/{name}").status_code == 204
+    assert browser.get("/api/builds").status_code == 401
+
+    with app.extensions["buildhook"].sessions() as session:
+        session.add(User(id=user_id, name=f"admin-{uuid.uuid4().hex[:6]}",
+                         password_hash=generate_password_hash("x"), role="admin"))
+        session.commit()
+    assert browser.get("/api/builds").status_code == 401
+    assert browser.post("/api/triggers", json=TRIGGER).status_code in (401, 403)
+
+
+def test_changing_a_password_ends_the_users_sessions(app):
+    name, _id, _token = make_user(app, "viewer", password="first-password")
+    browser = sign_in(app, name, "first-password")
+    with app.extensions["buildhook"].sessions() as session:
+        session.execute(text("UPDATE users SET password_hash = :h WHERE name = :name"),
+                        {"h": generate_password_hash("second-password"), "name": name})
+        session.commit()
+    assert browser.get("/api/builds").status_code == 401
+    sign_in(app, name, "second-password")
