@@ -29,8 +29,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.common import random_sha, signed_push
-from bench.services import Stack
+if __package__ in (None, ""):  # run as a script (python3 bench/intake_profile.py): find bench/ and builder/
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.common import random_sha, signed_push  # noqa: E402
+from bench.services import Stack  # noqa: E402
 
 SECRET = "bench-intake-secret"
 REF = "refs/heads/master"
