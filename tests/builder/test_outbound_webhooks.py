@@ -251,9 +251,11 @@ def test_verification_failures() -> None:
     assert not verify_signature(body, header, "another-secret", now=NOW)
     assert not verify_signature(body, header, SECRET, now=NOW + 301)
     assert not verify_signature(body, header, SECRET, now=NOW + 3600, tolerance=300)
-    assert not independent_verify(body + b" ", header, SECRET)
-    assert not independent_verify(body, header, "another-secret")
     clock = int(time.time())  # the README's receiver reads the real clock; NOW was taken at import
+    fresh = sign(body, SECRET, clock)
+    assert independent_verify(body, fresh, SECRET)
+    assert not independent_verify(body + b" ", fresh, SECRET)
+    assert not independent_verify(body, fresh, "another-secret")
     assert not independent_verify(body, sign(body, SECRET, clock - 400), SECRET)
     assert not independent_verify(body, sign(body, SECRET, clock + 400), SECRET)
     for bad in ("", "v1=" + header.split("v1=")[1], f"t={NOW}", f"t=x{NOW},v1=00", "garbage",
