@@ -4,45 +4,56 @@
 ``CancelCheck`` is the build's one watcher thread: it polls the row for a cancel
 request, sends the worker's heartbeat, enforces the build timeout and flushes a
 quiet log; any of these (or the log limit) stops the build the same way.
+The heartbeat and the final write (``BuildLog.flush(fenced)``: the attempt's last lines
+and its final state in one transaction) apply only while the row is still the attempt's
+(``builder.build_stops.Fence``).
 """
 
 from __future__ import annotations
 
-import enum
 import logging
 import threading
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass
 from types import TracebackType
 from typing import Callable, Iterator
 
 from sqlalchemy import func, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from builder.errors import BuildhookError
-from builder.models import Build, BuildLogLine, BuildState, utcnow
+from builder.build_stops import RUNNING, BuildCancelled, Fence, Heartbeat, Stop, StopKind, Timeout
+from builder.models import Build, BuildLogLine, utcnow
+
+__all__ = ["RUNNING", "BuildCancelled", "BuildLog", "CancelCheck", "Fence", "Heartbeat", "Stop", "StopKind",
+           "Timeout", "log_limit_message"]
 
 log = logging.getLogger(__name__)
 
 MAX_LINE = 4000
-_HARD_BATCH = 1000  # lines buffered at most in background mode before the build's thread writes them
-RUNNING = (BuildState.CLONING.value, BuildState.BUILDING.value, BuildState.PUSHING.value)
+_HARD_BATCH = 1000  # background mode: lines the build's thread writes itself (unless the last write failed)
 
 
 def log_limit_message(limit: int) -> str:
     return f"log limit of {limit} bytes exceeded: build stopped"
 
 
+Fenced = Callable[[Session], bool]  # the fenced final UPDATE, in the log's transaction: False if refused
+
+
 class BuildLog:
     """Buffers lines and writes them in small batches, so readers see them live.
 
-    With ``max_bytes`` (0: no limit) it counts the bytes the build's log holds (lines
-    plus newlines, earlier attempts included); the line that would go past the limit
-    is replaced by ``log_limit_message`` and every later line is dropped, and
-    ``on_limit`` hears the message once (the watcher stops the build). Safe to call
-    from the build's thread while the watcher thread flushes.
+    With ``max_bytes`` (0: no limit) it counts the bytes written through it (lines plus
+    newlines): one attempt's, as the pipeline makes one per attempt, so a retry starts
+    with the whole limit. The line that would go past the limit is replaced by
+    ``log_limit_message`` and every later line is dropped, and ``on_limit`` hears the
+    message once (the watcher stops the build). Safe to call from the build's thread
+    while the watcher thread flushes.
+
+    A write that fails keeps its lines buffered for the next flush. In ``background`` mode
+    calling it never raises because of the database: the watcher writes the lines once the
+    database is back (the log limit bounds what is buffered meanwhile).
     """
 
     def __init__(
@@ -72,19 +83,22 @@ class BuildLog:
         self.on_limit = on_limit
         self.exceeded = False
         self.closed = False
-        with sessions() as session:
-            last, count, chars = session.execute(
-                select(func.max(BuildLogLine.seq), func.count(BuildLogLine.id),
-                       func.coalesce(func.sum(func.length(BuildLogLine.text)), 0))
-                .where(BuildLogLine.build_id == build_id)
-            ).one()
-        self._seq = last or 0
-        self.bytes = int(chars or 0) + int(count or 0)  # length() counts characters: close to bytes
+        self._failing = False  # the last write failed: the build's thread leaves the next to the watcher
+        self._seq = self._last_seq()
+        self.bytes = 0  # this attempt's lines only
 
-    def __call__(self, line: str) -> None:
+    def _last_seq(self) -> int:
+        with self._sessions() as session:
+            return session.scalar(
+                select(func.max(BuildLogLine.seq)).where(BuildLogLine.build_id == self._build_id)) or 0
+
+    def _clean(self, line: str) -> str:
         for value in self._masked:
             line = line.replace(value, "****")
-        line = line[:MAX_LINE]
+        return line[:MAX_LINE]
+
+    def __call__(self, line: str) -> None:
+        line = self._clean(line)
         limited: str | None = None
         with self._lock:
             if self.exceeded or self.closed:
@@ -98,15 +112,28 @@ class BuildLog:
             self._buffer.append(line)
             self.bytes += size
             if self._background:
-                due = len(self._buffer) >= _HARD_BATCH
+                due = len(self._buffer) >= _HARD_BATCH and not self._failing
             else:
                 due = len(self._buffer) >= self._batch or time.monotonic() - self._last_flush >= self._flush_every
-        if limited is not None:
-            self.flush()
-            if self.on_limit is not None:
-                self.on_limit(limited)
-        elif due:
-            self.flush()
+        if limited is not None or due:
+            if self._background:
+                try:
+                    self.flush()
+                except SQLAlchemyError as exc:  # kept buffered: the watcher writes them
+                    log.warning("build %s: could not write its log (kept for the next write): %s",
+                                self._build_id, exc)
+            else:
+                self.flush()
+        if limited is not None and self.on_limit is not None:
+            self.on_limit(limited)
+
+    def append(self, line: str) -> None:
+        """Buffer ``line`` for the next write, with no write and no limit check (the attempt's last
+        line, written with its final state); dropped once the limit was passed or the log closed."""
+        line = self._clean(line)
+        with self._lock:
+            if not (self.exceeded or self.closed):
+                self._buffer.append(line)
 
     def flush_if_due(self) -> None:
         """Write buffered lines that waited ``flush_every``; the watcher calls it, so the log shows
@@ -122,79 +149,48 @@ class BuildLog:
             self.closed = True
             self._buffer = []
 
-    def flush(self) -> None:
+    def flush(self, fenced: Fenced | None = None) -> bool:
+        """Write the buffered lines. With ``fenced`` (the attempt's final UPDATE), in the same
+        transaction and only if it applies: False when it refused (nothing written, the lines
+        stay buffered). A failed write keeps the lines buffered and raises."""
         with self._write_lock:
             with self._lock:
                 self._last_flush = time.monotonic()
-                if not self._buffer:
-                    return
+                if self.closed or (not self._buffer and fenced is None):
+                    return fenced is None
                 lines, self._buffer = self._buffer, []
-            for attempt in range(2):
-                try:
-                    with self._sessions() as session:
-                        for offset, text in enumerate(lines, 1):
-                            session.add(BuildLogLine(build_id=self._build_id, seq=self._seq + offset, text=text))
-                        session.commit()
-                    self._seq += len(lines)
-                    return
-                except IntegrityError:
-                    # Someone else wrote a line (the reaper, when it took the build): continue after it.
-                    with self._sessions() as session:
-                        self._seq = session.scalar(
-                            select(func.max(BuildLogLine.seq)).where(BuildLogLine.build_id == self._build_id)
-                        ) or 0
-                    if attempt:
-                        raise
-                except Exception:
-                    with self._lock:  # the database is busy or gone: keep them for the next flush
+            try:
+                written = self._write(lines, fenced)
+            except Exception:
+                with self._lock:  # the database is busy or gone: keep them for the next flush
+                    self._failing = True
+                    if not self.closed:
                         self._buffer[:0] = lines
+                raise
+            with self._lock:
+                self._failing = False
+                if not written and not self.closed:
+                    self._buffer[:0] = lines
+            return written
+
+    def _write(self, lines: list[str], fenced: Fenced | None) -> bool:
+        for attempt in range(2):
+            try:
+                with self._sessions() as session:
+                    if fenced is not None and not fenced(session):
+                        session.rollback()
+                        return False
+                    for offset, text in enumerate(lines, 1):
+                        session.add(BuildLogLine(build_id=self._build_id, seq=self._seq + offset, text=text))
+                    session.commit()
+                self._seq += len(lines)
+                return True
+            except IntegrityError:
+                # Someone else wrote a line (the reaper, when it took the build): continue after it.
+                self._seq = self._last_seq()
+                if attempt:
                     raise
-
-
-class BuildCancelled(BuildhookError):
-    """The build was stopped while it ran: cancelled, timed out, over its log limit, or taken away.
-
-    ``CancelCheck.stop`` tells which; only a cancel ends the build ``cancelled``.
-    """
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
-
-
-class StopKind(enum.Enum):
-    CANCELLED = "cancelled"  # someone asked: the build ends cancelled
-    TIMED_OUT = "timed_out"  # the build timeout: failed, never retried
-    LOG_LIMIT = "log_limit"  # the log size limit: failed, never retried
-    LOST = "lost"  # the build is no longer this worker's (reaped): leave its row alone
-
-
-@dataclass(frozen=True)
-class Stop:
-    kind: StopKind
-    message: str
-
-
-@dataclass(frozen=True)
-class Heartbeat:
-    """This worker's name ("host:pid"), the attempt it runs, and how often to say it is alive."""
-
-    worker: str
-    attempt: int
-    every: float
-
-
-@dataclass(frozen=True)
-class Timeout:
-    """The build's time limit, counted from ``started`` (``time.monotonic()`` at the claim)."""
-
-    seconds: int
-    source: str  # "trigger" or "BUILDHOOK_BUILD_TIMEOUT"
-    started: float
-
-    @property
-    def message(self) -> str:
-        return f"timed out after {self.seconds} s (limit from {self.source})"
+        raise AssertionError("unreachable")
 
 
 class CancelCheck:
@@ -207,7 +203,9 @@ class CancelCheck:
     this worker's attempt (else the build was reaped: it stops, ``StopKind.LOST``).
     A step that blocks (the engine's build or push stream, a git fetch) registers an
     ``abort`` with :meth:`aborting`; the first stop reason calls it once, so the blocked
-    step ends. Between steps the pipeline calls :meth:`raise_if_requested`.
+    step ends. Between steps the pipeline calls :meth:`raise_if_requested`. Once stopped,
+    it beats for ``heartbeat.wind_down`` seconds at most, then only looks whether the
+    build was taken (``StopKind.LOST``: the log is closed, nothing more is written).
     """
 
     def __init__(
@@ -231,6 +229,8 @@ class CancelCheck:
         self._aborts: list[Callable[[], None]] = []
         self._thread: threading.Thread | None = None
         self._last_beat = time.monotonic()
+        self._stopped_at = 0.0
+        self._silent = False  # stopped, wound down too long: no more heartbeats
         self.stop_reason: Stop | None = None
         self.reason = "cancelled"
 
@@ -264,16 +264,19 @@ class CancelCheck:
             raise BuildCancelled(self.reason)
 
     def stop(self, kind: StopKind, message: str) -> None:
-        """Stop the build for ``message``; the first reason wins. Calls the registered aborts."""
+        """Stop the build for ``message``; the first reason wins, except that ``LOST`` (the row is
+        no longer this attempt's) replaces any other. Calls the registered aborts."""
+        if kind is StopKind.LOST and self._build_log is not None:
+            self._build_log.close()  # first: not one more line once the build was taken
         with self._lock:
-            if self._requested.is_set():
+            if self._requested.is_set() and (kind is not StopKind.LOST or self.lost):
                 return
+            if not self._requested.is_set():
+                self._stopped_at = time.monotonic()
             self.stop_reason = Stop(kind, message)
             self.reason = message
             self._requested.set()
             aborts, self._aborts = self._aborts, []
-        if kind is StopKind.LOST and self._build_log is not None:
-            self._build_log.close()
         for abort in aborts:
             _call(abort)
 
@@ -293,6 +296,10 @@ class CancelCheck:
                 if abort in self._aborts:
                     self._aborts.remove(abort)
 
+    @property
+    def lost(self) -> bool:
+        return self.stop_reason is not None and self.stop_reason.kind is StopKind.LOST
+
     def _watch(self) -> None:
         while not self._stopped.wait(self._interval):
             if self._build_log is not None:
@@ -301,12 +308,41 @@ class CancelCheck:
                 except Exception as exc:  # the database is busy: the next flush writes them
                     log.warning("build %s: could not write its log: %s", self._build_id, exc)
             if self._heartbeat is not None and time.monotonic() - self._last_beat >= self._heartbeat.every:
-                self._beat()
+                if not self._requested.is_set():
+                    self._beat()
+                elif not self.lost:
+                    self._wind_down()
             if self._requested.is_set():
-                continue  # keep the heartbeat going while the step winds down
+                continue
             self._check_timeout()
             if not self._requested.is_set():
                 self._poll()
+
+    def _wind_down(self) -> None:
+        """Stopped: beat while the step ends, for ``heartbeat.wind_down`` seconds; then stay silent
+        (the reaper takes the build) and only look whether it was taken."""
+        assert self._heartbeat is not None
+        if not self._silent and time.monotonic() - self._stopped_at < self._heartbeat.wind_down:
+            self._beat()
+            return
+        if not self._silent:
+            self._silent = True
+            log.warning("build %s: stopped %.0f s ago (%s) and its step has not ended: no more heartbeats, "
+                        "the reaper takes it", self._build_id, time.monotonic() - self._stopped_at, self.reason)
+        self._last_beat = time.monotonic()  # look again in ``every`` seconds
+        try:
+            with self._sessions() as session:
+                ours = session.scalar(select(Build.id).where(*self._fence().where()))
+        except Exception as exc:  # the database is busy or away: look again later
+            log.warning("build %s: could not read its row: %s", self._build_id, exc)
+            return
+        if ours is None:
+            self.stop(StopKind.LOST, f"build {self._build_id} is no longer run by {self._heartbeat.worker} "
+                                     "(it was reaped while its stopped step hung)")
+
+    def _fence(self) -> Fence:
+        assert self._heartbeat is not None
+        return Fence(self._build_id, self._heartbeat.worker, self._heartbeat.attempt)
 
     def _check_timeout(self) -> None:
         if self._timeout is not None and time.monotonic() - self._timeout.started >= self._timeout.seconds:
@@ -316,12 +352,7 @@ class CancelCheck:
         assert self._heartbeat is not None
         try:
             with self._sessions() as session:
-                result = session.execute(
-                    update(Build)
-                    .where(Build.id == self._build_id, Build.worker == self._heartbeat.worker,
-                           Build.attempts == self._heartbeat.attempt, Build.state.in_(RUNNING))
-                    .values(heartbeat_at=utcnow())
-                )
+                result = session.execute(update(Build).where(*self._fence().where()).values(heartbeat_at=utcnow()))
                 session.commit()
         except Exception as exc:  # the database is busy or away: beat again at the next poll
             log.warning("build %s: could not record its heartbeat: %s", self._build_id, exc)

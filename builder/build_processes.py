@@ -1,5 +1,7 @@
-"""Stopping the git processes a build started, when the build is stopped mid-clone.
+"""A build attempt's local footprint: its work directory, and the git processes it started.
 
+Each attempt works in ``build-<id>-<attempt>-<hex>`` under the work directory
+(:func:`work_dir_name`; :func:`work_dir_attempt` reads it back, for the reaper's clean-up).
 git runs as child processes of the worker; a timeout or a cancel must not wait for a fetch
 that hangs. They are found through ``/proc`` (Linux) by their working directory.
 """
@@ -7,13 +9,28 @@ that hangs. They are found through ``/proc`` (Linux) by their working directory.
 from __future__ import annotations
 
 import os
+import re
 import signal
 import threading
+import uuid
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
 from builder.build_log import CancelCheck
+
+_WORK_DIR = re.compile(r"build-(\d+)-(\d+)-[0-9a-f]+")
+
+
+def work_dir_name(build_id: int, attempt: int) -> str:
+    """``build-<id>-<attempt>-<hex>``: unique per attempt, found again by :func:`work_dir_attempt`."""
+    return f"build-{build_id}-{attempt}-{uuid.uuid4().hex[:8]}"
+
+
+def work_dir_attempt(name: str) -> tuple[int, int] | None:
+    """The (build id, attempt) a work directory's ``name`` belongs to; None if it is no attempt's."""
+    match = _WORK_DIR.fullmatch(name)
+    return (int(match[1]), int(match[2])) if match else None
 
 
 @contextmanager

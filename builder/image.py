@@ -30,6 +30,7 @@ from docker.errors import APIError, DockerException, NotFound
 from builder.build_context import BuildLimits, context_archive, describe_limits, mb
 from builder.build_log import BuildCancelled, CancelCheck
 from builder.errors import PermanentError, TransientError
+from builder.step_containers import RUNNING_IN
 
 Log = Callable[[str], None]
 
@@ -198,9 +199,6 @@ class _Progress:
     containers: list[str] = field(default_factory=list)  # each step's "Running in" container
 
 
-_RUNNING_IN = re.compile(r"---> Running in ([0-9a-f]{12,64})")
-
-
 class StepFailed(PermanentError):
     """The Dockerfile failed: a step's command, an instruction, a missing file."""
 
@@ -217,7 +215,7 @@ def _follow_build(stream: Iterable[dict[str, Any]], log: Log, progress: _Progres
             text = str(chunk["stream"])
             progress.steps += text.startswith("Step ")
             progress.cache_hits += "---> Using cache" in text
-            progress.containers += _RUNNING_IN.findall(text)
+            progress.containers += RUNNING_IN.findall(text)
             _log_text(text, log)
         if "error" in chunk:
             message = str(chunk.get("error", "")).strip()

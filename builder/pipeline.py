@@ -12,8 +12,12 @@ limit. Any of them stops the engine's build or push at once, and a git fetch (it
 processes are killed). A cancelled build ends ``cancelled``; a timed-out build or one
 over its log limit ends ``failed``; neither is retried.
 
-Every write that ends an attempt is fenced on the claim (``worker`` and ``attempts``):
-a worker whose build was reaped and handed to another worker changes nothing.
+Every write that ends an attempt is fenced on the claim (``worker`` and ``attempts``) and
+writes the attempt's last log lines in the same transaction: a worker whose build was
+reaped and handed to another worker changes nothing, not even the log. When the database
+is briefly unavailable, those final writes are tried again for ``FINAL_WRITE_PATIENCE``
+seconds. Each attempt has the whole build timeout and log limit; ``started_at`` keeps the
+first attempt's start (the queue wait), ``cloning_at`` is the current attempt's.
 """
 
 from __future__ import annotations
@@ -24,20 +28,20 @@ import os
 import shutil
 import socket
 import time
-import uuid
-from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Callable
+from typing import Callable, TypeVar
 
 import docker
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from builder.build_context import BuildLimits
-from builder.build_log import RUNNING, BuildCancelled, BuildLog, CancelCheck, Heartbeat, StopKind, Timeout
-from builder.build_processes import git_stopped_on
+from builder.build_log import BuildCancelled, BuildLog, CancelCheck, Heartbeat, StopKind, Timeout
+from builder.build_processes import git_stopped_on, work_dir_name
+from builder.build_stops import Fence
 from builder.clone import changed_files, clone_commit, redact_url
+from builder.db import database_unavailable
 from builder.deployments import link_pushed_build
 from builder.errors import PermanentError, TransientError
 from builder.image import BuildSpec, build_image, connect, local_image
@@ -52,12 +56,13 @@ from builder.triggers import clone_auth
 log = logging.getLogger(__name__)
 
 MAX_ATTEMPTS = 3
-
+FINAL_WRITE_PATIENCE = 30.0  # seconds a final write is tried again while the database is unavailable
 
 StateListener = Callable[[int, str], None]
+T = TypeVar("T")
 
 
-def _no_listener(_build_id: int, _state: str) -> None:
+def no_listener(_build_id: int, _state: str) -> None:
     return None
 
 
@@ -76,15 +81,12 @@ def worker_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
-def work_dir_name(build_id: int, attempt: int) -> str:
-    """``build-<id>-<attempt>-<hex>``: the reaper finds a dead attempt's directory by its prefix."""
-    return f"build-{build_id}-{attempt}-{uuid.uuid4().hex[:8]}"
-
-
 def claim(sessions: sessionmaker[Session], build_id: int, worker: str | None = None) -> bool:
     """Atomically move a queued build to cloning; False if it is not queued.
 
-    Records the claiming ``worker`` and its first heartbeat in the same UPDATE.
+    Records the claiming ``worker`` and its first heartbeat in the same UPDATE. ``started_at``
+    keeps the first attempt's start (a retry's queue wait is not reset); ``cloning_at`` is this
+    attempt's.
     """
     now = utcnow()
     with sessions() as session:
@@ -93,7 +95,7 @@ def claim(sessions: sessionmaker[Session], build_id: int, worker: str | None = N
             .where(Build.id == build_id, Build.state == BuildState.QUEUED.value)
             .values(
                 state=BuildState.CLONING.value,
-                started_at=now,
+                started_at=func.coalesce(Build.started_at, now),
                 cloning_at=now,
                 attempts=Build.attempts + 1,
                 worker=worker or worker_name(),
@@ -102,19 +104,6 @@ def claim(sessions: sessionmaker[Session], build_id: int, worker: str | None = N
         )
         session.commit()
         return result.rowcount == 1
-
-
-@dataclass(frozen=True)
-class Fence:
-    """The claim an attempt holds: its writes apply only while the row is still that attempt."""
-
-    build_id: int
-    worker: str
-    attempt: int
-
-    def where(self) -> tuple[object, ...]:
-        return (Build.id == self.build_id, Build.worker == self.worker, Build.attempts == self.attempt,
-                Build.state.in_(RUNNING))
 
 
 def _set(sessions: sessionmaker[Session], fence: Fence, **values: object) -> bool:
@@ -141,14 +130,15 @@ def run_build(
     settings: Settings,
     build_id: int,
     engine: Callable[[str | None], docker.DockerClient] = connect,
-    on_state: StateListener = _no_listener,
+    on_state: StateListener = no_listener,
     cancel_poll: float = 0.5,
     worker: str | None = None,
 ) -> Outcome:
     """Run one build; ``on_state`` hears "running" and the final state (for commit statuses).
 
     A cancel request is looked for every ``cancel_poll`` seconds while the build runs; the
-    heartbeat is sent every ``settings.heartbeat_ttl / 4`` seconds.
+    heartbeat is sent every ``settings.heartbeat_ttl / 4`` seconds (after a stop, for one TTL at
+    most: a step that hangs past it is left to the reaper).
     """
     worker = worker or worker_name()
     if not claim(sessions, build_id, worker):
@@ -166,7 +156,8 @@ def run_build(
                else Timeout(settings.build_timeout, "BUILDHOOK_BUILD_TIMEOUT", claimed)
                if settings.build_timeout > 0 else None)
     cancel = CancelCheck(sessions, build_id, interval=cancel_poll,
-                         heartbeat=Heartbeat(worker, build.attempts, max(settings.heartbeat_ttl / 4, 0.2)),
+                         heartbeat=Heartbeat(worker, build.attempts, max(settings.heartbeat_ttl / 4, 0.2),
+                                             grace=settings.heartbeat_ttl),
                          timeout=timeout, build_log=build_log)
     build_log.on_limit = lambda message: cancel.stop(StopKind.LOG_LIMIT, message)
     workdir = settings.effective_work_dir / work_dir_name(build_id, build.attempts)
@@ -174,6 +165,7 @@ def run_build(
     error: Exception | None = None
     skip: str | None = None
     digest = ""
+    client: docker.DockerClient | None = None
     try:
         with cancel:
             cancel.raise_if_requested()
@@ -210,58 +202,59 @@ def run_build(
     except Exception as exc:  # decided below, once the work directory is gone
         error = exc
     finally:
-        build_log.flush()
         shutil.rmtree(workdir, ignore_errors=True)
+        if client is not None:
+            _close(client)
+        try:
+            build_log.flush()
+        except Exception as exc:  # kept buffered: the final write below writes them
+            log.warning("build %s: could not write its log: %s", build_id, exc)
 
     if error is not None and (isinstance(error, BuildCancelled) or cancel.check()):
         # Whatever broke once the build was stopped (a stopped stream, a killed git), the stop decides.
         stop = cancel.stop_reason
         if stop is None or stop.kind is StopKind.CANCELLED:
-            return _cancelled(sessions, build_log, fence, cancel.reason, on_state)
+            return _cancelled(build_log, fence, cancel.reason, on_state)
         if stop.kind is StopKind.LOST:
             log.warning("build %s: %s", build_id, stop.message)
             return Outcome.LOST
-        return _fail(sessions, build_log, fence, stop.message, on_state)  # timed out, log limit: no retry
+        return _fail(build_log, fence, stop.message, on_state)  # timed out, log limit: no retry
     if isinstance(error, PermanentError):
-        return _fail(sessions, build_log, fence, str(error), on_state)
+        return _fail(build_log, fence, str(error), on_state)
     if isinstance(error, TransientError):
         if build.attempts >= MAX_ATTEMPTS:
-            return _fail(sessions, build_log, fence, f"{error} (gave up after {build.attempts} attempts)",
+            return _fail(build_log, fence, f"{error} (gave up after {build.attempts} attempts)",
                          on_state)
-        build_log(f"Transient failure, will retry: {error}")
-        build_log.flush()
-        if not _requeue(sessions, fence):  # a cancel request came in the meantime, or the build was reaped
+        # Refused: a cancel request came in the meantime, or the build was reaped.
+        if not _requeue(build_log, fence, f"Transient failure, will retry: {error}"):
             cancel.check()
             if cancel.stop_reason is not None and cancel.stop_reason.kind is StopKind.LOST:
                 return Outcome.LOST
-            return _cancelled(sessions, build_log, fence, cancel.reason, on_state)
+            return _cancelled(build_log, fence, cancel.reason, on_state)
         return Outcome.RETRY
     if error is not None:  # a bug or an unforeseen failure: never leave the build running
         log.error("build %s crashed", build_id, exc_info=error)
-        return _fail(sessions, build_log, fence, f"internal error: {type(error).__name__}: {error}", on_state)
+        return _fail(build_log, fence, f"internal error: {type(error).__name__}: {error}", on_state)
     if skip:
-        build_log(f"Skipped: {skip}")
-        build_log.flush()
-        if not _set(sessions, fence, state=BuildState.SKIPPED.value, reason=skip, finished_at=utcnow()):
+        if not _final(build_log, fence, f"Skipped: {skip}",
+                      dict(state=BuildState.SKIPPED.value, reason=skip, finished_at=utcnow())):
             return Outcome.LOST
         on_state(build_id, BuildState.SKIPPED.value)
         return Outcome.SKIPPED
     if cancel.check():  # too late to stop anything: every tag is in the registry
         build_log("A stop request came after the last tag was pushed: the build counts as succeeded")
-    build_log(f"Succeeded: {build.image}@{digest}")
-    build_log.flush()
-    with sessions() as session:
-        # reason=None: a cancel request's "cancelled by ..." does not apply
-        result = session.execute(update(Build).where(*fence.where()).values(
-            state=BuildState.SUCCEEDED.value, digest=digest, finished_at=utcnow(), reason=None))
-        if result.rowcount != 1:
-            session.rollback()
-            log.warning("build %s was reaped while it ran here; its result is not recorded", build_id)
-            return Outcome.LOST
+
+    def link(session: Session) -> None:
         done = session.get(Build, build_id, populate_existing=True)
         assert done is not None
         link_pushed_build(session, done)
-        session.commit()
+
+    # reason=None: a cancel request's "cancelled by ..." does not apply
+    if not _final(build_log, fence, f"Succeeded: {build.image}@{digest}",
+                  dict(state=BuildState.SUCCEEDED.value, digest=digest, finished_at=utcnow(), reason=None),
+                  then=link):
+        log.warning("build %s was reaped while it ran here; its result is not recorded", build_id)
+        return Outcome.LOST
     on_state(build_id, BuildState.SUCCEEDED.value)
     return Outcome.SUCCEEDED
 
@@ -318,33 +311,77 @@ def _layer_cache(
     return (reference,)
 
 
-def _fail(sessions: sessionmaker[Session], build_log: BuildLog, fence: Fence, error: str,
+def _close(client: docker.DockerClient) -> None:
+    try:
+        client.close()
+    except Exception as exc:  # its connections go with the process anyway
+        log.warning("could not close the Docker client: %s", exc)
+
+
+def _final(build_log: BuildLog, fence: Fence, line: str, values: dict[str, object],
+           where: tuple[object, ...] = (), then: Callable[[Session], None] | None = None,
+           lost_if_refused: bool = True) -> bool:
+    """The attempt's final state, with ``line`` (its last log line) and any lines still buffered, in
+    one transaction, only while the row is still this attempt's (and matches ``where``); False if not,
+    and nothing is written (``lost_if_refused``: the log is closed, the build is another's now).
+    While the database is unavailable it is tried again, for ``FINAL_WRITE_PATIENCE`` seconds."""
+    build_log.append(line)
+
+    def fenced(session: Session) -> bool:
+        result = session.execute(update(Build).where(*fence.where(), *where).values(**values)
+                                 .execution_options(synchronize_session=False))
+        if result.rowcount != 1:
+            return False
+        if then is not None:
+            then(session)
+        return True
+
+    if _patiently(fence.build_id, lambda: build_log.flush(fenced)):
+        return True
+    if lost_if_refused:
+        build_log.close()
+    return False
+
+
+def _patiently(build_id: int, write: Callable[[], T]) -> T:
+    """``write()``, again with backoff while the database is unavailable (locked, restarting), for
+    ``FINAL_WRITE_PATIENCE`` seconds: a hiccup must not leave the build running until it is reaped."""
+    deadline = time.monotonic() + FINAL_WRITE_PATIENCE
+    pause = 0.2
+    while True:
+        try:
+            return write()
+        except Exception as exc:
+            if not database_unavailable(exc) or time.monotonic() + pause > deadline:
+                raise
+            log.warning("build %s: the database is unavailable (%s); its final state is written again in "
+                        "%.1f s", build_id, exc, pause)
+        time.sleep(pause)
+        pause = min(pause * 2, 5.0)
+
+
+def _fail(build_log: BuildLog, fence: Fence, error: str,
           on_state: StateListener) -> Outcome:
-    build_log(f"FAILED: {error}")
-    build_log.flush()
-    if not _set(sessions, fence, state=BuildState.FAILED.value, error=error, reason=None, finished_at=utcnow()):
+    if not _final(build_log, fence, f"FAILED: {error}",
+                  dict(state=BuildState.FAILED.value, error=error, reason=None, finished_at=utcnow())):
         return Outcome.LOST
     on_state(fence.build_id, BuildState.FAILED.value)
     return Outcome.FAILED
 
 
-def _requeue(sessions: sessionmaker[Session], fence: Fence) -> bool:
-    """Put the build back to queued for a retry, unless a cancel was requested (or it is not ours)."""
-    with sessions() as session:
-        result = session.execute(
-            update(Build)
-            .where(*fence.where(), Build.cancel_requested_at.is_(None))
-            .values(state=BuildState.QUEUED.value, dispatched_at=utcnow(), heartbeat_at=None)
-        )
-        session.commit()
-        return result.rowcount == 1
+def _requeue(build_log: BuildLog, fence: Fence, line: str) -> bool:
+    """Put the build back to queued for a retry, with ``line``, unless a cancel was requested (or it is
+    not ours): then nothing is written and the lines stay buffered."""
+    return _final(build_log, fence, line,
+                  dict(state=BuildState.QUEUED.value, dispatched_at=utcnow(), heartbeat_at=None),
+                  where=(Build.cancel_requested_at.is_(None),), lost_if_refused=False)
 
 
-def _cancelled(sessions: sessionmaker[Session], build_log: BuildLog, fence: Fence, reason: str,
+def _cancelled(build_log: BuildLog, fence: Fence, reason: str,
                on_state: StateListener) -> Outcome:
-    build_log(reason[:1].upper() + reason[1:])  # "Cancelled by <who>": the log's last line
-    build_log.flush()
-    if not _set(sessions, fence, state=BuildState.CANCELLED.value, reason=reason, finished_at=utcnow()):
+    # "Cancelled by <who>": the log's last line
+    if not _final(build_log, fence, reason[:1].upper() + reason[1:],
+                  dict(state=BuildState.CANCELLED.value, reason=reason, finished_at=utcnow())):
         return Outcome.LOST
     on_state(fence.build_id, BuildState.CANCELLED.value)
     return Outcome.CANCELLED

@@ -28,7 +28,6 @@ the workers' clocks must agree to well within the TTL (NTP).
 from __future__ import annotations
 
 import logging
-import re
 import shutil
 import socket
 from dataclasses import dataclass, replace
@@ -40,24 +39,19 @@ import docker
 from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from builder.build_log import RUNNING
+from builder.build_processes import work_dir_attempt
+from builder.build_stops import RUNNING
 from builder.image import connect
 from builder.models import Build, BuildLogLine, BuildState, utcnow
-from builder.pipeline import MAX_ATTEMPTS, StateListener
+from builder.pipeline import MAX_ATTEMPTS, StateListener, no_listener
 from builder.settings import Settings
 from builder.step_containers import attempt_containers, remove_containers
 
 log = logging.getLogger(__name__)
 
-def _no_listener(_build_id: int, _state: str) -> None:
-    return None
-
-
 REQUEUED = "requeued"
 FAILED = "failed"
 CANCELLED = "cancelled"  # a cancel had been asked for: it ends cancelled rather than retried
-
-_WORK_DIR = re.compile(r"build-(\d+)-(\d+)-[0-9a-f]+")
 
 
 @dataclass(frozen=True)
@@ -75,7 +69,7 @@ class Reaped:
 def reap(
     sessions: sessionmaker[Session],
     settings: Settings,
-    on_state: StateListener = _no_listener,
+    on_state: StateListener = no_listener,
     engine: Callable[[str | None], docker.DockerClient] = connect,
     now: datetime | None = None,
     sweep: bool = True,
@@ -182,7 +176,7 @@ def remove_work_dirs(work_dir: Path, build_id: int, attempt: int) -> list[str]:
     """Remove attempt ``attempt``'s work directories of build ``build_id`` (``build-<id>-<attempt>-*``)."""
     removed = []
     for path in work_dir.glob(f"build-{build_id}-{attempt}-*"):
-        if _WORK_DIR.fullmatch(path.name) and path.is_dir():
+        if work_dir_attempt(path.name) == (build_id, attempt) and path.is_dir():
             shutil.rmtree(path, ignore_errors=True)
             removed.append(str(path))
     return removed
@@ -196,8 +190,8 @@ def sweep_work_dirs(sessions: sessionmaker[Session], work_dir: Path) -> list[str
     claim is either not listed, or listed while its row already says it runs.
     """
     try:
-        found = [(path, int(match[1]), int(match[2])) for path in work_dir.iterdir()
-                 if (match := _WORK_DIR.fullmatch(path.name)) and path.is_dir()]
+        found = [(path, *owner) for path in work_dir.iterdir()
+                 if (owner := work_dir_attempt(path.name)) and path.is_dir()]
     except OSError:
         return []
     if not found:

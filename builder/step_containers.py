@@ -21,7 +21,8 @@ from builder.models import BuildLogLine
 
 log = logging.getLogger(__name__)
 
-_RUNNING_IN = re.compile(r"---> Running in ([0-9a-f]{12,64})")
+# How a classic build names a step's container in its output (and so in the log).
+RUNNING_IN = re.compile(r"---> Running in ([0-9a-f]{12,64})")
 
 
 def attempt_containers(sessions: sessionmaker[Session], build_id: int, attempt: int) -> list[str]:
@@ -42,7 +43,7 @@ def attempt_containers(sessions: sessionmaker[Session], build_id: int, attempt: 
             inside = text.startswith(header)
             continue
         if inside:
-            containers += _RUNNING_IN.findall(text)
+            containers += RUNNING_IN.findall(text)
     return list(dict.fromkeys(containers))
 
 

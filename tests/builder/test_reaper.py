@@ -12,6 +12,7 @@ from __future__ import annotations
 import shutil
 import socket
 import threading
+import time
 import uuid
 from datetime import timedelta
 
@@ -278,3 +279,23 @@ def test_a_stale_build_someone_asked_to_cancel_ends_cancelled_not_retried(sessio
     assert last.startswith("Worker gone:1 stopped responding (no heartbeat for ")
     assert last.endswith(": cancelled by alice")
     assert states == [(stale, "cancelled")]
+
+
+def test_a_stopped_watcher_beats_one_ttl_at_most_then_leaves_the_hung_build_to_the_reaper(sessions, settings):
+    """A stop whose step never ends (the build's thread stays blocked): the heartbeat goes on for
+    ``4 * every`` (one TTL) while the step could wind down, then stops; the reaper takes the build and
+    the watcher, seeing it taken, closes the log."""
+    build_id = running(sessions, heartbeat_age=0, worker=f"{HOST}:6262")
+    build_log = BuildLog(sessions, build_id, background=True)
+    with CancelCheck(sessions, build_id, interval=0.05, heartbeat=Heartbeat(f"{HOST}:6262", 1, 0.2),
+                     build_log=build_log) as watcher:
+        watcher.stop(StopKind.TIMED_OUT, "timed out after 1 s")
+        time.sleep(0.8 + 0.5)  # past the grace
+        silent = row(sessions, build_id).heartbeat_at
+        time.sleep(0.6)
+        assert row(sessions, build_id).heartbeat_at == silent, "no heartbeat after the grace"
+        [taken] = reap(sessions, settings, now=silent + timedelta(seconds=TTL + 1))
+        assert taken.outcome == REQUEUED
+        wait_for(lambda: watcher.stop_reason.kind is StopKind.LOST, 5, "the watcher to see the build taken")
+        assert build_log.closed
+    assert row(sessions, build_id).state == "queued"
