@@ -116,6 +116,9 @@ class TriggerRule(Base):
     tags: Mapped[list[str]] = mapped_column(JSON, default=list)
     included_files: Mapped[list[str]] = mapped_column(JSON, default=list)
     ignored_files: Mapped[list[str]] = mapped_column(JSON, default=list)
+    # Secret build args: JSON {NAME: Fernet token of the value} (builder/build_secrets.py); merged
+    # into the build args when a build runs, never copied into ``builds``, never shown but by name.
+    secret_build_args_enc: Mapped[str | None] = mapped_column(Text)
 
     trigger: Mapped[Trigger] = relationship(back_populates="rules")
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import fnmatch
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
@@ -29,6 +30,8 @@ _ALWAYS = {"sha", "short_sha", "ref_name", "timestamp"}
 _BY_SOURCE = {"branch": {"branch"}, "tag": {"tag", "version", "major", "minor", "patch"}}
 _SEMVER_FIELDS = {"version", "major", "minor", "patch"}
 LATEST = "latest"
+# A Dockerfile ARG name, as BuildKit and the classic builder accept it.
+BUILD_ARG_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
 
 
 @dataclass(frozen=True)
@@ -43,6 +46,10 @@ class RuleSpec:
     tags: tuple[str, ...] = ()
     included_files: tuple[str, ...] = ()
     ignored_files: tuple[str, ...] = ()
+    # Write-only: NAME -> value, merged into the build args when the build runs, never copied into
+    # a build's row, never shown (only the names are, by ``trigger_to_dict``). None: not given
+    # (an edit keeps the rule's), {}: none; a value None keeps that name's stored value.
+    secret_build_args: Mapping[str, str | None] | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.source not in ("branch", "tag"):
@@ -62,6 +69,8 @@ class RuleSpec:
         for template in self.tags:
             check_template(template, self.source, groups)
         check_globs(self.included_files + self.ignored_files)
+        if self.secret_build_args:
+            check_secret_build_args(self.secret_build_args, self.build_args)
 
     @classmethod
     def default(cls, source: Source, dockerfile: str = "Dockerfile", context: str = ".") -> "RuleSpec":
@@ -74,7 +83,7 @@ class RuleSpec:
         if not isinstance(data, dict):
             raise InputError("each rule must be a JSON object")
         known = {"source", "pattern", "match", "dockerfile", "context", "build_args", "target", "tags",
-                 "included_files", "ignored_files"}
+                 "included_files", "ignored_files", "secret_build_args"}
         unknown = sorted(set(data) - known)
         if unknown:
             raise InputError(f"unknown rule fields: {', '.join(unknown)}")
@@ -106,6 +115,7 @@ class RuleSpec:
             tags=lists["tags"] or (base.tags if base else ()),
             included_files=lists["included_files"],
             ignored_files=lists["ignored_files"],
+            secret_build_args=_secret_build_args_json(data),
         )
 
     def as_json(self) -> dict[str, Any]:
@@ -121,6 +131,42 @@ class RuleSpec:
             "included_files": list(self.included_files),
             "ignored_files": list(self.ignored_files),
         }
+
+
+def _secret_build_args_json(data: dict[str, Any]) -> Mapping[str, str | None] | None:
+    """``secret_build_args`` of a rule's JSON: absent -> None (keep), null -> {} (none),
+    {NAME: value} -> set, [NAME...] -> keep those names' stored values (what GET shows, sent back)."""
+    if "secret_build_args" not in data:
+        return None
+    given = data["secret_build_args"]
+    if given is None:
+        return {}
+    if isinstance(given, list) and all(isinstance(name, str) for name in given):
+        return dict.fromkeys(given)
+    if not isinstance(given, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in given.items()):
+        raise InputError("rule field 'secret_build_args' must be an object of NAME: value strings "
+                         "(or a list of names already set, to keep their values)")
+    return dict(given)
+
+
+def check_secret_build_args(args: Mapping[str, str | None], build_args: Mapping[str, str]) -> None:
+    """Raise InputError unless every name is a build arg name (not also a plain build arg) and
+    every value a non-empty line of text (the log masks each value within a line)."""
+    for name, value in args.items():
+        if not BUILD_ARG_NAME.fullmatch(name):
+            raise InputError(f"secret build arg name {name!r} is not a valid build arg name "
+                             "(letters, digits and _, not starting with a digit)")
+        if name in build_args:
+            raise InputError(f"{name!r} is both a build arg and a secret build arg")
+        if value is None:  # keep the stored value: checked when the rule is stored
+            continue
+        if not value:
+            raise InputError(f"secret build arg {name!r} needs a value")
+        if "\0" in value:
+            raise InputError(f"secret build arg {name!r}: the value must not contain NUL")
+        if "\n" in value or "\r" in value:
+            raise InputError(f"secret build arg {name!r}: the value must be one line "
+                             "(build logs mask each value within a line)")
 
 
 def check_template(template: str, source: Source, groups: int) -> None:

@@ -12,12 +12,13 @@ from urllib.parse import urlsplit
 from sqlalchemy import bindparam, delete, func, select
 from sqlalchemy.orm import Session
 
-from builder.clone import GitAuth
+from builder.build_secrets import seal_secret_build_args, secret_build_arg_names
+from builder.clone import GitAuth, redact_url
 from builder.commit_status import StatusTarget
 from builder.errors import Conflict, InputError, NotFound
 from builder.models import Build, Trigger, TriggerRule
 from builder.providers import PROVIDERS
-from builder.rules import RuleSpec
+from builder.rules import RuleSpec, check_secret_build_args
 from builder.secrets import SecretBox
 from builder.tags import image_repository
 
@@ -128,8 +129,17 @@ def _check_branch(name: str) -> str:
     return name
 
 
-def _rule_columns(rule: RuleSpec) -> dict[str, Any]:
+def _rule_columns(rule: RuleSpec, box: SecretBox, stored: TriggerRule | None = None) -> dict[str, Any]:
+    """The columns of ``rule``; ``stored`` is the rule it replaces (an edit keeps its secret build
+    args unless the rule gives ``secret_build_args``)."""
+    secrets: dict[str, Any] = {}
+    stored_enc = stored.secret_build_args_enc if stored is not None else None
+    if rule.secret_build_args is not None:
+        secrets["secret_build_args_enc"] = seal_secret_build_args(box, rule.secret_build_args, stored_enc)
+    elif stored_enc:
+        check_secret_build_args(dict.fromkeys(secret_build_arg_names(stored_enc)), rule.build_args)
     return {
+        **secrets,
         "source": rule.source,
         "match": rule.match,
         "pattern": rule.pattern,
@@ -164,7 +174,7 @@ def create_trigger(session: Session, box: SecretBox, spec: TriggerSpec, registry
         build_timeout=check_build_timeout(spec.build_timeout),
     )
     for position, rule in enumerate(spec.effective_rules()):
-        trigger.rules.append(TriggerRule(position=position, **_rule_columns(rule)))
+        trigger.rules.append(TriggerRule(position=position, **_rule_columns(rule, box)))
     session.add(trigger)
     session.flush()
     return trigger
@@ -310,18 +320,24 @@ def webhook_url(public_url: str, provider: str) -> str:
     return f"{public_url.rstrip('/')}/hooks/{provider}"
 
 
+def rule_to_dict(rule: TriggerRule) -> dict[str, Any]:
+    """A rule as the API shows it: its secret build args by name only."""
+    return {**rule_spec(rule).as_json(), "secret_build_args": secret_build_arg_names(rule.secret_build_args_enc)}
+
+
 def trigger_to_dict(trigger: Trigger, public_url: str) -> dict[str, Any]:
-    """What the API and CLI show: no secret, only whether one is set."""
+    """What the API and CLI show: no secret, only whether one is set; the clone URL without
+    a user or password (``https://user:TOKEN@host/x.git`` is shown ``https://host/x.git``)."""
     return {
         "id": trigger.id,
         "provider": trigger.provider,
         "repository": trigger.repository,
-        "clone_url": trigger.clone_url,
+        "clone_url": redact_url(trigger.clone_url),
         "image": trigger.image,
         "default_branch": trigger.default_branch,
         "enabled": trigger.enabled,
         "supersede": trigger.supersede,
-        "rules": [rule_spec(rule).as_json() for rule in trigger.rules],
+        "rules": [rule_to_dict(rule) for rule in trigger.rules],
         "api_url": trigger.api_url,
         "commit_status": trigger.status_token_enc is not None,
         "clone_auth": "ssh-key" if trigger.ssh_key_enc else "token" if trigger.clone_token_enc else None,
@@ -379,7 +395,8 @@ class TriggerEdit:
 
 def update_trigger(session: Session, box: SecretBox, trigger: Trigger, edit: TriggerEdit, registry: str) -> Trigger:
     """Apply an edit with the checks of ``create_trigger``; secrets are sealed, rules updated in place
-    (a rule keeps its id, and so its builds' layer cache, while it keeps its position)."""
+    (a rule keeps its id, and so its builds' layer cache, while it keeps its position; and its secret
+    build args, unless the new rule gives ``secret_build_args``)."""
     values = dict(edit.fields)
     for key in ("image", "default_branch"):
         if key in values:
@@ -397,8 +414,10 @@ def update_trigger(session: Session, box: SecretBox, trigger: Trigger, edit: Tri
         else:
             setattr(trigger, key, value.strip("/") if key == "repository" else value)
     if edit.rules is not None:
-        columns = [_rule_columns(rule) for rule in edit.rules]  # checks every rule before changing any
         kept = list(trigger.rules)
+        # checks every rule before changing any
+        columns = [_rule_columns(rule, box, kept[position] if position < len(kept) else None)
+                   for position, rule in enumerate(edit.rules)]
         for position, rule_columns in enumerate(columns):
             if position < len(kept):
                 for name, value in rule_columns.items():

@@ -60,6 +60,24 @@ RULE_FIELDS: dict[str, Schema] = {
     "included_files": {**STRINGS, "description": "path globs; ** crosses directories"},
     "ignored_files": STRINGS,
 }
+BUILD_ARG_NAME: Schema = {"type": "string", "pattern": "^[A-Za-z_][A-Za-z0-9_]{0,127}$"}
+SECRET_BUILD_ARGS_SHOWN: Schema = {
+    "type": "array", "items": BUILD_ARG_NAME,
+    "description": "the names of the rule's secret build args; their values are never returned"}
+SECRET_BUILD_ARGS_INPUT: Schema = {
+    "description": "secret build args: given to the build like build_args, stored encrypted, masked as **** in "
+                   "build logs, never returned (only their names). An object sets them (and replaces the rule's); "
+                   "a list of names already set keeps their values (what GET shows); null: none. Omitted: none "
+                   "on create, on PATCH the rule at that position keeps its own. A name may not also be a "
+                   "build_args name. Note: a value used by a RUN step can be read from the image's history.",
+    "writeOnly": True,
+    "oneOf": [
+        {"type": "object", "propertyNames": BUILD_ARG_NAME,
+         "additionalProperties": {"type": "string", "minLength": 1, "pattern": "^[^\\x00\\r\\n]+$"}},
+        {"type": "array", "items": BUILD_ARG_NAME},
+        {"type": "null"},
+    ],
+}
 BUILD_TIMEOUT = nullable("integer", "seconds a build may run; null: BUILDHOOK_BUILD_TIMEOUT", minimum=1,
                          maximum=7 * 24 * 3600)
 STATE_COUNTS: Schema = {"type": "object", "propertyNames": {"enum": BUILD_STATES}, "additionalProperties": COUNT}
@@ -83,14 +101,16 @@ SCHEMAS: dict[str, Schema] = {
         "status": {"type": "integer", "minimum": 400, "maximum": 599, "description": "the HTTP status again"},
         "delivery": {**ID, "description": "hooks only: the recorded delivery of a rejected webhook"},
     }, ["error", "status"], "Every error answer of /api/, /hooks/ and /registry/."),
-    "Rule": obj(RULE_FIELDS, description="A build rule of a trigger (RuleSpec.as_json)."),
-    "RuleInput": obj(RULE_FIELDS, ["source"], "A build rule to create; omitted fields take the defaults.",
-                     additionalProperties=False),
+    "Rule": obj({**RULE_FIELDS, "secret_build_args": SECRET_BUILD_ARGS_SHOWN},
+                description="A build rule of a trigger (rule_to_dict)."),
+    "RuleInput": obj({**RULE_FIELDS, "secret_build_args": SECRET_BUILD_ARGS_INPUT}, ["source"],
+                     "A build rule to create; omitted fields take the defaults.", additionalProperties=False),
     "Trigger": obj({
         "id": ID,
         "provider": {"type": "string", "enum": ["github", "gitlab", "bitbucket", "gitea"]},
         "repository": {"type": "string", "description": "as the Git host names it, e.g. OWNER/NAME"},
-        "clone_url": {"type": "string", "description": "without credentials"},
+        "clone_url": {"type": "string", "description": "without a user or password, even when it was given with "
+                                                       "them (https://user:TOKEN@host/x.git is https://host/x.git)"},
         "image": STRING,
         "default_branch": STRING,
         "enabled": BOOL,
@@ -126,7 +146,8 @@ SCHEMAS: dict[str, Schema] = {
         "dockerfile": {"type": "string", "description": "with rules: [] only: the default rules' Dockerfile"},
         "context": {"type": "string", "description": "with rules: [] only"},
         "rules": {"type": "array", "items": ref("RuleInput"),
-                  "description": "replaces every rule; empty: Docker Hub's defaults"},
+                  "description": "replaces every rule, in place by position (a rule without secret_build_args "
+                                 "keeps those of the rule it replaces); empty: Docker Hub's defaults"},
         "supersede": BOOL,
         "enabled": {"type": "boolean", "description": "false: deliveries are recorded (202, ignored, "
                                                       "\"trigger is disabled\"), nothing is built"},

@@ -9,6 +9,7 @@ import secrets
 from flask import flash, redirect, render_template, request, url_for
 from sqlalchemy import select
 
+from builder.build_secrets import secret_build_arg_names
 from builder.errors import InputError
 from builder.history import recent_deliveries
 from builder.models import Trigger
@@ -60,8 +61,26 @@ def rules_summary(trigger: Trigger) -> list[str]:
         pattern = spec.pattern if spec.match != "regex" else f"/{spec.pattern}/"
         where = "" if (spec.dockerfile, spec.context) == ("Dockerfile", ".") else \
             f" ({spec.dockerfile}, context {spec.context})"
-        shown.append(f"{spec.source} {pattern} → {', '.join(spec.tags)}{where}")
+        names = secret_build_arg_names(rule.secret_build_args_enc)
+        secret = f" · secret build args {', '.join(names)}" if names else ""
+        shown.append(f"{spec.source} {pattern} → {', '.join(spec.tags)}{where}{secret}")
     return shown
+
+
+def without_secret_values(raw_rules: str) -> tuple[str, bool]:
+    """The rules text to show again after an error: secret build arg values blanked (a secret is
+    never rendered), and whether any was."""
+    try:
+        rules = json.loads(raw_rules)
+    except ValueError:
+        return raw_rules, False
+    blanked = False
+    for rule in rules if isinstance(rules, list) else []:
+        given = rule.get("secret_build_args") if isinstance(rule, dict) else None
+        if isinstance(given, dict) and given:
+            rule["secret_build_args"] = {name: "" for name in given}
+            blanked = True
+    return (json.dumps(rules, indent=1), True) if blanked else (raw_rules, False)
 
 
 @bp.get("/triggers")
@@ -103,8 +122,9 @@ def trigger_create():  # type: ignore[no-untyped-def]
         session.commit()
     except InputError as exc:
         db().rollback()
-        form["rules"] = request.form.get("rules") or ""
-        return render_template("trigger_new.html", form=form, providers=sorted(PROVIDERS), error=str(exc),
+        form["rules"], blanked = without_secret_values(request.form.get("rules") or "")
+        error = str(exc) + (" (secret build arg values are not shown again: enter them again)" if blanked else "")
+        return render_template("trigger_new.html", form=form, providers=sorted(PROVIDERS), error=error,
                                default_timeout=ctx.settings.build_timeout), 400
     response = render_template(
         "trigger_created.html", trigger=trigger, secret=secret, generated=generated,

@@ -52,3 +52,30 @@ def test_the_migrated_schema_matches_the_models(tmp_path):
     with engine.connect() as conn:
         assert compare_metadata(MigrationContext.configure(conn), Base.metadata) == []
     engine.dispose()
+
+
+def test_0008_adds_the_secret_build_args_column_and_downgrade_drops_it(tmp_path):
+    url = f"sqlite:///{tmp_path / 'm.db'}"
+    config = alembic_config(url)
+    command.upgrade(config, "0007")
+    engine = make_engine(url)
+    with engine.begin() as conn:
+        conn.execute(sa.text(
+            "INSERT INTO triggers (provider, repository, clone_url, secret_enc, image, default_branch, enabled, "
+            "supersede, created_at) VALUES ('github', 'a/b', 'file:///x', 'tok', 'a/b', 'main', 1, 1, "
+            "'2026-01-01 00:00:00')"))
+        conn.execute(sa.text(
+            "INSERT INTO trigger_rules (trigger_id, position, source, match, pattern, dockerfile, context, "
+            "build_args, tags, included_files, ignored_files) VALUES (1, 0, 'branch', 'glob', '*', 'Dockerfile', "
+            "'.', '{}', '[\"{branch}\"]', '[]', '[]')"))
+    engine.dispose()
+
+    command.upgrade(config, "0008")
+    with engine.begin() as conn:
+        assert conn.execute(sa.text("SELECT pattern, secret_build_args_enc FROM trigger_rules")).fetchall() == [
+            ("*", None)]
+        conn.execute(sa.text("UPDATE trigger_rules SET secret_build_args_enc = '{\"A\": \"sealed\"}'"))
+    command.downgrade(config, "0007")
+    columns = {column["name"] for column in sa.inspect(engine).get_columns("trigger_rules")}
+    assert "secret_build_args_enc" not in columns and "pattern" in columns
+    engine.dispose()

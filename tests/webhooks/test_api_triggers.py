@@ -1,5 +1,6 @@
 """Triggers through the API: edit (PATCH), disable and enable, delete, build timeouts, and that no
-secret ever comes back; the trigger pages' build timeout field."""
+secret ever comes back (tokens, keys, secret build args, a clone URL's credentials); the trigger
+pages' build timeout field."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import uuid
 from typing import Any
 
 import pytest
-from sqlalchemy import update
+from sqlalchemy import text, update
 
 from builder.accounts import add_user, create_token
 from builder.models import Build
@@ -218,3 +219,124 @@ def test_the_trigger_pages_set_and_show_the_build_timeout(app, client):
         new = browser.post("/triggers", data={**form, "repository": form["repository"] + "-" + bad.strip("-."),
                                               "build_timeout": bad, "csrf_token": csrf})
         assert new.status_code == 400, bad
+
+
+# --- secret build args: write-only, shown by name -------------------------------------------
+
+NPM_TOKEN = "npm-secret-value-7c1e9b2d"
+
+
+def raw_secret_columns(app, trigger_id: int) -> list[str | None]:
+    with app.extensions["buildhook"].sessions() as session:
+        return list(session.execute(text(
+            "SELECT secret_build_args_enc FROM trigger_rules WHERE trigger_id = :id ORDER BY position"),
+            {"id": trigger_id}).scalars())
+
+
+def test_secret_build_args_are_write_only_and_shown_by_name(app, client, viewer, retire):
+    trigger = make_trigger(client, rules=[
+        {"source": "branch", "build_args": {"CHANNEL": "stable"},
+         "secret_build_args": {"NPM_TOKEN": NPM_TOKEN, "PIP_TOKEN": "pip-secret-value-41aa"}},
+        {"source": "tag"}])
+    retire(trigger["id"])
+    assert [r["secret_build_args"] for r in trigger["rules"]] == [["NPM_TOKEN", "PIP_TOKEN"], []]
+    assert trigger["rules"][0]["build_args"] == {"CHANNEL": "stable"}
+    stored = raw_secret_columns(app, trigger["id"])
+    assert stored[1] is None and NPM_TOKEN not in stored[0] and "pip-secret-value" not in stored[0]
+    assert sorted(json.loads(stored[0])) == ["NPM_TOKEN", "PIP_TOKEN"]
+    # a push: the build's row has the plain build args only
+    [build_id] = push(client, trigger).json["builds"]
+    with app.extensions["buildhook"].sessions() as session:
+        row = session.execute(text("SELECT * FROM builds WHERE id = :id"), {"id": build_id}).one()
+    assert NPM_TOKEN not in repr(tuple(row)) and "NPM_TOKEN" not in repr(tuple(row))
+
+    replaced = client.patch(f"/api/triggers/{trigger['id']}", json={"rules": [
+        {"source": "branch", "build_args": {"CHANNEL": "stable"}, "secret_build_args": {"NPM_TOKEN": "npm-new-value-9f"}},
+        {"source": "tag", "secret_build_args": {"GEM_TOKEN": "gem-secret-value-5e"}}]})
+    assert replaced.status_code == 200, replaced.json
+    assert [r["secret_build_args"] for r in replaced.json["rules"]] == [["NPM_TOKEN"], ["GEM_TOKEN"]]
+    # what GET shows, sent back: kept; absent: kept; null: removed
+    shown = client.get(f"/api/triggers/{trigger['id']}").json
+    assert client.patch(f"/api/triggers/{trigger['id']}", json={"rules": shown["rules"]}).json == shown
+    kept_and_removed = client.patch(f"/api/triggers/{trigger['id']}", json={"rules": [
+        {"source": "branch", "build_args": {"CHANNEL": "stable"}}, {"source": "tag", "secret_build_args": None}]})
+    assert [r["secret_build_args"] for r in kept_and_removed.json["rules"]] == [["NPM_TOKEN"], []]
+    assert client.patch(f"/api/triggers/{trigger['id']}", json={"image": "acme/other"}).json["rules"] == \
+        kept_and_removed.json["rules"]
+    assert raw_secret_columns(app, trigger["id"])[1] is None
+
+    answers = [json.dumps(trigger), replaced.get_data(as_text=True), kept_and_removed.get_data(as_text=True),
+               client.get(f"/api/triggers/{trigger['id']}").get_data(as_text=True),
+               client.get("/api/triggers").get_data(as_text=True),
+               viewer.get(f"/api/triggers/{trigger['id']}").get_data(as_text=True),
+               client.get(f"/api/builds/{build_id}").get_data(as_text=True),
+               client.get(f"/triggers/{trigger['id']}").get_data(as_text=True),
+               client.get("/triggers").get_data(as_text=True)]
+    for value in (NPM_TOKEN, "pip-secret-value", "npm-new-value-9f", "gem-secret-value-5e"):
+        assert not any(value in answer for answer in answers), value
+    assert "secret build args NPM_TOKEN" in answers[-2]  # the trigger page names them
+
+
+@pytest.mark.parametrize("given, words", [
+    ({"1TOKEN": "x"}, "not a valid build arg name"),
+    ({"NPM TOKEN": "x"}, "not a valid build arg name"),
+    ({"NPM_TOKEN": ""}, "needs a value"),
+    ({"NPM_TOKEN": "a\u0000b"}, "NUL"),
+    ({"NPM_TOKEN": "two\nlines"}, "one line"),
+    ({"NPM_TOKEN": 42}, "secret_build_args"),
+    ("NPM_TOKEN=x", "secret_build_args"),
+    ({"CHANNEL": "x"}, "both a build arg and a secret build arg"),
+    (["NPM_TOKEN"], "has no value yet"),
+])
+def test_bad_secret_build_args_are_a_400(app, client, given, words):
+    rule = {"source": "branch", "build_args": {"CHANNEL": "stable"}, "secret_build_args": given}
+    created = client.post("/api/triggers", json=body(rules=[rule]))
+    assert created.status_code == 400 and words in created.json["error"], created.json
+    trigger = make_trigger(client, rules=[{"source": "branch", "build_args": {"CHANNEL": "stable"}}])
+    refused = client.patch(f"/api/triggers/{trigger['id']}", json={"rules": [rule]})
+    assert refused.status_code == 400 and words in refused.json["error"], refused.json
+    assert client.get(f"/api/triggers/{trigger['id']}").json == trigger
+    assert raw_secret_columns(app, trigger["id"]) == [None]
+
+
+def test_the_create_form_takes_secret_build_args_and_never_shows_them_again(app, client):
+    browser, csrf = browser_with_csrf(app)
+    form = {key: value for key, value in body().items() if key != "secret"}
+    rules = json.dumps([{"source": "branch", "secret_build_args": {"NPM_TOKEN": NPM_TOKEN}}])
+    created = browser.post("/triggers", data={**form, "rules": rules, "csrf_token": csrf})
+    assert created.status_code == 201 and NPM_TOKEN not in created.text
+    assert "secret build args NPM_TOKEN" in created.text
+    trigger_id = int(re.search(r'href="/triggers/(\d+)">Done', created.text).group(1))
+    assert client.get(f"/api/triggers/{trigger_id}").json["rules"][0]["secret_build_args"] == ["NPM_TOKEN"]
+    # refused (a bad tag template): the form comes back without the value
+    bad = json.dumps([{"source": "tag", "tags": ["{branch}"], "secret_build_args": {"NPM_TOKEN": NPM_TOKEN}}])
+    refused = browser.post("/triggers", data={**form, "repository": form["repository"] + "-x", "rules": bad,
+                                              "csrf_token": csrf})
+    assert refused.status_code == 400 and NPM_TOKEN not in refused.text
+    assert "NPM_TOKEN" in refused.text and "not shown again" in refused.text
+
+
+# --- clone URLs with credentials ----------------------------------------------------------------
+
+
+def test_a_clone_url_s_user_and_password_are_never_shown(app, client, viewer):
+    url_token = "clone-url-token-0d5c8e"
+    trigger = make_trigger(client, clone_url=f"https://ci-bot:{url_token}@git.example.com:8443/acme/widget.git")
+    assert trigger["clone_url"] == "https://git.example.com:8443/acme/widget.git"
+    token_only = make_trigger(client, clone_url=f"https://{url_token}@github.com/acme/widget.git")
+    assert token_only["clone_url"] == "https://github.com/acme/widget.git"
+    answers = [client.get(f"/api/triggers/{trigger['id']}").get_data(as_text=True),
+               viewer.get("/api/triggers").get_data(as_text=True),
+               client.get(f"/triggers/{trigger['id']}").get_data(as_text=True),
+               client.get(f"/triggers/{token_only['id']}").get_data(as_text=True),
+               client.get("/triggers").get_data(as_text=True),
+               client.patch(f"/api/triggers/{trigger['id']}", json={"image": "acme/other"}).get_data(as_text=True)]
+    assert not any(url_token in answer or "ci-bot" in answer for answer in answers)
+    assert "https://git.example.com:8443/acme/widget.git" in answers[2]
+    # stored as given: the worker still clones with it
+    with app.extensions["buildhook"].sessions() as session:
+        stored = session.execute(text("SELECT clone_url FROM triggers WHERE id = :id"), {"id": trigger["id"]}).scalar()
+    assert stored == f"https://ci-bot:{url_token}@git.example.com:8443/acme/widget.git"
+    # URLs without credentials are shown as they are
+    for url in ("file:///srv/git/widget.git", "git@github.com:acme/widget.git", "https://github.com/acme/w.git"):
+        assert make_trigger(client, clone_url=url)["clone_url"] == url

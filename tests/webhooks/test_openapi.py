@@ -223,7 +223,8 @@ def world(app, admin_token, settings, tmp_path_factory):
     main = trigger("openapi", rules=[
         {"source": "branch", "tags": ["{branch}", "{short_sha}", "latest"], "ignored_files": ["**/*.lock"]},
         {"source": "tag", "match": "regex", "pattern": r"v(\d+)\.(\d+)\.\d+", "dockerfile": "Dockerfile",
-         "build_args": {"CHANNEL": "stable"}, "target": "release", "tags": ["{version}", "{major}.{minor}", "v{\\1}"]},
+         "build_args": {"CHANNEL": "stable"}, "secret_build_args": {"NPM_TOKEN": "openapi-npm-token"},
+         "target": "release", "tags": ["{version}", "{major}.{minor}", "v{\\1}"]},
     ])
     unreachable = trigger("openapi-unreachable", provider="gitlab", clone_url="file:///nonexistent/openapi.git",
                           api_url="https://gitlab.example.com", clone_token="not-a-real-token")
@@ -330,7 +331,8 @@ def new_trigger(w: SimpleNamespace) -> dict:
     return {"provider": "gitea", "repository": f"acme/openapi-new-{uuid.uuid4().hex[:6]}",
             "clone_url": "https://gitea.example.com/acme/new.git", "secret": "s", "image": "acme/new",
             "default_branch": "trunk", "dockerfile": "build/Dockerfile", "supersede": True,
-            "rules": [{"source": "branch", "match": "exact", "pattern": "trunk", "tags": ["{sha}"]}]}
+            "rules": [{"source": "branch", "match": "exact", "pattern": "trunk", "tags": ["{sha}"],
+                       "secret_build_args": {"NPM_TOKEN": "openapi-new-npm-token"}}]}
 
 
 def deploy_rule(w: SimpleNamespace, tag: str = ">=1.2 <2") -> dict:
@@ -416,7 +418,8 @@ B, T, D = "/api/builds/{build_id}", "/api/triggers/{trigger_id}", "/api/deliveri
 U, K = "/api/users", "/api/tokens"
 PATCHED = {"image": "acme/patched", "default_branch": "develop", "build_timeout": 900, "secret": "new-secret",
            "clone_token": "tok", "clone_username": "oauth2", "status_token": None, "supersede": False,
-           "rules": [{"source": "tag", "match": "regex", "pattern": r"v(\d+)", "tags": ["v{\\1}"]}]}
+           "rules": [{"source": "tag", "match": "regex", "pattern": r"v(\d+)", "tags": ["v{\\1}"],
+                      "secret_build_args": ["NPM_TOKEN"]}]}
 CASES = [
     case("get", "/api/openapi.json", 200, lambda c, w: c.get("/api/openapi.json")),
     case("get", "/api/openapi.json", 401, lambda c, w: w.anonymous.get("/api/openapi.json"), "anonymous"),
@@ -470,6 +473,12 @@ CASES = [
         "rules": [{"source": "tag", "tags": ["{branch}"]}]}), "bad template"),
     case("patch", T, 400, lambda c, w: c.patch(f"/api/triggers/{fresh_trigger(c, w)}", json={
         "build_timeout": 0}), "timeout"),
+    case("patch", T, 200, lambda c, w: c.patch(f"/api/triggers/{fresh_trigger(c, w)}", json={
+        "rules": [{"source": "branch", "secret_build_args": {"GEM_TOKEN": "g"}}, {"source": "tag",
+                                                                                 "secret_build_args": None}]}),
+         "secret build args"),
+    case("patch", T, 400, lambda c, w: c.patch(f"/api/triggers/{fresh_trigger(c, w)}", json={
+        "rules": [{"source": "branch", "secret_build_args": {"not a name": "x"}}]}), "secret build arg name"),
     case("patch", T, 403, lambda c, w: w.viewer.patch(f"/api/triggers/{w.trigger['id']}", json={"enabled": False})),
     case("patch", T, 404, lambda c, w: c.patch(f"/api/triggers/{MISSING}", json={"enabled": False})),
     case("delete", T, 204, lambda c, w: c.delete(f"/api/triggers/{fresh_trigger(c, w)}")),
