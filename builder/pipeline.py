@@ -39,6 +39,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from builder.build_context import BuildLimits
 from builder.build_log import BuildCancelled, BuildLog, CancelCheck, Heartbeat, StopKind, Timeout
 from builder.build_processes import git_stopped_on, work_dir_name
+from builder.build_secrets import secret_build_args
 from builder.build_stops import Fence
 from builder.clone import changed_files, clone_commit, redact_url
 from builder.db import database_unavailable
@@ -147,11 +148,14 @@ def run_build(
     with sessions() as session:
         build = session.get(Build, build_id)
         assert build is not None  # claimed a moment ago
-        auth = clone_auth(build.trigger, SecretBox(settings.secret_key)) if build.trigger else None
+        box = SecretBox(settings.secret_key)
+        auth = clone_auth(build.trigger, box) if build.trigger else None
         trigger_timeout = build.trigger.build_timeout if build.trigger else None
+        secret_args, unreadable = _secret_args(session, box, build)
     fence = Fence(build_id, worker, build.attempts)
     on_state(build_id, "running")
-    build_log = BuildLog(sessions, build_id, max_bytes=settings.max_log_bytes, background=True)
+    build_log = BuildLog(sessions, build_id, max_bytes=settings.max_log_bytes, background=True,
+                         masked=tuple(secret_args.values()))
     timeout = (Timeout(trigger_timeout, "trigger", claimed) if trigger_timeout
                else Timeout(settings.build_timeout, "BUILDHOOK_BUILD_TIMEOUT", claimed)
                if settings.build_timeout > 0 else None)
@@ -169,6 +173,8 @@ def run_build(
     try:
         with cancel:
             cancel.raise_if_requested()
+            if unreadable:
+                raise PermanentError(unreadable)
             client = engine(settings.docker_host)
             if build.attempts > 1:
                 _remove_previous_attempt(sessions, settings, engine, build_id, build.attempts - 1, build_log)
@@ -188,7 +194,7 @@ def run_build(
                     repository=build.image,
                     tags=tuple(build.tags),
                     labels=oci_labels(build, utcnow()),
-                    build_args=dict(build.build_args),
+                    build_args={**build.build_args, **secret_args},
                     target=build.target,
                     cache_from=_layer_cache(sessions, client, build, build_log),
                     limits=BuildLimits.from_settings(settings),
@@ -263,6 +269,14 @@ def _lost(cancel: CancelCheck, fence: Fence) -> BuildCancelled:
     """The row is no longer this attempt's (a reaper took it): stop, write nothing more."""
     cancel.stop(StopKind.LOST, f"build {fence.build_id} is no longer run by {fence.worker} (it was reaped)")
     return BuildCancelled(cancel.reason)
+
+
+def _secret_args(session: Session, box: SecretBox, build: Build) -> tuple[dict[str, str], str | None]:
+    """The rule's secret build args (their values are masked in the log), or why they cannot be read."""
+    try:
+        return secret_build_args(session, box, build), None
+    except ValueError:
+        return {}, "the rule's secret build args cannot be decrypted: was BUILDHOOK_SECRET_KEY changed?"
 
 
 def _remove_previous_attempt(sessions: sessionmaker[Session], settings: Settings,

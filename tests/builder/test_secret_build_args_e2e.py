@@ -9,7 +9,6 @@ from __future__ import annotations
 import hashlib
 import uuid
 
-import pytest
 from sqlalchemy import text
 
 from builder import pipeline
@@ -17,7 +16,6 @@ from tests.builder.test_build_limits import queued_build, run, stored
 from tests.conftest import busybox_dockerfile
 
 
-@pytest.mark.xfail(reason="waiting for pipeline wiring", strict=True)
 def test_a_step_sees_the_secret_build_arg_and_the_log_masks_it(app, settings, client, make_repo, registry):
     value = f"npm-secret-{uuid.uuid4().hex}"
     digest = hashlib.sha256(value.encode()).hexdigest()
@@ -49,3 +47,23 @@ def test_a_step_sees_the_secret_build_arg_and_the_log_masks_it(app, settings, cl
         row = session.execute(text("SELECT * FROM builds WHERE id = :id"), {"id": build_id}).one()
     assert value not in repr(tuple(row))
     assert registry.tags(f"acme/secret-args-{suffix}") == build.tags
+
+
+def test_secret_build_args_sealed_with_another_key_fail_the_build_with_a_clear_error(app, settings, client,
+                                                                                      make_repo):
+    repo = make_repo()
+    sha = repo.commit({"Dockerfile": busybox_dockerfile(uuid.uuid4().hex, "ARG NPM_TOKEN\n")}, "secret arg")
+    suffix = uuid.uuid4().hex[:8]
+    created = client.post("/api/triggers", json={
+        "provider": "github", "repository": f"acme/secret-key-{suffix}", "clone_url": repo.url,
+        "secret": "s", "image": f"acme/secret-key-{suffix}",
+        "rules": [{"source": "branch", "secret_build_args": {"NPM_TOKEN": "value"}}]})
+    assert created.status_code == 201, created.json
+    build_id = queued_build(app, created.json["id"], sha)
+
+    outcome, _states, _took = run(app, settings.with_(secret_key="a-different-key"), build_id)
+
+    build, lines = stored(app, build_id)
+    assert outcome is pipeline.Outcome.FAILED, lines
+    assert build.error == "the rule's secret build args cannot be decrypted: was BUILDHOOK_SECRET_KEY changed?"
+    assert build.attempts == 1  # a permanent error: never retried
