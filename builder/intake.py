@@ -24,7 +24,7 @@ from builder.planning import plan_builds, supersede
 from builder.providers.request import HookInfo, clean_text
 from builder.secrets import SecretBox
 from builder.settings import Settings
-from builder.triggers import HookTrigger, find_triggers
+from builder.trigger_lookup import HookTrigger, find_triggers
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ from builder.rules import LATEST, TagContext, match, render_tags
 from builder.semver import Version
 from builder.settings import Settings
 from builder.tags import image_repository
-from builder.triggers import HookRule, HookTrigger, rule_spec
+from builder.trigger_lookup import HookRule, HookTrigger, rule_spec
 
 SKIP_MARKERS = ("[skip ci]", "[ci skip]", "[skip build]", "[build skip]")
 

@@ -1,15 +1,17 @@
-"""Creating, finding and describing triggers and their rules."""
+"""Creating, editing, deleting and describing triggers and their rules.
+
+What the webhook intake reads of them (fast, plain values) is in ``builder/trigger_lookup.py``.
+"""
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field, fields
-from functools import lru_cache
+from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 from typing import Any
 from urllib.parse import urlsplit
 
-from sqlalchemy import bindparam, delete, func, select
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from builder.build_secrets import seal_secret_build_args, secret_build_arg_names
@@ -19,6 +21,7 @@ from builder.errors import Conflict, InputError, NotFound
 from builder.models import Build, Trigger, TriggerRule
 from builder.providers import PROVIDERS
 from builder.rules import RuleSpec, check_secret_build_args
+from builder.trigger_lookup import rule_spec
 from builder.secrets import SecretBox
 from builder.tags import image_repository
 
@@ -180,34 +183,6 @@ def create_trigger(session: Session, box: SecretBox, spec: TriggerSpec, registry
     return trigger
 
 
-def rule_spec(rule: TriggerRule | HookRule) -> RuleSpec:
-    """The rule as a ``RuleSpec``: built (and checked) once per distinct set of columns.
-
-    The result is shared between callers: treat it, and its ``build_args``, as read-only.
-    """
-    return _rule_spec(rule.source, rule.match, rule.pattern, rule.dockerfile, rule.context,
-                      tuple((rule.build_args or {}).items()), rule.target, tuple(rule.tags or ()),
-                      tuple(rule.included_files or ()), tuple(rule.ignored_files or ()))
-
-
-@lru_cache(maxsize=4096)
-def _rule_spec(source: str, match: str, pattern: str, dockerfile: str, context: str,
-               build_args: tuple[tuple[str, str], ...], target: str | None, tags: tuple[str, ...],
-               included_files: tuple[str, ...], ignored_files: tuple[str, ...]) -> RuleSpec:
-    return RuleSpec(
-        source=source,  # type: ignore[arg-type]
-        match=match,
-        pattern=pattern,
-        dockerfile=dockerfile,
-        context=context,
-        build_args=dict(build_args),
-        target=target,
-        tags=tags,
-        included_files=included_files,
-        ignored_files=ignored_files,
-    )
-
-
 DEFAULT_API_URLS = {
     "github": "https://api.github.com",
     "gitlab": "https://gitlab.com",
@@ -243,70 +218,6 @@ def status_target(trigger: Trigger, box: SecretBox) -> StatusTarget | None:
         provider = "bitbucket-server"
     return StatusTarget(provider=provider, api_url=api_url.rstrip("/"), repository=trigger.repository,
                         token=box.open(trigger.status_token_enc))
-
-
-@dataclass(frozen=True)
-class HookRule:
-    """A rule as webhook intake reads it (the columns ``rule_spec`` and planning use)."""
-
-    id: int
-    position: int
-    source: str
-    match: str
-    pattern: str
-    dockerfile: str
-    context: str
-    build_args: dict[str, str]
-    target: str | None
-    tags: list[str]
-    included_files: list[str]
-    ignored_files: list[str]
-
-
-@dataclass(frozen=True)
-class HookTrigger:
-    """A trigger as webhook intake reads it: plain values, with its rules in position order."""
-
-    id: int
-    provider: str
-    repository: str
-    clone_url: str
-    secret_enc: str = field(repr=False)
-    image: str
-    default_branch: str
-    enabled: bool
-    supersede: bool
-    status_token_enc: str | None = field(repr=False)
-    rules: tuple[HookRule, ...]
-
-
-_HOOK_TRIGGER_COLUMNS = tuple(f.name for f in fields(HookTrigger) if f.name != "rules")
-_HOOK_RULE_COLUMNS = tuple(f.name for f in fields(HookRule))
-# One statement for the triggers of a repository and their rules, built once (building a
-# statement costs more CPU than SQLite takes to run this one). Plain rows: no ORM identity
-# map, no lazy loads, nothing for a later flush to look at.
-_FIND_TRIGGERS = (
-    select(*(Trigger.__table__.c[name] for name in _HOOK_TRIGGER_COLUMNS),
-           *(TriggerRule.__table__.c[name].label(f"rule_{name}") for name in _HOOK_RULE_COLUMNS))
-    .select_from(Trigger.__table__.outerjoin(TriggerRule.__table__))
-    .where(Trigger.provider == bindparam("provider"),
-           func.lower(Trigger.repository) == bindparam("repository"))
-    .order_by(Trigger.id, TriggerRule.position)
-)
-
-
-def find_triggers(session: Session, provider: str, repository: str) -> list[HookTrigger]:
-    """The triggers for ``provider``'s ``repository`` (any case), oldest first, with their rules."""
-    rows = session.connection().execute(_FIND_TRIGGERS, {"provider": provider, "repository": repository.lower()})
-    found: dict[int, tuple[dict[str, Any], list[HookRule]]] = {}
-    for row in rows:
-        values = row._mapping
-        trigger_id = values["id"]
-        if trigger_id not in found:
-            found[trigger_id] = ({name: values[name] for name in _HOOK_TRIGGER_COLUMNS}, [])
-        if values["rule_id"] is not None:
-            found[trigger_id][1].append(HookRule(*(values[f"rule_{name}"] for name in _HOOK_RULE_COLUMNS)))
-    return [HookTrigger(**columns, rules=tuple(rules)) for columns, rules in found.values()]
 
 
 def get_trigger(session: Session, trigger_id: int) -> Trigger:
