@@ -17,6 +17,7 @@ import socket
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 
 _REQUEST_LINE = re.compile(rb"^(GET|HEAD|POST|PUT|PATCH|DELETE) (\S+) HTTP/1\.[01]\r\n")
 
@@ -181,3 +182,35 @@ def http_answer(status: int, reason: str, body: bytes = b"") -> bytes:
     """A raw HTTP/1.1 response that closes its connection (what ``on_request`` sends back)."""
     return (f"HTTP/1.1 {status} {reason}\r\nContent-Type: application/json\r\n"
             f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n").encode() + body
+
+
+@dataclass
+class SilentServer:
+    """A loopback server that accepts connections and never reads or answers: a peer that hangs."""
+
+    port: int
+    held: list[socket.socket]
+
+
+@contextmanager
+def silent_server() -> Iterator[SilentServer]:
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(8)
+    silent = SilentServer(server.getsockname()[1], [])
+
+    def accept() -> None:
+        while True:
+            try:
+                connection, _ = server.accept()
+            except OSError:
+                return
+            silent.held.append(connection)  # read nothing, answer nothing
+
+    threading.Thread(target=accept, daemon=True).start()
+    try:
+        yield silent
+    finally:
+        server.close()
+        for connection in silent.held:
+            connection.close()

@@ -9,8 +9,6 @@ fails with the limit's message as its last log line. None of them is retried.
 
 from __future__ import annotations
 
-import socket
-import threading
 import time
 import uuid
 
@@ -21,6 +19,7 @@ from builder import build_processes, pipeline
 from builder.models import Build, BuildLogLine, Trigger, utcnow
 from tests.builder.test_build_resource_limits import MB, SHOW_LIMITS, value
 from tests.conftest import busybox_dockerfile
+from tests.socket_proxy import silent_server
 
 SECRET = "limits-webhook-secret"
 # Long enough for the clone and the cached steps on a busy 2-core machine, so the slow step has started.
@@ -109,32 +108,14 @@ def test_a_build_over_its_time_limit_is_stopped_and_fails(app, settings, project
 def test_a_git_fetch_that_hangs_is_killed_at_the_time_limit(app, settings, project):
     """A git server that accepts the connection and never answers: git would wait forever."""
     _repo, trigger = project
-    server = socket.socket()
-    server.bind(("127.0.0.1", 0))
-    server.listen(8)
-    held: list[socket.socket] = []
-
-    def accept() -> None:
-        while True:
-            try:
-                connection, _ = server.accept()
-            except OSError:
-                return
-            held.append(connection)  # read nothing, answer nothing
-
-    threading.Thread(target=accept, daemon=True).start()
-    url = f"git://127.0.0.1:{server.getsockname()[1]}/hanging.git"
-    build_id = queued_build(app, trigger["id"], "b" * 40, clone_url=url)
-    try:
+    with silent_server() as git_server:
+        url = f"git://127.0.0.1:{git_server.port}/hanging.git"
+        build_id = queued_build(app, trigger["id"], "b" * 40, clone_url=url)
         outcome, _states, took = run(app, settings.with_(build_timeout=2), build_id)
-    finally:
-        server.close()
-        for connection in held:
-            connection.close()
+        assert git_server.held, "git had connected"
     build, lines = stored(app, build_id)
     assert outcome is pipeline.Outcome.FAILED, lines
     assert build.error == "timed out after 2 s (limit from BUILDHOOK_BUILD_TIMEOUT)"
-    assert held, "git had connected"
     assert 2 <= took < 6
     assert list(settings.effective_work_dir.glob(f"build-{build_id}-*")) == []
     assert build_processes.kill_processes_in(settings.effective_work_dir) == 0, "no git process is left"

@@ -28,6 +28,7 @@ from builder.reaper import REQUEUED, reap
 from builder.settings import Settings
 from builder.step_containers import attempt_containers
 from tests.conftest import wait_for
+from tests.socket_proxy import silent_server
 
 HOST = socket.gethostname()
 WORKER = f"{HOST}:{os.getpid()}"
@@ -226,31 +227,17 @@ def test_a_stopped_build_whose_engine_hangs_stops_beating_and_is_reaped(sessions
     """The engine (a tcp DOCKER_HOST) accepts the connection and never answers: the build's thread is
     blocked where no stop can reach it. After its timeout the watcher beats for one TTL, then falls
     silent; the reaper takes the build, and the attempt, once it returns, records nothing."""
-    server = socket.socket()
-    server.bind(("127.0.0.1", 0))
-    server.listen(8)
-    held: list[socket.socket] = []
-
-    def accept() -> None:
-        while True:
-            try:
-                connection, _ = server.accept()
-            except OSError:
-                return
-            held.append(connection)  # read nothing, answer nothing
-
-    threading.Thread(target=accept, daemon=True).start()
     ttl = 2
-    settings = Settings(database_url="sqlite://", secret_key="log-test", data_dir=tmp_path, heartbeat_ttl=ttl,
-                        build_timeout=1, docker_host=f"tcp://127.0.0.1:{server.getsockname()[1]}")
-    build_id = new_build(sessions)
-    outcomes: list[pipeline.Outcome] = []
-    runner = threading.Thread(target=lambda: outcomes.append(
-        pipeline.run_build(sessions, settings, build_id, cancel_poll=0.1, worker=WORKER)), daemon=True)
-    started = time.monotonic()
-    runner.start()
-    try:
-        wait_for(lambda: held, 10, "the engine connection")
+    with silent_server() as engine:
+        settings = Settings(database_url="sqlite://", secret_key="log-test", data_dir=tmp_path, heartbeat_ttl=ttl,
+                            build_timeout=1, docker_host=f"tcp://127.0.0.1:{engine.port}")
+        build_id = new_build(sessions)
+        outcomes: list[pipeline.Outcome] = []
+        runner = threading.Thread(target=lambda: outcomes.append(
+            pipeline.run_build(sessions, settings, build_id, cancel_poll=0.1, worker=WORKER)), daemon=True)
+        started = time.monotonic()
+        runner.start()
+        wait_for(lambda: engine.held, 10, "the engine connection")
         reaped = wait_for(lambda: reap(sessions, settings), 4 * ttl + 5, "the reaper to take the hung build")
         took = time.monotonic() - started
         assert [(r.build_id, r.outcome) for r in reaped] == [(build_id, REQUEUED)]
@@ -258,10 +245,7 @@ def test_a_stopped_build_whose_engine_hangs_stops_beating_and_is_reaped(sessions
         build = row(sessions, build_id)
         assert build.state == "queued" and build.error is None
         time.sleep(1.0)  # the watcher learns the build was taken
-    finally:
-        server.close()
-        for connection in held:
-            connection.close()  # the engine's answer: the connection is gone
+    # Leaving closed the engine's connections: the attempt's blocked read returns.
     runner.join(30)
     assert outcomes == [pipeline.Outcome.LOST]
     log = lines(sessions, build_id)
