@@ -109,7 +109,8 @@ def clone_commit(
     _check(auth)
     dest.mkdir(parents=True, exist_ok=True)
     repo = Repo.init(dest)
-    repo.create_remote("origin", clone_url)
+    with repo.config_writer() as config:  # what `git remote add origin URL` writes, without a process
+        config.set_value('remote "origin"', "url", clone_url)
     log(f"Fetching {commit} from {redact_url(clone_url)}")
     secrets = sorted(_url_secrets(clone_url) + (auth.secrets() if auth else []), key=len, reverse=True)
     try:

@@ -125,7 +125,7 @@ def build_image(client: docker.DockerClient, spec: BuildSpec, log: Log, cancel: 
             archive, dockerfile_name, size):
         log(f"Sending the build context to the {engine_name(client)} ({mb(size)})")
         params = {
-            "t": first,
+            "t": [f"{spec.repository}:{tag}" for tag in spec.tags],  # every tag in the one request
             "rm": True,
             "forcerm": True,
             "dockerfile": dockerfile_name,
@@ -151,8 +151,6 @@ def build_image(client: docker.DockerClient, spec: BuildSpec, log: Log, cancel: 
             raise _classify(exc, "build", client) from None
         except _CONNECTION_ERRORS as exc:
             raise EngineUnavailable(f"{engine_name(client)} unreachable during the build: {_reason(exc)}") from None
-    for tag in spec.tags[1:]:
-        client.api.tag(image_id, spec.repository, tag)
     log(f"Layer cache: {progress.cache_hits} of {progress.steps} steps from cache")
     log(f"Built {image_id}, tagged {', '.join(spec.tags)}")
     return image_id
