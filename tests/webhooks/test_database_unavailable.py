@@ -16,7 +16,6 @@ import sqlite3
 import threading
 import time
 import uuid
-from pathlib import Path
 
 import psycopg
 import pytest
@@ -24,7 +23,7 @@ import redis
 from sqlalchemy import func, select as sa_select
 from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
 
-from builder.db import database_unavailable, make_engine, make_sessionmaker, migrate
+from builder.db import database_unavailable, make_engine, migrate
 from builder.models import Build, Delivery
 from builder.secrets import SecretBox
 from builder.triggers import TriggerSpec, create_trigger
