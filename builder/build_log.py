@@ -22,11 +22,8 @@ from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from builder.build_stops import RUNNING, BuildCancelled, Fence, Heartbeat, Stop, StopKind, Timeout
+from builder.build_stops import BuildCancelled, Fence, Heartbeat, Stop, StopKind, Timeout
 from builder.models import Build, BuildLogLine, utcnow
-
-__all__ = ["RUNNING", "BuildCancelled", "BuildLog", "CancelCheck", "Fence", "Heartbeat", "Stop", "StopKind",
-           "Timeout", "log_limit_message"]
 
 log = logging.getLogger(__name__)
 

@@ -28,7 +28,8 @@ import urllib3.exceptions
 from docker.errors import APIError, DockerException, NotFound
 
 from builder.build_context import BuildLimits, context_archive, describe_limits, mb
-from builder.build_log import BuildCancelled, CancelCheck
+from builder.build_log import CancelCheck
+from builder.build_stops import BuildCancelled
 from builder.errors import PermanentError, TransientError
 from builder.step_containers import RUNNING_IN
 

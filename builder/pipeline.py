@@ -37,10 +37,10 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from builder.build_context import BuildLimits
-from builder.build_log import BuildCancelled, BuildLog, CancelCheck, Heartbeat, StopKind, Timeout
+from builder.build_log import BuildLog, CancelCheck
 from builder.build_processes import git_stopped_on, work_dir_name
 from builder.build_secrets import secret_build_args
-from builder.build_stops import Fence
+from builder.build_stops import BuildCancelled, Fence, Heartbeat, StopKind, Timeout
 from builder.clone import changed_files, clone_commit, redact_url
 from builder.db import database_unavailable
 from builder.deployments import link_pushed_build

@@ -20,7 +20,8 @@ import pytest
 from sqlalchemy import delete, select, update
 
 from builder import pipeline
-from builder.build_log import BuildLog, Fence
+from builder.build_log import BuildLog
+from builder.build_stops import Fence
 from builder.db import make_engine, make_sessionmaker, migrate
 from builder.image import connect
 from builder.models import Build, BuildLogLine, BuildState, utcnow

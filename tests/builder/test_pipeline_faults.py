@@ -275,21 +275,26 @@ def test_a_registry_killed_before_the_push_fails_the_build_naming_it(
     assert ended.seconds < 30
 
 
+def push_through(front: SocketProxy, sessions, tmp_path: Path, make_repo, cleanup_images: list[str]):
+    """Build a new commit whose image goes to the registry behind ``front``, to its end; the proxy is
+    stopped afterwards. Returns the image name and how the build ended."""
+    marker = f"faults-{uuid.uuid4().hex}"
+    repo = make_repo(busybox_dockerfile(marker))
+    image = f"{front.address}/acme/faults-{marker[-8:]}"
+    cleanup_images.append(image)
+    build_id = new_build(sessions, repo.url, _head(repo), image)
+    try:
+        return image, run_until_finished(sessions, settings_for(tmp_path, front.address), build_id)
+    finally:
+        front.stop()
+
+
 def test_a_registry_that_dies_during_the_push_fails_the_build_naming_it(
         sessions, tmp_path, make_repo, own_registry, cleanup_images):
     # The registry dies as the engine sends the manifest, after the layers went up.
     front = SocketProxy(("127.0.0.1", own_registry.port)).start()
     front.on_request(r"^PUT /v2/.*/manifests/", then=own_registry.kill)
-    marker = f"faults-{uuid.uuid4().hex}"
-    repo = make_repo(busybox_dockerfile(marker))
-    image = f"{front.address}/acme/faults-{marker[-8:]}"
-    cleanup_images.append(image)
-    settings = settings_for(tmp_path, front.address)
-    build_id = new_build(sessions, repo.url, _head(repo), image)
-    try:
-        ended = run_until_finished(sessions, settings, build_id)
-    finally:
-        front.stop()
+    image, ended = push_through(front, sessions, tmp_path, make_repo, cleanup_images)
 
     assert ended.attempts == [pipeline.Outcome.RETRY] * 2 + [pipeline.Outcome.FAILED], ended.log
     assert any(request.startswith("PATCH /v2/") for request in front.requests)  # layers were uploading
@@ -307,16 +312,7 @@ def test_a_registry_answering_503_fails_the_build_naming_it_and_the_status(
     front = SocketProxy(("127.0.0.1", own_registry.port)).start()
     body = b'{"errors":[{"code":"UNAVAILABLE","message":"storage backend unavailable"}]}'
     front.on_request(r"^PUT /v2/.*/manifests/", answer=http_answer(503, "Service Unavailable", body))
-    marker = f"faults-{uuid.uuid4().hex}"
-    repo = make_repo(busybox_dockerfile(marker))
-    image = f"{front.address}/acme/faults-{marker[-8:]}"
-    cleanup_images.append(image)
-    settings = settings_for(tmp_path, front.address)
-    build_id = new_build(sessions, repo.url, _head(repo), image)
-    try:
-        ended = run_until_finished(sessions, settings, build_id)
-    finally:
-        front.stop()
+    image, ended = push_through(front, sessions, tmp_path, make_repo, cleanup_images)
 
     assert ended.attempts == [pipeline.Outcome.RETRY] * 2 + [pipeline.Outcome.FAILED], ended.log
     error = ended.build.error

@@ -20,7 +20,8 @@ import pytest
 from sqlalchemy import delete, select, update
 
 from builder import pipeline
-from builder.build_log import BuildLog, CancelCheck, Heartbeat, StopKind
+from builder.build_log import BuildLog, CancelCheck
+from builder.build_stops import Heartbeat, StopKind
 from builder.db import make_engine, make_sessionmaker, migrate
 from builder.models import Build, BuildLogLine, BuildState, utcnow
 from builder.outbox import relay_pending

@@ -22,7 +22,8 @@ from sqlalchemy import delete, update
 from builder import pipeline
 from builder.accounts import add_user, create_token
 from builder.build_actions import cancel_build
-from builder.build_log import BuildCancelled, CancelCheck
+from builder.build_log import CancelCheck
+from builder.build_stops import BuildCancelled
 from builder.errors import Conflict
 from builder.image import _remove_containers
 from builder.image_push import push_image
