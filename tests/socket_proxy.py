@@ -11,10 +11,12 @@ answers a matching request itself (e.g. a 503) or, without an answer, cuts there
 
 from __future__ import annotations
 
+import errno
 import re
 import select
 import socket
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -34,13 +36,26 @@ class SocketProxy:
         self._marker: tuple[bytes, Callable[[], None]] | None = None
         self._requests: list[tuple[re.Pattern[str], bytes | None, Callable[[], None] | None]] = []
         self._stopped = threading.Event()
+        # While cut, the port stays bound by a socket that does not listen (connections are refused),
+        # so nothing else on the machine takes it before ``resume``.
+        self._hold: socket.socket | None = None
 
     # --- control ------------------------------------------------------------------
 
     def start(self) -> SocketProxy:
+        self._release()
         listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        listener.bind(("127.0.0.1", self.port))
+        deadline = time.monotonic() + 10
+        while True:  # on a resume the old listener may still be closing (a thread's select holds it)
+            try:
+                listener.bind(("127.0.0.1", self.port))
+                break
+            except OSError as exc:
+                if exc.errno != errno.EADDRINUSE or not self.port or time.monotonic() > deadline:
+                    listener.close()
+                    raise
+                time.sleep(0.05)
         listener.listen(64)
         self.port = listener.getsockname()[1]
         self._listener = listener
@@ -67,6 +82,7 @@ class SocketProxy:
         self._stopped.set()
         if listener is not None:
             listener.close()
+            self._hold_port()
         for pair in pairs:
             for sock in pair:
                 _close(sock)
@@ -88,6 +104,22 @@ class SocketProxy:
 
     def stop(self) -> None:
         self.cut()
+        self._release()
+
+    def _hold_port(self) -> None:
+        hold = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        hold.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            hold.bind(("127.0.0.1", self.port))
+        except OSError:
+            hold.close()
+            return
+        self._hold = hold
+
+    def _release(self) -> None:
+        hold, self._hold = self._hold, None
+        if hold is not None:
+            hold.close()
 
     # --- forwarding ---------------------------------------------------------------
 
