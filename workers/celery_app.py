@@ -7,6 +7,7 @@ from celery.signals import worker_process_init
 from flask import Flask
 
 from builder.settings import Settings
+from workers.broker_transport import REDIS_SCHEMES, TRANSPORT
 
 RUN_BUILD = "buildhook.run_build"
 REPORT_STATUS = "buildhook.report_status"
@@ -15,8 +16,9 @@ DELIVER = "buildhook.deliver"
 
 
 def celery_config(settings: Settings) -> dict[str, object]:
-    return {
-        "broker_url": settings.broker_url or "redis://127.0.0.1:6379/0",
+    broker_url = settings.broker_url or "redis://127.0.0.1:6379/0"
+    config: dict[str, object] = {
+        "broker_url": broker_url,
         "task_ignore_result": True,
         "task_acks_late": True,
         "task_reject_on_worker_lost": True,
@@ -34,6 +36,9 @@ def celery_config(settings: Settings) -> dict[str, object]:
         },
         "worker_hijack_root_logger": False,
     }
+    if broker_url.partition("://")[0] in REDIS_SCHEMES:
+        config["broker_transport"] = TRANSPORT
+    return config
 
 
 def celery_init_app(app: Flask, settings: Settings) -> Celery:
