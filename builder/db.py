@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import fcntl
+import logging
+import os
 import sqlite3
 import threading
 from contextlib import AbstractContextManager, nullcontext
@@ -16,6 +19,8 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import Session, sessionmaker
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+
+log = logging.getLogger(__name__)
 
 # How long an SQLite connection waits for another one's write lock before "database is
 # locked". ``?timeout=SECONDS`` in the database URL sets another (e.g. ``sqlite:///x.db?timeout=5``).
@@ -85,13 +90,52 @@ def database_unavailable(error: BaseException) -> bool:
     return isinstance(error, OperationalError) and module.startswith(("psycopg", "psycopg2"))
 
 
-# One lock per SQLite database file and process, for the short write transactions that many
-# threads run at once (webhook intake). SQLite lets one writer in at a time; a connection that
-# finds the lock taken sleeps in its busy handler (1, 2, 5, 10 ... up to 100 ms between tries)
-# and does not wake when the lock is released, so 8 threads of a process competing for it
-# wait far longer than the transactions take. Queued on a Python lock, the next one starts as
-# soon as the previous one commits; only the processes still compete through SQLite.
-_WRITE_LOCKS: dict[str, threading.Lock] = {}
+# One lock per SQLite database file, for the short write transactions that many threads and
+# processes run at once (webhook intake on several gunicorn workers). SQLite lets one writer in
+# at a time; a connection that finds its lock taken sleeps in its busy handler (1, 2, 5, 10 ...
+# up to 100 ms between tries) and does not wake when the lock is released, so writers that
+# collide wait far longer than the transactions take: at 150-200 deliveries a second that sleep,
+# not the CPU, was the limit. Queued on this lock instead (threads on a threading.Lock, processes
+# on flock(2) of ``<database>.write-lock``, which the kernel hands to the next waiter at once and
+# releases if its holder dies), each writer starts as soon as the previous one commits.
+class SQLiteWriteLock:
+    """An exclusive lock for one SQLite database file, across the threads and processes using it."""
+
+    def __init__(self, database: str) -> None:
+        self._path = f"{database}.write-lock" if database and database != ":memory:" else None
+        self._pid = -1
+        self._lock = threading.Lock()
+        self._fd: int | None = None
+
+    def _for_this_process(self) -> None:
+        if self._pid != os.getpid():  # a forked child: the parent's lock and open file are not its own
+            self._pid, self._lock, self._fd = os.getpid(), threading.Lock(), None
+
+    def __enter__(self) -> SQLiteWriteLock:
+        self._for_this_process()
+        self._lock.acquire()
+        try:
+            if self._path is not None:
+                if self._fd is None:
+                    self._fd = os.open(self._path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+                fcntl.flock(self._fd, fcntl.LOCK_EX)
+        except OSError as exc:  # a read-only directory: threads still queue, processes use SQLite's wait
+            log.debug("no cross-process write lock at %s: %s", self._path, exc)
+            self._path = None
+        except BaseException:
+            self._lock.release()
+            raise
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        try:
+            if self._path is not None and self._fd is not None:
+                fcntl.flock(self._fd, fcntl.LOCK_UN)
+        finally:
+            self._lock.release()
+
+
+_WRITE_LOCKS: dict[str, SQLiteWriteLock] = {}
 _WRITE_LOCKS_GUARD = threading.Lock()
 
 
@@ -100,11 +144,11 @@ def write_lock(session: Session) -> AbstractContextManager[object]:
     url = session.get_bind().url
     if url.get_backend_name() != "sqlite":
         return nullcontext()
-    key = str(url)
-    lock = _WRITE_LOCKS.get(key)
+    database = url.database or ""
+    lock = _WRITE_LOCKS.get(database)
     if lock is None:
         with _WRITE_LOCKS_GUARD:
-            lock = _WRITE_LOCKS.setdefault(key, threading.Lock())
+            lock = _WRITE_LOCKS.setdefault(database, SQLiteWriteLock(database))
     return lock
 
 

@@ -27,6 +27,7 @@ from typing import Callable, Iterable
 from sqlalchemy import bindparam, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from builder.db import write_lock
 from builder.models import Build, BuildState, Deployment, utcnow
 
 log = logging.getLogger(__name__)
@@ -71,7 +72,7 @@ def mark_dispatched(sessions: sessionmaker[Session], build_ids: Iterable[int],
                     when: datetime | None = None) -> None:
     """Record that these builds were handed to the broker (one transaction)."""
     ids = sorted(set(build_ids))
-    with sessions() as session:
+    with sessions() as session, write_lock(session):
         for start in range(0, len(ids), 500):  # well under every database's bound-parameter limit
             session.execute(update(Build).where(Build.id.in_(ids[start:start + 500]))
                             .values(dispatched_at=when or utcnow()))

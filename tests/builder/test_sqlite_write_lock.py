@@ -1,0 +1,72 @@
+"""The SQLite write lock queues writers across processes (flock), not only across threads."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+import time
+
+from builder.db import SQLiteWriteLock
+
+HOLDER = """
+import sys, time
+from builder.db import SQLiteWriteLock
+with SQLiteWriteLock(sys.argv[1]):
+    print("held", flush=True)
+    time.sleep(float(sys.argv[2]))
+print("released", flush=True)
+"""
+
+
+def test_a_writer_in_another_process_waits_until_the_holder_releases(tmp_path):
+    database = str(tmp_path / "buildhook.db")
+    holder = subprocess.Popen([sys.executable, "-c", HOLDER, database, "1.0"], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        started = time.monotonic()
+        with SQLiteWriteLock(database):
+            waited = time.monotonic() - started
+        assert waited > 0.5, "the lock was taken while another process held it"
+        assert holder.stdout.readline().strip() == "released"
+    finally:
+        holder.wait(10)
+
+
+def test_a_holder_that_dies_releases_the_lock(tmp_path):
+    database = str(tmp_path / "buildhook.db")
+    holder = subprocess.Popen([sys.executable, "-c", HOLDER, database, "60"], stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "held"
+    holder.kill()
+    holder.wait(10)
+    taken = threading.Event()
+
+    def take() -> None:
+        with SQLiteWriteLock(database):
+            taken.set()
+
+    threading.Thread(target=take, daemon=True).start()
+    assert taken.wait(5), "the dead process's lock was not released"
+
+
+def test_threads_of_one_process_take_turns(tmp_path):
+    lock = SQLiteWriteLock(str(tmp_path / "buildhook.db"))
+    inside, most = [0], [0]
+    guard = threading.Lock()
+
+    def work() -> None:
+        for _ in range(50):
+            with lock:
+                with guard:
+                    inside[0] += 1
+                    most[0] = max(most[0], inside[0])
+                time.sleep(0.0005)
+                with guard:
+                    inside[0] -= 1
+
+    threads = [threading.Thread(target=work) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert most[0] == 1
