@@ -12,15 +12,15 @@ from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any, Mapping
 
-from sqlalchemy import insert, select
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from builder.errors import BadSignature, InputError, PayloadTooLarge
 from builder.events import Ignored
-from builder.models import Build, Delivery, Subscription, utcnow
-from builder.db import write_lock
-from builder.planning import plan_builds, supersede
+from builder.group_commit import Committer, DeliveryWrite, commit_alone
+from builder.models import Delivery, Subscription, utcnow
+from builder.planning import plan_builds
 from builder.providers.request import HookInfo, clean_text
 from builder.secrets import SecretBox
 from builder.settings import Settings
@@ -61,14 +61,18 @@ def receive_hook(
     body: bytes,
     settings: Settings,
     box: SecretBox,
+    commit: Committer | None = None,
 ) -> HookResult:
+    """Record the delivery and, when it is accepted, its builds; ``commit`` writes an accepted
+    delivery's rows (a ``GroupCommit``'s ``commit``; by default, a transaction of its own)."""
     info = HookInfo(None, None, None, None)
     try:
         if len(body) > settings.max_body_bytes:
             raise PayloadTooLarge(f"body is larger than {settings.max_body_bytes} bytes")
         info = _storable(provider.describe(headers, body))
         with sessions() as session:
-            return _receive(session, provider, info, headers, body, settings, box)
+            return _receive(session, provider, info, headers, body, settings, box,
+                            commit or (lambda write: commit_alone(sessions, write)))
     except InputError as error:
         delivery = _record(sessions, provider.NAME, info, "rejected", str(error), error.status)
         raise HookRejected(error, delivery) from error
@@ -82,6 +86,7 @@ def _receive(
     body: bytes,
     settings: Settings,
     box: SecretBox,
+    commit: Committer,
 ) -> HookResult:
     trigger_id: int | None = None
 
@@ -117,39 +122,34 @@ def _receive(
     if not rows:
         return answer("ignored", "; ".join(notes) or "nothing to build")
     reason = "; ".join([f"queued {len(rows)} build(s)", *notes])
-    # The one write transaction, as short as can be: superseding takes the write lock (on
-    # SQLite, the whole database's), then the INSERTs and the commit. Core statements on the
-    # session's connection: the ORM's unit of work would cost more CPU than all of planning.
-    connection = session.connection()
+    # The one write transaction (superseding, the delivery, its builds), as short as can be:
+    # on SQLite it holds the database's write lock. ``commit`` may run it together with other
+    # requests' (``GroupCommit``); it returns once these rows are committed.
+    write = DeliveryWrite(plans, now, {
+        "provider": provider.NAME,
+        "delivery_id": info.delivery_id,
+        "event": info.event,
+        "repository": _cut(info.repository, REPOSITORY_CHARS),
+        "trigger_id": enabled[0].id,
+        "outcome": "accepted",
+        "status_code": 202,
+        "dedupe_key": info.dedupe_key,
+        "reason": reason,
+        "received_at": now,
+    }, rows)
+    # End this session's read transaction first: its pooled connection goes back, so the
+    # writer (which needs one) is never starved by requests that wait for it.
+    session.rollback()
     try:
-        with write_lock(session):
-            for plan in plans:
-                supersede(session, plan, now)
-            delivery_id = connection.execute(_INSERT_DELIVERY, {
-                "provider": provider.NAME,
-                "delivery_id": info.delivery_id,
-                "event": info.event,
-                "repository": _cut(info.repository, REPOSITORY_CHARS),
-                "trigger_id": enabled[0].id,
-                "outcome": "accepted",
-                "status_code": 202,
-                "dedupe_key": info.dedupe_key,
-                "reason": reason,
-                "received_at": now,
-            }).inserted_primary_key[0]
-            build_ids = [connection.execute(_INSERT_BUILD, {**row, "delivery_id": delivery_id}).inserted_primary_key[0]
-                         for row in rows]
-            session.commit()
+        commit(write)
     except IntegrityError:
-        session.rollback()
+        write.duplicate = True
+    if write.duplicate:
         return answer("duplicate", f"delivery {info.delivery_id} was already accepted")
+    build_ids = write.build_ids
     triggers_of = dict(zip(build_ids, (row["trigger_id"] for row in rows)))
-    return HookResult(202, "accepted", reason, delivery_id, build_ids,
+    return HookResult(202, "accepted", reason, write.delivery_id or 0, build_ids,
                       [b for b in build_ids if _listened(triggers_of[b], listeners)])
-
-
-_INSERT_DELIVERY = insert(Delivery.__table__)
-_INSERT_BUILD = insert(Build.__table__)
 
 
 ALL_TRIGGERS = 0  # in ``_queued_listeners``: some listener wants every trigger's builds

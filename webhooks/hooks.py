@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
+from typing import TypeVar
 
 from flask import Blueprint, Flask, current_app, jsonify, request
 
 from builder.errors import NotFound
+from builder.group_commit import GroupCommit
 from builder.intake import receive_hook
 from builder.outbox import DispatchMarks, dispatch
 from builder.providers import PROVIDERS
@@ -16,18 +19,30 @@ from webhooks.context import services
 bp = Blueprint("hooks", __name__)
 
 _MARKS_KEY = "buildhook.dispatch_marks"
-_marks_lock = threading.Lock()
+_GROUP_COMMIT_KEY = "buildhook.group_commit"
+_per_app_lock = threading.Lock()
+T = TypeVar("T")
+
+
+def _per_app(app: Flask, key: str, make: Callable[[], T]) -> T:
+    """The app's one ``key`` object, made on first use (so after a fork, in each worker)."""
+    found = app.extensions.get(key)
+    if found is None:
+        with _per_app_lock:
+            found = app.extensions.get(key)
+            if found is None:
+                found = app.extensions[key] = make()
+    return found  # type: ignore[no-any-return]
 
 
 def dispatch_marks(app: Flask, ctx: Services) -> DispatchMarks:
-    """This app's batched ``dispatched_at`` writer (made on first use, so after a fork)."""
-    marks = app.extensions.get(_MARKS_KEY)
-    if marks is None:
-        with _marks_lock:
-            marks = app.extensions.get(_MARKS_KEY)
-            if marks is None:
-                marks = app.extensions[_MARKS_KEY] = DispatchMarks(ctx.sessions)
-    return marks
+    """This app's batched ``dispatched_at`` writer."""
+    return _per_app(app, _MARKS_KEY, lambda: DispatchMarks(ctx.sessions))
+
+
+def group_commit(app: Flask, ctx: Services) -> GroupCommit:
+    """This app's writer of accepted deliveries, a transaction per batch."""
+    return _per_app(app, _GROUP_COMMIT_KEY, lambda: GroupCommit(ctx.sessions))
 
 
 @bp.post("/hooks/<provider>")
@@ -38,7 +53,9 @@ def receive(provider: str):  # type: ignore[no-untyped-def]
     ctx = services()
     # Read one byte past the limit, so an oversized body is recorded as such.
     body = request.stream.read(ctx.settings.max_body_bytes + 1)
-    result = receive_hook(ctx.sessions, module, request.headers, body, ctx.settings, ctx.box)
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    result = receive_hook(ctx.sessions, module, request.headers, body, ctx.settings, ctx.box,
+                          commit=group_commit(app, ctx).commit)
     if result.build_ids:
         # Stored and committed: now hand the builds to the broker. "queued" is announced only
         # for builds someone listens to; the dispatched_at marks are written in batches.
@@ -49,5 +66,5 @@ def receive(provider: str):  # type: ignore[no-untyped-def]
                 ctx.report(build_id, state)
 
         dispatch(ctx.sessions, ctx.send, result.build_ids, on_queued=on_queued,
-                 mark=dispatch_marks(current_app._get_current_object(), ctx).add)  # type: ignore[attr-defined]
+                 mark=dispatch_marks(app, ctx).add)
     return jsonify(result.as_json()), result.status
