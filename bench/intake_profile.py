@@ -159,6 +159,10 @@ def run_gunicorn(requests: int = 1000, warmup: int = 100, status_token: bool = F
             statuses[status] = statuses.get(status, 0) + 1
         wall = time.perf_counter() - wall0
         web_cpu, redis_cpu = (tree_ticks(web_pid) - web0) / ticks, (tree_ticks(redis_pid) - redis0) / ticks
+        healthz0 = tree_ticks(web_pid)  # the baseline: the same server answering its cheapest route
+        for _ in range(requests):
+            web.request("GET", "/healthz")
+        healthz_cpu = (tree_ticks(web_pid) - healthz0) / ticks
         time.sleep(0.5)  # the last batched dispatched_at marks
         stored = stack.query("SELECT COUNT(*) FROM deliveries WHERE outcome = 'accepted'")[0][0]
         undispatched = stack.query("SELECT COUNT(*) FROM builds WHERE dispatched_at IS NULL")[0][0]
@@ -169,6 +173,7 @@ def run_gunicorn(requests: int = 1000, warmup: int = 100, status_token: bool = F
         "statuses": {str(k): v for k, v in sorted(statuses.items())},
         "web_cpu_ms_per_request": round(web_cpu / requests * 1000, 2),
         "redis_cpu_ms_per_request": round(redis_cpu / requests * 1000, 2),
+        "healthz_cpu_ms_per_request": round(healthz_cpu / requests * 1000, 2),
         "wall_ms_per_request": round(wall / requests * 1000, 2),
         "accepted_stored": stored,
         "builds_never_dispatched": undispatched,

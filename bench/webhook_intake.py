@@ -7,7 +7,7 @@ trigger's repository (so all land on one branch and each supersedes the build th
 previous one queued), with a unique ``X-GitHub-Delivery`` and a valid
 ``X-Hub-Signature-256``; bodies and signatures are prepared before the clock starts.
 
-Load is open-loop: request ``i`` is due at ``t0 + i / rate`` and a pool of threads
+Load is open-loop: request ``i`` is due at ``t0 + i / rate`` and one asyncio thread
 sends each one at its time on a new connection (as Git hosts do), whatever the
 answers do; latency counts from the due time, so a queue building up shows in the
 numbers. The baseline is the same schedule against ``GET /healthz`` in the same run.
@@ -32,7 +32,7 @@ from __future__ import annotations
 import argparse
 import json
 import tempfile
-from collections.abc import Callable
+import time
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +40,7 @@ from bench.common import (
     Web,
     latency_summary,
     open_loop,
+    raw_request,
     random_sha,
     ratio,
     signed_push,
@@ -48,17 +49,20 @@ from bench.common import (
 from bench.services import Stack
 
 NAME = "webhook_intake"
-FULL = {"rate": 200, "duration_s": 10.0, "threads": 32, "warmup": 50,
+FULL = {"rate": 200, "duration_s": 10.0, "warmup": 50,
         "sweep_rates": [50, 100, 150], "sweep_duration_s": 5.0, "compare_threads": [2, 1]}
-QUICK = {"rate": 200, "duration_s": 3.0, "threads": 32, "warmup": 20,
+QUICK = {"rate": 200, "duration_s": 3.0, "warmup": 20,
          "sweep_rates": [], "sweep_duration_s": 0.0, "compare_threads": None}
 TARGET_P99_MS = 50.0
 SECRET = "bench-intake-secret"
 REF = "refs/heads/master"  # the fixture's own ref
 
 
-def measure(send: Callable[[int], int], count: int, rate: float, threads: int) -> dict[str, Any]:
-    samples, wall = open_loop(send, count, rate, threads)
+def measure(port: int, requests: list[bytes], rate: float) -> dict[str, Any]:
+    count = len(requests)
+    cpu0 = time.process_time()
+    samples, wall = open_loop(port, requests, rate)
+    client_cpu = time.process_time() - cpu0
     latencies = [s.latency for s in samples]
     return {
         "offered_rps": rate,
@@ -70,18 +74,18 @@ def measure(send: Callable[[int], int], count: int, rate: float, threads: int) -
         "service_p99_ms": latency_summary([s.service_time for s in samples])["p99_ms"],
         # sent more than 5 ms after their due time: every client thread was waiting for an answer
         "late_sends": sum(1 for s in samples if s.started - s.scheduled > 0.005),
+        # the load generator's own CPU (this process): what it took from the server's two cores
+        "client_cpu_ms_per_request": round(client_cpu / count * 1000, 3) if count else 0.0,
     }
 
 
 def run(quick: bool = False, workdir: Path | None = None, rate: float | None = None,
-        duration: float | None = None, threads: int | None = None) -> dict[str, Any]:
+        duration: float | None = None) -> dict[str, Any]:
     params: dict[str, Any] = dict(QUICK if quick else FULL)
     if rate is not None:
         params["rate"] = rate
     if duration is not None:
         params["duration_s"] = duration
-    if threads is not None:
-        params["threads"] = threads
     count = int(params["rate"] * params["duration_s"])
     params["requests"] = count
     sent_ids: set[str] = set()
@@ -98,13 +102,8 @@ def run(quick: bool = False, workdir: Path | None = None, rate: float | None = N
             return items
 
         def hooks_at(web: Web, rate_: float, n: int) -> dict[str, Any]:
-            items = prepare(n)
-
-            def send(i: int) -> int:
-                body, headers = items[i]
-                return web.request("POST", "/hooks/github", body, headers, timeout=120)[0]
-
-            return measure(send, n, rate_, params["threads"])
+            requests = [raw_request("POST", "/hooks/github", web.port, body, headers) for body, headers in prepare(n)]
+            return measure(web.port, requests, rate_)
 
         def warm(web: Web) -> None:
             """Warm both paths (imports, pools, SQLite page cache) before measuring."""
@@ -114,7 +113,7 @@ def run(quick: bool = False, workdir: Path | None = None, rate: float | None = N
 
         web = stack.start_web()  # the production defaults: 2 gunicorn workers x 8 threads
         warm(web)
-        baseline = measure(lambda _i: web.request("GET", "/healthz")[0], count, params["rate"], params["threads"])
+        baseline = measure(web.port, [raw_request("GET", "/healthz", web.port)] * count, params["rate"])
         hooks = hooks_at(web, params["rate"], count)
         sweep = [hooks_at(web, r, int(r * params["sweep_duration_s"])) for r in params["sweep_rates"]]
         compare = None
