@@ -77,9 +77,10 @@ def details(result: dict[str, Any]) -> list[str]:
     if name == "webhook_intake":
         h, b = result["hooks"], result["baseline"]
         lines.append(f"- {h['sent']} deliveries offered at {h['offered_rps']:.0f}/s for {result['params']['duration_s']:.0f} s "
-                     f"(open loop, {result['params']['threads']} client threads, new connection each): served "
+                     f"(open loop from one asyncio client, new connection each): served "
                      f"{h['achieved_rps']:.0f}/s, p50 {h['p50_ms']:.1f} / p90 {h['p90_ms']:.1f} / p99 {h['p99_ms']:.1f} / "
-                     f"max {h['max_ms']:.1f} ms, statuses {h['statuses']}, {h['late_sends']} sent late (client pool busy).")
+                     f"max {h['max_ms']:.1f} ms, statuses {h['statuses']}, {h['late_sends']} sent late; client CPU "
+                     f"{h.get('client_cpu_ms_per_request', float('nan')):.2f} ms per request.")
         lines.append(f"- /healthz on the same schedule: {b['achieved_rps']:.0f}/s, p50 {b['p50_ms']:.1f} / p99 {b['p99_ms']:.1f} ms.")
         for s in result.get("sweep") or []:
             lines.append(f"- sweep, {s['offered_rps']:.0f} req/s offered: served {s['achieved_rps']:.0f}/s, "
@@ -100,17 +101,21 @@ def details(result: dict[str, Any]) -> list[str]:
         lines.append(f"- buildhook (median of {result['params']['runs']}): total {b['total_s']:.2f} s = queue "
                      f"{b['queue_wait_s']:.3f} + clone {b['clone_s']:.2f} + build {b['build_s']:.2f} + push "
                      f"{b['push_s']:.2f}; seen by the polling client after {b['client_observed_s']:.2f} s.")
-        lines.append(f"- by hand: total {m['total_s']:.2f} s = clone {m['clone_s']:.2f} + build {m['build_s']:.2f} + "
-                     f"push {m['push_s']:.2f}.")
+        lines.append(f"- by hand (`docker build {m.get('flags', '')}`, the limits buildhook sets): total {m['total_s']:.2f} s = "
+                     f"clone {m['clone_s']:.2f} + build {m['build_s']:.2f} + push {m['push_s']:.2f}.")
+        p = result.get("baseline_plain")
+        if p:
+            lines.append(f"- by hand, plain `docker build`: total {p['total_s']:.2f} s = clone {p['clone_s']:.2f} + build "
+                         f"{p['build_s']:.2f} + push {p['push_s']:.2f}; buildhook / plain: {result['ratio_plain']:.2f}.")
         o = result.get("overhead_s")
         if o:
-            lines.append(f"- buildhook minus by hand, median over the pairs: total {o['total_s']:+.2f} s (clone "
+            lines.append(f"- buildhook minus by hand (same limits), median over the rounds: total {o['total_s']:+.2f} s (clone "
                          f"{o['clone_s']:+.2f}, build {o['build_s']:+.2f}, push {o['push_s']:+.2f}, plus the queue wait).")
         lines.append(f"- per-run totals: buildhook {[r['total_s'] for r in b['runs']]}, by hand "
                      f"{[r['total_s'] for r in m['runs']]}; queue waits {[r['queue_wait_s'] for r in b['runs']]}.")
         if result.get("warmup"):
             w = result["warmup"]
-            lines.append(f"- warm-up pair (not counted): buildhook {w['buildhook']['total_s']:.2f} s (queue "
+            lines.append(f"- warm-up round (not counted): buildhook {w['buildhook']['total_s']:.2f} s (queue "
                          f"{w['buildhook']['queue_wait_s']:.3f} s), by hand {w['baseline']['total_s']:.2f} s.")
     elif name == "clone":
         r, b, m = result["repository"], result["buildhook"], result["baseline"]

@@ -11,17 +11,24 @@ Runs ``buildhook web`` and ``buildhook worker --concurrency 1`` (subprocesses), 
 - baseline: commit another new marker, then by hand (subprocesses): ``git clone
   --depth 1 file://...``, ``docker build`` (classic builder, ``DOCKER_BUILDKIT=0``, as
   docker-py uses) with the same three tags and the same OCI labels buildhook sets,
-  and ``docker push`` of each tag, timed from the first command to the last.
+  and ``docker push`` of each tag, timed from the first command to the last. The
+  build gets the limits buildhook puts on every step by default (``--network none
+  --memory 4g --memory-swap 4g``), so that both build the same way: the ratio is what
+  the service adds. A second baseline runs a plain ``docker build`` (the engine's
+  default network, no memory limit): ``ratio_plain`` also counts the cost of the
+  isolation (on this engine, run with ``--bridge=none``, a step's explicit
+  ``none`` network costs ~80 ms over the default, which has no network either).
 
 The marker makes the last step of every build new in both cases, so neither is a
 pure cache hit; the earlier steps (COPY busybox, busybox --install) are cached for
-both alike, as on any engine that built the project before. The two alternate
-which goes first, after one warm-up pair that is reported but not counted.
+both alike, as on any engine that built the project before. The three take turns
+going first, after one warm-up round that is reported but not counted.
 
 Result keys: ``name``, ``params`` (runs, warmup), ``buildhook`` (total_s, queue_wait_s,
 clone_s, build_s, push_s, client_observed_s: medians; runs), ``baseline`` (total_s,
-clone_s, build_s, push_s: medians; runs), ``ratio`` (median totals), ``overhead_s`` (median
-of the per-pair differences buildhook - by hand, total and per phase), ``target``
+clone_s, build_s, push_s: medians; runs; flags), ``baseline_plain`` (the same),
+``ratio`` and ``ratio_plain`` (median totals), ``overhead_s`` (median of the per-round
+differences buildhook - same-limits baseline, total and per phase), ``target``
 (ratio_below, queue_wait_below_s, met), ``warmup``, ``summary``.
 """
 
@@ -97,7 +104,21 @@ def run_buildhook(stack: Stack, repo: BusyboxRepo, trigger: dict[str, Any], labe
     }
 
 
-def run_baseline(stack: Stack, repo: BusyboxRepo, image: str, workdir: Path, label: str) -> dict[str, Any]:
+def limit_flags(stack: Stack) -> list[str]:
+    """The ``docker build`` flags for the limits buildhook's settings put on each build step."""
+    settings = stack.settings
+    flags: list[str] = []
+    if settings.build_network != "default":
+        flags += ["--network", settings.build_network]
+    if settings.build_memory:
+        flags += ["--memory", str(settings.build_memory), "--memory-swap", str(settings.build_memory)]
+    if settings.build_cpus:
+        flags += ["--cpu-period", "100000", "--cpu-quota", str(round(settings.build_cpus * 100000))]
+    return flags
+
+
+def run_baseline(stack: Stack, repo: BusyboxRepo, image: str, workdir: Path, label: str,
+                 flags: list[str]) -> dict[str, Any]:
     marker = f"{label} {uuid.uuid4().hex}"
     sha = repo.commit({"Dockerfile": busybox_dockerfile(marker)}, f"bench {label}")
     tags = ["main", sha[:7], "latest"]
@@ -118,7 +139,7 @@ def run_baseline(stack: Stack, repo: BusyboxRepo, image: str, workdir: Path, lab
     start = time.perf_counter()
     sh("git", "clone", "--depth", "1", "--quiet", "--branch", "main", repo.url, str(checkout))
     cloned = time.perf_counter()
-    build_args = ["docker", "build", "--quiet"]
+    build_args = ["docker", "build", "--quiet", *flags]
     for key, value in labels.items():
         build_args += ["--label", f"{key}={value}"]
     for tag in tags:
@@ -142,6 +163,7 @@ def run(quick: bool = False, workdir: Path | None = None, runs: int | None = Non
         params["runs"] = runs
     ours: list[dict[str, Any]] = []
     manual: list[dict[str, Any]] = []
+    plain: list[dict[str, Any]] = []
     warmup: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="bench-pipeline-", dir=workdir) as tmp, Stack(Path(tmp)) as stack:
         root = Path(tmp)
@@ -153,17 +175,19 @@ def run(quick: bool = False, workdir: Path | None = None, runs: int | None = Non
         stack.track_image(manual_image)
         stack.start_web()
         stack.start_worker(concurrency=1, relay_interval=1.0)
+        flags = limit_flags(stack)
         for index in range(params["warmup"] + params["runs"]):
-            pair = [("buildhook", lambda i=index: run_buildhook(stack, repo, trigger, f"run {i}")),
-                    ("baseline", lambda i=index: run_baseline(stack, repo, manual_image, root, f"manual {i}"))]
-            if index % 2:
-                pair.reverse()
-            results = {label: fn() for label, fn in pair}
+            legs = [("buildhook", lambda i=index: run_buildhook(stack, repo, trigger, f"run {i}")),
+                    ("baseline", lambda i=index: run_baseline(stack, repo, manual_image, root, f"manual {i}", flags)),
+                    ("baseline_plain", lambda i=index: run_baseline(stack, repo, manual_image, root, f"plain {i}", []))]
+            turn = index % len(legs)
+            results = {label: fn() for label, fn in legs[turn:] + legs[:turn]}
             if index < params["warmup"]:
                 warmup = {label: {k: rounded(v) for k, v in r.items()} for label, r in results.items()}
             else:
                 ours.append(results["buildhook"])
                 manual.append(results["baseline"])
+                plain.append(results["baseline_plain"])
         registry_tags = stack.registry.tags(image) if stack.registry else []
 
     result: dict[str, Any] = {
@@ -174,11 +198,16 @@ def run(quick: bool = False, workdir: Path | None = None, runs: int | None = Non
         "buildhook": {**_medians(ours, PHASES), "runs": [{k: rounded(v) for k, v in r.items()} for r in ours]},
         "baseline": {**_medians(manual, ("total_s", "clone_s", "build_s", "push_s")),
                      "runs": [{k: rounded(v) for k, v in r.items()} for r in manual],
-                     "what": "git clone --depth 1 + docker build (DOCKER_BUILDKIT=0) + docker push x3"},
+                     "what": "git clone --depth 1 + docker build (DOCKER_BUILDKIT=0) + docker push x3",
+                     "flags": " ".join(flags)},
+        "baseline_plain": {**_medians(plain, ("total_s", "clone_s", "build_s", "push_s")),
+                           "runs": [{k: rounded(v) for k, v in r.items()} for r in plain],
+                           "what": "the same, docker build without limit flags", "flags": ""},
         "warmup": warmup,
         "registry_tags_pushed": len(registry_tags),
     }
     result["ratio"] = ratio(result["buildhook"]["total_s"], result["baseline"]["total_s"])
+    result["ratio_plain"] = ratio(result["buildhook"]["total_s"], result["baseline_plain"]["total_s"])
     # The pairs ran back to back, so their differences are robust to drift in the machine's speed.
     result["overhead_s"] = {
         phase: rounded(median([a[phase] - b[phase] for a, b in zip(ours, manual)]))
@@ -193,7 +222,9 @@ def run(quick: bool = False, workdir: Path | None = None, runs: int | None = Non
                     f"build {b['build_s']:.2f}, push {b['push_s']:.2f}); "
                     f"{result['overhead_s']['total_s']:+.2f} s per pair",
         "baseline": f"{result['baseline']['total_s']:.2f} s (clone {result['baseline']['clone_s']:.2f}, "
-                    f"build {result['baseline']['build_s']:.2f}, push {result['baseline']['push_s']:.2f})",
+                    f"build {result['baseline']['build_s']:.2f}, push {result['baseline']['push_s']:.2f}; "
+                    f"docker build {' '.join(flags)}); plain docker build: "
+                    f"{result['baseline_plain']['total_s']:.2f} s (ratio {result['ratio_plain']:.2f})",
         "ratio": result["ratio"],
         "target": f"ratio < {TARGET_RATIO:.2f}, queue wait < {TARGET_QUEUE_S:.0f} s",
         "met": met,
