@@ -7,8 +7,9 @@ largest part of a webhook delivery. A ``redis.Redis`` client is thread-safe and 
 no connection of its own (it borrows one from the channel's pool per command), so
 one client serves every synchronous command of a channel. Everything else is kombu's.
 
-Used for ``redis://`` and ``rediss://`` brokers (``celery_config``); other URLs keep
-the transport their scheme names.
+Used for ``redis://`` brokers (``celery_config``). Other URLs keep the transport their
+scheme names: ``rediss://`` too, since kombu turns TLS on only when the transport is
+named ``rediss``.
 """
 
 from __future__ import annotations
@@ -35,10 +36,14 @@ class Channel(kombu_redis.Channel):
         self._sync_client = None
         super().close()
 
+    def _disconnect_pools(self) -> None:  # after a fork, or a failed ping: the next client gets the new pool
+        self._sync_client = None
+        super()._disconnect_pools()
+
 
 class Transport(kombu_redis.Transport):
     Channel = Channel
 
 
 TRANSPORT = f"{__name__}:Transport"
-REDIS_SCHEMES = ("redis", "rediss")
+REDIS_SCHEMES = ("redis",)

@@ -15,7 +15,7 @@ from workers.celery_app import celery_config, send_build
 
 def test_redis_urls_use_the_publishing_transport_and_others_keep_their_own(settings):
     assert celery_config(settings.with_(broker_url="redis://127.0.0.1:6379/0"))["broker_transport"] == TRANSPORT
-    assert celery_config(settings.with_(broker_url="rediss://127.0.0.1:6380/0"))["broker_transport"] == TRANSPORT
+    assert "broker_transport" not in celery_config(settings.with_(broker_url="rediss://127.0.0.1:6380/0"))
     assert "broker_transport" not in celery_config(settings.with_(broker_url="sentinel://127.0.0.1:26379"))
     assert "broker_transport" not in celery_config(settings.with_(broker_url="amqp://127.0.0.1//"))
 
@@ -39,3 +39,10 @@ def test_builds_published_through_one_client_arrive_as_celery_task_messages(sett
             assert client is not None and channel._sync_client is client  # reused, not made per message
         assert redis.Redis(port=server.port).llen("celery") == 5
         app.extensions["buildhook"].engine.dispose()
+
+
+def test_a_rediss_broker_still_connects_with_tls(settings):
+    app = create_app(settings.with_(broker_url="rediss://127.0.0.1:6380/0"))
+    connection = app.extensions["celery"].connection_for_write()
+    assert connection.transport_cls == "rediss" and connection.ssl  # kombu's TLS, not plain text
+    app.extensions["buildhook"].engine.dispose()
