@@ -7,6 +7,7 @@ import logging
 import os
 import sqlite3
 import threading
+import time
 from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 
@@ -17,6 +18,8 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import Session, sessionmaker
+
+from builder.errors import TransientError
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -69,7 +72,7 @@ def database_unavailable(error: BaseException) -> bool:
     file, a PostgreSQL server shutting down or out of connections are; a syntax error,
     a missing table or a constraint violation are not.
     """
-    if isinstance(error, PoolTimeout):  # every pooled connection is busy
+    if isinstance(error, (PoolTimeout, WriteLockTimeout)):  # every pooled connection is busy; the lock stays taken
         return True
     if not isinstance(error, DBAPIError):
         return False
@@ -95,37 +98,67 @@ def database_unavailable(error: BaseException) -> bool:
 # at a time; a connection that finds its lock taken sleeps in its busy handler (1, 2, 5, 10 ...
 # up to 100 ms between tries) and does not wake when the lock is released, so writers that
 # collide wait far longer than the transactions take: at 150-200 deliveries a second that sleep,
-# not the CPU, was the limit. Queued on this lock instead (threads on a threading.Lock, processes
-# on flock(2) of ``<database>.write-lock``, which the kernel hands to the next waiter at once and
-# releases if its holder dies), each writer starts as soon as the previous one commits.
-class SQLiteWriteLock:
-    """An exclusive lock for one SQLite database file, across the threads and processes using it."""
+# not the CPU, was the limit. Queued on this lock instead (threads on a threading.Lock, which
+# wakes the next one at once; processes on flock(2) of ``<database>.write-lock``, polled at
+# 0.2-2 ms and released by the kernel if its holder dies), each writer starts about as soon as
+# the previous one commits.
+class WriteLockTimeout(TransientError):
+    """The SQLite write lock stayed taken for the database's busy timeout (``?timeout=``, default 30 s)."""
 
-    def __init__(self, database: str) -> None:
+
+class SQLiteWriteLock:
+    """An exclusive lock for one SQLite database file, across the threads and processes using it.
+
+    Waits at most ``timeout`` seconds, as SQLite's own busy handler would, then raises
+    ``WriteLockTimeout`` (answered 503). Another process's hold is polled for (``LOCK_NB``, every
+    0.2 ms at first, at most every 2 ms): a blocking ``flock`` could not give up.
+    """
+
+    def __init__(self, database: str, timeout: float = DEFAULT_BUSY_TIMEOUT) -> None:
         self._path = f"{database}.write-lock" if database and database != ":memory:" else None
-        self._pid = -1
+        self._timeout = timeout
         self._lock = threading.Lock()
         self._fd: int | None = None
 
-    def _for_this_process(self) -> None:
-        if self._pid != os.getpid():  # a forked child: the parent's lock and open file are not its own
-            self._pid, self._lock, self._fd = os.getpid(), threading.Lock(), None
+    def after_fork(self) -> None:
+        """In a forked child: the parent's threads and their holds are not the child's."""
+        self._lock = threading.Lock()
+        if self._fd is not None:
+            try:
+                os.close(self._fd)  # the child's copy only: a lock the parent holds stays held
+            except OSError:
+                pass
+            self._fd = None
 
     def __enter__(self) -> SQLiteWriteLock:
-        self._for_this_process()
-        self._lock.acquire()
+        deadline = time.monotonic() + self._timeout
+        if not self._lock.acquire(timeout=self._timeout):
+            raise WriteLockTimeout(f"the database stayed locked for {self._timeout:g} s")
         try:
             if self._path is not None:
-                if self._fd is None:
-                    self._fd = os.open(self._path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-                fcntl.flock(self._fd, fcntl.LOCK_EX)
+                self._flock(deadline)
         except OSError as exc:  # a read-only directory: threads still queue, processes use SQLite's wait
-            log.debug("no cross-process write lock at %s: %s", self._path, exc)
+            log.warning("no cross-process write lock at %s (processes wait in SQLite instead): %s", self._path, exc)
             self._path = None
         except BaseException:
             self._lock.release()
             raise
         return self
+
+    def _flock(self, deadline: float) -> None:
+        if self._fd is None:
+            self._fd = os.open(self._path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)  # type: ignore[arg-type]
+        pause = 0.0002
+        while True:
+            try:
+                fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise WriteLockTimeout(f"the database stayed locked for {self._timeout:g} s "
+                                           "(another process holds its write lock)") from None
+                time.sleep(pause)
+                pause = min(pause * 2, 0.002)
 
     def __exit__(self, *_exc: object) -> None:
         try:
@@ -135,8 +168,18 @@ class SQLiteWriteLock:
             self._lock.release()
 
 
-_WRITE_LOCKS: dict[str, SQLiteWriteLock] = {}
+_WRITE_LOCKS: dict[tuple[str, float], SQLiteWriteLock] = {}
 _WRITE_LOCKS_GUARD = threading.Lock()
+
+
+def _write_locks_after_fork() -> None:
+    global _WRITE_LOCKS_GUARD
+    _WRITE_LOCKS_GUARD = threading.Lock()
+    for lock in _WRITE_LOCKS.values():
+        lock.after_fork()
+
+
+os.register_at_fork(after_in_child=_write_locks_after_fork)
 
 
 def write_lock(session: Session) -> AbstractContextManager[object]:
@@ -144,11 +187,13 @@ def write_lock(session: Session) -> AbstractContextManager[object]:
     url = session.get_bind().url
     if url.get_backend_name() != "sqlite":
         return nullcontext()
-    database = url.database or ""
-    lock = _WRITE_LOCKS.get(database)
+    # Per database file and busy timeout: two timeouts for one file get two objects, whose
+    # holds still exclude each other through the lock file.
+    key = (url.database or "", float(url.query.get("timeout", DEFAULT_BUSY_TIMEOUT)))  # type: ignore[arg-type]
+    lock = _WRITE_LOCKS.get(key)
     if lock is None:
         with _WRITE_LOCKS_GUARD:
-            lock = _WRITE_LOCKS.setdefault(database, SQLiteWriteLock(database))
+            lock = _WRITE_LOCKS.setdefault(key, SQLiteWriteLock(*key))
     return lock
 
 

@@ -8,11 +8,12 @@ A ``GroupCommit`` takes the writes that request threads hand it and runs each ba
 in one transaction from one thread: one lock, one fsync for everything that arrived
 meanwhile. A request still answers only once its own rows are committed.
 
-A replay within one batch is marked a duplicate there. If the batch fails (a replay of a
-delivery accepted earlier hits the unique ``dedupe_key``, another constraint, the database
-going away), it is rolled back and each delivery is written again on its own, so one bad
-write never fails another; the errors reach the requests that made them (the intake answers
-a unique-key failure "duplicate", a database that is down 503).
+A replay within one batch is marked a duplicate there. If the batch fails because of one of
+its writes (a replay of a delivery accepted earlier hits the unique ``dedupe_key``, another
+constraint), it is rolled back and each delivery is written again on its own, so one bad
+write never fails another; if the database is unavailable (locked past its timeout, gone),
+every write of the batch gets that error at once. The errors reach the requests that made
+them: the intake answers a unique-key failure "duplicate", an unavailable database 503.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from typing import Any
 from sqlalchemy import insert
 from sqlalchemy.orm import Session, sessionmaker
 
-from builder.db import write_lock
+from builder.db import database_unavailable, write_lock
 from builder.models import Build, Delivery
 from builder.planning import Plan, supersede
 
@@ -116,20 +117,31 @@ class GroupCommit:
         return write
 
     def _run(self) -> None:
-        while True:
+        try:
+            while True:
+                with self._ready:
+                    if not self._queue and not self._ready.wait_for(lambda: self._queue, self._idle_seconds):
+                        self._thread = None  # under the lock: a write handed over from now on starts a new thread
+                        return
+                    batch, self._queue = self._queue[:self._max_batch], self._queue[self._max_batch:]
+                self._write(batch)
+        except BaseException:  # stopped (not expected): no write is left waiting for this thread
             with self._ready:
-                if not self._queue and not self._ready.wait_for(lambda: self._queue, self._idle_seconds):
-                    self._thread = None
-                    return
-                batch, self._queue = self._queue[:self._max_batch], self._queue[self._max_batch:]
-            self._write(batch)
+                self._thread = None
+                stranded, self._queue = self._queue, []
+            for write in stranded:
+                write.error = RuntimeError("the group commit's writer stopped")
+                write.done.set()
+            raise
 
     def _write(self, batch: list[DeliveryWrite]) -> None:
         try:
             commit_batch(self._sessions, batch)
-        except Exception as exc:  # not expected (errors are kept per write), but no request is left waiting
+        except BaseException as exc:  # not expected (errors are kept per write), but no request is left waiting
             for write in batch:
                 write.error = write.error or exc
+            if not isinstance(exc, Exception):
+                raise
         finally:
             for write in batch:
                 write.done.set()
@@ -144,8 +156,9 @@ def commit_batch(sessions: sessionmaker[Session], writes: list[DeliveryWrite]) -
     try:
         _in_one_transaction(sessions, writes)
     except Exception as exc:
-        if len(writes) == 1:
-            writes[0].error = exc
+        if len(writes) == 1 or database_unavailable(exc):  # no write would fare better alone
+            for write in writes:
+                write.error = exc
             return
         log.info("a batch of %d deliveries failed (%s); writing them one by one", len(writes), exc)
         committed: set[str] = set()
@@ -169,9 +182,9 @@ def _in_one_transaction(sessions: sessionmaker[Session], writes: list[DeliveryWr
                 write_deliveries(session, writes)
                 session.commit()
         except BaseException:
-            session.rollback()
             for write in writes:
                 _reset_results(write)
+            session.rollback()
             raise
 
 

@@ -146,9 +146,11 @@ def _receive(
         write.duplicate = True
     if write.duplicate:
         return answer("duplicate", f"delivery {info.delivery_id} was already accepted")
+    if write.delivery_id is None:  # neither written nor refused: never answer 202 for it
+        raise RuntimeError(f"delivery {info.delivery_id} was not written")
     build_ids = write.build_ids
     triggers_of = dict(zip(build_ids, (row["trigger_id"] for row in rows)))
-    return HookResult(202, "accepted", reason, write.delivery_id or 0, build_ids,
+    return HookResult(202, "accepted", reason, write.delivery_id, build_ids,
                       [b for b in build_ids if _listened(triggers_of[b], listeners)])
 
 

@@ -9,7 +9,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from werkzeug.exceptions import HTTPException
 
-from builder.db import database_unavailable
+from builder.db import WriteLockTimeout, database_unavailable
 from builder.errors import InputError, TransientError
 from webhooks.context import close_db
 
@@ -40,6 +40,7 @@ def register(app: Flask) -> None:
 
     @app.errorhandler(DBAPIError)
     @app.errorhandler(PoolTimeout)
+    @app.errorhandler(WriteLockTimeout)
     def database_error(error: Exception):  # type: ignore[no-untyped-def]
         """503 while the database is unavailable (a Git host retries); any other database error is a bug."""
         if not database_unavailable(error):

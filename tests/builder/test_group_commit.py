@@ -7,7 +7,10 @@ write that cannot be stored.
 
 from __future__ import annotations
 
+import fcntl
 import json
+import os
+import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 
@@ -15,6 +18,7 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
+from builder.db import WriteLockTimeout, make_engine, make_sessionmaker, migrate
 from builder.group_commit import DeliveryWrite, GroupCommit, commit_batch
 from builder.models import Build, Delivery, TriggerRule, utcnow
 from tests.payloads import github_headers, github_push
@@ -124,3 +128,24 @@ def test_group_commit_raises_a_failed_write_in_the_thread_that_handed_it_over(ap
     assert fine.error is None and len(fine.build_ids) == 1  # the writer thread lives on
     with pytest.raises(IntegrityError):  # accepted before: the intake answers "duplicate"
         committer.commit(write_for(trigger, rule_id, fine.delivery["delivery_id"]))
+
+
+def test_a_locked_database_fails_the_whole_batch_at_once_not_write_by_write(tmp_path):
+    path = tmp_path / "locked.db"
+    migrate(f"sqlite:///{path}")
+    engine = make_engine(f"sqlite:///{path}?timeout=0.3")
+    sessions = make_sessionmaker(engine)
+    trigger = {"id": 1, "repository": "acme/locked"}
+    writes = [write_for(trigger, 1, uuid.uuid4().hex) for _ in range(5)]
+    fd = os.open(f"{path}.write-lock", os.O_RDWR | os.O_CREAT, 0o600)
+    fcntl.flock(fd, fcntl.LOCK_EX)  # another process's hold
+    try:
+        started = time.monotonic()
+        commit_batch(sessions, writes)
+        waited = time.monotonic() - started
+    finally:
+        os.close(fd)
+        engine.dispose()
+    assert all(isinstance(write.error, WriteLockTimeout) for write in writes)  # each request answers 503
+    assert all(write.delivery_id is None for write in writes)
+    assert waited < 1.0, f"waited {waited:.2f} s: the writes were retried one by one, 0.3 s each"

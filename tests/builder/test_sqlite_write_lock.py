@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import threading
 import time
 
-from builder.db import SQLiteWriteLock
+import pytest
+from sqlalchemy.orm import Session
+
+from builder.db import SQLiteWriteLock, WriteLockTimeout, database_unavailable, make_engine, write_lock
 
 HOLDER = """
 import sys, time
@@ -70,3 +74,39 @@ def test_threads_of_one_process_take_turns(tmp_path):
     for thread in threads:
         thread.join()
     assert most[0] == 1
+
+
+def test_a_writer_gives_up_after_the_timeout_while_another_process_holds_the_lock(tmp_path):
+    database = str(tmp_path / "buildhook.db")
+    holder = subprocess.Popen([sys.executable, "-c", HOLDER, database, "10"], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        started = time.monotonic()
+        with pytest.raises(WriteLockTimeout, match="stayed locked for 0.3 s"):
+            with SQLiteWriteLock(database, timeout=0.3):
+                pass
+        assert 0.25 < time.monotonic() - started < 3
+        assert database_unavailable(WriteLockTimeout("x"))  # answered 503, as a locked database is
+    finally:
+        holder.kill()
+        holder.wait(10)
+
+
+def test_a_forked_child_waits_for_the_parents_hold_instead_of_sharing_it(tmp_path):
+    engine = make_engine(f"sqlite:///{tmp_path / 'buildhook.db'}?timeout=5")
+    with Session(engine) as session:
+        lock = write_lock(session)
+        with lock:
+            pid = os.fork()
+            if pid == 0:  # the child: its copy of the held lock must not count as its own
+                started = time.monotonic()
+                try:
+                    with lock:
+                        code = 0 if time.monotonic() - started > 0.3 else 2  # 2: took it while the parent held it
+                except BaseException:
+                    code = 3  # never got it: the parent's hold was inherited as a stuck thread lock
+                os._exit(code)
+            time.sleep(0.6)
+        _, status = os.waitpid(pid, 0)
+    engine.dispose()
+    assert os.waitstatus_to_exitcode(status) == 0

@@ -1,6 +1,7 @@
 """The database briefly unavailable: webhooks get 503 (the Git host retries), never a lost event.
 
-Real components: a locked SQLite file (another connection holds ``BEGIN EXCLUSIVE``), and
+Real components: a locked SQLite file (another connection holds ``BEGIN EXCLUSIVE``, or
+another process the write lock file that buildhook's writers queue on), and
 with ``BUILDHOOK_TEST_POSTGRES=1`` the suite's PostgreSQL behind a TCP proxy that is cut
 and restored. Any other database error (a missing table, bad SQL) stays a 500, logged as a bug.
 """
@@ -8,14 +9,19 @@ and restored. Any other database error (a missing table, bad SQL) stays a 500, l
 from __future__ import annotations
 
 import base64
+import fcntl
 import json
 import logging
+import os
 import select
 import socket
 import sqlite3
 import threading
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -90,7 +96,29 @@ def private_redis(tmp_path):
         yield server
 
 
-def test_locked_sqlite_gets_503_then_the_retried_delivery_is_built_once(settings, tmp_path, private_redis):
+@contextmanager
+def sqlite_locked(path: Path, how: str) -> Iterator[None]:
+    """The database at ``path`` locked for writing: by an SQLite transaction, or by another
+    buildhook process holding the write lock file (``flock``) the writers queue on."""
+    if how == "sqlite transaction":
+        locker = sqlite3.connect(path, isolation_level=None)
+        locker.execute("BEGIN EXCLUSIVE")
+        try:
+            yield
+        finally:
+            locker.execute("ROLLBACK")
+            locker.close()
+    else:
+        fd = os.open(f"{path}.write-lock", os.O_RDWR | os.O_CREAT, 0o600)
+        fcntl.flock(fd, fcntl.LOCK_EX)  # another open file description: conflicts as another process's would
+        try:
+            yield
+        finally:
+            os.close(fd)
+
+
+@pytest.mark.parametrize("how", ["sqlite transaction", "write lock file"])
+def test_locked_sqlite_gets_503_then_the_retried_delivery_is_built_once(settings, tmp_path, private_redis, how):
     path = tmp_path / "locked.db"
     migrate(f"sqlite:///{path}")
     # a short busy timeout (the URL's ?timeout=, in seconds), so the locked write fails fast
@@ -99,17 +127,14 @@ def test_locked_sqlite_gets_503_then_the_retried_delivery_is_built_once(settings
     client = app.test_client()
     body, headers = signed_delivery("acme/locked")
 
-    locker = sqlite3.connect(path, isolation_level=None)
-    try:
-        locker.execute("BEGIN EXCLUSIVE")
+    with sqlite_locked(path, how):
         started = time.monotonic()
         assert_503(client.post("/hooks/github", data=body, headers=headers))
         assert time.monotonic() - started < 5
-        assert locker.execute("SELECT COUNT(*) FROM builds").fetchone() == (0,)
-        assert locker.execute("SELECT COUNT(*) FROM deliveries").fetchone() == (0,)
-    finally:
-        locker.execute("ROLLBACK")
-        locker.close()
+    reader = sqlite3.connect(path)
+    assert reader.execute("SELECT COUNT(*) FROM builds").fetchone() == (0,)
+    assert reader.execute("SELECT COUNT(*) FROM deliveries WHERE outcome = 'accepted'").fetchone() == (0,)
+    reader.close()
 
     # the host sends the same delivery again: accepted, stored, handed to the broker once
     retried = client.post("/hooks/github", data=body, headers=headers)
