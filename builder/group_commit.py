@@ -8,12 +8,13 @@ A ``GroupCommit`` takes the writes that request threads hand it and runs each ba
 in one transaction from one thread: one lock, one fsync for everything that arrived
 meanwhile. A request still answers only once its own rows are committed.
 
-A replay within one batch is marked a duplicate there. If the batch fails because of one of
-its writes (a replay of a delivery accepted earlier hits the unique ``dedupe_key``, another
-constraint), it is rolled back and each delivery is written again on its own, so one bad
-write never fails another; if the database is unavailable (locked past its timeout, gone),
-every write of the batch gets that error at once. The errors reach the requests that made
-them: the intake answers a unique-key failure "duplicate", an unavailable database 503.
+A replay of a delivery accepted before (in an earlier transaction or earlier in the batch)
+inserts nothing (``ON CONFLICT (dedupe_key) DO NOTHING``) and is marked a duplicate; it fails
+nothing. If the batch fails because of one of its writes (a trigger deleted meanwhile), it is
+rolled back and each delivery is written again on its own, so one bad write never fails
+another; if the database is unavailable (locked past its timeout, gone), every write of the
+batch gets that error at once. The errors reach the requests that made them: an unavailable
+database is answered 503, anything else 500 (the Git host retries either).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import insert
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
 from builder.db import database_unavailable, write_lock
@@ -35,8 +37,14 @@ from builder.planning import Plan, supersede
 
 log = logging.getLogger(__name__)
 
-_INSERT_DELIVERY = insert(Delivery.__table__)
 _INSERT_BUILD = insert(Build.__table__)
+# A delivery whose dedupe key was accepted before (committed, or earlier in this transaction)
+# inserts nothing and returns no id: a replay is a duplicate without failing the transaction.
+_INSERT_DELIVERY = {
+    name: dialect.insert(Delivery.__table__).on_conflict_do_nothing(index_elements=["dedupe_key"])
+    .returning(Delivery.__table__.c.id)
+    for name, dialect in (("sqlite", sqlite), ("postgresql", postgresql))
+}
 
 
 @dataclass(eq=False)
@@ -62,23 +70,21 @@ class DeliveryWrite:
 def write_deliveries(session: Session, writes: list[DeliveryWrite]) -> None:
     """Run ``writes`` in ``session``'s transaction (not committed).
 
-    A second write of one dedupe key in ``writes`` is only marked a duplicate; one that was
-    committed before fails on the unique constraint (``IntegrityError``), as does any other
-    write the database refuses.
+    A write whose dedupe key was accepted before, in an earlier transaction or earlier in
+    ``writes``, writes nothing and is marked a duplicate (it supersedes nothing either). A
+    write the database refuses otherwise (a trigger deleted meanwhile) raises.
     """
     connection = session.connection()
-    keys: set[str] = set()
+    insert_delivery = _INSERT_DELIVERY[connection.dialect.name]
     for write in writes:
-        if write.dedupe_key is not None and write.dedupe_key in keys:
+        write.delivery_id = connection.execute(insert_delivery, write.delivery).scalar()
+        if write.delivery_id is None:
             write.duplicate = True
             continue
         for plan in write.plans:
             supersede(session, plan, write.now)
-        write.delivery_id = connection.execute(_INSERT_DELIVERY, write.delivery).inserted_primary_key[0]
         write.build_ids = [connection.execute(_INSERT_BUILD, {**row, "delivery_id": write.delivery_id})
                            .inserted_primary_key[0] for row in write.builds]
-        if write.dedupe_key is not None:
-            keys.add(write.dedupe_key)
 
 
 class GroupCommit:
@@ -161,18 +167,11 @@ def commit_batch(sessions: sessionmaker[Session], writes: list[DeliveryWrite]) -
                 write.error = exc
             return
         log.info("a batch of %d deliveries failed (%s); writing them one by one", len(writes), exc)
-        committed: set[str] = set()
         for write in writes:
-            if write.dedupe_key is not None and write.dedupe_key in committed:
-                write.duplicate = True
-                continue
             try:
                 _in_one_transaction(sessions, [write])
             except Exception as single:
                 write.error = single
-                continue
-            if write.dedupe_key is not None:
-                committed.add(write.dedupe_key)
 
 
 def _in_one_transaction(sessions: sessionmaker[Session], writes: list[DeliveryWrite]) -> None:

@@ -13,7 +13,6 @@ from types import ModuleType
 from typing import Any, Mapping
 
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from builder.errors import BadSignature, InputError, PayloadTooLarge
@@ -140,10 +139,7 @@ def _receive(
     # End this session's read transaction first: its pooled connection goes back, so the
     # writer (which needs one) is never starved by requests that wait for it.
     session.rollback()
-    try:
-        commit(write)
-    except IntegrityError:
-        write.duplicate = True
+    commit(write)
     if write.duplicate:
         return answer("duplicate", f"delivery {info.delivery_id} was already accepted")
     if write.delivery_id is None:  # neither written nor refused: never answer 202 for it

@@ -16,7 +16,6 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from sqlalchemy import func, select
-from sqlalchemy.exc import IntegrityError
 
 from builder.db import WriteLockTimeout, make_engine, make_sessionmaker, migrate
 from builder.group_commit import DeliveryWrite, GroupCommit, commit_batch
@@ -126,8 +125,27 @@ def test_group_commit_raises_a_failed_write_in_the_thread_that_handed_it_over(ap
     assert raised.value is broken.error
     fine = committer.commit(write_for(trigger, rule_id, uuid.uuid4().hex))
     assert fine.error is None and len(fine.build_ids) == 1  # the writer thread lives on
-    with pytest.raises(IntegrityError):  # accepted before: the intake answers "duplicate"
-        committer.commit(write_for(trigger, rule_id, fine.delivery["delivery_id"]))
+
+
+def test_a_replay_of_a_delivery_accepted_earlier_writes_nothing_and_fails_no_other(app, trigger):
+    sessions = app.extensions["buildhook"].sessions
+    rule_id = first_rule(app, trigger)
+    key = uuid.uuid4().hex
+    first = write_for(trigger, rule_id, key)
+    commit_batch(sessions, [first])
+    before = write_for(trigger, rule_id, uuid.uuid4().hex)
+    replay = write_for(trigger, rule_id, key)
+    after = write_for(trigger, rule_id, uuid.uuid4().hex)
+
+    commit_batch(sessions, [before, replay, after])
+
+    assert replay.duplicate and replay.error is None and replay.delivery_id is None and replay.build_ids == []
+    assert before.error is None and after.error is None and before.delivery_id and after.delivery_id
+    with sessions() as session:
+        assert session.scalar(select(func.count()).select_from(Delivery)
+                              .where(Delivery.dedupe_key == f"github:{key}")) == 1
+        stored = session.scalars(select(Build.id).where(Build.trigger_id == trigger["id"])).all()
+        assert sorted(stored) == sorted(first.build_ids + before.build_ids + after.build_ids)
 
 
 def test_a_locked_database_fails_the_whole_batch_at_once_not_write_by_write(tmp_path):
