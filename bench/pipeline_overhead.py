@@ -58,7 +58,7 @@ from bench.common import (
 from bench.services import Stack
 
 NAME = "pipeline_overhead"
-FULL = {"runs": 5, "warmup": 1}
+FULL = {"runs": 9, "warmup": 1}
 QUICK = {"runs": 1, "warmup": 1}
 TARGET_RATIO = 1.10
 TARGET_QUEUE_S = 1.0
