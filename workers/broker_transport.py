@@ -17,6 +17,7 @@ from __future__ import annotations
 from contextlib import contextmanager
 from typing import Any, Iterator
 
+from kombu.transport import TRANSPORT_ALIASES
 from kombu.transport import redis as kombu_redis
 
 
@@ -45,5 +46,8 @@ class Transport(kombu_redis.Transport):
     Channel = Channel
 
 
-TRANSPORT = f"{__name__}:Transport"
+# Registered under a name of its own, so that Celery's logs show the broker as
+# ``redis+buildhook://host:port/db`` rather than this module's path.
+TRANSPORT = "redis+buildhook"
+TRANSPORT_ALIASES.setdefault(TRANSPORT, f"{__name__}:Transport")
 REDIS_SCHEMES = ("redis",)
