@@ -56,6 +56,7 @@ from bench.common import (
     wait_until,
 )
 from bench.services import Stack
+from builder.build_context import BuildLimits
 
 NAME = "pipeline_overhead"
 FULL = {"runs": 9, "warmup": 1}
@@ -104,17 +105,16 @@ def run_buildhook(stack: Stack, repo: BusyboxRepo, trigger: dict[str, Any], labe
     }
 
 
+# ``POST /build`` parameters (what buildhook sends) and the ``docker build`` flags that set them
+CLI_FLAGS = {"networkmode": "--network", "memory": "--memory", "memswap": "--memory-swap",
+             "cpuperiod": "--cpu-period", "cpuquota": "--cpu-quota"}
+
+
 def limit_flags(stack: Stack) -> list[str]:
-    """The ``docker build`` flags for the limits buildhook's settings put on each build step."""
-    settings = stack.settings
-    flags: list[str] = []
-    if settings.build_network != "default":
-        flags += ["--network", settings.build_network]
-    if settings.build_memory:
-        flags += ["--memory", str(settings.build_memory), "--memory-swap", str(settings.build_memory)]
-    if settings.build_cpus:
-        flags += ["--cpu-period", "100000", "--cpu-quota", str(round(settings.build_cpus * 100000))]
-    return flags
+    """The ``docker build`` flags for the limits buildhook puts on each build step, from its own
+    ``BuildLimits`` (so the baseline follows any change there)."""
+    params = BuildLimits.from_settings(stack.settings).engine_params()
+    return [part for key, value in params.items() for part in (CLI_FLAGS[key], str(value))]
 
 
 def run_baseline(stack: Stack, repo: BusyboxRepo, image: str, workdir: Path, label: str,

@@ -72,7 +72,7 @@ def measure(port: int, requests: list[bytes], rate: float) -> dict[str, Any]:
         "achieved_rps": round(len(samples) / wall, 1) if wall else 0.0,
         **latency_summary(latencies),
         "service_p99_ms": latency_summary([s.service_time for s in samples])["p99_ms"],
-        # sent more than 5 ms after their due time: every client thread was waiting for an answer
+        # sent more than 5 ms after their due time: the client's one thread was busy
         "late_sends": sum(1 for s in samples if s.started - s.scheduled > 0.005),
         # the load generator's own CPU (this process): what it took from the server's two cores
         "client_cpu_ms_per_request": round(client_cpu / count * 1000, 3) if count else 0.0,

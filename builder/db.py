@@ -14,7 +14,7 @@ from pathlib import Path
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import Engine, create_engine, event
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import Session, sessionmaker
@@ -30,10 +30,14 @@ log = logging.getLogger(__name__)
 DEFAULT_BUSY_TIMEOUT = 30.0
 
 
+def _busy_timeout(url: URL) -> float:
+    return float(url.query.get("timeout", DEFAULT_BUSY_TIMEOUT))  # type: ignore[arg-type]
+
+
 def make_engine(url: str, busy_timeout: float | None = None) -> Engine:
     if url.startswith("sqlite"):
         if busy_timeout is None:
-            busy_timeout = float(make_url(url).query.get("timeout", DEFAULT_BUSY_TIMEOUT))  # type: ignore[arg-type]
+            busy_timeout = _busy_timeout(make_url(url))
         engine = create_engine(url, connect_args={"timeout": busy_timeout})
         busy_ms = int(busy_timeout * 1000)
 
@@ -189,7 +193,7 @@ def write_lock(session: Session) -> AbstractContextManager[object]:
         return nullcontext()
     # Per database file and busy timeout: two timeouts for one file get two objects, whose
     # holds still exclude each other through the lock file.
-    key = (url.database or "", float(url.query.get("timeout", DEFAULT_BUSY_TIMEOUT)))  # type: ignore[arg-type]
+    key = (url.database or "", _busy_timeout(url))
     lock = _WRITE_LOCKS.get(key)
     if lock is None:
         with _WRITE_LOCKS_GUARD:

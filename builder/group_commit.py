@@ -20,7 +20,6 @@ database is answered 503, anything else 500 (the Git host retries either).
 from __future__ import annotations
 
 import logging
-import os
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -32,6 +31,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
 from builder.db import database_unavailable, write_lock
+from builder.forks import reset_after_fork
 from builder.models import Build, Delivery
 from builder.planning import Plan, supersede
 
@@ -62,10 +62,6 @@ class DeliveryWrite:
     error: BaseException | None = None
     done: threading.Event = field(default_factory=threading.Event)
 
-    @property
-    def dedupe_key(self) -> str | None:
-        return self.delivery.get("dedupe_key")
-
 
 def write_deliveries(session: Session, writes: list[DeliveryWrite]) -> None:
     """Run ``writes`` in ``session``'s transaction (not committed).
@@ -91,7 +87,7 @@ class GroupCommit:
     """Writes ``DeliveryWrite``s handed over by many threads, a batch per transaction, from one thread.
 
     ``commit`` blocks until the write is committed (or has failed: its error is raised).
-    The writer thread starts on first use and ends when idle, so a forked child (a gunicorn
+    The writer thread starts on first use and ends when idle; a forked child (a gunicorn
     worker) starts its own.
     """
 
@@ -101,16 +97,14 @@ class GroupCommit:
         self._max_batch = max_batch
         self._idle_seconds = idle_seconds
         self._reset()
+        reset_after_fork(self._reset)
 
     def _reset(self) -> None:
-        self._pid = os.getpid()
         self._ready = threading.Condition()
         self._queue: list[DeliveryWrite] = []
         self._thread: threading.Thread | None = None
 
     def commit(self, write: DeliveryWrite) -> DeliveryWrite:
-        if os.getpid() != self._pid:  # a forked child: the parent's thread and lock are not ours
-            self._reset()
         with self._ready:
             self._queue.append(write)
             if self._thread is None:

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import atexit
 import logging
-import os
 import threading
 import time
 from datetime import datetime, timedelta
@@ -28,6 +27,7 @@ from sqlalchemy import bindparam, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from builder.db import write_lock
+from builder.forks import reset_after_fork
 from builder.models import Build, BuildState, Deployment, utcnow
 
 log = logging.getLogger(__name__)
@@ -98,17 +98,15 @@ class DispatchMarks:
         self._interval = interval
         self._max_pending = max_pending
         self._reset()
+        reset_after_fork(self._reset)  # the parent's thread and lock are not the child's
         atexit.register(self.flush)
 
     def _reset(self) -> None:
-        self._pid = os.getpid()
         self._lock = threading.Lock()
         self._pending: dict[int, datetime] = {}
         self._thread: threading.Thread | None = None
 
     def add(self, build_ids: Iterable[int]) -> None:
-        if os.getpid() != self._pid:  # a forked child: the parent's thread and lock are not ours
-            self._reset()
         now = utcnow()
         with self._lock:
             for build_id in build_ids:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import signal
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -167,3 +168,26 @@ def test_a_locked_database_fails_the_whole_batch_at_once_not_write_by_write(tmp_
     assert all(isinstance(write.error, WriteLockTimeout) for write in writes)  # each request answers 503
     assert all(write.delivery_id is None for write in writes)
     assert waited < 1.0, f"waited {waited:.2f} s: the writes were retried one by one, 0.3 s each"
+
+
+def test_a_forked_child_writes_through_its_own_writer_thread(app, trigger):
+    sessions = app.extensions["buildhook"].sessions
+    committer = GroupCommit(sessions)
+    rule_id = first_rule(app, trigger)
+    committer.commit(write_for(trigger, rule_id, uuid.uuid4().hex))  # the parent's writer thread now runs
+    child_key = uuid.uuid4().hex
+    pid = os.fork()
+    if pid == 0:  # as a gunicorn worker forked from a process whose writer had started
+        signal.alarm(20)  # a write left waiting for the parent's thread (absent here) would hang
+        code = 1
+        try:
+            app.extensions["buildhook"].engine.dispose(close=False)  # the parent's connections stay the parent's
+            written = committer.commit(write_for(trigger, rule_id, child_key))
+            code = 0 if written.delivery_id and written.build_ids else 2
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    with sessions() as session:
+        assert session.scalar(select(func.count()).select_from(Delivery)
+                              .where(Delivery.dedupe_key == f"github:{child_key}")) == 1

@@ -23,11 +23,17 @@ print("released", flush=True)
 """
 
 
+def start_holder(database: str, seconds: float) -> subprocess.Popen[str]:
+    """Another process that takes the lock, says "held" and keeps it ``seconds``."""
+    holder = subprocess.Popen([sys.executable, "-c", HOLDER, database, str(seconds)], stdout=subprocess.PIPE, text=True)
+    assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+    return holder
+
+
 def test_a_writer_in_another_process_waits_until_the_holder_releases(tmp_path):
     database = str(tmp_path / "buildhook.db")
-    holder = subprocess.Popen([sys.executable, "-c", HOLDER, database, "1.0"], stdout=subprocess.PIPE, text=True)
+    holder = start_holder(database, 1.0)
     try:
-        assert holder.stdout.readline().strip() == "held"
         started = time.monotonic()
         with SQLiteWriteLock(database):
             waited = time.monotonic() - started
@@ -39,8 +45,7 @@ def test_a_writer_in_another_process_waits_until_the_holder_releases(tmp_path):
 
 def test_a_holder_that_dies_releases_the_lock(tmp_path):
     database = str(tmp_path / "buildhook.db")
-    holder = subprocess.Popen([sys.executable, "-c", HOLDER, database, "60"], stdout=subprocess.PIPE, text=True)
-    assert holder.stdout.readline().strip() == "held"
+    holder = start_holder(database, 60)
     holder.kill()
     holder.wait(10)
     taken = threading.Event()
@@ -78,9 +83,8 @@ def test_threads_of_one_process_take_turns(tmp_path):
 
 def test_a_writer_gives_up_after_the_timeout_while_another_process_holds_the_lock(tmp_path):
     database = str(tmp_path / "buildhook.db")
-    holder = subprocess.Popen([sys.executable, "-c", HOLDER, database, "10"], stdout=subprocess.PIPE, text=True)
+    holder = start_holder(database, 10)
     try:
-        assert holder.stdout.readline().strip() == "held"
         started = time.monotonic()
         with pytest.raises(WriteLockTimeout, match="stayed locked for 0.3 s"):
             with SQLiteWriteLock(database, timeout=0.3):
