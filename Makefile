@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: serve test test-postgres install system
+.PHONY: serve test test-postgres install system dist smoke
 
 $(BIN)/buildhook: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -31,3 +31,18 @@ test-postgres: system install
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y -q postgresql >/dev/null; } || \
 	  { echo "please install postgresql (apt-get install postgresql)" >&2; exit 1; }
 	BUILDHOOK_TEST_POSTGRES=1 $(BIN)/python -m pytest $(ARGS)
+
+# The sdist and the wheel, in dist/.
+dist: install
+	rm -rf dist
+	$(BIN)/pip install -q build
+	$(BIN)/python -m build --outdir dist .
+
+# The wheel as users install it: a fresh venv outside the checkout, no extras, `pip check`, then
+# scripts/smoke_test.py from an empty directory (serve, /healthz, /login, a push, an image, a deploy).
+smoke: dist system
+	rm -rf "$${TMPDIR:-/tmp}/buildhook-smoke-venv"
+	$(PYTHON) -m venv "$${TMPDIR:-/tmp}/buildhook-smoke-venv"
+	"$${TMPDIR:-/tmp}/buildhook-smoke-venv/bin/pip" install -q dist/buildhook-*.whl
+	"$${TMPDIR:-/tmp}/buildhook-smoke-venv/bin/pip" check
+	cd "$${TMPDIR:-/tmp}" && $(PYTHON) $(CURDIR)/scripts/smoke_test.py --buildhook "$${TMPDIR:-/tmp}/buildhook-smoke-venv/bin/buildhook"

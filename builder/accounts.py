@@ -111,11 +111,12 @@ def list_users(session: Session) -> list[User]:
     return list(session.scalars(select(User).order_by(User.name)))
 
 
-def delete_user(session: Session, name: str, acting: User) -> None:
+def delete_user(session: Session, name: str, acting: User | None) -> None:
     """Delete a user and, with it, their tokens; their sessions end with the next request.
-    Refused for yourself and for the last admin, so there is always someone to sign in as admin."""
+    Refused for yourself (``acting``; None from the command line) and for the last admin, so there
+    is always someone to sign in as admin."""
     user = get_user(session, name)
-    if user.id == acting.id:
+    if acting is not None and user.id == acting.id:
         raise Conflict("you cannot delete yourself: ask another admin")
     if user.role == "admin" and session.scalar(select(func.count()).select_from(User).where(User.role == "admin")) <= 1:
         raise Conflict("the last admin cannot be deleted")

@@ -149,7 +149,34 @@ def cmd_users_add(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_tokens_create(args: argparse.Namespace) -> int:
+def cmd_users_list(args: argparse.Namespace) -> int:
+    from builder.accounts import list_users, user_to_dict
+
+    services = _services()
+    with services.sessions() as session:
+        shown = [user_to_dict(user) for user in list_users(session)]
+    if args.json:
+        _print({"users": shown})
+        return 0
+    if not shown:
+        print("No users yet: buildhook users add NAME --role admin")
+    for user in shown:
+        print(f"{user['name']:<20} {user['role']:<7} added {user['created_at'][:10]}")
+    return 0
+
+
+def cmd_users_remove(args: argparse.Namespace) -> int:
+    from builder.accounts import delete_user
+
+    services = _services()
+    with services.sessions() as session:
+        delete_user(session, args.name, acting=None)
+        session.commit()
+    print(f"User {args.name} removed, with their tokens")
+    return 0
+
+
+def cmd_tokens_add(args: argparse.Namespace) -> int:
     from builder.accounts import create_token, get_user
 
     services = _services()
@@ -192,12 +219,18 @@ def add_admin_commands(sub) -> None:  # type: ignore[no-untyped-def]
     add.add_argument("--role", choices=["admin", "viewer"], required=True)
     add.add_argument("--password", help="default: asked for at a prompt")
     add.set_defaults(func=cmd_users_add)
+    lst = users.add_parser("list", help="list users and their roles")
+    lst.add_argument("--json", action="store_true")
+    lst.set_defaults(func=cmd_users_list)
+    remove = users.add_parser("remove", help="remove a user and their tokens (never the last admin)")
+    remove.add_argument("name")
+    remove.set_defaults(func=cmd_users_remove)
 
     tokens = sub.add_parser("tokens", help="API tokens for scripts").add_subparsers(
         dest="tokens_command", required=True)
-    create = tokens.add_parser("create", help="create a token (printed once)")
+    create = tokens.add_parser("add", aliases=["create"], help="add a token for a user (printed once)")
     create.add_argument("--user", required=True)
-    create.set_defaults(func=cmd_tokens_create)
+    create.set_defaults(func=cmd_tokens_add)
     revoke = tokens.add_parser("revoke", help="revoke a token")
     revoke.add_argument("id", type=int)
     revoke.set_defaults(func=cmd_tokens_revoke)

@@ -5,10 +5,6 @@ from __future__ import annotations
 import argparse
 import gc
 import json
-import os
-import secrets
-import signal
-import subprocess
 import sys
 import threading
 import time
@@ -22,87 +18,18 @@ from builder.secrets import SecretBox
 from builder.settings import ConfigError, Settings
 from builder.triggers import TriggerSpec, create_trigger, trigger_to_dict
 from buildhook.admin_commands import add_admin_commands
-from buildhook.redis_server import RedisServer
-
-KEY_FILE = "secret_key"
-
-
-def _data_dir(env: dict[str, str]) -> Path:
-    return Path(env.get("BUILDHOOK_DATA_DIR") or ".buildhook")
-
-
-def local_env(create_key: bool = False) -> dict[str, str]:
-    """The environment, with the data directory's secret key when none is set."""
-    env = dict(os.environ)
-    if env.get("BUILDHOOK_SECRET_KEY"):
-        return env
-    key_file = _data_dir(env) / KEY_FILE
-    if not key_file.exists() and create_key:
-        key_file.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as handle:
-            handle.write(secrets.token_urlsafe(32))
-        print(f"buildhook: created a secret key in {key_file} (set BUILDHOOK_SECRET_KEY to use your own)",
-              file=sys.stderr)
-    if key_file.exists():
-        env["BUILDHOOK_SECRET_KEY"] = key_file.read_text().strip()
-    return env
+from buildhook.local_state import local_env
+from buildhook.serve import cmd_serve
 
 
 def load_settings(create_key: bool = False) -> Settings:
-    return Settings.from_env(local_env(create_key))
+    return Settings.from_env(local_env(create=create_key))
 
 
 # --- processes ---------------------------------------------------------------
 
 
-def cmd_serve(args: argparse.Namespace) -> int:
-    env = local_env(create_key=True)
-    settings = Settings.from_env(env)
-    migrate(settings.database_url)
-    _require_docker(settings)
-    redis = None
-    if not settings.broker_url:
-        redis = RedisServer(_data_dir(env) / "redis").start()
-        env["BUILDHOOK_BROKER_URL"] = redis.url
-        print(f"buildhook: started a private redis-server at {redis.url}", file=sys.stderr)
-    me = [sys.executable, "-m", "buildhook.cli"]
-    children = [
-        subprocess.Popen(me + ["web", "--host", args.host, "--port", str(args.port)], env=env),
-        subprocess.Popen(me + ["worker", "--concurrency", str(args.concurrency)], env=env),
-    ]
-    stopping = threading.Event()
-
-    def stop(signum: int, _frame: object) -> None:
-        stopping.set()
-
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
-    print(f"buildhook: serving on http://{args.host}:{args.port}", file=sys.stderr)
-    code = 0
-    try:
-        while not stopping.is_set():
-            exited = [c for c in children if c.poll() is not None]
-            if exited:
-                code = exited[0].returncode or 1
-                print(f"buildhook: a child process exited with {exited[0].returncode}", file=sys.stderr)
-                break
-            stopping.wait(0.5)
-    finally:
-        for child in children:
-            if child.poll() is None:
-                child.terminate()
-        for child in children:
-            try:
-                child.wait(20)
-            except subprocess.TimeoutExpired:
-                child.kill()
-        if redis:
-            redis.stop()
-    return code
-
-
-def _require_docker(settings: Settings) -> None:
+def require_docker(settings: Settings) -> None:
     from builder.image import connect
 
     try:
@@ -263,7 +190,8 @@ def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="buildhook", description=__doc__)
     sub = top.add_subparsers(dest="command", required=True)
 
-    serve = sub.add_parser("serve", help="run the web app and a worker (and a private Redis if needed)")
+    serve = sub.add_parser("serve", help="run the web app and a worker (and a private Redis and registry "
+                                         "when none is set)")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--concurrency", type=int, default=2, help="builds run at once")

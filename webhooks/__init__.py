@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import logging
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from flask import Flask
@@ -17,11 +16,9 @@ from builder.db import make_engine, make_sessionmaker
 from builder.ids import MAX_ID
 from builder.secrets import SecretBox
 from builder.settings import Settings
+from webhooks.assets import TEMPLATES
 
 log = logging.getLogger(__name__)
-
-TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
-
 
 @dataclass
 class Services:

@@ -2,14 +2,13 @@
 
 The page modules (``dashboard``, ``pages_triggers``, ``pages_ops``) add their views to
 this one blueprint, so ``url_for('dashboard.<view>')`` names them all. Static files are
-served from ``static/`` at the project root, next to ``templates/``.
+served from ``static/`` at the project root, next to ``templates/`` (``webhooks/assets.py``).
 """
 
 from __future__ import annotations
 
 import re
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -20,8 +19,7 @@ from builder.clone import redact_url
 from builder.errors import InputError
 from builder.history import commit_url, is_active, is_error_line, repository_web_url
 from builder.models import Build
-
-STATIC = Path(__file__).resolve().parent.parent / "static"
+from webhooks.assets import STATIC
 
 bp = Blueprint("dashboard", __name__)
 

@@ -47,7 +47,7 @@ def celery_init_app(app: Flask, settings: Settings) -> Celery:
             with app.app_context():
                 return self.run(*args, **kwargs)
 
-    celery = Celery(app.name, task_cls=FlaskTask)
+    celery = Celery("buildhook", task_cls=FlaskTask)
     celery.config_from_object(celery_config(settings))
     celery.set_default()
 

@@ -1,0 +1,162 @@
+"""``buildhook serve``: the web app and a worker, with a private Redis and registry when none is set.
+
+The children are supervised: one that dies is started again (after a pause that doubles while it
+keeps dying), so a worker killed by the kernel does not take the web app down with it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+
+from builder.db import make_engine, migrate
+from builder.settings import Settings
+from buildhook.local_state import data_dir, local_env, publish_serve, unpublish_serve
+from buildhook.redis_server import RedisServer
+from buildhook.registry_server import RegistryServer
+
+RESTART_PAUSE_MAX = 30.0
+STABLE_AFTER = 60.0  # a child that ran this long is healthy again: its next restart is immediate
+
+
+@dataclass
+class Child:
+    name: str
+    argv: list[str]
+    env: dict[str, str]
+    process: subprocess.Popen[bytes] | None = None
+    pause: float = 0.0
+    started: float = 0.0
+    restart_at: float | None = field(default=None)
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(self.argv, env=self.env)
+        self.started = time.monotonic()
+        self.restart_at = None
+
+    def check(self, now: float) -> None:
+        """Notice a death and schedule the restart; restart when due."""
+        if self.restart_at is not None:
+            if now >= self.restart_at:
+                print(f"buildhook: starting the {self.name} again", file=sys.stderr)
+                self.start()
+            return
+        if self.process is None or self.process.poll() is None:
+            return
+        healthy = now - self.started >= STABLE_AFTER
+        self.pause = 0.0 if healthy else min(max(self.pause * 2, 1.0), RESTART_PAUSE_MAX)
+        print(f"buildhook: the {self.name} exited with {self.process.returncode}; "
+              f"restarting it in {self.pause:g} s", file=sys.stderr)
+        self.restart_at = now + self.pause
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+
+    def wait(self) -> None:
+        if self.process is None:
+            return
+        try:
+            self.process.wait(20)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from buildhook.cli import require_docker
+
+    own_registry = not os.environ.get("BUILDHOOK_REGISTRY")
+    env = local_env(create=True)
+    settings = Settings.from_env(env)
+    migrate(settings.database_url)
+    require_docker(settings)
+    directory = data_dir(env)
+    servers: list[RedisServer | RegistryServer] = []
+    try:
+        if not settings.broker_url:
+            redis = RedisServer(directory / "redis", persistent=True)
+            servers.append(redis.start())  # type: ignore[arg-type]
+            env["BUILDHOOK_BROKER_URL"] = redis.url
+            print(f"buildhook: started a private redis-server at {redis.url} (queue kept in "
+                  f"{redis.data_dir})", file=sys.stderr)
+        if own_registry:
+            events_url = f"http://127.0.0.1:{args.port}/registry/events"
+            registry = RegistryServer(directory / "registry", events_url, env["BUILDHOOK_REGISTRY_EVENTS_TOKEN"])
+            servers.append(registry.start())  # type: ignore[arg-type]
+            print(f"buildhook: started a private registry at {registry.address}, notifying {events_url} "
+                  f"(log in {registry.log_path})", file=sys.stderr)
+        publish_serve(directory, env.get("BUILDHOOK_BROKER_URL"))
+        return _supervise(args, env, settings)
+    finally:
+        unpublish_serve(directory)
+        for server in reversed(servers):
+            server.stop()
+
+
+def _supervise(args: argparse.Namespace, env: dict[str, str], settings: Settings) -> int:
+    me = [sys.executable, "-m", "buildhook.cli"]
+    children = [
+        Child("web app", me + ["web", "--host", args.host, "--port", str(args.port)], env),
+        Child("worker", me + ["worker", "--concurrency", str(args.concurrency)], env),
+    ]
+    stopping = threading.Event()
+
+    def stop(signum: int, _frame: object) -> None:
+        stopping.set()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    for child in children:
+        child.start()
+    print(f"buildhook: serving on http://{args.host}:{args.port}", file=sys.stderr)
+    _first_admin_hint(settings, args)
+    try:
+        while not stopping.is_set():
+            now = time.monotonic()
+            for child in children:
+                child.check(now)
+            stopping.wait(0.5)
+    finally:
+        for child in children:
+            child.stop()
+        for child in children:
+            child.wait()
+    return 0
+
+
+def _own_command() -> str:
+    """How the person who started serve runs buildhook again: ``buildhook`` when that is on PATH."""
+    if sys.argv[0].endswith(".py"):  # python -m buildhook.cli
+        return f"{sys.executable} -m buildhook.cli"
+    if shutil.which("buildhook") == os.path.abspath(sys.argv[0]):
+        return "buildhook"
+    return sys.argv[0]
+
+
+def _first_admin_hint(settings: Settings, args: argparse.Namespace) -> None:
+    """As Gitea and Jenkins do on first start: say how to make the first admin."""
+    from sqlalchemy import func, select
+
+    from builder.models import User
+
+    engine = make_engine(settings.database_url)
+    try:
+        with engine.connect() as connection:
+            users = connection.execute(select(func.count()).select_from(User)).scalar_one()
+    finally:
+        engine.dispose()
+    if users:
+        return
+    command = _own_command()
+    where = "" if not os.environ.get("BUILDHOOK_DATA_DIR") else f"BUILDHOOK_DATA_DIR={settings.data_dir} "
+    print("\nbuildhook: no user yet. Create the first admin (you are asked for a password):\n\n"
+          f"    {where}{command} users add admin --role admin\n\n"
+          f"then sign in at http://{args.host}:{args.port}/login\n", file=sys.stderr)

@@ -1,0 +1,1 @@
+"""The dashboard's Jinja templates: shipped as package data of ``webhooks`` (``webhooks.templates``)."""
