@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-FIXTURES = ROOT.parent / "shared" / "fixtures"
+FIXTURES = ROOT / "tests" / "fixtures"  # the tests' payload files (tests/fixtures/README.md)
 BUSYBOX = Path("/bin/busybox")
 LOOPBACK = "127.0.0.1"
 

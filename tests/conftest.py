@@ -25,12 +25,12 @@ from builder.db import migrate
 from builder.image import connect
 from builder.settings import Settings
 from buildhook.redis_server import RedisServer, free_port
+from tests.payloads import FIXTURES  # noqa: F401 (tests import it from here too)
 from webhooks import create_app
 
 pytest_plugins = ["tests.fake_git_host", "tests.git_http_server", "tests.webhook_receiver"]
 
 ROOT = Path(__file__).resolve().parent.parent
-FIXTURES = ROOT.parent / "shared" / "fixtures"
 MANIFEST_TYPES = ", ".join(
     [
         "application/vnd.docker.distribution.manifest.v2+json",

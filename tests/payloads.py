@@ -1,4 +1,4 @@
-"""Real provider payloads from ../shared/fixtures, rewritten to a test repository and signed."""
+"""Real provider payloads from tests/fixtures/, rewritten to a test repository and signed."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-FIXTURES = Path(__file__).resolve().parent.parent.parent / "shared" / "fixtures"
+# The one place the tests find their payload files (tests/fixtures/README.md says where they come from).
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
 
 
 def fixture(path: str) -> dict[str, Any]:

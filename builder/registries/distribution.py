@@ -1,7 +1,7 @@
 """CNCF distribution notifications (``registry:2``, distribution v3, and registries built on it).
 
 Shape followed: distribution's ``docs/notifications.md`` (the "Envelope" and
-"Events" sections; the v1 example is ../shared/fixtures/registry/). The
+"Events" sections; the v1 example is tests/fixtures/registry/). The
 registry POSTs ``{"events": [...]}``; each event has ``id``, ``timestamp``,
 ``action`` (``push``/``pull``/``mount``/``delete``), ``target`` (``mediaType``,
 ``digest``, ``repository``, ``url``, ``tag``), ``request`` (``host``, ...),

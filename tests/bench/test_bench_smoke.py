@@ -15,7 +15,7 @@ import pytest
 
 from bench import clone
 from bench.__main__ import markdown
-from bench.common import percentile
+from bench.common import github_push_payload, percentile
 from bench.services import machine_info
 
 BENCHMARKS = ["webhook_intake", "pipeline_overhead", "clone", "cache", "history", "burst"]
@@ -59,3 +59,12 @@ def test_clone_benchmark_on_a_small_repository_reports_its_documented_keys(tmp_p
     text = markdown(report)
     assert "| Benchmark | Measured |" in text
     assert "3. Clone (200-commit repository, median of 1)" in text
+
+
+def test_bench_deliveries_are_the_real_github_push_from_the_repository_fixtures():
+    payload = github_push_payload("bench/app", "http://127.0.0.1:1/app.git", "refs/heads/main", "a" * 40, "go")
+
+    assert payload["ref"] == "refs/heads/main" and payload["after"] == "a" * 40
+    assert payload["repository"]["full_name"] == "bench/app" and payload["repository"]["name"] == "app"
+    assert payload["head_commit"] == {**payload["head_commit"], "id": "a" * 40, "message": "go"}
+    assert payload["pusher"], "the rest of tests/fixtures/github/push_branch.json is kept"

@@ -1,7 +1,7 @@
 """Registry notifications through builder.registries' pure parsers.
 
-The shared distribution fixtures (../shared/fixtures/registry/) and the
-documentation-shaped payloads of the other registries (tests/data/registries/)
+The distribution fixtures (tests/fixtures/registry/) and the
+documentation-shaped payloads of the other registries (tests/fixtures/other_registries/)
 are checked against hand-written expected results; a seeded fuzz test checks
 that mutated payloads give a list or ``InputError`` and nothing else.
 """
@@ -11,7 +11,6 @@ from __future__ import annotations
 import copy
 import json
 import random
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,14 +18,10 @@ import pytest
 from builder.errors import InputError
 from builder.registries import PARSERS, IgnoredEvent, ImagePushed
 from builder.registries.common import derived_id
+from tests.payloads import FIXTURES
 
-# tests/builder/<this file> -> the project root, whose sibling is shared/.
-FIXTURES = Path(__file__).resolve().parents[2].parent / "shared" / "fixtures"
 REGISTRY_FIXTURES = FIXTURES / "registry"
-DATA = Path(__file__).resolve().parents[1] / "data" / "registries"
-
-if not REGISTRY_FIXTURES.is_dir():
-    raise RuntimeError(f"registry fixtures not found at {REGISTRY_FIXTURES}: clone the project beside shared/")
+DATA = FIXTURES / "other_registries"
 
 EVENTS_V1 = "application/vnd.docker.distribution.events.v1+json"
 EVENTS_V2 = "application/vnd.docker.distribution.events.v2+json"

@@ -1,8 +1,8 @@
 """Bad input never causes a 500 or a build: every inbound endpoint, fuzzed with mutated real payloads.
 
 Property-based (Hypothesis, derandomized: CI runs the same examples every time). Each
-example starts from a real body, ../shared/fixtures/ for the Git hosts and the
-distribution registry, tests/data/registries/ for Docker Hub, Quay, Harbor and ACR,
+example starts from a real body, tests/fixtures/ for the Git hosts and the
+distribution registry, tests/fixtures/other_registries/ for Docker Hub, Quay, Harbor and ACR,
 pointed at a repository that has a trigger here, and mutates it: values at random
 JSON paths replaced by other types, keys deleted or added, huge strings, deep nesting,
 NUL and lone surrogates; then the bytes: truncated, invalid UTF-8, random bytes,
@@ -41,9 +41,9 @@ from hypothesis import strategies as st
 from sqlalchemy import func, select, update
 
 from builder.models import Build, BuildState, Delivery, RegistryEvent
-from tests.conftest import FIXTURES, ROOT, signed_in
+from tests.conftest import FIXTURES, signed_in
 
-REGISTRY_DOCS = ROOT / "tests" / "data" / "registries"
+REGISTRY_DOCS = FIXTURES / "other_registries"
 SECRET = "fuzz-inbound-secret"
 
 # One trigger per repository; the fixtures are rewritten to name these.

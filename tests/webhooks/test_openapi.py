@@ -30,7 +30,7 @@ from builder.accounts import add_user, create_token
 from builder.build_log import BuildLog
 from builder.deliveries import send_delivery
 from builder.models import Build, Deployment, OutboundDelivery, Trigger, utcnow
-from tests.conftest import FIXTURES, ROOT, GitRepo, git, signed_in
+from tests.conftest import FIXTURES, GitRepo, git, signed_in
 from tests.payloads import fixture, github_headers, github_push
 from webhooks.openapi import document
 
@@ -361,7 +361,7 @@ def ping(c, w: SimpleNamespace):
 def dockerhub(c, w: SimpleNamespace, body: bytes | None = None, source: str = "dockerhub"):
     """Docker Hub's documented push, for a repository of this module's own (event ids derive from it)."""
     if body is None:
-        payload = json.loads((ROOT / "tests" / "data" / "registries" / "dockerhub_docs_push.json").read_text())
+        payload = json.loads((FIXTURES / "other_registries" / "dockerhub_docs_push.json").read_text())
         payload["repository"].update(repo_name=f"acme/openapi-hub-{w.suffix}", namespace="acme",
                                      name=f"openapi-hub-{w.suffix}")
         payload["push_data"]["pushed_at"] = int(time.time() * 1000) % 2**31

@@ -1,7 +1,7 @@
 """Every Git host's real payloads through its own endpoint: signed, parsed, recorded, queued.
 
 GitLab, Bitbucket Cloud and Data Center, Gitea and Forgejo, driven with the
-files in ../shared/fixtures and the headers each host sends.
+files in tests/fixtures/ and the headers each host sends.
 """
 
 from __future__ import annotations

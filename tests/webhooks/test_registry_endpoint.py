@@ -13,11 +13,11 @@ import pytest
 from sqlalchemy import select
 
 from builder.models import Deployment, RegistryEvent
-from tests.conftest import FIXTURES, ROOT
+from tests.conftest import FIXTURES
 
 V1 = "application/vnd.docker.distribution.events.v1+json"
 CLOSED = "http://127.0.0.1:9/deploy"
-DOCS = ROOT / "tests" / "data" / "registries"
+DOCS = FIXTURES / "other_registries"
 
 
 @pytest.fixture

@@ -2,7 +2,7 @@
 
 Each test creates its own git repository (FROM scratch + the static busybox),
 registers a trigger through the API, posts the real GitHub payload from
-../shared/fixtures rewritten to that repository, and waits for what a user sees.
+tests/fixtures/ rewritten to that repository, and waits for what a user sees.
 """
 
 from __future__ import annotations

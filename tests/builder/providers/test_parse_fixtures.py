@@ -1,4 +1,4 @@
-"""Every Git host fixture in ../shared/fixtures through its provider module.
+"""Every Git host fixture in tests/fixtures/ through its provider module.
 
 The expected values are written out by hand from the fixture files, not
 computed from them, so a parser that reads the wrong field fails here.
@@ -9,7 +9,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-from pathlib import Path
 
 import pytest
 
@@ -17,21 +16,16 @@ from builder.errors import BadSignature
 from builder.events import Ignored, PushEvent
 from builder.providers import PROVIDERS
 from builder.providers.request import HookInfo
+from tests.payloads import FIXTURES
 
-# tests/builder/providers/<this file> -> the project root, whose sibling is shared/.
-PROJECT_ROOT = Path(__file__).resolve().parents[3]
-FIXTURES = (PROJECT_ROOT.parent / "shared" / "fixtures").resolve()
 HOSTS = ("github", "gitlab", "bitbucket", "gitea")
-
-if not FIXTURES.is_dir():
-    raise RuntimeError(f"webhook fixtures not found at {FIXTURES}: clone the project beside shared/")
 
 
 def fixture_bytes(name: str) -> bytes:
     return (FIXTURES / name).read_bytes()
 
 
-# Headers each host sends with a delivery (see ../shared/fixtures/README.md).
+# Headers each host sends with a delivery (see tests/fixtures/<host>/README.md).
 def github(event: str) -> dict[str, str]:
     return {
         "X-GitHub-Event": event,
