@@ -1,4 +1,6 @@
-"""Users (hashed passwords, roles) and API tokens (shown once, stored hashed, revocable)."""
+"""Users (hashed passwords, roles) and API tokens (shown once, stored hashed, revocable).
+Sign-in sessions are in ``builder/sign_in_sessions.py``, the sign-in backoff in
+``builder/sign_in_throttle.py``."""
 
 from __future__ import annotations
 
@@ -8,13 +10,15 @@ import secrets
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from builder.errors import Conflict, InputError, NotFound
-from builder.models import ApiToken, User, utcnow
+from builder.models import ApiToken, SignInSession, User, utcnow
+from builder.passwords import check_password
+from builder.sign_in_throttle import forget_account
 
 ROLES = ("admin", "viewer")
 TOKEN_PREFIX = "bh_"
@@ -27,8 +31,7 @@ def add_user(session: Session, name: str, password: str, role: str) -> User:
         raise InputError("user names are 1-64 letters, digits, and _ . @ -")
     if role not in ROLES:
         raise InputError(f"role must be one of {', '.join(ROLES)}")
-    if len(password) < 8:
-        raise InputError("passwords need at least 8 characters")
+    check_password(password, name)
     user = User(name=name, password_hash=generate_password_hash(password), role=role)
     session.add(user)
     try:
@@ -47,11 +50,21 @@ def authenticate(session: Session, name: str, password: str) -> User | None:
     return user if check_password_hash(user.password_hash, password) else None
 
 
-def session_key(user: User) -> str:
-    """What a sign-in session holds besides the user id: it changes when the user is deleted and
-    re-created (ids can be reused) or their password changes, which ends their old sessions."""
-    material = f"{user.id}\0{user.name}\0{user.created_at.isoformat()}\0{user.password_hash}"
-    return hashlib.sha256(material.encode()).hexdigest()[:32]
+def set_password(session: Session, name: str, password: str) -> User:
+    """A new password for ``name``, checked like a new user's: every session of theirs ends, and
+    the backoff of failed sign-ins to their name starts over. Their API tokens stay valid."""
+    user = get_user(session, name)
+    check_password(password, name)
+    user.password_hash = generate_password_hash(password)
+    end_sessions(session, user.id)
+    forget_account(session, name)
+    session.flush()
+    return user
+
+
+def end_sessions(session: Session, user_id: int) -> None:
+    """End every sign-in session of the user at once (their cookies stop working)."""
+    session.execute(delete(SignInSession).where(SignInSession.user_id == user_id))
 
 
 def get_user(session: Session, name: str) -> User:
@@ -112,7 +125,7 @@ def list_users(session: Session) -> list[User]:
 
 
 def delete_user(session: Session, name: str, acting: User | None) -> None:
-    """Delete a user and, with it, their tokens; their sessions end with the next request.
+    """Delete a user and, with it, their tokens and sessions.
     Refused for yourself (``acting``; None from the command line) and for the last admin, so there
     is always someone to sign in as admin."""
     user = get_user(session, name)
@@ -122,6 +135,7 @@ def delete_user(session: Session, name: str, acting: User | None) -> None:
         raise Conflict("the last admin cannot be deleted")
     for row in session.scalars(select(ApiToken).where(ApiToken.user_id == user.id)):
         session.delete(row)
+    end_sessions(session, user.id)
     session.delete(user)
     session.flush()
 

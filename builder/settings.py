@@ -108,6 +108,9 @@ class Settings:
     max_context_bytes: int = 500 * 1024**2
     # A running build whose worker has not been heard from for this long is reaped.
     heartbeat_ttl: int = 60
+    # Seconds a sign-in lasts (then the browser signs in again); X-Forwarded-For hops trusted (0: none).
+    session_lifetime: int = 12 * 3600
+    proxy_hops: int = 0
 
     @property
     def effective_work_dir(self) -> Path:
@@ -156,6 +159,9 @@ class Settings:
             max_log_bytes=_bytes(env, "BUILDHOOK_MAX_LOG_BYTES", 10 * 1024**2),
             max_context_bytes=_bytes(env, "BUILDHOOK_MAX_CONTEXT_BYTES", 500 * 1024**2),
             heartbeat_ttl=_at_least(2, "BUILDHOOK_HEARTBEAT_TTL", _int(env, "BUILDHOOK_HEARTBEAT_TTL", 60)),
+            session_lifetime=_at_least(60, "BUILDHOOK_SESSION_LIFETIME",
+                                       _int(env, "BUILDHOOK_SESSION_LIFETIME", 12 * 3600)),
+            proxy_hops=_at_least(0, "BUILDHOOK_PROXY_HOPS", _int(env, "BUILDHOOK_PROXY_HOPS", 0)),
         )
 
     def trusts_registry(self, host: str | None) -> bool:

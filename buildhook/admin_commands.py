@@ -130,17 +130,25 @@ def cmd_subscriptions_list(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_users_add(args: argparse.Namespace) -> int:
+def _new_password(args: argparse.Namespace) -> str | None:
+    """``--password``, or asked for twice at a prompt; None (after saying so) if the two differ."""
     import getpass
 
+    if args.password is not None:
+        return args.password
+    password = getpass.getpass(f"Password for {args.name}: ")
+    if getpass.getpass("Again: ") != password:
+        print("buildhook: the passwords differ", file=sys.stderr)
+        return None
+    return password
+
+
+def cmd_users_add(args: argparse.Namespace) -> int:
     from builder.accounts import add_user
 
-    password = args.password
+    password = _new_password(args)
     if password is None:
-        password = getpass.getpass(f"Password for {args.name}: ")
-        if getpass.getpass("Again: ") != password:
-            print("buildhook: the passwords differ", file=sys.stderr)
-            return 2
+        return 2
     services = _services()
     with services.sessions() as session:
         user = add_user(session, args.name, password, args.role)
@@ -172,7 +180,21 @@ def cmd_users_remove(args: argparse.Namespace) -> int:
     with services.sessions() as session:
         delete_user(session, args.name, acting=None)
         session.commit()
-    print(f"User {args.name} removed, with their tokens")
+    print(f"User {args.name} removed, with their tokens and sessions")
+    return 0
+
+
+def cmd_users_set_password(args: argparse.Namespace) -> int:
+    from builder.accounts import set_password
+
+    password = _new_password(args)
+    if password is None:
+        return 2
+    services = _services()
+    with services.sessions() as session:
+        set_password(session, args.name, password)
+        session.commit()
+    print(f"Password of {args.name} changed; their sessions are ended")
     return 0
 
 
@@ -225,6 +247,11 @@ def add_admin_commands(sub) -> None:  # type: ignore[no-untyped-def]
     remove = users.add_parser("remove", help="remove a user and their tokens (never the last admin)")
     remove.add_argument("name")
     remove.set_defaults(func=cmd_users_remove)
+    change = users.add_parser("set-password", help="give a user a new password (ends their sessions, "
+                              "clears their failed sign-ins)")
+    change.add_argument("name")
+    change.add_argument("--password", help="default: asked for at a prompt")
+    change.set_defaults(func=cmd_users_set_password)
 
     tokens = sub.add_parser("tokens", help="API tokens for scripts").add_subparsers(
         dest="tokens_command", required=True)

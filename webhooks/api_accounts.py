@@ -9,7 +9,7 @@ from typing import Any
 from flask import jsonify, request
 
 from builder.accounts import (add_user, create_token, delete_user, get_user, list_tokens, list_users, revoke_token,
-                              token_to_dict, user_to_dict)
+                              set_password, token_to_dict, user_to_dict)
 from builder.errors import InputError
 from webhooks.api import bp
 from webhooks.auth import current_user, require_admin
@@ -51,9 +51,23 @@ def users_create():  # type: ignore[no-untyped-def]
     return jsonify(user_to_dict(user)), 201
 
 
+@bp.patch("/users/<name>")
+def users_update(name: str):  # type: ignore[no-untyped-def]
+    """{"password"} → 200 the user: the new password (checked like a new user's) ends every
+    session of theirs; their API tokens stay. 404 for an unknown user."""
+    body = _object()
+    unknown = sorted(set(body) - {"password"})
+    if unknown:
+        raise InputError(f"unknown fields: {', '.join(unknown)}")
+    session = db()
+    user = set_password(session, name, _string(body, "password") or "")
+    session.commit()
+    return jsonify(user_to_dict(user))
+
+
 @bp.delete("/users/<name>")
 def users_delete(name: str):  # type: ignore[no-untyped-def]
-    """204: the user and their tokens are gone. 409 for yourself or the last admin."""
+    """204: the user, their tokens and their sessions are gone. 409 for yourself or the last admin."""
     session = db()
     delete_user(session, name, acting=require_admin())
     session.commit()

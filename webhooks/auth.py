@@ -2,19 +2,26 @@
 
 Webhook and registry endpoints keep their own signature checks; ``/healthz`` and
 ``/login`` stay open. Everything else needs a signed-in user; changes need an admin.
+A browser's session lives in the database (``builder/sign_in_sessions.py``): Flask's signed
+cookie carries its token and the CSRF token, nothing that would outlive a sign-out.
 """
 
 from __future__ import annotations
 
 import hmac
 import secrets
+import unicodedata
+from datetime import timedelta
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 from flask import Blueprint, Flask, abort, g, jsonify, redirect, render_template, request, session, url_for
 
-from builder.accounts import authenticate, find_token, note_token_use, session_key
+from builder.accounts import authenticate, find_token, note_token_use
 from builder.models import User
-from webhooks.context import db
+from builder.sign_in_sessions import end_session, session_user, start_session
+from builder.sign_in_throttle import claim_attempt, sign_in_succeeded
+from webhooks.context import db, services
 
 bp = Blueprint("auth", __name__)
 
@@ -66,11 +73,12 @@ def check_access() -> Any:
             user = row.user
             if note_token_use(row):
                 db().commit()  # last_used_at, at most once a minute per token
-    elif session.get("user_id"):
-        user = db().get(User, session["user_id"])
-        if user is not None and not hmac.compare_digest(session.get("user_key", ""), session_key(user)):
-            user = None  # the session was for a user since deleted (its id reused) or re-passworded
-            session.clear()
+    elif session.get("token"):
+        user, seen = session_user(db(), session["token"])
+        if user is None:
+            session.clear()  # signed out, expired, or ended by a new password or the user's removal
+        elif seen:
+            db().commit()  # last_seen_at, at most once a minute per session
     if user is None:
         return _deny(401, "sign in, or send Authorization: Bearer TOKEN")
     g.user = user
@@ -84,29 +92,73 @@ def check_access() -> Any:
     return None
 
 
+def local_next(target: str) -> str:
+    """``target`` if it is a path on this site, else "/": after percent-decoding (repeatedly),
+    a path starting with one "/", no scheme or host, no backslash, control or space characters
+    (browsers drop a tab or newline, so "/%09/evil.example" would lead off-site)."""
+    decoded = target
+    for _ in range(3):
+        decoded = unquote(decoded)
+    for text in (target, decoded):
+        if not text.startswith("/") or text.startswith("//") or "\\" in text:
+            return "/"
+        if any(char.isspace() or unicodedata.category(char)[0] in "CZ" for char in text):
+            return "/"
+        parts = urlsplit(text)
+        if parts.scheme or parts.netloc:
+            return "/"
+    return target
+
+
+def _client_address() -> str:
+    """Who is signing in, for the per-address backoff: the connection's address, or behind
+    ``BUILDHOOK_PROXY_HOPS`` trusted proxies the one they forwarded."""
+    return request.remote_addr or "unknown"
+
+
+def _too_many(wait: int) -> Any:
+    minutes = f"{wait // 60} min {wait % 60} s" if wait >= 60 else f"{wait} s"
+    error = (f"Too many failed sign-ins for this user or from this address: try again in {minutes}.")
+    return render_template("login.html", error=error), 429, {"Retry-After": str(wait)}
+
+
+def _sign_in(name: str, password: str) -> Any:
+    """The password check behind the backoff; a redirect when it holds, else the page again."""
+    address = _client_address()
+    wait = claim_attempt(db(), name, address)
+    if wait is not None:
+        db().rollback()
+        return _too_many(wait)
+    db().commit()  # the attempt counts as a failure until the password proves right
+    user = authenticate(db(), name, password)
+    if user is None:
+        return render_template("login.html", error="Wrong user name or password."), 401
+    db().commit()  # end the read: on SQLite the writes below must start a transaction of their own
+    sign_in_succeeded(db(), name, address)
+    lifetime = timedelta(seconds=services().settings.session_lifetime)
+    token = start_session(db(), user, lifetime)
+    db().commit()
+    session.clear()
+    session["token"] = token
+    session.permanent = True  # the cookie expires with the session (PERMANENT_SESSION_LIFETIME)
+    return redirect(local_next(request.args.get("next", "")))
+
+
 @bp.route("/login", methods=["GET", "POST"])
 def login():  # type: ignore[no-untyped-def]
-    error = None
     if request.method == "POST":
         sent = request.form.get("csrf_token", "")
         if not sent or not hmac.compare_digest(sent, session.get("csrf", "")):
-            error = "The form expired: please sign in again."
-        else:
-            user = authenticate(db(), request.form.get("name", ""), request.form.get("password", ""))
-            if user is None:
-                error = "Wrong user name or password."
-            else:
-                session.clear()
-                session["user_id"] = user.id
-                session["user_key"] = session_key(user)
-                session.permanent = True
-                target = request.args.get("next", "")
-                return redirect(target if target.startswith("/") and not target.startswith("//") else "/")
-    return render_template("login.html", error=error), (401 if error else 200)
+            return render_template("login.html", error="The form expired: please sign in again."), 401
+        return _sign_in(request.form.get("name", ""), request.form.get("password", ""))
+    return render_template("login.html", error=None)
 
 
 @bp.post("/logout")
 def logout():  # type: ignore[no-untyped-def]
+    if session.get("token"):
+        end_session(db(), session["token"])
+        db().commit()
     session.clear()
     return redirect(url_for("auth.login"))
 

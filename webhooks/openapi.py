@@ -245,10 +245,14 @@ PATHS: dict[str, Any] = {
                   {200: answer("The users, by name.", listing("users", "User"))}, errors=(403,)),
         operation("post", "createUser", "accounts", "Add a user", {201: answer("Created.", ref("User"))},
                   errors=(400, 409), body=ref("UserInput"), description="409: the name is taken.")),
-    "/api/users/{name}": path(operation(
-        "delete", "deleteUser", "accounts", "Delete a user and their tokens", {204: NO_CONTENT},
-        errors=(404, 409), params=[param("UserName")],
-        description="Their sessions end with their next request. 409: yourself, or the last admin.")),
+    "/api/users/{name}": path(
+        operation("patch", "setUserPassword", "accounts", "Give a user a new password",
+                  {200: answer("The user.", ref("User"))}, errors=(400, 404), params=[param("UserName")],
+                  body=ref("PasswordInput"), description="Every session of theirs ends; their API tokens stay. "
+                  "400: a password the policy refuses."),
+        operation("delete", "deleteUser", "accounts", "Delete a user and their tokens", {204: NO_CONTENT},
+                  errors=(404, 409), params=[param("UserName")],
+                  description="Their sessions end at once. 409: yourself, or the last admin.")),
     "/api/tokens": path(
         operation("get", "listTokens", "accounts", "API tokens: an admin's lists all, a viewer's their own",
                   {200: answer("The tokens, oldest first; never a token itself.", listing("tokens", "Token"))}),

@@ -45,6 +45,8 @@ MAYBE_TIME = nullable("string", "ISO 8601, UTC; null until it happens", format="
 MAYBE_STRING = nullable("string")
 COUNT: Schema = {"type": "integer", "minimum": 0}
 IDS: Schema = {"type": "array", "items": ID}
+PASSWORD: Schema = {"type": "string", "minLength": 10, "maxLength": 1024, "writeOnly": True,
+                    "description": "refused (400) when it is one of 30,000 common passwords or easy to guess"}
 
 RULE_FIELDS: dict[str, Schema] = {
     "source": {"type": "string", "enum": ["branch", "tag"]},
@@ -189,8 +191,9 @@ SCHEMAS: dict[str, Schema] = {
     "UserInput": obj({
         "name": {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$"},
         "role": {"type": "string", "enum": ["admin", "viewer"]},
-        "password": {"type": "string", "minLength": 8, "writeOnly": True},
+        "password": PASSWORD,
     }, additionalProperties=False),
+    "PasswordInput": obj({"password": PASSWORD}, additionalProperties=False),
     "Token": obj(TOKEN_FIELDS, description="An API token (token_to_dict): never the token or its hash."),
     "NewToken": obj({**TOKEN_FIELDS, "token": {"type": "string", "description": "send as Authorization: Bearer "
                                                                                 "TOKEN; shown only here, once"}},

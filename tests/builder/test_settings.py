@@ -79,3 +79,15 @@ def test_limits_accept_docker_style_sizes_and_zero_for_none():
                                   "BUILDHOOK_BUILD_NETWORK": "host"})
     assert (settings.build_memory, settings.max_log_bytes, settings.build_cpus, settings.build_network) == (
         512 * 1024**2, 0, 1.5, "host")
+
+
+def test_session_lifetime_and_proxy_hops():
+    defaults = Settings.from_env({"BUILDHOOK_SECRET_KEY": "k"})
+    assert (defaults.session_lifetime, defaults.proxy_hops) == (12 * 3600, 0)
+    set_ = Settings.from_env({"BUILDHOOK_SECRET_KEY": "k", "BUILDHOOK_SESSION_LIFETIME": "3600",
+                              "BUILDHOOK_PROXY_HOPS": "1"})
+    assert (set_.session_lifetime, set_.proxy_hops) == (3600, 1)
+    with pytest.raises(ConfigError, match="BUILDHOOK_SESSION_LIFETIME must be at least 60"):
+        Settings.from_env({"BUILDHOOK_SECRET_KEY": "k", "BUILDHOOK_SESSION_LIFETIME": "30"})
+    with pytest.raises(ConfigError, match="BUILDHOOK_PROXY_HOPS"):
+        Settings.from_env({"BUILDHOOK_SECRET_KEY": "k", "BUILDHOOK_PROXY_HOPS": "-1"})

@@ -61,7 +61,7 @@ def test_an_admin_adds_lists_and_deletes_users(app, client):
 @pytest.mark.parametrize("user, words", [
     ({"name": "bad name!", "role": "viewer", "password": PASSWORD}, "user names"),
     ({"name": "someone", "role": "root", "password": PASSWORD}, "role"),
-    ({"name": "someone", "role": "viewer", "password": "short"}, "8 characters"),
+    ({"name": "someone", "role": "viewer", "password": "short"}, "10 characters"),
     ({"name": "someone", "role": "viewer"}, "password"),
     ({"name": "someone", "role": "viewer", "password": PASSWORD, "admin": True}, "unknown fields"),
 ])

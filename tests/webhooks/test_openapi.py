@@ -498,6 +498,14 @@ CASES = [
     case("post", U, 403, lambda c, w: w.viewer.post("/api/users", json={
         "name": "openapi-never", "role": "admin", "password": "a-long-password"}), "viewer"),
     case("post", U, 409, user_twice, "taken"),
+    case("patch", f"{U}/{{name}}", 200, lambda c, w: c.patch(f"/api/users/{new_user(c, w)}", json={
+        "password": "a-different-long-password"})),
+    case("patch", f"{U}/{{name}}", 400, lambda c, w: c.patch(f"/api/users/{new_user(c, w)}", json={
+        "password": "password"})),
+    case("patch", f"{U}/{{name}}", 403, lambda c, w: w.viewer.patch("/api/users/test-admin", json={
+        "password": "a-different-long-password"}), "viewer"),
+    case("patch", f"{U}/{{name}}", 404, lambda c, w: c.patch("/api/users/nobody-at-all", json={
+        "password": "a-different-long-password"})),
     case("delete", f"{U}/{{name}}", 204, lambda c, w: c.delete(f"/api/users/{new_user(c, w)}")),
     case("delete", f"{U}/{{name}}", 403, lambda c, w: w.viewer.delete("/api/users/test-admin"), "viewer"),
     case("delete", f"{U}/{{name}}", 404, lambda c, w: c.delete("/api/users/nobody-at-all")),
