@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 from builder.errors import InputError
 from builder.models import DeployRule, DeployTarget
 from builder.outbound_webhooks import refuse_internal_target
+from builder.registry_credentials import RegistryAccess, canonical_host
 from builder.secrets import SecretBox
 from builder.semver import Version, parse_range, satisfies
 
@@ -36,6 +37,7 @@ class DeployRuleSpec:
     environment: str
     targets: tuple[TargetSpec, ...]
     tag_match: str = ""  # empty: guessed from the pattern
+    registry: str = ""  # empty: BUILDHOOK_REGISTRY
 
     def effective_match(self) -> str:
         if self.tag_match:
@@ -77,10 +79,24 @@ def check_rule(spec: DeployRuleSpec, own_origins: list[str]) -> None:
             raise InputError(f"unknown target kind {target.kind!r}")
 
 
-def create_rule(session: Session, box: SecretBox, spec: DeployRuleSpec, own_origins: list[str]) -> DeployRule:
+def rule_registry(spec: DeployRuleSpec, registries: RegistryAccess) -> str:
+    """The rule's registry as stored (default ``BUILDHOOK_REGISTRY``): one buildhook trusts, else ``InputError``."""
+    registry = spec.registry.strip() or registries.own
+    try:
+        canonical = canonical_host(registry)
+    except ValueError as exc:
+        raise InputError(f"registry: {exc}") from None
+    if not registries.trusts(canonical):
+        raise InputError(f"registry {registry} is not trusted: a deploy rule names BUILDHOOK_REGISTRY "
+                         f"({registries.own}) or one of BUILDHOOK_TRUSTED_REGISTRIES")
+    return canonical
+
+
+def create_rule(session: Session, box: SecretBox, spec: DeployRuleSpec, own_origins: list[str],
+                registries: RegistryAccess) -> DeployRule:
     check_rule(spec, own_origins)
     rule = DeployRule(repository=spec.repository, tag_match=spec.effective_match(), tag_pattern=spec.tag,
-                      environment=spec.environment)
+                      environment=spec.environment, registry_host=rule_registry(spec, registries))
     for target in spec.targets:
         rule.targets.append(DeployTarget(
             kind=target.kind, url=target.url, secret_enc=box.seal(target.secret) if target.secret else None,
@@ -112,6 +128,7 @@ def matching_rules(session: Session, repository: str, tag: str) -> list[DeployRu
 def rule_to_dict(rule: DeployRule) -> dict[str, Any]:
     return {
         "id": rule.id,
+        "registry": rule.registry_host,
         "repository": rule.repository,
         "tag_match": rule.tag_match,
         "tag": rule.tag_pattern,
@@ -144,5 +161,8 @@ def spec_from_json(data: Any) -> DeployRuleSpec:
     tag_match = data.get("tag_match") or ""
     if not isinstance(tag_match, str):
         raise InputError("tag_match must be a string")
+    registry = data.get("registry") or ""
+    if not isinstance(registry, str):
+        raise InputError("registry must be a host[:port] string")
     return DeployRuleSpec(repository=data["repository"], tag=data["tag"], environment=data["environment"],
-                          targets=tuple(parsed), tag_match=tag_match)
+                          targets=tuple(parsed), tag_match=tag_match, registry=registry)

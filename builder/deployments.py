@@ -23,10 +23,11 @@ from builder.deploy_rules import matching_rules
 from builder.docker_deploy import deploy_container
 from builder.errors import BuildhookError
 from builder.image import connect
-from builder.models import Build, Deployment, DeployTarget, OutboundDelivery, RegistryEvent, utcnow
+from builder.models import Build, DeployRule, Deployment, DeployTarget, OutboundDelivery, RegistryEvent, utcnow
 from builder.notifications import notify
 from builder.registries import IgnoredEvent, ImagePushed
 from builder.registry_api import resolve_digest
+from builder.registry_credentials import RegistryAccess
 from builder.settings import Settings
 
 
@@ -61,6 +62,7 @@ def receive_registry_events(sessions: sessionmaker[Session], source: str, events
 def _receive(session: Session, source: str, events: list[ImagePushed | IgnoredEvent],
              settings: Settings) -> RegistryResult:
     result = RegistryResult()
+    registries = RegistryAccess(settings)
     created: list[Deployment] = []
     notified: list[OutboundDelivery] = []
     seen: set[str] = set()
@@ -76,16 +78,26 @@ def _receive(session: Session, source: str, events: list[ImagePushed | IgnoredEv
                                       repository=event.repository, outcome="ignored", reason=event.reason))
             result.ignored += 1
             continue
+        if not registries.trusts(event.registry):
+            session.add(RegistryEvent(source=source, event_id=event_id, action="push", registry_host=event.registry,
+                                      repository=event.repository, tag=event.tag, digest=event.digest,
+                                      outcome="ignored", reason=_untrusted(event.registry)))
+            result.ignored += 1
+            continue
         build = _built_by_us(session, event)
-        rules = matching_rules(session, event.repository, event.tag or "")
+        named = matching_rules(session, event.repository, event.tag or "")
+        rules = [rule for rule in named if registries.same(rule.registry_host or settings.registry, event.registry)]
+        outcome, reason = _outcome(event, named, rules, settings)
         record = RegistryEvent(
             source=source, event_id=event_id, action="push", registry_host=event.registry,
             repository=event.repository, tag=event.tag, digest=event.digest,
-            build_id=build.id if build else None, outcome="accepted" if rules else "no_rule",
-            reason=None if rules else f"no deploy rule for {event.repository}:{event.tag}")
+            build_id=build.id if build else None, outcome=outcome, reason=reason)
         session.add(record)
         session.flush()
-        result.accepted += 1
+        if outcome == "ignored":
+            result.ignored += 1
+        else:
+            result.accepted += 1
         payload = {"repository": event.repository, "tag": event.tag, "digest": event.digest,
                    "registry": event.registry, "build": build.id if build else None,
                    "commit": build.commit if build else None}
@@ -96,7 +108,7 @@ def _receive(session: Session, source: str, events: list[ImagePushed | IgnoredEv
                 deployment = Deployment(
                     rule_id=rule.id, target_id=target.id, registry_event_id=record.id,
                     build_id=build.id if build else None, environment=rule.environment, kind=target.kind,
-                    registry_host=event.registry or settings.registry, repository=event.repository,
+                    registry_host=rule.registry_host or settings.registry, repository=event.repository,
                     tag=event.tag or "", digest=event.digest)
                 session.add(deployment)
                 created.append(deployment)
@@ -104,6 +116,24 @@ def _receive(session: Session, source: str, events: list[ImagePushed | IgnoredEv
     result.deployments = [d.id for d in created]
     result.deliveries = [d.id for d in notified]
     return result
+
+
+def _untrusted(registry: str | None) -> str:
+    named = f"registry {registry}" if registry else "an event that names no registry"
+    return (f"{named} is not trusted: images are deployed only from BUILDHOOK_REGISTRY and "
+            "BUILDHOOK_TRUSTED_REGISTRIES")
+
+
+def _outcome(event: ImagePushed, named: list[DeployRule], rules: list[DeployRule],
+             settings: Settings) -> tuple[str, str | None]:
+    """accepted (a rule of this registry matches), ignored (only rules of other registries do) or no_rule."""
+    if rules:
+        return "accepted", None
+    if named:
+        theirs = sorted({rule.registry_host or settings.registry for rule in named})
+        return "ignored", (f"registry {event.registry} is not the registry of the deploy rules for "
+                           f"{event.repository}:{event.tag} ({', '.join(theirs)})")
+    return "no_rule", f"no deploy rule for {event.repository}:{event.tag}"
 
 
 def _built_by_us(session: Session, event: ImagePushed) -> Build | None:
@@ -165,8 +195,13 @@ def deployment_payload(deployment: Deployment, build: Build | None) -> dict[str,
 
 def run_deployment(sessions: sessionmaker[Session], settings: Settings, deployment_id: int, *,
                    engine: Callable[[str | None], docker.DockerClient] = connect,
-                   registry_auth: tuple[str, str] | None = None, stable_seconds: float = 5.0) -> list[int]:
-    """Run a pending deployment; return the ids of outbound deliveries it queued."""
+                   stable_seconds: float = 5.0) -> list[int]:
+    """Run a pending deployment; return the ids of outbound deliveries it queued.
+
+    Only a trusted registry is contacted (to resolve the digest, and by the engine to pull),
+    with its own credentials and no other's.
+    """
+    registries = RegistryAccess(settings)
     with sessions() as session:
         if not _claim(session, deployment_id):
             return []
@@ -176,11 +211,10 @@ def run_deployment(sessions: sessionmaker[Session], settings: Settings, deployme
         build = session.get(Build, deployment.build_id) if deployment.build_id else None
         try:
             host = deployment.registry_host or settings.registry
-            if settings.trusts_registry(host):
-                deployment.digest = resolve_digest(host, deployment.repository, deployment.tag, auth=registry_auth)
-            elif target is not None and target.kind == "docker":
-                raise BuildhookError(f"registry {host} is not trusted: add it to BUILDHOOK_TRUSTED_REGISTRIES "
-                                     "to deploy its images to containers")
+            if not registries.trusts(host):
+                raise BuildhookError(f"registry {host} is not trusted (BUILDHOOK_REGISTRY or "
+                                     "BUILDHOOK_TRUSTED_REGISTRIES): nothing was deployed")
+            deployment.digest = resolve_digest(registries, host, deployment.repository, deployment.tag)
             if target is None:
                 raise BuildhookError("the deploy target was deleted")
             if target.kind == "webhook":
@@ -192,7 +226,8 @@ def run_deployment(sessions: sessionmaker[Session], settings: Settings, deployme
                 return [delivery.id]
             client = engine(target.docker_host or settings.docker_host)
             reference = f"{deployment.registry_host}/{deployment.repository}@{deployment.digest}"
-            outcome = deploy_container(client, target.container or "", reference, stable_seconds=stable_seconds)
+            outcome = deploy_container(client, target.container or "", reference, stable_seconds=stable_seconds,
+                                       auth=registries.docker_auth(host))
             deployment.log = "\n".join(outcome.log)
             if outcome.rolled_back:
                 raise BuildhookError(f"container {outcome.container} did not stay up; the old one was put back")

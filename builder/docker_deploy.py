@@ -45,7 +45,7 @@ class DockerDeployResult:
 
 
 def deploy_container(client: docker.DockerClient, name: str, image: str, *, stable_seconds: float = 5.0,
-                     health_timeout: float = 60.0, pull: bool = True,
+                     health_timeout: float = 60.0, pull: bool = True, auth: dict[str, str] | None = None,
                      log: Callable[[str], None] = lambda line: None) -> DockerDeployResult:
     """Recreate container ``name`` from ``image`` (repo@digest); roll back if it does not stay up.
 
@@ -53,6 +53,7 @@ def deploy_container(client: docker.DockerClient, name: str, image: str, *, stab
     become healthy (the old one runs again). Raises PermanentError/TransientError when the
     image or the container is unusable or the engine fails mid-swap; the old container is
     then left in place and in its previous state. A stopped container is recreated and started.
+    ``auth`` is the image's registry's own credentials (the engine sends them only when challenged).
     """
     lines: list[str] = []
 
@@ -69,7 +70,7 @@ def deploy_container(client: docker.DockerClient, name: str, image: str, *, stab
         raise _error(exc, f"inspection of container {name}") from None
     name = old["Name"].lstrip("/")  # in case we were given an id
     old_id, old_image = old["Id"], old["Image"]
-    new_image_id = _ensure_image(client, image, pull, note)
+    new_image_id = _ensure_image(client, image, pull, note, auth)
 
     def result(container_id: str, rolled_back: bool) -> DockerDeployResult:
         return DockerDeployResult(name, old_image, image, container_id, rolled_back, tuple(lines))
@@ -115,13 +116,14 @@ def deploy_container(client: docker.DockerClient, name: str, image: str, *, stab
     return result(new_id, False)
 
 
-def _ensure_image(client: docker.DockerClient, image: str, pull: bool, note: Callable[[str], None]) -> str:
+def _ensure_image(client: docker.DockerClient, image: str, pull: bool, note: Callable[[str], None],
+                  auth: dict[str, str] | None = None) -> str:
     """Pull ``image`` if asked; return its local image id."""
     failure: Exception | None = None
     if pull:
         note(f"Pulling {image}")
         try:
-            client.images.pull(image)
+            client.images.pull(image, auth_config=auth)
         except (DockerException, OSError) as exc:
             failure = _error(exc, f"pull of {image}")
     try:

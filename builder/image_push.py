@@ -3,7 +3,8 @@
 A cancel request (``CancelCheck``) stops the push under way: the stream's HTTP response
 is shut down from the cancel check's thread and the engine stops before the manifest is
 written. Errors name the registry (its host) and why: one that cannot be reached or
-answers 5xx is transient, one that refuses the credentials permanent.
+answers 5xx is transient, one that refuses the credentials permanent. The caller passes the
+credentials of the image's registry only (``builder.registry_credentials``).
 """
 
 from __future__ import annotations
@@ -67,7 +68,7 @@ def push_image(
                     if "error" in chunk:
                         error = str(chunk["error"]).strip()
                         log(f"ERROR: {error}")
-                        raise _push_error(registry, f"{repository}:{tag}", error)
+                        raise _push_error(registry, f"{repository}:{tag}", error, sent_credentials=auth is not None)
                     aux = chunk.get("aux")
                     if isinstance(aux, dict) and aux.get("Digest"):
                         digest = aux["Digest"]
@@ -108,16 +109,18 @@ def _ticking(chunk: dict[str, Any], countdowns: dict[str, int]) -> bool:
 
 _UNREACHABLE = ("connection refused", "dial tcp", "no such host", "i/o timeout", "timeout", "eof",
                 "connection reset", "no route to host", "network is unreachable", "tls handshake")
-_CREDENTIALS = ("unauthorized", "authentication required", "denied", "incorrect username or password")
+_CREDENTIALS = ("unauthorized", "authentication required", "denied", "incorrect username or password",
+                "no basic auth credentials")
 
 
-def _push_error(registry: str, reference: str, error: str) -> Exception:
+def _push_error(registry: str, reference: str, error: str, sent_credentials: bool = True) -> Exception:
     """The engine's push error, naming the registry: transient unless the registry refused the credentials."""
     text = error.lower()
     status = re.search(r"status(?: code)?:? ([1-5]\d\d)\b", text)  # "unexpected HTTP status: 503 ..."
     if any(marker in text for marker in _CREDENTIALS) or (status and status.group(1) in ("401", "403")):
-        return PermanentError(f"registry {registry} refused the push of {reference} (check "
-                              f"BUILDHOOK_REGISTRY_USERNAME/PASSWORD): {error}")
+        hint = ("check BUILDHOOK_REGISTRY_USERNAME/PASSWORD or BUILDHOOK_REGISTRY_CREDENTIALS" if sent_credentials
+                else "buildhook sends credentials only to BUILDHOOK_REGISTRY and BUILDHOOK_TRUSTED_REGISTRIES")
+        return PermanentError(f"registry {registry} refused the push of {reference} ({hint}): {error}")
     if status and status.group(1).startswith("5"):
         return TransientError(f"registry {registry} failed during the push of {reference} "
                               f"(HTTP {status.group(1)}): {error}")

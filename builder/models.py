@@ -266,6 +266,8 @@ class DeployRule(Base):
     environment: Mapped[str] = mapped_column(String(64))
     enabled: Mapped[bool] = mapped_column(default=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    # host[:port] of the registry whose images it deploys; NULL (rules made before 0009): BUILDHOOK_REGISTRY
+    registry_host: Mapped[str | None] = mapped_column(String(255))
 
     targets: Mapped[list["DeployTarget"]] = relationship(
         back_populates="rule", order_by="DeployTarget.id", cascade="all, delete-orphan"

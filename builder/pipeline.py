@@ -46,9 +46,10 @@ from builder.db import database_unavailable
 from builder.deployments import link_pushed_build
 from builder.errors import PermanentError, TransientError
 from builder.image import BuildSpec, build_image, connect, local_image
-from builder.image_push import push_image
+from builder.image_push import push_image, registry_host
 from builder.models import Build, BuildState, utcnow
 from builder.path_filters import filter_reason
+from builder.registry_credentials import RegistryAccess
 from builder.secrets import SecretBox
 from builder.settings import Settings
 from builder.step_containers import attempt_containers, remove_containers
@@ -203,8 +204,8 @@ def run_build(
                 cancel.raise_if_requested()
                 if not _set(sessions, fence, state=BuildState.PUSHING.value, pushing_at=utcnow()):
                     raise _lost(cancel, fence)
-                digest = push_image(client, build.image, build.tags, build_log, _registry_auth(settings),
-                                    cancel=cancel)
+                digest = push_image(client, build.image, build.tags, build_log,
+                                    RegistryAccess(settings).docker_auth(registry_host(build.image)), cancel=cancel)
     except Exception as exc:  # decided below, once the work directory is gone
         error = exc
     finally:
@@ -399,9 +400,3 @@ def _cancelled(build_log: BuildLog, fence: Fence, reason: str,
         return Outcome.LOST
     on_state(fence.build_id, BuildState.CANCELLED.value)
     return Outcome.CANCELLED
-
-
-def _registry_auth(settings: Settings) -> dict[str, str] | None:
-    if not settings.registry_username:
-        return None
-    return {"username": settings.registry_username, "password": settings.registry_password or ""}

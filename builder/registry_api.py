@@ -1,7 +1,8 @@
 """Read a tag's manifest digest from a Docker v2 registry, retrying briefly.
 
 A registry may notify before the manifest can be read back (distribution#2625),
-so ``resolve_digest`` retries a few times before giving up.
+so ``resolve_digest`` retries a few times before giving up. Which credentials go with the
+request, and whether it is HTTPS, is ``builder.registry_credentials``'s answer for that host.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from typing import Callable
 import requests
 
 from builder.errors import PermanentError, TransientError
+from builder.registry_credentials import RegistryAccess
 
 MANIFEST_TYPES = ", ".join([
     "application/vnd.docker.distribution.manifest.v2+json",
@@ -21,17 +23,12 @@ MANIFEST_TYPES = ", ".join([
 ])
 
 
-def registry_base_url(host: str) -> str:
-    """Loopback registries speak plain HTTP (as the engine assumes); others HTTPS."""
-    name = host.rsplit(":", 1)[0] if not host.startswith("[") else host.split("]")[0] + "]"
-    plain = name in ("localhost", "[::1]") or name.startswith("127.")
-    return f"{'http' if plain else 'https'}://{host}"
-
-
-def resolve_digest(host: str, repository: str, tag: str, *, auth: tuple[str, str] | None = None,
-                   attempts: int = 6, delay: float = 0.5, timeout: float = 5.0,
-                   sleep: Callable[[float], None] = time.sleep) -> str:
-    url = f"{registry_base_url(host)}/v2/{repository}/manifests/{tag}"
+def resolve_digest(registries: RegistryAccess, host: str, repository: str, tag: str, *, attempts: int = 6,
+                   delay: float = 0.5, timeout: float = 5.0, sleep: Callable[[float], None] = time.sleep) -> str:
+    """The digest of ``repository:tag`` in registry ``host``, sending only that registry's own credentials."""
+    credentials = registries.credentials_for(host)
+    auth = (credentials.username, credentials.password) if credentials else None
+    url = f"{registries.base_url(host)}/v2/{repository}/manifests/{tag}"
     last = ""
     for attempt in range(1, attempts + 1):
         try:

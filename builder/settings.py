@@ -11,6 +11,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Mapping, TypeVar
 
+from builder.registry_credentials import Credentials, RegistryAccess, canonical_host, load_docker_config
+
 
 _N = TypeVar("_N", int, float)
 
@@ -77,6 +79,28 @@ def _bytes(env: Mapping[str, str], name: str, default: int) -> int:
     return value
 
 
+def _hosts(env: Mapping[str, str], name: str) -> tuple[str, ...]:
+    """Comma-separated registry hosts, each ``host[:port]``."""
+    hosts = tuple(h.strip() for h in env.get(name, "").split(",") if h.strip())
+    for host in hosts:
+        try:
+            canonical_host(host)
+        except ValueError as exc:
+            raise ConfigError(f"{name}: {exc}") from None
+    return hosts
+
+
+def _registry_credentials(env: Mapping[str, str]) -> tuple[tuple[str, Credentials], ...]:
+    """``BUILDHOOK_REGISTRY_CREDENTIALS``: a Docker config.json, read once at start."""
+    path = env.get("BUILDHOOK_REGISTRY_CREDENTIALS")
+    if not path:
+        return ()
+    try:
+        return tuple(load_docker_config(Path(path)).items())
+    except ValueError as exc:
+        raise ConfigError(f"BUILDHOOK_REGISTRY_CREDENTIALS: {exc}") from None
+
+
 BUILD_NETWORKS = ("none", "host", "default")
 
 
@@ -100,6 +124,9 @@ class Settings:
     delivery_attempts: int = 8
     deploy_stable_seconds: float = 5.0
     trusted_registries: tuple[str, ...] = ()
+    # Registries reached over plain HTTP besides loopback ones; credentials per registry (host, Credentials).
+    insecure_registries: tuple[str, ...] = ()
+    registry_credentials: tuple[tuple[str, Credentials], ...] = field(default=(), repr=False)
     # Limits for each build (0: no limit). Builds get no network unless the operator allows it.
     build_memory: int = 4 * 1024**3
     build_cpus: float = 0.0
@@ -151,8 +178,9 @@ class Settings:
             delivery_attempts=_at_least(1, "BUILDHOOK_DELIVERY_ATTEMPTS", _int(env, "BUILDHOOK_DELIVERY_ATTEMPTS", 8)),
             deploy_stable_seconds=_at_least(0, "BUILDHOOK_DEPLOY_STABLE_SECONDS",
                                             _float(env, "BUILDHOOK_DEPLOY_STABLE_SECONDS", 5.0)),
-            trusted_registries=tuple(h.strip() for h in env.get("BUILDHOOK_TRUSTED_REGISTRIES", "").split(",")
-                                     if h.strip()),
+            trusted_registries=_hosts(env, "BUILDHOOK_TRUSTED_REGISTRIES"),
+            insecure_registries=_hosts(env, "BUILDHOOK_INSECURE_REGISTRIES"),
+            registry_credentials=_registry_credentials(env),
             build_memory=_bytes(env, "BUILDHOOK_BUILD_MEMORY", 4 * 1024**3),
             build_cpus=_cpus(_float(env, "BUILDHOOK_BUILD_CPUS", 0.0)),
             build_network=_choice(env, "BUILDHOOK_BUILD_NETWORK", BUILD_NETWORKS),
@@ -165,12 +193,8 @@ class Settings:
         )
 
     def trusts_registry(self, host: str | None) -> bool:
-        """Registries buildhook may contact to resolve digests and pull: its own, loopback, and those listed."""
-        if not host:
-            return False
-        name = host.rsplit(":", 1)[0] if host.count(":") == 1 else host
-        return (host == self.registry or host in self.trusted_registries or name == "localhost"
-                or name.startswith("127."))
+        """Registries buildhook may contact to resolve digests and pull: its own and those listed."""
+        return RegistryAccess(self).trusts(host)
 
     def own_origins(self) -> list[str]:
         """Where buildhook itself answers: outbound notifications must not point there."""

@@ -24,6 +24,7 @@ def _print(data: object) -> None:
 
 def cmd_deploy_rules_add(args: argparse.Namespace) -> int:
     from builder.deploy_rules import DeployRuleSpec, TargetSpec, create_rule, rule_to_dict
+    from builder.registry_credentials import RegistryAccess
 
     services = _services()
     targets = []
@@ -32,16 +33,17 @@ def cmd_deploy_rules_add(args: argparse.Namespace) -> int:
     if args.container:
         targets.append(TargetSpec(kind="docker", container=args.container, docker_host=args.docker_host))
     spec = DeployRuleSpec(repository=args.repository, tag=args.tag, environment=args.environment,
-                          targets=tuple(targets), tag_match=args.match or "")
+                          targets=tuple(targets), tag_match=args.match or "", registry=args.registry or "")
     with services.sessions() as session:
-        rule = create_rule(session, services.box, spec, services.settings.own_origins())
+        rule = create_rule(session, services.box, spec, services.settings.own_origins(),
+                           RegistryAccess(services.settings))
         session.commit()
         shown = rule_to_dict(rule)
     if args.json:
         _print(shown)
     else:
-        print(f"Deploy rule {shown['id']}: {shown['repository']}:{shown['tag']} ({shown['tag_match']}) "
-              f"-> {shown['environment']}")
+        print(f"Deploy rule {shown['id']}: {shown['registry']}/{shown['repository']}:{shown['tag']} "
+              f"({shown['tag_match']}) -> {shown['environment']}")
     return 0
 
 
@@ -60,7 +62,8 @@ def cmd_deploy_rules_list(args: argparse.Namespace) -> int:
     if not rules:
         print("No deploy rules yet: buildhook deploy-rules add --help")
     for rule in rules:
-        print(f"{rule['id']:>4}  {rule['repository']}:{rule['tag']} ({rule['tag_match']}) -> {rule['environment']}")
+        print(f"{rule['id']:>4}  {rule['repository']}:{rule['tag']} ({rule['tag_match']}) -> {rule['environment']}"
+              f"  [registry {rule['registry'] or services.settings.registry}]")
         for target in rule["targets"]:
             where = target["url"] if target["kind"] == "webhook" else f"container {target['container']}"
             print(f"      {target['kind']}: {where}{' (signed)' if target['signed'] else ''}")
@@ -271,6 +274,8 @@ def add_admin_commands(sub) -> None:  # type: ignore[no-untyped-def]
     add.add_argument("--match", choices=["exact", "glob", "regex", "semver"],
                      help="how --tag matches (default: guessed: a range, a glob, else exact)")
     add.add_argument("--environment", required=True, help="e.g. staging")
+    add.add_argument("--registry", help="host[:port] of the registry whose images it deploys: BUILDHOOK_REGISTRY "
+                     "(the default) or one of BUILDHOOK_TRUSTED_REGISTRIES")
     add.add_argument("--webhook-url", help="a deploy system to POST a signed webhook to")
     add.add_argument("--webhook-secret", help="signs the webhook (X-Buildhook-Signature)")
     add.add_argument("--container", help="a container to recreate from the new image")

@@ -108,23 +108,26 @@ def registry(tmp_path_factory) -> Iterator[Registry]:
     yield from run_registry(tmp_path_factory.mktemp("registry"))
 
 
-def run_registry(root: Path, notify_url: str | None = None, token: str = "") -> Iterator[Registry]:
-    """A docker-registry on a free loopback port, optionally notifying ``notify_url``."""
+def run_registry(root: Path, notify_url: str | None = None, token: str = "",
+                 port: int | None = None, htpasswd: Path | None = None) -> Iterator[Registry]:
+    """A docker-registry on a free loopback port (or ``port``), optionally notifying ``notify_url``
+    and asking for the users of an ``htpasswd`` file (basic auth)."""
     binary = shutil.which("docker-registry")
     if binary is None:
         pytest.fail("docker-registry is not installed (apt-get install docker-registry)")
-    port = free_port()
+    port = port or free_port()
     config = root / "config.yml"
     notifications = (
         "notifications:\n  endpoints:\n    - name: buildhook\n"
         f"      url: {notify_url}\n      headers:\n        Authorization: [Bearer {token}]\n"
         "      timeout: 2s\n      threshold: 5\n      backoff: 1s\n"
     ) if notify_url else ""
+    auth = f"auth:\n  htpasswd:\n    realm: buildhook-test\n    path: {htpasswd}\n" if htpasswd else ""
     config.write_text(
         "version: 0.1\n"
         "log:\n  level: warn\n"
         f"storage:\n  filesystem:\n    rootdirectory: {root / 'data'}\n  delete:\n    enabled: true\n"
-        f"http:\n  addr: 127.0.0.1:{port}\n" + notifications
+        f"http:\n  addr: 127.0.0.1:{port}\n" + notifications + auth
     )
     process = subprocess.Popen([binary, "serve", str(config)], stdout=subprocess.DEVNULL,
                                stderr=open(root / "registry.log", "wb"))
@@ -133,6 +136,8 @@ def run_registry(root: Path, notify_url: str | None = None, token: str = "") -> 
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/v2/", timeout=1):
                 return True
+        except urllib.error.HTTPError:  # 401: it answers, and asks for credentials
+            return True
         except OSError:
             return False
 
@@ -167,7 +172,13 @@ def database_url() -> Iterator[str | None]:
 
 
 @pytest.fixture(scope="session")
-def service_env(tmp_path_factory, registry, redis_server, database_url) -> dict[str, str]:
+def notifying_registry_port() -> int:
+    """The port ``notifying_registry`` will listen on, known before the services start: they trust it."""
+    return free_port()
+
+
+@pytest.fixture(scope="session")
+def service_env(tmp_path_factory, registry, redis_server, database_url, notifying_registry_port) -> dict[str, str]:
     data = tmp_path_factory.mktemp("buildhook")
     env = {
         "BUILDHOOK_DATA_DIR": str(data),
@@ -180,6 +191,7 @@ def service_env(tmp_path_factory, registry, redis_server, database_url) -> dict[
         "BUILDHOOK_REGISTRY_EVENTS_TOKEN": "registry-token-" + uuid.uuid4().hex,
         "BUILDHOOK_DELIVERY_BACKOFF": "0.3",
         "BUILDHOOK_DEPLOY_STABLE_SECONDS": "1.5",
+        "BUILDHOOK_TRUSTED_REGISTRIES": f"127.0.0.1:{notifying_registry_port}",
     }
     migrate(env["BUILDHOOK_DATABASE_URL"])
     return env
@@ -273,10 +285,10 @@ def web_server(service_env, tmp_path_factory) -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
-def notifying_registry(tmp_path_factory, web_server, service_env) -> Iterator[Registry]:
-    """A second registry whose notifications go to the running ``buildhook web``."""
+def notifying_registry(tmp_path_factory, web_server, service_env, notifying_registry_port) -> Iterator[Registry]:
+    """A second registry whose notifications go to the running ``buildhook web`` (one of its trusted registries)."""
     yield from run_registry(tmp_path_factory.mktemp("notifying-registry"), f"{web_server}/registry/events",
-                            service_env["BUILDHOOK_REGISTRY_EVENTS_TOKEN"])
+                            service_env["BUILDHOOK_REGISTRY_EVENTS_TOKEN"], port=notifying_registry_port)
 
 
 # --- git repositories ------------------------------------------------------------------

@@ -12,6 +12,7 @@ from builder.errors import InputError, NotFound
 from builder.ids import is_id, parse_id
 from builder.models import DeployRule, Deployment, OutboundDelivery, RegistryEvent, Subscription
 from builder.notifications import create_subscription, subscription_to_dict
+from builder.registry_credentials import RegistryAccess
 from webhooks.context import db, services
 
 bp = Blueprint("deploy_api", __name__, url_prefix="/api")
@@ -31,7 +32,8 @@ def deploy_rules_index():  # type: ignore[no-untyped-def]
 def deploy_rules_create():  # type: ignore[no-untyped-def]
     ctx = services()
     session = db()
-    rule = create_rule(session, ctx.box, spec_from_json(request.get_json(silent=True)), ctx.settings.own_origins())
+    rule = create_rule(session, ctx.box, spec_from_json(request.get_json(silent=True)), ctx.settings.own_origins(),
+                       RegistryAccess(ctx.settings))
     session.commit()
     return jsonify(rule_to_dict(rule)), 201
 

@@ -252,6 +252,8 @@ SCHEMAS: dict[str, Schema] = {
     }),
     "DeployRule": obj({
         "id": ID,
+        "registry": nullable("string", "host[:port] of the registry whose images it deploys; null (rules made "
+                                       "before registries were named): BUILDHOOK_REGISTRY"),
         "repository": {"type": "string", "description": "an image repository, e.g. acme/widget"},
         "tag_match": {"type": "string", "enum": ["exact", "glob", "regex", "semver"]},
         "tag": {"type": "string", "description": "the tag, glob, regular expression or semver range"},
@@ -266,6 +268,8 @@ SCHEMAS: dict[str, Schema] = {
         "tag_match": {"type": "string", "enum": ["", "exact", "glob", "regex", "semver"],
                       "description": "omitted: semver if the tag has < > ^ ~ =, glob if it has * ? [, else exact"},
         "environment": {"type": "string", "minLength": 1, "maxLength": 64},
+        "registry": {"type": "string", "description": "host[:port] whose images it deploys: BUILDHOOK_REGISTRY "
+                                                      "(omitted) or one of BUILDHOOK_TRUSTED_REGISTRIES, else 400"},
         "targets": {"type": "array", "minItems": 1, "items": obj({
             "kind": {"type": "string", "enum": ["webhook", "docker"]},
             **{name: nullable("string") for name in TARGET_FIELDS},

@@ -71,9 +71,7 @@ def report_status(build_id: int, state: str) -> bool | None:
 def deploy(deployment_id: int) -> None:
     services = current_app.extensions["buildhook"]
     settings = services.settings
-    auth = (settings.registry_username, settings.registry_password or "") if settings.registry_username else None
-    queued = run_deployment(services.sessions, settings, deployment_id, registry_auth=auth,
-                            stable_seconds=settings.deploy_stable_seconds)
+    queued = run_deployment(services.sessions, settings, deployment_id, stable_seconds=settings.deploy_stable_seconds)
     services.send_deliveries(queued)
 
 

@@ -79,3 +79,40 @@ def test_0008_adds_the_secret_build_args_column_and_downgrade_drops_it(tmp_path)
     columns = {column["name"] for column in sa.inspect(engine).get_columns("trigger_rules")}
     assert "secret_build_args_enc" not in columns and "pattern" in columns
     engine.dispose()
+
+
+def test_0009_gives_deploy_rules_a_registry_and_older_rules_deploy_from_buildhook_registry(tmp_path):
+    from builder.db import make_sessionmaker
+    from builder.deployments import receive_registry_events
+    from builder.models import Deployment, DeployRule
+    from builder.registries import ImagePushed
+    from builder.settings import Settings
+
+    url = f"sqlite:///{tmp_path / 'm.db'}"
+    config = alembic_config(url)
+    command.upgrade(config, "0008")
+    engine = make_engine(url)
+    with engine.begin() as conn:  # a rule made before rules named their registry
+        conn.execute(sa.text(
+            "INSERT INTO deploy_rules (repository, tag_match, tag_pattern, environment, enabled, created_at) "
+            "VALUES ('acme/widget', 'exact', 'main', 'staging', 1, '2026-01-01 00:00:00')"))
+        conn.execute(sa.text(
+            "INSERT INTO deploy_targets (rule_id, kind, url) VALUES (1, 'webhook', 'http://127.0.0.1:9')"))
+    command.upgrade(config, "0009")
+    settings = Settings(database_url=url, secret_key="k", registry="registry.example.com:5000")
+    sessions = make_sessionmaker(engine)
+    with sessions() as session:
+        assert session.get(DeployRule, 1).registry_host is None
+
+    def pushed(event_id: str, registry: str) -> ImagePushed:
+        return ImagePushed(source="distribution", event_id=event_id, registry=registry, repository="acme/widget",
+                           tag="main", digest=None, media_type=None, pushed_at=None, actor=None)
+
+    ours = receive_registry_events(sessions, "distribution", [pushed("1", "registry.example.com:5000")], settings)
+    theirs = receive_registry_events(sessions, "distribution", [pushed("2", "evil.example:5000")], settings)
+    assert (len(ours.deployments), theirs.deployments, theirs.ignored) == (1, [], 1)
+    with sessions() as session:
+        assert session.get(Deployment, ours.deployments[0]).registry_host == "registry.example.com:5000"
+    command.downgrade(config, "0008")
+    assert "registry_host" not in {column["name"] for column in sa.inspect(engine).get_columns("deploy_rules")}
+    engine.dispose()

@@ -39,6 +39,24 @@ def test_deploy_rules_add_without_a_target_or_with_a_bad_range_is_a_clear_error(
     assert bad.returncode == 2 and "not a version comparator" in bad.stderr
 
 
+def test_deploy_rules_add_names_its_registry_which_must_be_trusted(service_env):
+    repository = f"acme/cli-registry-{uuid.uuid4().hex[:6]}"
+    trusted = service_env["BUILDHOOK_TRUSTED_REGISTRIES"]
+    added = run(service_env, "deploy-rules", "add", "--repository", repository, "--tag", "main",
+                "--environment", "staging", "--registry", trusted, "--container", "web", "--json")
+    assert added.returncode == 0, added.stderr
+    assert json.loads(added.stdout)["registry"] == trusted
+    default = run(service_env, "deploy-rules", "add", "--repository", repository, "--tag", "v*",
+                  "--environment", "staging", "--container", "web", "--json")
+    assert json.loads(default.stdout)["registry"] == service_env["BUILDHOOK_REGISTRY"]
+    assert f"{repository}:main (exact) -> staging  [registry {trusted}]" in run(
+        service_env, "deploy-rules", "list").stdout
+    refused = run(service_env, "deploy-rules", "add", "--repository", repository, "--tag", "main",
+                  "--environment", "staging", "--registry", "evil.example:5000", "--container", "web")
+    assert refused.returncode == 2
+    assert "registry evil.example:5000 is not trusted" in refused.stderr
+
+
 def test_redelivering_an_unknown_delivery_says_so(service_env):
     result = run(service_env, "deliveries", "redeliver", "999999")
     assert result.returncode == 2

@@ -190,11 +190,12 @@ def push(client, trigger: dict, ref: str, sha: str, name: str = "push_branch", s
     return client.post("/hooks/github", data=body, headers={**headers, "Authorization": ""})
 
 
-def envelope(repository: str, tag: str | None, digest: str = DIGEST, action: str = "push") -> dict:
+def envelope(repository: str, tag: str | None, digest: str = DIGEST, action: str = "push",
+             host: str = "127.0.0.1:1") -> dict:
     event = json.loads((FIXTURES / "registry" / "keel_registry_push_manifest_tag.json").read_text())["events"][0]
     event.update(id=str(uuid.uuid4()), action=action)
     event["target"].update(repository=repository, digest=digest, tag=tag)
-    event["request"]["host"] = "127.0.0.1:1"
+    event["request"]["host"] = host
     if tag is None:
         del event["target"]["tag"]
     return {"events": [event]}
@@ -263,7 +264,7 @@ def world(app, admin_token, settings, tmp_path_factory):
             {"kind": "webhook", "url": f"{CLOSED}/deploy", "secret": "deploy-secret"},
             {"kind": "docker", "container": f"openapi-{suffix}", "docker_host": "tcp://127.0.0.1:1"}]}).json
     token = settings.registry_events_token
-    events = envelope(image, "main")
+    events = envelope(image, "main", host=settings.registry)  # the registry deploy rules default to
     events["events"] += envelope(image, None, action="pull")["events"]
     received = notify(admin, token, json.dumps(events).encode())
     assert received.status_code == 202 and len(received.json["deployments"]) == 2, received.json
@@ -548,6 +549,8 @@ CASES = [
         "targets": [{"kind": "docker", "container": "openapi-never", "docker_host": None}]}), "docker"),
     case("post", "/api/deploy-rules", 400, lambda c, w: c.post("/api/deploy-rules", json={
         **deploy_rule(w), "targets": []}), "no target"),
+    case("post", "/api/deploy-rules", 400, lambda c, w: c.post("/api/deploy-rules", json={
+        **deploy_rule(w), "registry": "evil.example:5000"}), "untrusted registry"),
     case("post", "/api/deploy-rules", 403, lambda c, w: w.viewer.post("/api/deploy-rules", json=deploy_rule(w))),
     case("get", "/api/deployments", 200, lambda c, w: c.get("/api/deployments?limit=500")),
     case("get", "/api/deployments", 200, lambda c, w: c.get(f"/api/deployments?build={w.build_ok}"), "of a build"),

@@ -51,7 +51,15 @@ def deploy_project(client, make_repo, notifying_registry, worker):
     trigger = client.post("/api/triggers", json={
         "provider": "github", "repository": name, "clone_url": repo.url, "secret": SECRET,
         "image": f"{notifying_registry.host}/{name}", "rules": [{"source": "branch", "tags": ["{branch}"]}]}).json
-    return repo, trigger, name
+    return repo, trigger, name, notifying_registry.host
+
+
+def add_rule(client, name, registry, **fields):
+    """A deploy rule for ``name``:main in ``registry`` (one of BUILDHOOK_TRUSTED_REGISTRIES), staging."""
+    response = client.post("/api/deploy-rules", json={"repository": name, "tag": "main", "environment": "staging",
+                                                      "registry": registry, **fields})
+    assert response.status_code == 201, response.json
+    return response.json
 
 
 def deployments_of(client, build_id):
@@ -59,11 +67,9 @@ def deployments_of(client, build_id):
 
 
 def test_a_pushed_build_is_deployed_through_a_signed_webhook_exactly_once(client, deploy_project, receiver):
-    repo, trigger, name = deploy_project
-    rule = client.post("/api/deploy-rules", json={
-        "repository": name, "tag": "main", "environment": "staging",
-        "targets": [{"kind": "webhook", "url": f"{receiver.url}/deploy", "secret": WEBHOOK_SECRET}]})
-    assert rule.status_code == 201, rule.json
+    repo, trigger, name, registry = deploy_project
+    add_rule(client, name, registry,
+             targets=[{"kind": "webhook", "url": f"{receiver.url}/deploy", "secret": WEBHOOK_SECRET}])
     build = push_and_build(client, repo, trigger)
 
     [delivered] = wait_for(lambda: receiver.posts("/deploy") or None, 60, "the deploy webhook")
@@ -85,9 +91,8 @@ def test_a_pushed_build_is_deployed_through_a_signed_webhook_exactly_once(client
 
 
 def test_a_receiver_that_is_down_for_a_while_gets_the_webhook_when_it_is_back(client, deploy_project, receiver):
-    repo, trigger, name = deploy_project
-    client.post("/api/deploy-rules", json={"repository": name, "tag": "main", "environment": "staging",
-                                           "targets": [{"kind": "webhook", "url": f"{receiver.url}/deploy"}]})
+    repo, trigger, name, registry = deploy_project
+    add_rule(client, name, registry, targets=[{"kind": "webhook", "url": f"{receiver.url}/deploy"}])
     receiver.stop()
     build = push_and_build(client, repo, trigger)
 
@@ -109,7 +114,7 @@ def test_a_receiver_that_is_down_for_a_while_gets_the_webhook_when_it_is_back(cl
 
 def test_a_container_on_the_engine_is_recreated_from_the_new_digest(client, deploy_project, docker_client,
                                                                     make_repo, tmp_path):
-    repo, trigger, name = deploy_project
+    repo, trigger, name, registry = deploy_project
     old_image = docker_client.images.build(
         path=str(repo.path), dockerfile="Dockerfile", tag=f"buildhook-test-old-{uuid.uuid4().hex[:8]}", rm=True)[0]
     container_name = f"staging-{uuid.uuid4().hex[:8]}"
@@ -117,8 +122,7 @@ def test_a_container_on_the_engine_is_recreated_from_the_new_digest(client, depl
                                        environment={"APP_ENV": "staging"}, labels={"team": "platform"},
                                        command=["/bin/busybox", "sh", "-c", "trap 'exit 0' TERM; while true; do sleep 1; done"])
     try:
-        client.post("/api/deploy-rules", json={"repository": name, "tag": "main", "environment": "staging",
-                                               "targets": [{"kind": "docker", "container": container_name}]})
+        add_rule(client, name, registry, targets=[{"kind": "docker", "container": container_name}])
         build = push_and_build(client, repo, trigger)
         deployment = wait_for(
             lambda: [d for d in deployments_of(client, build["id"]) if d["state"] in ("succeeded", "failed")],
@@ -145,7 +149,7 @@ def test_the_same_event_twice_deploys_once(app, client, web_server, service_env,
     envelope = json.loads((FIXTURES / "registry" / "keel_registry_push_manifest_tag.json").read_text())
     envelope["events"][0]["id"] = str(uuid.uuid4())
     envelope["events"][0]["target"]["repository"] = repository
-    envelope["events"][0]["request"]["host"] = "127.0.0.1:1"  # nothing there: this test must not reach out
+    envelope["events"][0]["request"]["host"] = service_env["BUILDHOOK_REGISTRY"]  # the rule's registry (the default)
     body = json.dumps(envelope).encode()
     headers = {"Authorization": f"Bearer {service_env['BUILDHOOK_REGISTRY_EVENTS_TOKEN']}",
                "Content-Type": "application/vnd.docker.distribution.events.v1+json"}
@@ -161,7 +165,7 @@ def test_the_same_event_twice_deploys_once(app, client, web_server, service_env,
 
 
 def test_subscribers_get_build_image_and_deployment_events(client, deploy_project, receiver):
-    repo, trigger, name = deploy_project
+    repo, trigger, name, registry = deploy_project
     made = client.post("/api/subscriptions", json={
         "url": f"{receiver.url}/events", "secret": "sub-secret", "trigger": trigger["id"], "ref_pattern": "main",
         "events": ["build.started", "build.succeeded", "image.pushed", "deployment.succeeded"]})
@@ -169,8 +173,7 @@ def test_subscribers_get_build_image_and_deployment_events(client, deploy_projec
     slack = client.post("/api/subscriptions", json={"url": f"{receiver.url}/slack", "events": ["build.succeeded"],
                                                     "style": "slack", "trigger": trigger["id"]})
     assert slack.status_code == 201
-    client.post("/api/deploy-rules", json={"repository": name, "tag": "main", "environment": "staging",
-                                           "targets": [{"kind": "webhook", "url": f"{receiver.url}/deploy"}]})
+    add_rule(client, name, registry, targets=[{"kind": "webhook", "url": f"{receiver.url}/deploy"}])
     build = push_and_build(client, repo, trigger)
 
     wanted = {"build.started", "build.succeeded", "image.pushed", "deployment.succeeded"}
@@ -191,9 +194,8 @@ def test_subscribers_get_build_image_and_deployment_events(client, deploy_projec
 
 
 def test_a_failed_delivery_can_be_redelivered_by_hand(client, deploy_project, receiver):
-    repo, trigger, name = deploy_project
-    client.post("/api/deploy-rules", json={"repository": name, "tag": "main", "environment": "staging",
-                                           "targets": [{"kind": "webhook", "url": f"{receiver.url}/deploy"}]})
+    repo, trigger, name, registry = deploy_project
+    add_rule(client, name, registry, targets=[{"kind": "webhook", "url": f"{receiver.url}/deploy"}])
     receiver.failures.extend([410])  # a permanent refusal: not retried
     build = push_and_build(client, repo, trigger)
 

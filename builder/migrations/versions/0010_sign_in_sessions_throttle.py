@@ -5,14 +5,14 @@ a new password or removing the user ends sessions at once. ``login_failures``: r
 sign-ins per account name and per client address, for the backoff.
 
 Revision ID: 0010
-Revises: 0008
+Revises: 0009
 Create Date: 2026-12-04
 """
 import sqlalchemy as sa
 from alembic import op
 
 revision = "0010"
-down_revision = "0008"
+down_revision = "0009"
 branch_labels = None
 depends_on = None
 
