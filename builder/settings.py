@@ -11,6 +11,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Mapping, TypeVar
 
+from builder.outbound_targets import TargetPolicy, parse_allow_list
 
 _N = TypeVar("_N", int, float)
 
@@ -108,6 +109,9 @@ class Settings:
     max_context_bytes: int = 500 * 1024**2
     # A running build whose worker has not been heard from for this long is reaped.
     heartbeat_ttl: int = 60
+    # Outbound targets allowed despite a loopback/private/... address (builder/outbound_targets.py).
+    allow_private_targets: tuple[str, ...] = ()
+    listen_address: str | None = None  # host:port the web app listens on, when known
 
     @property
     def effective_work_dir(self) -> Path:
@@ -156,6 +160,8 @@ class Settings:
             max_log_bytes=_bytes(env, "BUILDHOOK_MAX_LOG_BYTES", 10 * 1024**2),
             max_context_bytes=_bytes(env, "BUILDHOOK_MAX_CONTEXT_BYTES", 500 * 1024**2),
             heartbeat_ttl=_at_least(2, "BUILDHOOK_HEARTBEAT_TTL", _int(env, "BUILDHOOK_HEARTBEAT_TTL", 60)),
+            allow_private_targets=_allow_list(env),
+            listen_address=env.get("BUILDHOOK_LISTEN_ADDRESS") or None,
         )
 
     def trusts_registry(self, host: str | None) -> bool:
@@ -168,4 +174,17 @@ class Settings:
 
     def own_origins(self) -> list[str]:
         """Where buildhook itself answers: outbound notifications must not point there."""
-        return [self.public_url]
+        return [self.public_url] + ([self.listen_address] if self.listen_address else [])
+
+    def target_policy(self) -> TargetPolicy:
+        """Where outbound webhooks and docker deploys may go."""
+        return TargetPolicy(parse_allow_list(self.allow_private_targets), tuple(self.own_origins()))
+
+
+def _allow_list(env: Mapping[str, str]) -> tuple[str, ...]:
+    entries = tuple(e.strip() for e in env.get("BUILDHOOK_ALLOW_PRIVATE_TARGETS", "").split(",") if e.strip())
+    try:
+        parse_allow_list(entries)
+    except ValueError as exc:
+        raise ConfigError(f"BUILDHOOK_ALLOW_PRIVATE_TARGETS: {exc}") from None
+    return entries

@@ -58,8 +58,9 @@ def load_settings(create_key: bool = False) -> Settings:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     env = local_env(create_key=True)
+    env.setdefault("BUILDHOOK_LISTEN_ADDRESS", f"{args.host}:{args.port}")  # outbound targets may not point here
     settings = Settings.from_env(env)
-    migrate(settings.database_url)
+    migrate(settings.database_url, settings.secret_key)
     _require_docker(settings)
     redis = None
     if not settings.broker_url:
@@ -120,7 +121,8 @@ def cmd_web(args: argparse.Namespace) -> int:
     from webhooks import create_app
 
     settings = load_settings()
-    migrate(settings.database_url)
+    settings = settings.with_(listen_address=settings.listen_address or f"{args.host}:{args.port}")
+    migrate(settings.database_url, settings.secret_key)
 
     class WebServer(BaseApplication):  # type: ignore[misc]
         def load_config(self) -> None:
@@ -149,7 +151,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     from workers.tasks import relay_everything
 
     settings = load_settings()
-    migrate(settings.database_url)
+    migrate(settings.database_url, settings.secret_key)
     app = create_app(settings)
     services = app.extensions["buildhook"]
 
@@ -172,7 +174,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
 def cmd_migrate(_args: argparse.Namespace) -> int:
     settings = load_settings()
-    migrate(settings.database_url)
+    migrate(settings.database_url, settings.secret_key)
     print("buildhook: database is up to date")
     return 0
 
@@ -182,7 +184,7 @@ def cmd_migrate(_args: argparse.Namespace) -> int:
 
 def cmd_triggers_add(args: argparse.Namespace) -> int:
     settings = load_settings(create_key=True)
-    migrate(settings.database_url)
+    migrate(settings.database_url, settings.secret_key)
     rules = []
     for text in args.rule:
         try:
@@ -239,7 +241,7 @@ def cmd_triggers_list(args: argparse.Namespace) -> int:
     from builder.models import Trigger
 
     settings = load_settings()
-    migrate(settings.database_url)
+    migrate(settings.database_url, settings.secret_key)
     sessions = make_sessionmaker(make_engine(settings.database_url))
     with sessions() as session:
         shown = [trigger_to_dict(t, settings.public_url) for t in session.scalars(select(Trigger).order_by(Trigger.id))]
@@ -336,7 +338,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from webhooks import create_app
 
     settings = load_settings()
-    migrate(settings.database_url)
+    migrate(settings.database_url, settings.secret_key)
     services = create_app(settings).extensions["buildhook"]
     with services.sessions() as session:
         trigger = get_trigger(session, args.trigger)
