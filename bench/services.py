@@ -162,7 +162,8 @@ class Stack:
             **extra_env,
         }
         self.settings = Settings.from_env(self.env)
-        migrate(self.settings.database_url)  # once, before web and worker both try at startup
+        # once, before web and worker both try at startup
+        migrate(self.settings.database_url, self.settings.secret_key)
         self._engine = make_engine(self.settings.database_url)
         self._exit.callback(self._engine.dispose)
         self.sessions = make_sessionmaker(self._engine)

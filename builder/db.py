@@ -205,15 +205,18 @@ def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
     return sessionmaker(engine, expire_on_commit=False)
 
 
-def alembic_config(url: str) -> Config:
+def alembic_config(url: str, secret_key: str | None = None) -> Config:
+    """``secret_key``: for migrations that seal stored values (0011 seals outbound URLs)."""
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
     config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+    config.attributes["secret_key"] = secret_key
     return config
 
 
-def migrate(url: str) -> None:
-    """Bring the database at ``url`` to the newest schema."""
+def migrate(url: str, secret_key: str | None = None) -> None:
+    """Bring the database at ``url`` to the newest schema (``secret_key``: BUILDHOOK_SECRET_KEY,
+    needed when existing rows are to be sealed)."""
     if url.startswith("sqlite:///"):
         Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-    command.upgrade(alembic_config(url), "head")
+    command.upgrade(alembic_config(url, secret_key), "head")

@@ -9,25 +9,31 @@ twice at once is impossible.
 from __future__ import annotations
 
 import json
+import logging
 from datetime import timedelta
 from typing import Any, Callable
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from builder.errors import Conflict, NotFound
+from builder.errors import Conflict, InputError, NotFound
 from builder.models import DeliveryAttempt, OutboundDelivery, utcnow
-from builder.outbound_webhooks import backoff_seconds, new_delivery_id, render_body, send_webhook
+from builder.outbound_targets import TargetPolicy, check_url
+from builder.outbound_urls import SealedUrl
+from builder.outbound_webhooks import SendResult, backoff_seconds, new_delivery_id, render_body, send_webhook
 from builder.secrets import SecretBox
+
+log = logging.getLogger(__name__)
 
 LEASE_SECONDS = 120  # a claimed delivery whose worker died is due again after this
 
 
-def new_delivery(event: str, url: str, payload: dict[str, Any], secret_enc: str | None, *, style: str = "json",
-                 max_attempts: int = 8, **links: int | None) -> OutboundDelivery:
+def new_delivery(event: str, url: SealedUrl, payload: dict[str, Any], secret_enc: str | None, *,
+                 style: str = "json", max_attempts: int = 8, **links: int | None) -> OutboundDelivery:
     return OutboundDelivery(
-        uuid=new_delivery_id(), event=event, url=url, body=render_body(event, payload, style).decode(),
-        secret_enc=secret_enc, max_attempts=max_attempts, next_attempt_at=utcnow(), **links)
+        uuid=new_delivery_id(), event=event, url_enc=url.enc, url_redacted=url.redacted,
+        body=render_body(event, payload, style).decode(), secret_enc=secret_enc, max_attempts=max_attempts,
+        next_attempt_at=utcnow(), **links)
 
 
 def due_deliveries(sessions: sessionmaker[Session], limit: int = 200) -> list[int]:
@@ -53,16 +59,17 @@ Finished = Callable[[Session, OutboundDelivery], None]
 
 
 def send_delivery(sessions: sessionmaker[Session], box: SecretBox, delivery_id: int, *, backoff_base: float = 2.0,
-                  timeout: float = 10.0, on_finished: Finished | None = None) -> str | None:
-    """Send one due delivery once; return its new state, or None if it was not due."""
+                  timeout: float = 10.0, on_finished: Finished | None = None,
+                  policy: TargetPolicy = TargetPolicy()) -> str | None:
+    """Send one due delivery once; return its new state, or None if it was not due. A target that
+    the ``policy`` refuses fails it at once (not retried), before anything is sent."""
     with sessions() as session:
         if not _claim(session, delivery_id):
             return None
         delivery = session.get(OutboundDelivery, delivery_id)
         assert delivery is not None
         secret = box.open(delivery.secret_enc) if delivery.secret_enc else None
-        result = send_webhook(delivery.url, delivery.event, delivery.body.encode(), secret, delivery.uuid,
-                              timeout=timeout)
+        result = _checked_send(delivery, box.open(delivery.url_enc), secret, policy, timeout)
         session.add(DeliveryAttempt(delivery_id=delivery.id, attempt=delivery.attempts,
                                     status_code=result.status_code, response_excerpt=result.body_excerpt,
                                     duration_ms=result.duration_ms))
@@ -79,6 +86,21 @@ def send_delivery(sessions: sessionmaker[Session], box: SecretBox, delivery_id: 
             on_finished(session, delivery)
         session.commit()
         return delivery.state
+
+
+def _checked_send(delivery: OutboundDelivery, url: str, secret: str | None, policy: TargetPolicy,
+                  timeout: float) -> SendResult:
+    """Send to the address that was checked just now; a refused target is a permanent failure."""
+    try:
+        target = check_url(url, policy)
+    except InputError as exc:
+        reason = str(exc) if str(exc).startswith("refused: ") else f"refused: {exc}"
+        log.warning("webhook %s delivery %s to %s %s", delivery.event, delivery.uuid, delivery.url_redacted, reason)
+        return SendResult(None, reason, 0, ok=False, retryable=False)
+    if not target.addresses:
+        return SendResult(None, f"cannot resolve {target.host}", 0, ok=False, retryable=True)
+    return send_webhook(url, delivery.event, delivery.body.encode(), secret, delivery.uuid, timeout=timeout,
+                        connect_to=target.addresses[0])
 
 
 def redeliver(session: Session, delivery_id: int, extra_attempts: int = 3) -> OutboundDelivery:
@@ -100,7 +122,7 @@ def delivery_to_dict(delivery: OutboundDelivery, with_attempts: bool = False) ->
         "id": delivery.id,
         "delivery": delivery.uuid,
         "event": delivery.event,
-        "url": delivery.url,
+        "url": delivery.url_redacted,
         "state": delivery.state,
         "attempts": delivery.attempts,
         "max_attempts": delivery.max_attempts,

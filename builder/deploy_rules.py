@@ -12,7 +12,8 @@ from sqlalchemy.orm import Session
 
 from builder.errors import InputError
 from builder.models import DeployRule, DeployTarget
-from builder.outbound_webhooks import refuse_internal_target
+from builder.outbound_targets import TargetPolicy, check_docker_host, check_url
+from builder.outbound_urls import seal_url
 from builder.registry_credentials import RegistryAccess, canonical_host
 from builder.secrets import SecretBox
 from builder.semver import Version, parse_range, satisfies
@@ -47,7 +48,7 @@ class DeployRuleSpec:
         return "glob" if any(c in self.tag for c in "*?[") else "exact"
 
 
-def check_rule(spec: DeployRuleSpec, own_origins: list[str]) -> None:
+def check_rule(spec: DeployRuleSpec, policy: TargetPolicy) -> None:
     if not _NAME.fullmatch(spec.repository):
         raise InputError(f"repository {spec.repository!r} is not an image repository name like acme/widget")
     match = spec.effective_match()
@@ -71,10 +72,11 @@ def check_rule(spec: DeployRuleSpec, own_origins: list[str]) -> None:
         if target.kind == "webhook":
             if not target.url:
                 raise InputError("a webhook target needs a URL")
-            refuse_internal_target(target.url, own_origins)
+            check_url(target.url, policy, resolve_names=False)
         elif target.kind == "docker":
             if not target.container:
                 raise InputError("a docker target needs a container name")
+            check_docker_host(target.docker_host, policy)
         else:
             raise InputError(f"unknown target kind {target.kind!r}")
 
@@ -92,14 +94,16 @@ def rule_registry(spec: DeployRuleSpec, registries: RegistryAccess) -> str:
     return canonical
 
 
-def create_rule(session: Session, box: SecretBox, spec: DeployRuleSpec, own_origins: list[str],
+def create_rule(session: Session, box: SecretBox, spec: DeployRuleSpec, policy: TargetPolicy,
                 registries: RegistryAccess) -> DeployRule:
-    check_rule(spec, own_origins)
+    check_rule(spec, policy)
     rule = DeployRule(repository=spec.repository, tag_match=spec.effective_match(), tag_pattern=spec.tag,
                       environment=spec.environment, registry_host=rule_registry(spec, registries))
     for target in spec.targets:
+        sealed = seal_url(box, target.url) if target.url else None
         rule.targets.append(DeployTarget(
-            kind=target.kind, url=target.url, secret_enc=box.seal(target.secret) if target.secret else None,
+            kind=target.kind, url_enc=sealed and sealed.enc, url_redacted=sealed and sealed.redacted,
+            secret_enc=box.seal(target.secret) if target.secret else None,
             container=target.container, docker_host=target.docker_host))
     session.add(rule)
     session.flush()
@@ -135,7 +139,7 @@ def rule_to_dict(rule: DeployRule) -> dict[str, Any]:
         "environment": rule.environment,
         "enabled": rule.enabled,
         "targets": [
-            {"id": t.id, "kind": t.kind, "url": t.url, "signed": t.secret_enc is not None,
+            {"id": t.id, "kind": t.kind, "url": t.url_redacted, "signed": t.secret_enc is not None,
              "container": t.container, "docker_host": t.docker_host}
             for t in rule.targets
         ],

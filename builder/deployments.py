@@ -25,6 +25,8 @@ from builder.errors import BuildhookError
 from builder.image import connect
 from builder.models import Build, DeployRule, Deployment, DeployTarget, OutboundDelivery, RegistryEvent, utcnow
 from builder.notifications import notify
+from builder.outbound_targets import check_docker_host
+from builder.outbound_urls import SealedUrl
 from builder.registries import IgnoredEvent, ImagePushed
 from builder.registry_api import resolve_digest
 from builder.registry_credentials import RegistryAccess
@@ -210,6 +212,8 @@ def run_deployment(sessions: sessionmaker[Session], settings: Settings, deployme
         target = session.get(DeployTarget, deployment.target_id) if deployment.target_id else None
         build = session.get(Build, deployment.build_id) if deployment.build_id else None
         try:
+            docker_host = check_docker_host(target.docker_host, settings.target_policy()) \
+                if target is not None and target.kind == "docker" else None  # refused: failed, before anything
             host = deployment.registry_host or settings.registry
             if not registries.trusts(host):
                 raise BuildhookError(f"registry {host} is not trusted (BUILDHOOK_REGISTRY or "
@@ -218,13 +222,13 @@ def run_deployment(sessions: sessionmaker[Session], settings: Settings, deployme
             if target is None:
                 raise BuildhookError("the deploy target was deleted")
             if target.kind == "webhook":
-                delivery = new_delivery("deployment.requested", target.url or "",
-                                        deployment_payload(deployment, build), target.secret_enc,
-                                        deployment_id=deployment.id, build_id=deployment.build_id)
+                url = SealedUrl(target.url_enc or "", target.url_redacted or "")
+                delivery = new_delivery("deployment.requested", url, deployment_payload(deployment, build),
+                                        target.secret_enc, deployment_id=deployment.id, build_id=deployment.build_id)
                 session.add(delivery)
                 session.commit()
                 return [delivery.id]
-            client = engine(target.docker_host or settings.docker_host)
+            client = engine(docker_host or settings.docker_host)
             reference = f"{deployment.registry_host}/{deployment.repository}@{deployment.digest}"
             outcome = deploy_container(client, target.container or "", reference, stable_seconds=stable_seconds,
                                        auth=registries.docker_auth(host))
@@ -260,7 +264,8 @@ def delivery_finished(settings: Settings) -> Callable[[Session, OutboundDelivery
         if delivery.state == "succeeded" and deployment.state in ("running", "failed"):  # a redelivery too
             finish(session, deployment, "succeeded", None, settings)
         elif deployment.state == "running":
-            code = delivery.last_status_code or "no answer"
+            refused = (delivery.last_response or "").startswith("refused: ")
+            code = delivery.last_status_code or (delivery.last_response if refused else "no answer")
             finish(session, deployment, "failed", f"deploy webhook failed after {delivery.attempts} attempts "
                                                   f"({code})", settings)
     return finished

@@ -282,7 +282,8 @@ class DeployTarget(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     rule_id: Mapped[int] = mapped_column(ForeignKey("deploy_rules.id", ondelete="CASCADE"))
     kind: Mapped[str] = mapped_column(String(16))  # "webhook" | "docker"
-    url: Mapped[str | None] = mapped_column(String(1024))
+    url_enc: Mapped[str | None] = mapped_column(Text)  # the webhook URL, sealed (builder/outbound_urls.py)
+    url_redacted: Mapped[str | None] = mapped_column(String(1024))  # redact_url(url), what is shown
     secret_enc: Mapped[str | None] = mapped_column(Text)
     container: Mapped[str | None] = mapped_column(String(255))
     docker_host: Mapped[str | None] = mapped_column(String(1024))
@@ -324,7 +325,8 @@ class Subscription(Base):
     __tablename__ = "subscriptions"
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    url: Mapped[str] = mapped_column(String(1024))
+    url_enc: Mapped[str] = mapped_column(Text)  # the URL, sealed (builder/outbound_urls.py)
+    url_redacted: Mapped[str] = mapped_column(String(1024))  # redact_url(url), what is shown
     secret_enc: Mapped[str | None] = mapped_column(Text)
     events: Mapped[list[str]] = mapped_column(JSON, default=list)
     trigger_id: Mapped[int | None] = mapped_column(ForeignKey("triggers.id", ondelete="CASCADE"))
@@ -342,7 +344,8 @@ class OutboundDelivery(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     uuid: Mapped[str] = mapped_column(String(64), unique=True)
     event: Mapped[str] = mapped_column(String(64))
-    url: Mapped[str] = mapped_column(String(1024))
+    url_enc: Mapped[str] = mapped_column(Text)  # the URL, sealed (builder/outbound_urls.py)
+    url_redacted: Mapped[str] = mapped_column(String(1024))  # redact_url(url), what is shown
     body: Mapped[str] = mapped_column(Text)
     secret_enc: Mapped[str | None] = mapped_column(Text)
     deployment_id: Mapped[int | None] = mapped_column(ForeignKey("deployments.id", ondelete="SET NULL"))

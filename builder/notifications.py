@@ -11,7 +11,8 @@ from sqlalchemy.orm import Session
 from builder.deliveries import new_delivery
 from builder.errors import InputError
 from builder.models import Build, OutboundDelivery, Subscription
-from builder.outbound_webhooks import refuse_internal_target
+from builder.outbound_targets import TargetPolicy, check_url
+from builder.outbound_urls import SealedUrl, seal_url
 from builder.secrets import SecretBox
 
 EVENTS = ("build.queued", "build.started", "build.succeeded", "build.failed", "build.cancelled",
@@ -23,15 +24,17 @@ STYLES = ("json", "slack")
 
 def create_subscription(session: Session, box: SecretBox, *, url: str, events: list[str], secret: str | None,
                         trigger_id: int | None, ref_pattern: str | None, style: str,
-                        own_origins: list[str]) -> Subscription:
+                        policy: TargetPolicy) -> Subscription:
     unknown = sorted(set(events) - set(EVENTS) - {"*"})
     if not events or unknown:
         raise InputError(f"events must be some of {', '.join(EVENTS)} (or *); unknown: {', '.join(unknown)}")
     if style not in STYLES:
         raise InputError(f"style must be one of {', '.join(STYLES)}")
-    refuse_internal_target(url, own_origins)
-    subscription = Subscription(url=url, events=sorted(set(events)), secret_enc=box.seal(secret) if secret else None,
-                                trigger_id=trigger_id, ref_pattern=ref_pattern, style=style)
+    check_url(url, policy, resolve_names=False)
+    sealed = seal_url(box, url)
+    subscription = Subscription(url_enc=sealed.enc, url_redacted=sealed.redacted, events=sorted(set(events)),
+                                secret_enc=box.seal(secret) if secret else None, trigger_id=trigger_id,
+                                ref_pattern=ref_pattern, style=style)
     session.add(subscription)
     session.flush()
     return subscription
@@ -48,8 +51,9 @@ def notify(session: Session, event: str, payload: dict[str, Any], *, trigger_id:
             continue
         if subscription.ref_pattern and not (ref_name and fnmatch.fnmatchcase(ref_name, subscription.ref_pattern)):
             continue
-        delivery = new_delivery(event, subscription.url, payload, subscription.secret_enc,
-                                style=subscription.style, subscription_id=subscription.id, **links)
+        delivery = new_delivery(event, SealedUrl(subscription.url_enc, subscription.url_redacted), payload,
+                                subscription.secret_enc, style=subscription.style, subscription_id=subscription.id,
+                                **links)
         session.add(delivery)
         deliveries.append(delivery)
     return deliveries
@@ -73,7 +77,7 @@ def build_payload(build: Build, public_url: str) -> dict[str, Any]:
 
 
 def subscription_to_dict(subscription: Subscription) -> dict[str, Any]:
-    return {"id": subscription.id, "url": subscription.url, "events": subscription.events,
+    return {"id": subscription.id, "url": subscription.url_redacted, "events": subscription.events,
             "trigger": subscription.trigger_id, "ref_pattern": subscription.ref_pattern, "style": subscription.style,
             "signed": subscription.secret_enc is not None, "enabled": subscription.enabled,
             "created_at": subscription.created_at.isoformat()}

@@ -20,13 +20,15 @@ import random
 import socket
 import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from importlib import metadata
 from typing import Any
 from urllib.parse import urlsplit
 
 import requests
+from requests.adapters import HTTPAdapter
 from requests.structures import CaseInsensitiveDict
 from requests.utils import requote_uri
 
@@ -140,11 +142,43 @@ class SendResult:
     retryable: bool  # 5xx, 408, 429, connection errors and timeouts
 
 
+class PinnedAdapter(HTTPAdapter):
+    """Connects to ``address`` (the one that was checked) whatever the URL's host resolves to by
+    then; the Host header, TLS's SNI and the certificate check still use the URL's host. An HTTP(S)
+    proxy from the environment, when one applies, is used as before and resolves the host itself."""
+
+    def __init__(self, address: str) -> None:
+        self.address = address
+        super().__init__()
+
+    def build_connection_pool_key_attributes(self, request, verify, cert=None):  # type: ignore[no-untyped-def]
+        host_params, pool_kwargs = super().build_connection_pool_key_attributes(request, verify, cert)
+        name = host_params["host"]
+        host_params["host"] = self.address
+        if host_params["scheme"] == "https":
+            pool_kwargs.update(server_hostname=name, assert_hostname=name)
+        return host_params, pool_kwargs
+
+
+@contextmanager
+def _post(url: str, body: bytes, headers: dict[str, str], timeout: float,
+          connect_to: str | None) -> Iterator[requests.Response]:
+    with requests.Session() as session:
+        if connect_to is not None:
+            session.mount("http://", PinnedAdapter(connect_to))
+            session.mount("https://", PinnedAdapter(connect_to))
+            headers = {**headers, "Host": urlsplit(url).netloc.rpartition("@")[2]}
+        with session.post(url, data=body, headers=headers, timeout=timeout, allow_redirects=False,
+                          stream=True) as response:
+            yield response
+
+
 def send_webhook(url: str, event: str, body: bytes, secret: str | None, delivery_id: str, *,
                  timeout: float = 10.0, now: Callable[[], float] = time.time,
-                 extra_headers: dict[str, str] | None = None) -> SendResult:
+                 extra_headers: dict[str, str] | None = None, connect_to: str | None = None) -> SendResult:
     """POST ``body`` once; ``now`` dates the signature. ``timeout`` bounds the connect and each
-    read; at most 2 KiB of the answer is read. ``extra_headers`` cannot override ours."""
+    read; at most 2 KiB of the answer is read. ``extra_headers`` cannot override ours.
+    ``connect_to``: the address to connect to (``builder.outbound_targets.check_url`` checked it)."""
     headers = CaseInsensitiveDict(extra_headers or {})
     headers.update({"Content-Type": "application/json", "User-Agent": USER_AGENT,
                     EVENT_HEADER: event, DELIVERY_HEADER: delivery_id})
@@ -154,8 +188,7 @@ def send_webhook(url: str, event: str, body: bytes, secret: str | None, delivery
     started = time.monotonic()
     status: int | None = None
     try:
-        with requests.post(url, data=body, headers=dict(headers), timeout=timeout,
-                           allow_redirects=False, stream=True) as response:
+        with _post(url, body, dict(headers), timeout, connect_to) as response:
             status = response.status_code
             excerpt = _read_excerpt(response)
     except (requests.Timeout, requests.ConnectionError) as exc:

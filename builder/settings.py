@@ -11,6 +11,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Mapping, TypeVar
 
+from builder.outbound_targets import TargetPolicy, parse_allow_list
 from builder.registry_credentials import Credentials, RegistryAccess, canonical_host, load_docker_config
 
 
@@ -138,6 +139,9 @@ class Settings:
     # Seconds a sign-in lasts (then the browser signs in again); X-Forwarded-For hops trusted (0: none).
     session_lifetime: int = 12 * 3600
     proxy_hops: int = 0
+    # Outbound targets allowed despite a loopback/private/... address (builder/outbound_targets.py).
+    allow_private_targets: tuple[str, ...] = ()
+    listen_address: str | None = None  # host:port the web app listens on, when known
 
     @property
     def effective_work_dir(self) -> Path:
@@ -190,6 +194,8 @@ class Settings:
             session_lifetime=_at_least(60, "BUILDHOOK_SESSION_LIFETIME",
                                        _int(env, "BUILDHOOK_SESSION_LIFETIME", 12 * 3600)),
             proxy_hops=_at_least(0, "BUILDHOOK_PROXY_HOPS", _int(env, "BUILDHOOK_PROXY_HOPS", 0)),
+            allow_private_targets=_allow_list(env),
+            listen_address=env.get("BUILDHOOK_LISTEN_ADDRESS") or None,
         )
 
     def trusts_registry(self, host: str | None) -> bool:
@@ -198,4 +204,17 @@ class Settings:
 
     def own_origins(self) -> list[str]:
         """Where buildhook itself answers: outbound notifications must not point there."""
-        return [self.public_url]
+        return [self.public_url] + ([self.listen_address] if self.listen_address else [])
+
+    def target_policy(self) -> TargetPolicy:
+        """Where outbound webhooks and docker deploys may go."""
+        return TargetPolicy(parse_allow_list(self.allow_private_targets), tuple(self.own_origins()))
+
+
+def _allow_list(env: Mapping[str, str]) -> tuple[str, ...]:
+    entries = tuple(e.strip() for e in env.get("BUILDHOOK_ALLOW_PRIVATE_TARGETS", "").split(",") if e.strip())
+    try:
+        parse_allow_list(entries)
+    except ValueError as exc:
+        raise ConfigError(f"BUILDHOOK_ALLOW_PRIVATE_TARGETS: {exc}") from None
+    return entries

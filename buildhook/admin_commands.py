@@ -14,7 +14,7 @@ def _services():  # type: ignore[no-untyped-def]
     from webhooks import create_app
 
     settings = load_settings()
-    migrate(settings.database_url)
+    migrate(settings.database_url, settings.secret_key)
     return create_app(settings).extensions["buildhook"]
 
 
@@ -35,7 +35,7 @@ def cmd_deploy_rules_add(args: argparse.Namespace) -> int:
     spec = DeployRuleSpec(repository=args.repository, tag=args.tag, environment=args.environment,
                           targets=tuple(targets), tag_match=args.match or "", registry=args.registry or "")
     with services.sessions() as session:
-        rule = create_rule(session, services.box, spec, services.settings.own_origins(),
+        rule = create_rule(session, services.box, spec, services.settings.target_policy(),
                            RegistryAccess(services.settings))
         session.commit()
         shown = rule_to_dict(rule)
@@ -109,7 +109,7 @@ def cmd_subscriptions_add(args: argparse.Namespace) -> int:
     with services.sessions() as session:
         subscription = create_subscription(
             session, services.box, url=args.url, events=args.event, secret=args.secret, trigger_id=args.trigger,
-            ref_pattern=args.ref, style=args.style, own_origins=services.settings.own_origins())
+            ref_pattern=args.ref, style=args.style, policy=services.settings.target_policy())
         session.commit()
         shown = subscription_to_dict(subscription)
     _print(shown) if args.json else print(f"Subscription {shown['id']}: {', '.join(shown['events'])} -> {shown['url']}")

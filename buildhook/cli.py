@@ -47,7 +47,8 @@ def cmd_web(args: argparse.Namespace) -> int:
     from webhooks import create_app
 
     settings = load_settings()
-    migrate(settings.database_url)
+    settings = settings.with_(listen_address=settings.listen_address or f"{args.host}:{args.port}")
+    migrate(settings.database_url, settings.secret_key)
 
     class WebServer(BaseApplication):  # type: ignore[misc]
         def load_config(self) -> None:
@@ -76,7 +77,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     from workers.tasks import relay_everything
 
     settings = load_settings()
-    migrate(settings.database_url)
+    migrate(settings.database_url, settings.secret_key)
     app = create_app(settings)
     services = app.extensions["buildhook"]
 
@@ -99,7 +100,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
 def cmd_migrate(_args: argparse.Namespace) -> int:
     settings = load_settings()
-    migrate(settings.database_url)
+    migrate(settings.database_url, settings.secret_key)
     print("buildhook: database is up to date")
     return 0
 
@@ -109,7 +110,7 @@ def cmd_migrate(_args: argparse.Namespace) -> int:
 
 def cmd_triggers_add(args: argparse.Namespace) -> int:
     settings = load_settings(create_key=True)
-    migrate(settings.database_url)
+    migrate(settings.database_url, settings.secret_key)
     rules = []
     for text in args.rule:
         try:
@@ -166,7 +167,7 @@ def cmd_triggers_list(args: argparse.Namespace) -> int:
     from builder.models import Trigger
 
     settings = load_settings()
-    migrate(settings.database_url)
+    migrate(settings.database_url, settings.secret_key)
     sessions = make_sessionmaker(make_engine(settings.database_url))
     with sessions() as session:
         shown = [trigger_to_dict(t, settings.public_url) for t in session.scalars(select(Trigger).order_by(Trigger.id))]
@@ -264,7 +265,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from webhooks import create_app
 
     settings = load_settings()
-    migrate(settings.database_url)
+    migrate(settings.database_url, settings.secret_key)
     services = create_app(settings).extensions["buildhook"]
     with services.sessions() as session:
         trigger = get_trigger(session, args.trigger)

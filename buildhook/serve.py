@@ -75,8 +75,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     own_registry = not os.environ.get("BUILDHOOK_REGISTRY")
     env = local_env(create=True)
+    env.setdefault("BUILDHOOK_LISTEN_ADDRESS", f"{args.host}:{args.port}")  # outbound targets may not point here
     settings = Settings.from_env(env)
-    migrate(settings.database_url)
+    migrate(settings.database_url, settings.secret_key)
     require_docker(settings)
     directory = data_dir(env)
     servers: list[RedisServer | RegistryServer] = []

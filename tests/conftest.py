@@ -192,6 +192,7 @@ def service_env(tmp_path_factory, registry, redis_server, database_url, notifyin
         "BUILDHOOK_DELIVERY_BACKOFF": "0.3",
         "BUILDHOOK_DEPLOY_STABLE_SECONDS": "1.5",
         "BUILDHOOK_TRUSTED_REGISTRIES": f"127.0.0.1:{notifying_registry_port}",
+        "BUILDHOOK_ALLOW_PRIVATE_TARGETS": "127.0.0.1",  # the test receivers listen there
     }
     migrate(env["BUILDHOOK_DATABASE_URL"])
     return env

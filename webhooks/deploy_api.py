@@ -32,7 +32,7 @@ def deploy_rules_index():  # type: ignore[no-untyped-def]
 def deploy_rules_create():  # type: ignore[no-untyped-def]
     ctx = services()
     session = db()
-    rule = create_rule(session, ctx.box, spec_from_json(request.get_json(silent=True)), ctx.settings.own_origins(),
+    rule = create_rule(session, ctx.box, spec_from_json(request.get_json(silent=True)), ctx.settings.target_policy(),
                        RegistryAccess(ctx.settings))
     session.commit()
     return jsonify(rule_to_dict(rule)), 201
@@ -77,7 +77,7 @@ def subscriptions_create():  # type: ignore[no-untyped-def]
     subscription = create_subscription(
         session, ctx.box, url=data["url"], events=events, secret=data.get("secret") or None, trigger_id=trigger,
         ref_pattern=data.get("ref_pattern") or None, style=data.get("style") or "json",
-        own_origins=ctx.settings.own_origins())
+        policy=ctx.settings.target_policy())
     session.commit()
     return jsonify(subscription_to_dict(subscription)), 201
 

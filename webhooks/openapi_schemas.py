@@ -38,6 +38,8 @@ def obj(properties: dict[str, Schema], required: list[str] | None = None, descri
 ID: Schema = {"type": "integer", "minimum": 1}
 LINK = nullable("integer", minimum=1)  # an id of a row that may be gone (ON DELETE SET NULL)
 STRING: Schema = {"type": "string"}
+REDACTED_URL = ("redacted, to everyone: user, password, query values and secret paths are ****, "
+                "e.g. https://hooks.slack.com/services/****")
 STRINGS: Schema = {"type": "array", "items": STRING}
 BOOL: Schema = {"type": "boolean"}
 TIME: Schema = {"type": "string", "format": "date-time", "description": "ISO 8601, UTC"}
@@ -245,7 +247,7 @@ SCHEMAS: dict[str, Schema] = {
     "DeployTarget": obj({
         "id": ID,
         "kind": {"type": "string", "enum": ["webhook", "docker"]},
-        "url": MAYBE_STRING,
+        "url": nullable("string", REDACTED_URL),
         "signed": {"type": "boolean", "description": "whether a webhook secret is set (never returned)"},
         "container": MAYBE_STRING,
         "docker_host": nullable("string", "null: DOCKER_HOST or the local engine"),
@@ -318,7 +320,7 @@ SCHEMAS: dict[str, Schema] = {
         "id": ID,
         "delivery": {"type": "string", "description": "X-Buildhook-Delivery: the same on every retry"},
         "event": STRING,
-        "url": STRING,
+        "url": {"type": "string", "description": REDACTED_URL},
         "state": {"type": "string", "enum": ["pending", "succeeded", "failed"]},
         "attempts": COUNT,
         "max_attempts": COUNT,
@@ -340,7 +342,7 @@ SCHEMAS: dict[str, Schema] = {
         "created_at", "delivered_at", "request"], "An outbound webhook delivery (delivery_to_dict)."),
     "Subscription": obj({
         "id": ID,
-        "url": STRING,
+        "url": {"type": "string", "description": REDACTED_URL},
         "events": {"type": "array", "items": {"type": "string", "enum": EVENTS}},
         "trigger": LINK,
         "ref_pattern": nullable("string", "a glob on the ref name"),

@@ -81,4 +81,4 @@ def deliver(delivery_id: int) -> str | None:
     settings = services.settings
     # Notifications a finished deployment queues are sent by the relay's next pass.
     return send_delivery(services.sessions, services.box, delivery_id, backoff_base=settings.delivery_backoff,
-                         on_finished=delivery_finished(settings))
+                         on_finished=delivery_finished(settings), policy=settings.target_policy())

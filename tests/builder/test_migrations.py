@@ -116,3 +116,51 @@ def test_0009_gives_deploy_rules_a_registry_and_older_rules_deploy_from_buildhoo
     command.downgrade(config, "0008")
     assert "registry_host" not in {column["name"] for column in sa.inspect(engine).get_columns("deploy_rules")}
     engine.dispose()
+
+
+def test_0011_seals_stored_outbound_urls_and_downgrade_opens_them(tmp_path):
+    import pytest
+
+    from builder.secrets import SecretBox
+
+    url = f"sqlite:///{tmp_path / 'm.db'}"
+    slack = "https://hooks.slack.com/services/T0/B0/SlackPathSecret123"
+    deploy = "https://robot:pa55word@deploy.example.com/hook?token=tok123"
+    command.upgrade(alembic_config(url), "0008")
+    engine = make_engine(url)
+    with engine.begin() as conn:
+        conn.execute(sa.text(
+            "INSERT INTO subscriptions (url, events, style, enabled, created_at) "
+            "VALUES (:url, '[\"*\"]', 'slack', 1, '2026-01-01 00:00:00')"), {"url": slack})
+        conn.execute(sa.text("INSERT INTO deploy_rules (repository, tag_match, tag_pattern, environment, enabled, "
+                             "created_at) VALUES ('a/b', 'exact', 'main', 'prod', 1, '2026-01-01 00:00:00')"))
+        conn.execute(sa.text("INSERT INTO deploy_targets (rule_id, kind, url) VALUES (1, 'webhook', :url)"),
+                     {"url": deploy})
+        conn.execute(sa.text("INSERT INTO deploy_targets (rule_id, kind, container) VALUES (1, 'docker', 'web')"))
+        conn.execute(sa.text(
+            "INSERT INTO outbound_deliveries (uuid, event, url, body, state, attempts, max_attempts, "
+            "next_attempt_at, created_at) VALUES ('u1', 'build.failed', :url, '{}', 'failed', 1, 1, "
+            "'2026-01-01 00:00:00', '2026-01-01 00:00:00')"), {"url": slack})
+    engine.dispose()
+
+    with pytest.raises(RuntimeError, match="needs the secret key"):
+        command.upgrade(alembic_config(url), "head")  # rows to seal and no key: nothing changes
+    box = SecretBox("migration-key")
+    command.upgrade(alembic_config(url, "migration-key"), "head")
+    with engine.begin() as conn:
+        rows = {table: conn.execute(sa.text(f"SELECT * FROM {table} ORDER BY id")).mappings().all()
+                for table in ("subscriptions", "deploy_targets", "outbound_deliveries")}
+    for table, found in rows.items():
+        for row in found:
+            assert "url" not in row and "SlackPathSecret123" not in str(dict(row)) and "pa55word" not in str(dict(row))
+    assert [box.open(r["url_enc"]) for r in rows["subscriptions"]] == [slack]
+    assert [r["url_redacted"] for r in rows["subscriptions"]] == ["https://hooks.slack.com/services/****"]
+    assert [(r["url_redacted"], r["url_enc"] and box.open(r["url_enc"])) for r in rows["deploy_targets"]] == [
+        ("https://****:****@deploy.example.com/hook?token=****", deploy), (None, None)]
+    assert [box.open(r["url_enc"]) for r in rows["outbound_deliveries"]] == [slack]
+
+    command.downgrade(alembic_config(url, "migration-key"), "0008")
+    with engine.begin() as conn:
+        assert conn.execute(sa.text("SELECT url FROM deploy_targets ORDER BY id")).scalars().all() == [deploy, None]
+        assert conn.execute(sa.text("SELECT url FROM subscriptions")).scalars().all() == [slack]
+    engine.dispose()

@@ -271,7 +271,8 @@ def world(app, admin_token, settings, tmp_path_factory):
     with sessions() as session:
         [sent, unsent] = session.scalars(select(OutboundDelivery.id).where(
             OutboundDelivery.build_id == builds["main"]).order_by(OutboundDelivery.id))
-    assert send_delivery(sessions, app.extensions["buildhook"].box, sent, timeout=2, backoff_base=600) == "pending"
+    assert send_delivery(sessions, app.extensions["buildhook"].box, sent, timeout=2, backoff_base=600,
+                         policy=settings.target_policy()) == "pending"
 
     with sessions() as session:
         viewer = add_user(session, f"openapi-viewer-{suffix}", "viewer-password", "viewer")

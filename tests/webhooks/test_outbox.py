@@ -101,7 +101,7 @@ def test_each_build_is_sent_once_marked_later_and_queued_is_announced_only_to_li
             session.flush()
             create_subscription(session, box, url="https://hooks.example.test/builds", events=["build.queued"],
                                 secret=None, trigger_id=triggers["subscribed"].id, ref_pattern=None, style="json",
-                                own_origins=settings.own_origins())
+                                policy=settings.target_policy())
             session.commit()
         client = app.test_client()
         built: dict[str, list[int]] = {}

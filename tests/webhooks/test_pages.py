@@ -18,6 +18,7 @@ from sqlalchemy import event, insert, text
 from builder.accounts import add_user
 from builder.db import make_engine, make_sessionmaker, migrate
 from builder.history import commit_url, fold_log
+from builder.outbound_urls import seal_url
 from builder.overview import overview
 from builder.models import Build, BuildLogLine, Deployment, OutboundDelivery, Trigger
 from builder.settings import Settings
@@ -548,8 +549,9 @@ def test_deployments_and_deliveries_show_attempts_answers_and_a_redeliver_button
                                 repository=trigger.image, tag="main", state="failed", error="target said no")
         session.add(deployment)
         session.flush()
+        url = seal_url(app.extensions["buildhook"].box, "https://deploy.example.com/hook?token=abc123")
         delivery = OutboundDelivery(
-            uuid=uuid.uuid4().hex, event="deployment.requested", url="https://deploy.example.com/hook?token=abc123",
+            uuid=uuid.uuid4().hex, event="deployment.requested", url_enc=url.enc, url_redacted=url.redacted,
             body="{}", deployment_id=deployment.id, build_id=build_id, state="failed", attempts=3, max_attempts=3,
             last_status_code=503, last_response="upstream unavailable", last_duration_ms=12)
         session.add(delivery)
@@ -562,7 +564,7 @@ def test_deployments_and_deliveries_show_attempts_answers_and_a_redeliver_button
     assert f'data-post="/api/deliveries/{delivery_id}/redeliver"' in row and "token=abc123" not in row
     deliveries = client.get("/deliveries?state=failed").text
     assert f'data-post="/api/deliveries/{delivery_id}/redeliver"' in deliveries and "503" in deliveries
-    assert f"deployment #{deployment_id}" in deliveries and "https://deploy.example.com/hook<" in deliveries
+    assert f"deployment #{deployment_id}" in deliveries and "https://deploy.example.com/hook?token=****<" in deliveries
     assert client.get("/deliveries?state=bogus").status_code == 400
 
 
@@ -660,12 +662,14 @@ def test_no_page_shows_a_secret(app, client, admin_token):
         session.commit()
     build_id = add_build(app, trigger, clone_url=trigger.clone_url, state="failed",
                          error="fatal: could not read from remote")
+    slack = seal_url(box, f"https://hooks.slack.com/services/T000/B000/{secrets['slack']}")
+    query = seal_url(box, f"https://hooks.example.com/ci?token={secrets['query']}")
     with sessions(app)() as session:
         session.add(OutboundDelivery(uuid=uuid.uuid4().hex, event="build.failed", body="{}", build_id=build_id,
-                                     url=f"https://hooks.slack.com/services/T000/B000/{secrets['slack']}",
+                                     url_enc=slack.enc, url_redacted=slack.redacted,
                                      secret_enc=box.seal(secrets["outbound"]), state="failed", attempts=1))
         session.add(OutboundDelivery(uuid=uuid.uuid4().hex, event="build.failed", body="{}", build_id=build_id,
-                                     url=f"https://hooks.example.com/ci?token={secrets['query']}",
+                                     url_enc=query.enc, url_redacted=query.redacted,
                                      secret_enc=box.seal(secrets["outbound"]), state="succeeded", attempts=1))
         session.commit()
     pages = ["/", f"/?trigger={trigger.id}", f"/builds/{build_id}", "/triggers", f"/triggers/{trigger.id}",
@@ -675,4 +679,4 @@ def test_no_page_shows_a_secret(app, client, admin_token):
         assert response.status_code == 200, path
         for what, value in [*secrets.items(), ("api token", admin_token)]:
             assert value not in response.text, f"{what} shown on {path}"
-    assert "hooks.slack.com/services/T000/B000/" in client.get("/deliveries").text
+    assert "hooks.slack.com/services/****" in client.get("/deliveries").text
