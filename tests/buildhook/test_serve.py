@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -51,13 +52,16 @@ def test_serve_supervises_its_worker_and_shares_its_broker(tmp_path, registry, d
     port = free_port()
     env = user_env(tmp_path, BUILDHOOK_REGISTRY=registry.host, BUILDHOOK_ALLOW_FILE_CLONES="1")
     stderr = tmp_path / "serve.err"
+    output = stderr.open("w")
     serve = subprocess.Popen([BUILDHOOK, "serve", "--port", str(port)], env=env, cwd=tmp_path,
-                             stdout=subprocess.DEVNULL, stderr=stderr.open("w"))
+                             stdout=output, stderr=output)
     base = f"http://127.0.0.1:{port}"
     try:
         wait_for(lambda: _healthy(base), 60, "buildhook serve to answer")
         hint = stderr.read_text()
         assert "no user yet" in hint and "users add admin --role admin" in hint
+        wait_for(lambda: re.search(r"\.> app:\s+buildhook:0x", stderr.read_text()), 30,
+                 "the worker's banner to name the Celery app buildhook")
 
         first = wait_for(lambda: _worker_pid(serve.pid), 30, "the worker to start")
         os.kill(first, signal.SIGKILL)
