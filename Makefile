@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: serve test test-postgres install system dist smoke
+.PHONY: serve test test-postgres install system dist smoke image-check
 
 $(BIN)/buildhook: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -46,3 +46,8 @@ smoke: dist system
 	"$${TMPDIR:-/tmp}/buildhook-smoke-venv/bin/pip" install -q dist/buildhook-*.whl
 	"$${TMPDIR:-/tmp}/buildhook-smoke-venv/bin/pip" check
 	cd "$${TMPDIR:-/tmp}" && $(PYTHON) $(CURDIR)/scripts/smoke_test.py --buildhook "$${TMPDIR:-/tmp}/buildhook-smoke-venv/bin/buildhook"
+
+# Builds the Dockerfile (on a local Debian Python base: no image can be pulled here) and checks the
+# image: healthy by its HEALTHCHECK, unprivileged, the wheel installed, /login with its assets.
+image-check: system
+	scripts/image-check
