@@ -77,6 +77,16 @@ def _bytes(env: Mapping[str, str], name: str, default: int) -> int:
     return value
 
 
+def _flag(env: Mapping[str, str], name: str) -> bool:
+    """A yes/no setting: 1, true, yes, on, or 0, false, no, off (unset: no)."""
+    raw = (env.get(name) or "").strip().lower()
+    if raw in ("", "0", "false", "no", "off"):
+        return False
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    raise ConfigError(f"{name} must be 1 or 0 (true/false, yes/no, on/off), got {raw!r}")
+
+
 BUILD_NETWORKS = ("none", "host", "default")
 
 
@@ -108,6 +118,8 @@ class Settings:
     max_context_bytes: int = 500 * 1024**2
     # A running build whose worker has not been heard from for this long is reaped.
     heartbeat_ttl: int = 60
+    # file:// clone URLs and local paths (tests, local use); off: only network URLs.
+    allow_file_clones: bool = False
 
     @property
     def effective_work_dir(self) -> Path:
@@ -156,6 +168,7 @@ class Settings:
             max_log_bytes=_bytes(env, "BUILDHOOK_MAX_LOG_BYTES", 10 * 1024**2),
             max_context_bytes=_bytes(env, "BUILDHOOK_MAX_CONTEXT_BYTES", 500 * 1024**2),
             heartbeat_ttl=_at_least(2, "BUILDHOOK_HEARTBEAT_TTL", _int(env, "BUILDHOOK_HEARTBEAT_TTL", 60)),
+            allow_file_clones=_flag(env, "BUILDHOOK_ALLOW_FILE_CLONES"),
         )
 
     def trusts_registry(self, host: str | None) -> bool:

@@ -210,7 +210,8 @@ def cmd_triggers_add(args: argparse.Namespace) -> int:
     )
     sessions = make_sessionmaker(make_engine(settings.database_url))
     with sessions() as session:
-        trigger = create_trigger(session, SecretBox(settings.secret_key), spec, settings.registry)
+        trigger = create_trigger(session, SecretBox(settings.secret_key), spec, settings.registry,
+                                 allow_file_clones=settings.allow_file_clones)
         session.commit()
         shown = trigger_to_dict(trigger, settings.public_url)
     if args.json:

@@ -180,6 +180,7 @@ def service_env(tmp_path_factory, registry, redis_server, database_url) -> dict[
         "BUILDHOOK_REGISTRY_EVENTS_TOKEN": "registry-token-" + uuid.uuid4().hex,
         "BUILDHOOK_DELIVERY_BACKOFF": "0.3",
         "BUILDHOOK_DEPLOY_STABLE_SECONDS": "1.5",
+        "BUILDHOOK_ALLOW_FILE_CLONES": "1",  # the tests' repositories are local
     }
     migrate(env["BUILDHOOK_DATABASE_URL"])
     return env

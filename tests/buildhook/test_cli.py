@@ -48,7 +48,8 @@ def port_open(port: int) -> bool:
 def test_serve_on_embedded_defaults_builds_a_github_push(tmp_path, registry, docker_client, make_repo):
     port = free_port()
     env = user_env(tmp_path, BUILDHOOK_REGISTRY=registry.host,
-                   BUILDHOOK_PUBLIC_URL=f"http://127.0.0.1:{port}")
+                   BUILDHOOK_PUBLIC_URL=f"http://127.0.0.1:{port}",
+                   BUILDHOOK_ALLOW_FILE_CLONES="1")  # as the README says for a file:// repository
     stderr = tmp_path / "serve.err"
     serve = subprocess.Popen([BUILDHOOK, "serve", "--port", str(port)], env=env, cwd=tmp_path,
                              stdout=subprocess.DEVNULL, stderr=open(stderr, "wb"))
@@ -121,10 +122,12 @@ def test_serve_without_a_docker_engine_says_so(tmp_path):
     (["--image", "Not A Valid/Name"], "not a valid repository name"),
     (["--image", "ok/name", "--provider", "svn"], "unknown provider"),
     (["--image", "ok/name", "--dockerfile", "../outside/Dockerfile"], "inside the repository"),
+    (["--image", "ok/name", "--clone-url", "file:///srv/git/x.git"], "only with BUILDHOOK_ALLOW_FILE_CLONES=1"),
+    (["--image", "ok/name", "--clone-url", "ext::sh -c touch% /tmp/x"], "ext:: transport, which is not allowed"),
 ])
 def test_triggers_add_rejects_bad_input_with_a_clear_error(tmp_path, args, message):
     base = ["triggers", "add", "--provider", "github", "--repository", "acme/x", "--clone-url",
-            "file:///x", "--secret", "s"]
+            "https://git.example.com/acme/x.git", "--secret", "s"]
     result = run(base + args, user_env(tmp_path), tmp_path)
     assert result.returncode == 2
     assert message in result.stderr

@@ -53,6 +53,7 @@ def own_env(tmp_path_factory, registry, redis_server) -> dict[str, str]:
         "BUILDHOOK_PUBLIC_URL": "http://buildhook.test",
         "BUILDHOOK_DISPATCH_GRACE": "1",
         "BUILDHOOK_HEARTBEAT_TTL": str(TTL),
+        "BUILDHOOK_ALLOW_FILE_CLONES": "1",
     }
     migrate(env["BUILDHOOK_DATABASE_URL"])
     return env
