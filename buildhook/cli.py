@@ -129,6 +129,7 @@ def cmd_web(args: argparse.Namespace) -> int:
             self.cfg.set("worker_class", "gthread")
             self.cfg.set("threads", args.threads)
             self.cfg.set("accesslog", "-")
+            self.cfg.set("logger_class", "buildhook.access_log.RedactingLogger")  # no ?token= in the log
             self.cfg.set("graceful_timeout", 10)
 
         def load(self):  # type: ignore[no-untyped-def]

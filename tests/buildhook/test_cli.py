@@ -132,3 +132,37 @@ def test_triggers_add_rejects_bad_input_with_a_clear_error(tmp_path, args, messa
     assert result.returncode == 2
     assert message in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_web_keeps_query_string_tokens_out_of_its_access_log(tmp_path, service_env):
+    """Registries that cannot send headers put the events token in ``?token=``: the access log shows
+    ``token=****``, for a right token as for a wrong one, and the other secret-named parameters too."""
+    port = free_port()
+    log_path = tmp_path / "web.log"
+    with open(log_path, "wb") as log_file:
+        web = subprocess.Popen([BUILDHOOK, "web", "--port", str(port), "--workers", "1", "--threads", "2"],
+                               env={**os.environ, **service_env}, stdout=log_file, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    right = service_env["BUILDHOOK_REGISTRY_EVENTS_TOKEN"]
+    try:
+        wait_for(lambda: web.poll() is not None or port_open(port), 60, "buildhook web to listen")
+        body = json.dumps({"events": []}).encode()
+        status, _answer = http_json(f"{base}/registry/events?token={right}", body,
+                                    {"Content-Type": "application/json"})
+        assert status == 202
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            http_json(f"{base}/registry/events?Token=SECRET-wrong-1&x=1", body, {"Content-Type": "application/json"})
+        assert refused.value.code == 401
+        with pytest.raises(urllib.error.HTTPError):
+            http_json(f"{base}/api/builds?access_token=SECRET-2&password=SECRET-3&limit=5",
+                      headers={"Referer": f"{base}/?key=SECRET-4"})
+        wait_for(lambda: log_path.read_text().count("/registry/events") >= 2 and "/api/builds" in log_path.read_text(),
+                 10, "the access log lines")
+    finally:
+        web.terminate()
+        web.wait(20)
+    log = log_path.read_text()
+    assert right not in log and "SECRET" not in log, log
+    assert "POST /registry/events?token=**** HTTP/1.1" in log
+    assert "/registry/events?Token=****&x=1" in log
+    assert "/api/builds?access_token=****&password=****&limit=5" in log and "/?key=****" in log
