@@ -147,17 +147,19 @@ def cmd_web(args: argparse.Namespace) -> int:
 
 def cmd_worker(args: argparse.Namespace) -> int:
     from webhooks import create_app
+    from workers.broker_watch import BrokerWatch
     from workers.tasks import relay_everything
 
     settings = load_settings()
     migrate(settings.database_url)
     app = create_app(settings)
     services = app.extensions["buildhook"]
+    watch = BrokerWatch(app.extensions["celery"].conf.broker_url)  # a broker that lost its messages gets them again
 
     def relay_forever() -> None:
         while True:
             try:
-                relay_everything(services)
+                relay_everything(services, watch)
             except Exception as exc:  # the broker or database is down: try again soon
                 print(f"buildhook: outbox relay: {exc}", file=sys.stderr)
             time.sleep(args.relay_interval)

@@ -214,6 +214,16 @@ def signed_in(client, token: str):
     return client
 
 
+def admin_client(app, name: str):
+    """A test client of ``app`` signed in as a new admin ``name`` (apps with a database of their own)."""
+    from builder.accounts import add_user, create_token
+
+    with app.extensions["buildhook"].sessions() as session:
+        _row, token = create_token(session, add_user(session, name, f"{name}-password", "admin"))
+        session.commit()
+    return signed_in(app.test_client(), token)
+
+
 @pytest.fixture
 def client(app, admin_token):
     return signed_in(app.test_client(), admin_token)
