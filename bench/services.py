@@ -158,6 +158,7 @@ class Stack:
             "BUILDHOOK_SECRET_KEY": "bench-secret-key-" + uuid.uuid4().hex,
             "BUILDHOOK_REGISTRY": self.registry.host if self.registry else f"{LOOPBACK}:5000",
             "BUILDHOOK_PUBLIC_URL": f"http://{LOOPBACK}:{self.web_port}",
+            "BUILDHOOK_ALLOW_FILE_CLONES": "1",  # the benchmarks build local repositories
             **({"BUILDHOOK_BROKER_URL": self.redis.url} if self.redis else {}),
             **extra_env,
         }
@@ -251,7 +252,8 @@ class Stack:
         spec = TriggerSpec(provider="github", repository=repository, clone_url=clone_url, secret=secret,
                            image=image, default_branch=default_branch, supersede=supersede)
         with self.sessions() as session:
-            trigger = create_trigger(session, SecretBox(self.settings.secret_key), spec, self.settings.registry)
+            trigger = create_trigger(session, SecretBox(self.settings.secret_key), spec, self.settings.registry,
+                                     allow_file_clones=self.settings.allow_file_clones)
             session.commit()
             result = {"id": trigger.id, "repository": repository, "clone_url": clone_url, "secret": secret,
                       "image": image, "rules": [rule.id for rule in trigger.rules]}

@@ -18,6 +18,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from builder.builds import get_build
+from builder.clone_urls import check_clone_url
 from builder.errors import Conflict
 from builder.models import Build, BuildState, utcnow
 from builder.settings import Settings
@@ -66,8 +67,9 @@ def rebuild(session: Session, build_id: int, settings: Settings) -> Build:
     """A new queued build like ``build_id`` (unsaved until the caller commits; not dispatched).
 
     Raises ``Conflict`` when the build's trigger was deleted or is disabled: the trigger
-    holds the clone credentials, and its clone URL is used as it is now. ``settings`` is
-    not needed yet: the image name is copied as built, already qualified with the registry.
+    holds the clone credentials, and its clone URL is used as it is now (``InputError`` when it
+    is not allowed; ``settings``: BUILDHOOK_ALLOW_FILE_CLONES). The image name is copied as
+    built, already qualified with the registry.
     """
     old = get_build(session, build_id)
     trigger = old.trigger
@@ -75,6 +77,7 @@ def rebuild(session: Session, build_id: int, settings: Settings) -> Build:
         raise Conflict(f"the trigger of build {build_id} was deleted: it cannot be built again")
     if not trigger.enabled:
         raise Conflict(f"trigger {trigger.id} is disabled")
+    check_clone_url(trigger.clone_url, settings.allow_file_clones)
     build = Build(
         trigger_id=trigger.id,
         rule_id=old.rule_id,

@@ -19,6 +19,7 @@ from docker.api.build import process_dockerfile
 from docker.utils.build import exclude_paths, tar
 
 from builder.errors import PermanentError
+from builder.repo_paths import inside_checkout
 from builder.settings import Settings
 
 # The CFS period each step's CPU quota is counted in: 100 ms, as `docker run --cpus` uses.
@@ -79,7 +80,7 @@ def _too_large(size: int, limit: int) -> PermanentError:
 
 
 @contextmanager
-def context_archive(context: Path, dockerfile: str, limit: int, scratch: Path
+def context_archive(context: Path, dockerfile: str, limit: int, scratch: Path, checkout: Path
                      ) -> Iterator[tuple[IO[bytes], str, int]]:
     """The build context as the tar docker-py would send (``.dockerignore`` applied), its size checked.
 
@@ -87,8 +88,10 @@ def context_archive(context: Path, dockerfile: str, limit: int, scratch: Path
     its size. A Dockerfile outside the context is added to it under a random name, as
     docker-py does. With ``limit``, the files' sizes are added up first, so a context far
     over the limit is refused without being packed; the packed size is checked too.
+    ``context`` lies in ``checkout``; a ``.dockerignore`` that leads outside it is refused.
     """
-    ignore = context / ".dockerignore"
+    ignore = inside_checkout(checkout, str(context.relative_to(checkout.resolve()) / ".dockerignore"),
+                             ".dockerignore")
     exclude: list[str] = []
     if ignore.is_file():
         exclude = [line.strip() for line in ignore.read_text(errors="replace").splitlines()

@@ -24,6 +24,7 @@ from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 from git import GitCommandError, Repo
 
+from builder.clone_urls import GIT_ALLOW_PROTOCOL
 from builder.errors import PermanentError, TransientError
 
 _SHA = re.compile(r"[0-9a-f]{7,64}")
@@ -172,8 +173,12 @@ def _check(auth: GitAuth | None) -> None:
 
 @contextmanager
 def git_environment(clone_url: str, auth: GitAuth | None, log: Callable[[str], None]) -> Iterator[dict[str, str]]:
-    """The environment git needs for ``auth``; removes its temporary files on leaving."""
-    env = {"GIT_TERMINAL_PROMPT": "0"}
+    """The environment git needs for ``auth``; removes its temporary files on leaving.
+
+    git may only use the transports clone URLs may name (``GIT_ALLOW_PROTOCOL``): never
+    ``ext::`` or ``fd::``, whatever reaches it.
+    """
+    env = {"GIT_TERMINAL_PROMPT": "0", "GIT_ALLOW_PROTOCOL": GIT_ALLOW_PROTOCOL}
     if auth is None:
         yield env
         return

@@ -31,6 +31,7 @@ from builder.build_context import BuildLimits, context_archive, describe_limits,
 from builder.build_log import CancelCheck
 from builder.build_stops import BuildCancelled
 from builder.errors import PermanentError, TransientError
+from builder.repo_paths import inside_checkout
 from builder.step_containers import RUNNING_IN
 
 Log = Callable[[str], None]
@@ -92,13 +93,6 @@ class BuildSpec:
     limits: BuildLimits = BuildLimits()
 
 
-def _inside(root: Path, relative: str, what: str) -> Path:
-    path = (root / relative).resolve()
-    if path != root and root not in path.parents:
-        raise PermanentError(f"{what} {relative!r} is outside the repository")
-    return path
-
-
 def build_image(client: docker.DockerClient, spec: BuildSpec, log: Log, cancel: CancelCheck | None = None) -> str:
     """Build and tag the image; return its id. The build's output goes to ``log``.
 
@@ -108,8 +102,8 @@ def build_image(client: docker.DockerClient, spec: BuildSpec, log: Log, cancel: 
     A cancel request stops the build and raises ``BuildCancelled`` once its container is gone.
     """
     root = spec.checkout.resolve()
-    context = _inside(root, spec.context, "build context")
-    dockerfile = _inside(root, spec.dockerfile, "Dockerfile")
+    context = inside_checkout(root, spec.context, "build context")
+    dockerfile = inside_checkout(root, spec.dockerfile, "Dockerfile")
     if not context.is_dir():
         raise PermanentError(f"build context {spec.context!r} is not a directory in the commit")
     if not dockerfile.is_file():
@@ -122,8 +116,8 @@ def build_image(client: docker.DockerClient, spec: BuildSpec, log: Log, cancel: 
     log(f"Limits: {describe_limits(spec.limits)}")
     progress = _Progress()
     started = time.time()
-    with context_archive(context, str(relative), spec.limits.max_context_bytes, spec.checkout.parent) as (
-            archive, dockerfile_name, size):
+    with context_archive(context, str(relative), spec.limits.max_context_bytes, spec.checkout.parent,
+                         root) as (archive, dockerfile_name, size):
         log(f"Sending the build context to the {engine_name(client)} ({mb(size)})")
         params = {
             "t": [f"{spec.repository}:{tag}" for tag in spec.tags],  # every tag in the one request

@@ -21,6 +21,7 @@ from git import GitCommandError
 from sqlalchemy.orm import Session
 
 from builder.clone import git_environment, redact_url
+from builder.clone_urls import check_clone_url
 from builder.errors import Conflict, InputError, NotFound, TransientError
 from builder.events import PushEvent, RefType
 from builder.models import Build, Delivery, Trigger
@@ -142,6 +143,7 @@ def start_run(
     check_choice(branch, tag, sha)
     if not trigger.enabled:
         raise Conflict(f"trigger {trigger.id} is disabled")
+    check_clone_url(trigger.clone_url, settings.allow_file_clones)  # before git sees it
     auth = clone_auth(trigger, SecretBox(settings.secret_key))
     with git_environment(trigger.clone_url, auth, lambda _line: None) as env:
         resolved = resolve_ref(trigger.clone_url, branch=branch, tag=tag, sha=sha, env=env,

@@ -12,6 +12,11 @@ writes the marks of every build its process sent in the last fraction of a
 second in one transaction from a background thread, so a delivery costs one
 write transaction, not two. A mark that is never written (the process died
 first) only means the relay sends that build once more after the grace period.
+
+A build that was sent but never claimed is sent again after ``redispatch_after`` (a lost
+message), unless the broker is known to have lost everything it held (it restarted without
+persistence; ``workers/broker_watch.py`` notices): then ``forget_dispatches`` unmarks every
+queued build at once and the relay's same pass sends them again.
 """
 
 from __future__ import annotations
@@ -252,3 +257,19 @@ def undispatched_deployments(sessions: sessionmaker[Session], grace_seconds: int
 
 _MARK_DEPLOYMENT = (update(Deployment).where(Deployment.id == bindparam("m_id"))
                     .values(dispatched_at=bindparam("m_when")))
+
+
+def forget_dispatches(sessions: sessionmaker[Session]) -> tuple[int, int]:
+    """The broker lost what it was handed (it restarted without persistence): every queued build and
+    pending deployment counts as never sent, so the relay's next ``relay_pending`` /
+    ``undispatched_deployments`` send them at once instead of ``redispatch_after`` seconds later.
+    A copy of one the broker still had is harmless: the claim is atomic. Returns (builds, deployments)."""
+    with sessions() as session, write_lock(session):
+        builds = session.execute(update(Build).where(Build.state == BuildState.QUEUED.value,
+                                                     Build.dispatched_at.is_not(None))
+                                 .values(dispatched_at=None).execution_options(synchronize_session=False))
+        deployments = session.execute(update(Deployment).where(Deployment.state == "pending",
+                                                               Deployment.dispatched_at.is_not(None))
+                                      .values(dispatched_at=None).execution_options(synchronize_session=False))
+        session.commit()
+        return builds.rowcount, deployments.rowcount

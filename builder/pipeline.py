@@ -42,6 +42,7 @@ from builder.build_processes import git_stopped_on, work_dir_name
 from builder.build_secrets import secret_build_args
 from builder.build_stops import BuildCancelled, Fence, Heartbeat, StopKind, Timeout
 from builder.clone import changed_files, clone_commit, redact_url
+from builder.clone_urls import clone_url_problem
 from builder.db import database_unavailable
 from builder.deployments import link_pushed_build
 from builder.errors import PermanentError, TransientError
@@ -180,6 +181,9 @@ def run_build(
             if build.attempts > 1:
                 _remove_previous_attempt(sessions, settings, engine, build_id, build.attempts - 1, build_log)
             filters = (tuple(build.included_files), tuple(build.ignored_files))
+            refused = clone_url_problem(build.clone_url, settings.allow_file_clones)
+            if refused:  # e.g. a trigger stored before clone URLs were checked: git never sees it
+                raise PermanentError(refused)
             with git_stopped_on(cancel, workdir):
                 checkout = clone_commit(build.clone_url, build.commit, build.ref, workdir / "src", build_log,
                                         auth=auth, before=build.before if any(filters) else None)

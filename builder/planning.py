@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import Session
 
+from builder.clone_urls import clone_url_problem
 from builder.events import PushEvent
 from builder.models import Build, BuildState, Trigger, TriggerRule, utcnow
 from builder.path_filters import filter_reason
@@ -66,6 +67,10 @@ def plan_builds(
     marker = skip_marker(event.message)
     if marker:
         plan.notes.append(f"{where}: the commit message says {marker}")
+        return plan
+    refused = clone_url_problem(trigger.clone_url, settings.allow_file_clones)
+    if refused:  # a trigger stored before clone URLs were checked: nothing for git
+        plan.notes.append(f"trigger {trigger.id}: {refused}")
         return plan
     matched = False
     for rule in trigger.rules:

@@ -102,6 +102,16 @@ def _registry_credentials(env: Mapping[str, str]) -> tuple[tuple[str, Credential
         raise ConfigError(f"BUILDHOOK_REGISTRY_CREDENTIALS: {exc}") from None
 
 
+def _flag(env: Mapping[str, str], name: str) -> bool:
+    """A yes/no setting: 1, true, yes, on, or 0, false, no, off (unset: no)."""
+    raw = (env.get(name) or "").strip().lower()
+    if raw in ("", "0", "false", "no", "off"):
+        return False
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    raise ConfigError(f"{name} must be 1 or 0 (true/false, yes/no, on/off), got {raw!r}")
+
+
 BUILD_NETWORKS = ("none", "host", "default")
 
 
@@ -142,6 +152,8 @@ class Settings:
     # Outbound targets allowed despite a loopback/private/... address (builder/outbound_targets.py).
     allow_private_targets: tuple[str, ...] = ()
     listen_address: str | None = None  # host:port the web app listens on, when known
+    # file:// clone URLs and local paths (tests, local use); off: only network URLs.
+    allow_file_clones: bool = False
 
     @property
     def effective_work_dir(self) -> Path:
@@ -196,6 +208,7 @@ class Settings:
             proxy_hops=_at_least(0, "BUILDHOOK_PROXY_HOPS", _int(env, "BUILDHOOK_PROXY_HOPS", 0)),
             allow_private_targets=_allow_list(env),
             listen_address=env.get("BUILDHOOK_LISTEN_ADDRESS") or None,
+            allow_file_clones=_flag(env, "BUILDHOOK_ALLOW_FILE_CLONES"),
         )
 
     def trusts_registry(self, host: str | None) -> bool:

@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 
 from builder.build_secrets import seal_secret_build_args, secret_build_arg_names
 from builder.clone import GitAuth, redact_url
+from builder.clone_urls import check_clone_url
 from builder.commit_status import StatusTarget
 from builder.errors import Conflict, InputError, NotFound
 from builder.models import Build, Trigger, TriggerRule
@@ -156,8 +157,11 @@ def _rule_columns(rule: RuleSpec, box: SecretBox, stored: TriggerRule | None = N
     }
 
 
-def create_trigger(session: Session, box: SecretBox, spec: TriggerSpec, registry: str) -> Trigger:
+def create_trigger(session: Session, box: SecretBox, spec: TriggerSpec, registry: str, *,
+                   allow_file_clones: bool = False) -> Trigger:
+    """A new trigger (flushed, not committed); ``allow_file_clones``: BUILDHOOK_ALLOW_FILE_CLONES."""
     _check_target(spec.provider, spec.repository, spec.image, registry)
+    check_clone_url(spec.clone_url, allow_file_clones)
     if spec.ssh_key and not spec.ssh_known_hosts:
         raise InputError("an SSH deploy key needs known hosts (ssh-keyscan HOST), so host keys are checked")
     trigger = Trigger(
@@ -304,11 +308,14 @@ class TriggerEdit:
         return cls(fields, rules)
 
 
-def update_trigger(session: Session, box: SecretBox, trigger: Trigger, edit: TriggerEdit, registry: str) -> Trigger:
+def update_trigger(session: Session, box: SecretBox, trigger: Trigger, edit: TriggerEdit, registry: str, *,
+                   allow_file_clones: bool = False) -> Trigger:
     """Apply an edit with the checks of ``create_trigger``; secrets are sealed, rules updated in place
     (a rule keeps its id, and so its builds' layer cache, while it keeps its position; and its secret
     build args, unless the new rule gives ``secret_build_args``)."""
     values = dict(edit.fields)
+    if "clone_url" in values:
+        check_clone_url(values["clone_url"], allow_file_clones)
     for key in ("image", "default_branch"):
         if key in values:
             values[key] = values[key].strip()

@@ -57,6 +57,7 @@ def cmd_web(args: argparse.Namespace) -> int:
             self.cfg.set("worker_class", "gthread")
             self.cfg.set("threads", args.threads)
             self.cfg.set("accesslog", "-")
+            self.cfg.set("logger_class", "buildhook.access_log.RedactingLogger")  # no ?token= in the log
             self.cfg.set("graceful_timeout", 10)
 
         def load(self):  # type: ignore[no-untyped-def]
@@ -74,17 +75,19 @@ def cmd_web(args: argparse.Namespace) -> int:
 
 def cmd_worker(args: argparse.Namespace) -> int:
     from webhooks import create_app
+    from workers.broker_watch import BrokerWatch
     from workers.tasks import relay_everything
 
     settings = load_settings()
     migrate(settings.database_url, settings.secret_key)
     app = create_app(settings)
     services = app.extensions["buildhook"]
+    watch = BrokerWatch(app.extensions["celery"].conf.broker_url)  # a broker that lost its messages gets them again
 
     def relay_forever() -> None:
         while True:
             try:
-                relay_everything(services)
+                relay_everything(services, watch)
             except Exception as exc:  # the broker or database is down: try again soon
                 print(f"buildhook: outbox relay: {exc}", file=sys.stderr)
             time.sleep(args.relay_interval)
@@ -138,7 +141,8 @@ def cmd_triggers_add(args: argparse.Namespace) -> int:
     )
     sessions = make_sessionmaker(make_engine(settings.database_url))
     with sessions() as session:
-        trigger = create_trigger(session, SecretBox(settings.secret_key), spec, settings.registry)
+        trigger = create_trigger(session, SecretBox(settings.secret_key), spec, settings.registry,
+                                 allow_file_clones=settings.allow_file_clones)
         session.commit()
         shown = trigger_to_dict(trigger, settings.public_url)
     if args.json:

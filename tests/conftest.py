@@ -193,6 +193,7 @@ def service_env(tmp_path_factory, registry, redis_server, database_url, notifyin
         "BUILDHOOK_DEPLOY_STABLE_SECONDS": "1.5",
         "BUILDHOOK_TRUSTED_REGISTRIES": f"127.0.0.1:{notifying_registry_port}",
         "BUILDHOOK_ALLOW_PRIVATE_TARGETS": "127.0.0.1",  # the test receivers listen there
+        "BUILDHOOK_ALLOW_FILE_CLONES": "1",  # the tests' repositories are local
     }
     migrate(env["BUILDHOOK_DATABASE_URL"])
     return env
@@ -224,6 +225,16 @@ def signed_in(client, token: str):
     """A test client that sends ``Authorization: Bearer TOKEN`` with every request."""
     client.environ_base["HTTP_AUTHORIZATION"] = f"Bearer {token}"
     return client
+
+
+def admin_client(app, name: str):
+    """A test client of ``app`` signed in as a new admin ``name`` (apps with a database of their own)."""
+    from builder.accounts import add_user, create_token
+
+    with app.extensions["buildhook"].sessions() as session:
+        _row, token = create_token(session, add_user(session, name, f"{name}-password", "admin"))
+        session.commit()
+    return signed_in(app.test_client(), token)
 
 
 @pytest.fixture

@@ -3,18 +3,22 @@ users and tokens in ``webhooks.api_accounts`` (their views join this blueprint).
 
 from __future__ import annotations
 
+from typing import Iterator
+
 from flask import Blueprint, Response, jsonify, request
+from sqlalchemy.orm import Session, sessionmaker
 
 from builder.builds import build_to_dict, get_build, log_lines
 from builder.errors import InputError
 from builder.ids import MAX_ID, parse_id
 from builder.history import BuildQuery, history
 from builder.overview import OVERVIEW_DAYS, overview, overview_to_dict
-from webhooks.context import db
+from webhooks.context import db, services
 
 bp = Blueprint("api", __name__, url_prefix="/api")
 
 PAGE_DEFAULT, PAGE_MAX, OVERVIEW_MAX_DAYS = 50, 500, 90
+TEXT_LOG_PAGE = 5000  # lines read per query while the text log is sent
 
 
 def int_arg(name: str, default: int | None = None, maximum: int | None = None) -> int | None:
@@ -47,12 +51,13 @@ def builds_show(build_id: int):  # type: ignore[no-untyped-def]
 def builds_log(build_id: int):  # type: ignore[no-untyped-def]
     session = db()
     build = get_build(session, build_id)
-    lines = log_lines(session, build_id, after=int_arg("after", 0) or 0)
     if request.args.get("format") == "text":
-        response = Response("".join(f"{line.text}\n" for line in lines), mimetype="text/plain")
+        response = Response(_text_log(services().sessions, build_id, int_arg("after", 0) or 0),
+                            mimetype="text/plain")
         if request.args.get("download") == "1":
             response.headers["Content-Disposition"] = f'attachment; filename="build-{build.id}.log"'
         return response
+    lines = log_lines(session, build_id, after=int_arg("after", 0) or 0)
     return jsonify(
         {
             "build": build.id,
@@ -61,6 +66,20 @@ def builds_log(build_id: int):  # type: ignore[no-untyped-def]
             "next_after": lines[-1].seq if lines else int_arg("after", 0),
         }
     )
+
+
+def _text_log(sessions: sessionmaker[Session], build_id: int, after: int) -> Iterator[str]:
+    """Every line after ``after``, streamed a page at a time (each page a short session of its own:
+    the request's is closed once the view returns), so the whole log is sent, its last line (e.g.
+    the log limit's) included, whatever its length."""
+    while True:
+        with sessions() as session:
+            page = [(line.seq, line.text) for line in log_lines(session, build_id, after=after, limit=TEXT_LOG_PAGE)]
+        if page:
+            yield "".join(f"{text}\n" for _seq, text in page)
+            after = page[-1][0]
+        if len(page) < TEXT_LOG_PAGE:
+            return
 
 
 @bp.get("/overview")

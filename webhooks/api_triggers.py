@@ -31,7 +31,8 @@ def triggers_create():  # type: ignore[no-untyped-def]
     ctx = services()
     spec = TriggerSpec.from_json(request.get_json(silent=True))
     session = db()
-    trigger = create_trigger(session, ctx.box, spec, ctx.settings.registry)
+    trigger = create_trigger(session, ctx.box, spec, ctx.settings.registry,
+                             allow_file_clones=ctx.settings.allow_file_clones)
     session.commit()
     return jsonify(trigger_to_dict(trigger, ctx.settings.public_url)), 201
 
@@ -47,7 +48,8 @@ def triggers_edit(trigger_id: int):  # type: ignore[no-untyped-def]
     ctx = services()
     edit = TriggerEdit.from_json(request.get_json(silent=True))
     session = db()
-    trigger = update_trigger(session, ctx.box, get_trigger(session, trigger_id), edit, ctx.settings.registry)
+    trigger = update_trigger(session, ctx.box, get_trigger(session, trigger_id), edit, ctx.settings.registry,
+                             allow_file_clones=ctx.settings.allow_file_clones)
     session.commit()
     return jsonify(trigger_to_dict(trigger, ctx.settings.public_url))
 

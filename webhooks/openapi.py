@@ -180,7 +180,8 @@ PATHS: dict[str, Any] = {
         errors=(404,), params=[param("BuildId")])),
     "/api/builds/{build_id}/log": path(operation(
         "get", "getBuildLog", "builds", "A build's log",
-        {200: answer("The lines after after=, as JSON, or as plain text with format=text.", ref("LogLines"),
+        {200: answer("The lines after after=, as JSON (10,000 at most; next_after to go on), or all of them "
+                     "as plain text with format=text.", ref("LogLines"),
                      {"text/plain": {"type": "string"}})},
         errors=(400, 404), params=[param("BuildId"), query("after", "only lines with a greater seq"),
                                    query("format", "text: plain text, one line per line",

@@ -118,7 +118,8 @@ def trigger_create():  # type: ignore[no-untyped-def]
                 raise InputError(f"rules must be a JSON list of rules: {exc}") from None
         spec = TriggerSpec.from_json(data)
         session = db()
-        trigger = create_trigger(session, ctx.box, spec, ctx.settings.registry)
+        trigger = create_trigger(session, ctx.box, spec, ctx.settings.registry,
+                                 allow_file_clones=ctx.settings.allow_file_clones)
         session.commit()
     except InputError as exc:
         db().rollback()

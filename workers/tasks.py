@@ -13,9 +13,10 @@ from builder.deliveries import due_deliveries, send_delivery
 from builder.deployments import delivery_finished, run_deployment
 from builder.notifications import BUILD_EVENTS, build_payload, notify
 from builder.models import Build
-from builder.outbox import relay_pending, undispatched_deployments
+from builder.outbox import forget_dispatches, relay_pending, undispatched_deployments
 from builder.reaper import reap
 from builder.status_reports import report_build_status
+from workers.broker_watch import BrokerWatch
 from workers.celery_app import DELIVER, REPORT_STATUS, RUN_BUILD, RUN_DEPLOYMENT
 
 log = logging.getLogger(__name__)
@@ -35,19 +36,30 @@ def run_build(self, build_id: int) -> str:  # type: ignore[no-untyped-def]
     return outcome.value
 
 
-def relay_everything(services) -> None:  # type: ignore[no-untyped-def]
+def relay_everything(services, watch: BrokerWatch | None = None) -> None:  # type: ignore[no-untyped-def]
     """One pass of the outbox relay: builds and deployments the broker never got, due deliveries.
 
     First the reaper: running builds whose worker stopped sending heartbeats are put back
-    to queued (unsent, so ``relay_pending`` sends them right after) or failed.
+    to queued (unsent, so ``relay_pending`` sends them right after) or failed. Then, when
+    ``watch`` finds that the broker lost its messages, every queued build and pending deployment
+    it was handed is unmarked, so this same pass sends them again.
     """
     try:
         reap(services.sessions, services.settings, on_state=services.report)
     except Exception as exc:  # the database or engine is away: the relay still runs, the next pass reaps
         log.warning("reaper: %s", exc)
+    if watch is not None:
+        watch.after_loss(lambda: _resend_lost(services))
     relay_pending(services.sessions, services.send, services.settings.dispatch_grace_seconds)
     services.start_deployments(undispatched_deployments(services.sessions, services.settings.dispatch_grace_seconds))
     services.send_deliveries(due_deliveries(services.sessions))
+
+
+def _resend_lost(services) -> None:  # type: ignore[no-untyped-def]
+    builds, deployments = forget_dispatches(services.sessions)
+    if builds or deployments:
+        log.warning("the broker lost its messages (it restarted without them): sending %d queued build(s) and "
+                    "%d deployment(s) again", builds, deployments)
 
 
 @shared_task(name=REPORT_STATUS)

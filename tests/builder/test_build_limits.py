@@ -128,7 +128,7 @@ def test_a_git_fetch_that_hangs_is_killed_at_the_time_limit(app, settings, proje
     """A git server that accepts the connection and never answers: git would wait forever."""
     _repo, trigger = project
     with silent_server() as git_server:
-        url = f"git://127.0.0.1:{git_server.port}/hanging.git"
+        url = f"http://127.0.0.1:{git_server.port}/hanging.git"
         build_id = queued_build(app, trigger["id"], "b" * 40, clone_url=url)
         outcome, _states, took = run(app, settings.with_(build_timeout=2), build_id)
         assert git_server.held, "git had connected"

@@ -266,7 +266,7 @@ def test_the_docker_client_is_closed(sessions, tmp_path, make_repo):
         client.close = lambda: (closed.append(True), close())[1]
         return client
 
-    settings = Settings(database_url="sqlite://", secret_key="log-test", data_dir=tmp_path)
+    settings = Settings(database_url="sqlite://", secret_key="log-test", data_dir=tmp_path, allow_file_clones=True)
     outcome = pipeline.run_build(sessions, settings, build_id, engine=engine, worker=WORKER)
     assert outcome is pipeline.Outcome.FAILED, lines(sessions, build_id)
     assert "missing/Dockerfile" in (row(sessions, build_id).error or "")

@@ -127,7 +127,7 @@ def cleanup_images(docker_client):
 
 def settings_for(tmp_path: Path, registry: str, docker_host: str | None = None) -> Settings:
     return Settings(database_url="sqlite://", secret_key="faults-secret-key", registry=registry,
-                    docker_host=docker_host, work_dir=tmp_path / "work", heartbeat_ttl=60)
+                    docker_host=docker_host, work_dir=tmp_path / "work", heartbeat_ttl=60, allow_file_clones=True)
 
 
 def new_build(sessions, clone_url: str, commit: str, image: str) -> int:

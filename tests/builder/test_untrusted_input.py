@@ -8,8 +8,11 @@ import uuid
 
 import pytest
 
+from builder.build_context import context_archive
+from builder.clone import clone_commit
 from builder.errors import PermanentError
 from builder.image import BuildSpec, build_image
+from tests.conftest import git
 from tests.payloads import github_headers, github_push
 
 
@@ -42,6 +45,36 @@ def test_a_dockerfile_or_context_that_escapes_the_checkout_is_refused(tmp_path, 
                      tags=("x",), labels={})
     with pytest.raises(PermanentError, match=message):
         build_image(NoEngine(), spec, lambda _line: None)  # type: ignore[arg-type]
+
+
+def checkout_with_dockerignore(tmp_path, make_repo, target: str, files: dict | None = None):
+    """A real clone of a commit whose ``.dockerignore`` is a symlink to ``target``."""
+    repo = make_repo(files=files)
+    os.symlink(target, repo.path / ".dockerignore")
+    git(repo.path, "add", ".dockerignore")
+    git(repo.path, "commit", "-q", "-m", "a .dockerignore symlink")
+    sha = git(repo.path, "rev-parse", "HEAD")
+    return clone_commit(repo.url, sha, "refs/heads/main", tmp_path / "work" / "src", lambda _line: None)
+
+
+def test_a_dockerignore_symlink_to_a_host_file_fails_the_build_before_anything_reads_it(tmp_path, make_repo):
+    checkout = checkout_with_dockerignore(tmp_path, make_repo, "/etc/hostname")
+    assert (checkout / ".dockerignore").is_symlink()  # git checked the symlink out as a symlink
+    spec = BuildSpec(checkout=checkout, dockerfile="Dockerfile", context=".", repository="127.0.0.1:1/a/b",
+                     tags=("x",), labels={})
+    with pytest.raises(PermanentError) as raised:
+        build_image(NoEngine(), spec, lambda _line: None)  # type: ignore[arg-type]
+    assert str(raised.value) == ".dockerignore path '.dockerignore' leads outside the repository"
+
+
+def test_a_dockerignore_symlink_inside_the_repository_is_followed(tmp_path, make_repo):
+    checkout = checkout_with_dockerignore(tmp_path, make_repo, "rules/ignore",
+                                          files={"rules/ignore": "*.bin\n", "big.bin": "x" * 1000})
+    with context_archive(checkout, "Dockerfile", 0, tmp_path / "scratch", checkout) as (archive, _name, _size):
+        import tarfile
+
+        names = tarfile.open(fileobj=archive).getnames()
+    assert "Dockerfile" in names and "big.bin" not in names
 
 
 def test_the_clone_url_comes_from_the_trigger_never_from_the_payload(app, client):

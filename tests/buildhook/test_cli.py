@@ -48,7 +48,8 @@ def port_open(port: int) -> bool:
 def test_serve_on_embedded_defaults_builds_a_github_push(tmp_path, registry, docker_client, make_repo):
     port = free_port()
     env = user_env(tmp_path, BUILDHOOK_REGISTRY=registry.host,
-                   BUILDHOOK_PUBLIC_URL=f"http://127.0.0.1:{port}")
+                   BUILDHOOK_PUBLIC_URL=f"http://127.0.0.1:{port}",
+                   BUILDHOOK_ALLOW_FILE_CLONES="1")  # as the README says for a file:// repository
     stderr = tmp_path / "serve.err"
     serve = subprocess.Popen([BUILDHOOK, "serve", "--port", str(port)], env=env, cwd=tmp_path,
                              stdout=subprocess.DEVNULL, stderr=open(stderr, "wb"))
@@ -121,11 +122,47 @@ def test_serve_without_a_docker_engine_says_so(tmp_path):
     (["--image", "Not A Valid/Name"], "not a valid repository name"),
     (["--image", "ok/name", "--provider", "svn"], "unknown provider"),
     (["--image", "ok/name", "--dockerfile", "../outside/Dockerfile"], "inside the repository"),
+    (["--image", "ok/name", "--clone-url", "file:///srv/git/x.git"], "only with BUILDHOOK_ALLOW_FILE_CLONES=1"),
+    (["--image", "ok/name", "--clone-url", "ext::sh -c touch% /tmp/x"], "ext:: transport, which is not allowed"),
 ])
 def test_triggers_add_rejects_bad_input_with_a_clear_error(tmp_path, args, message):
     base = ["triggers", "add", "--provider", "github", "--repository", "acme/x", "--clone-url",
-            "file:///x", "--secret", "s"]
+            "https://git.example.com/acme/x.git", "--secret", "s"]
     result = run(base + args, user_env(tmp_path), tmp_path)
     assert result.returncode == 2
     assert message in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_web_keeps_query_string_tokens_out_of_its_access_log(tmp_path, service_env):
+    """Registries that cannot send headers put the events token in ``?token=``: the access log shows
+    ``token=****``, for a right token as for a wrong one, and the other secret-named parameters too."""
+    port = free_port()
+    log_path = tmp_path / "web.log"
+    with open(log_path, "wb") as log_file:
+        web = subprocess.Popen([BUILDHOOK, "web", "--port", str(port), "--workers", "1", "--threads", "2"],
+                               env={**os.environ, **service_env}, stdout=log_file, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    right = service_env["BUILDHOOK_REGISTRY_EVENTS_TOKEN"]
+    try:
+        wait_for(lambda: web.poll() is not None or port_open(port), 60, "buildhook web to listen")
+        body = json.dumps({"events": []}).encode()
+        status, _answer = http_json(f"{base}/registry/events?token={right}", body,
+                                    {"Content-Type": "application/json"})
+        assert status == 202
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            http_json(f"{base}/registry/events?Token=SECRET-wrong-1&x=1", body, {"Content-Type": "application/json"})
+        assert refused.value.code == 401
+        with pytest.raises(urllib.error.HTTPError):
+            http_json(f"{base}/api/builds?access_token=SECRET-2&password=SECRET-3&limit=5",
+                      headers={"Referer": f"{base}/?key=SECRET-4"})
+        wait_for(lambda: log_path.read_text().count("/registry/events") >= 2 and "/api/builds" in log_path.read_text(),
+                 10, "the access log lines")
+    finally:
+        web.terminate()
+        web.wait(20)
+    log = log_path.read_text()
+    assert right not in log and "SECRET" not in log, log
+    assert "POST /registry/events?token=**** HTTP/1.1" in log
+    assert "/registry/events?Token=****&x=1" in log
+    assert "/api/builds?access_token=****&password=****&limit=5" in log and "/?key=****" in log

@@ -44,7 +44,7 @@ def add_trigger(app, settings, repository: str) -> int:
     with app.extensions["buildhook"].sessions() as session:
         trigger = create_trigger(session, SecretBox(settings.secret_key), TriggerSpec(
             provider="github", repository=repository, clone_url="file:///nonexistent/repo.git", secret=SECRET,
-            image=repository), settings.registry)
+            image=repository), settings.registry, allow_file_clones=True)
         session.commit()
         return trigger.id
 

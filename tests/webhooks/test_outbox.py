@@ -97,7 +97,8 @@ def test_each_build_is_sent_once_marked_later_and_queued_is_announced_only_to_li
                                       clone_url="file:///x", secret="s", image="acme/subscribed"),
         }
         with services.sessions() as session:
-            triggers = {name: create_trigger(session, box, spec, settings.registry) for name, spec in specs.items()}
+            triggers = {name: create_trigger(session, box, spec, settings.registry, allow_file_clones=True)
+                        for name, spec in specs.items()}
             session.flush()
             create_subscription(session, box, url="https://hooks.example.test/builds", events=["build.queued"],
                                 secret=None, trigger_id=triggers["subscribed"].id, ref_pattern=None, style="json",
@@ -145,7 +146,7 @@ def test_dispatch_marks_keeps_marks_the_database_refused_and_writes_them_later(s
         with services.sessions() as session:
             create_trigger(session, SecretBox(settings.secret_key), TriggerSpec(
                 provider="github", repository="acme/marks", clone_url="file:///x", secret="s", image="acme/marks"),
-                settings.registry)
+                settings.registry, allow_file_clones=True)
             session.commit()
         client = app.test_client()
         ids = []

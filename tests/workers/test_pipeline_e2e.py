@@ -8,6 +8,7 @@ tests/fixtures/ rewritten to that repository, and waits for what a user sees.
 from __future__ import annotations
 
 import json
+import os
 import uuid
 
 import pytest
@@ -141,6 +142,16 @@ def test_unknown_dockerfile_instruction_fails_with_the_parse_error(client, worke
     build = finished_build(client, push(client, trigger, "refs/heads/main", sha).json["builds"][0])
     assert build["state"] == "failed"
     assert "unknown instruction" in build["error"].lower()
+
+
+def test_a_dockerignore_symlink_out_of_the_repository_fails_the_build_at_once(client, worker, registry, project):
+    repo, trigger = project
+    os.symlink("/etc/hostname", repo.path / ".dockerignore")
+    sha = repo.commit({}, "a .dockerignore that points at a host file")
+    build = finished_build(client, push(client, trigger, "refs/heads/main", sha).json["builds"][0])
+    assert build["state"] == "failed" and build["attempts"] == 1
+    assert build["error"] == ".dockerignore path '.dockerignore' leads outside the repository"
+    assert registry.tags(trigger["image"]) == []
 
 
 def test_build_log_is_streamed_while_the_build_runs(client, worker, registry, project):

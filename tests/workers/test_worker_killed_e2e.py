@@ -27,11 +27,10 @@ from docker.errors import NotFound
 from sqlalchemy import update
 
 from builder import pipeline
-from builder.accounts import add_user, create_token
 from builder.db import migrate
 from builder.models import Build
 from builder.settings import Settings
-from tests.conftest import ROOT, busybox_dockerfile, finished_build, log_text, signed_in, wait_for
+from tests.conftest import ROOT, admin_client, busybox_dockerfile, finished_build, log_text, wait_for
 from tests.payloads import github_headers, github_push
 from webhooks import create_app
 from workers.celery_app import send_build
@@ -53,6 +52,7 @@ def own_env(tmp_path_factory, registry, redis_server) -> dict[str, str]:
         "BUILDHOOK_PUBLIC_URL": "http://buildhook.test",
         "BUILDHOOK_DISPATCH_GRACE": "1",
         "BUILDHOOK_HEARTBEAT_TTL": str(TTL),
+        "BUILDHOOK_ALLOW_FILE_CLONES": "1",
     }
     migrate(env["BUILDHOOK_DATABASE_URL"])
     return env
@@ -65,11 +65,7 @@ def own_app(own_env):
 
 @pytest.fixture(scope="module")
 def own_client(own_app):
-    with own_app.extensions["buildhook"].sessions() as session:
-        user = add_user(session, "killer", "killer-password", "admin")
-        _row, token = create_token(session, user)
-        session.commit()
-    return signed_in(own_app.test_client(), token)
+    return admin_client(own_app, "killer")
 
 
 @pytest.fixture
