@@ -78,6 +78,7 @@ def _bytes(env: Mapping[str, str], name: str, default: int) -> int:
 
 
 BUILD_NETWORKS = ("none", "host", "default")
+BUILD_ENGINES = ("buildkit", "classic")
 
 
 @dataclass(frozen=True)
@@ -108,6 +109,10 @@ class Settings:
     max_context_bytes: int = 500 * 1024**2
     # A running build whose worker has not been heard from for this long is reaped.
     heartbeat_ttl: int = 60
+    # What builds images: BuildKit through a docker CLI (builder/buildkit_build.py), or docker-py's classic builder.
+    build_engine: str = "buildkit"
+    docker_cli: str | None = None  # unset: the first docker on PATH (or /usr/bin/docker) that accepts BuildKit
+    buildkit_cgroup: str = "docker/buildkit"  # the engine's BuildKit cgroup, below each cgroup root
 
     @property
     def effective_work_dir(self) -> Path:
@@ -156,6 +161,9 @@ class Settings:
             max_log_bytes=_bytes(env, "BUILDHOOK_MAX_LOG_BYTES", 10 * 1024**2),
             max_context_bytes=_bytes(env, "BUILDHOOK_MAX_CONTEXT_BYTES", 500 * 1024**2),
             heartbeat_ttl=_at_least(2, "BUILDHOOK_HEARTBEAT_TTL", _int(env, "BUILDHOOK_HEARTBEAT_TTL", 60)),
+            build_engine=_choice(env, "BUILDHOOK_BUILD_ENGINE", BUILD_ENGINES),
+            docker_cli=env.get("BUILDHOOK_DOCKER_CLI") or None,
+            buildkit_cgroup=(env.get("BUILDHOOK_BUILDKIT_CGROUP") or "docker/buildkit").strip("/"),
         )
 
     def trusts_registry(self, host: str | None) -> bool:

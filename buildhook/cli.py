@@ -61,6 +61,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     settings = Settings.from_env(env)
     migrate(settings.database_url)
     _require_docker(settings)
+    _require_build_engine(settings)
     redis = None
     if not settings.broker_url:
         redis = RedisServer(_data_dir(env) / "redis").start()
@@ -114,6 +115,18 @@ def _require_docker(settings: Settings) -> None:
         ) from None
 
 
+def _require_build_engine(settings: Settings) -> None:
+    """Say which engine and client build images; refuse to start when BuildKit has no usable client."""
+    from builder.build_engines import engine_for
+
+    try:
+        engine = engine_for(settings)
+    except ConfigError as exc:
+        raise SystemExit(f"buildhook: {exc}") from None
+    print(f"buildhook: images are built with {engine.describe()} (BUILDHOOK_BUILD_ENGINE={engine.kind})",
+          file=sys.stderr)
+
+
 def cmd_web(args: argparse.Namespace) -> int:
     from gunicorn.app.base import BaseApplication
 
@@ -149,6 +162,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     from workers.tasks import relay_everything
 
     settings = load_settings()
+    _require_build_engine(settings)
     migrate(settings.database_url)
     app = create_app(settings)
     services = app.extensions["buildhook"]
