@@ -36,7 +36,8 @@ def build_engine(request) -> BuildEngine:
 
 def step_processes(marker: str) -> list[int]:
     """Processes on this host whose command line carries ``marker``: a build step's, whichever engine
-    runs it (a classic step's container, a BuildKit step's runc process)."""
+    runs it (a classic step's container, a BuildKit step's runc process). The shell of ``RUN a; b`` runs
+    ``b`` in place of itself when it is the last command: a step to be found keeps a command after it."""
     found = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit() or int(entry.name) == os.getpid():

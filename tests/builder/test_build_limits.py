@@ -107,7 +107,7 @@ def test_a_build_over_its_time_limit_is_stopped_and_fails(app, settings, project
     settings = settings.with_(build_engine=build_engine.kind)
     repo, trigger = project
     marker = f"timeout-{uuid.uuid4().hex}"
-    sha = repo.commit({"Dockerfile": busybox_dockerfile(marker, f"RUN echo {marker}; sleep 60\n")}, "slow")
+    sha = repo.commit({"Dockerfile": busybox_dockerfile(marker, f"RUN echo {marker}; sleep 60; echo {marker} woke\n")}, "slow")
     if source == "trigger":
         set_trigger_timeout(app, trigger["id"], LIMIT)
         limited = settings.with_(build_timeout=3600)  # the trigger's limit wins over the default

@@ -214,7 +214,7 @@ def when_running(engine: str, proxy: SocketProxy, sessions, build_id: int, text:
 
 def slow_step(marker: str) -> str:
     # The step prints "<marker>-running" (its command text reads <marker>-run""ning), then sleeps.
-    return f'RUN echo {marker}-run""ning; sleep 30\n'
+    return f'RUN echo {marker}-run""ning; sleep 30; echo {marker} woke\n'  # the shell (and marker) stays
 
 
 # --- the Docker Engine ----------------------------------------------------------------------
