@@ -18,6 +18,7 @@ import shutil
 import tempfile
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable, Iterator
 from urllib.parse import quote, unquote, urlsplit, urlunsplit
@@ -149,6 +150,12 @@ def clone_commit(
     head = repo.head.commit
     log(f"Checked out {head.hexsha}: {head.summary}")
     return dest
+
+
+def commit_time(checkout: Path) -> datetime:
+    """When the checked-out commit was committed (UTC): the image's ``created``, so a rebuild of the
+    same commit gives the same labels (and, from a warm cache, the same digest)."""
+    return Repo(checkout).head.commit.committed_datetime.astimezone(timezone.utc)
 
 
 def changed_files(checkout: Path, before: str, commit: str) -> list[str] | None:

@@ -28,6 +28,7 @@ import urllib3.exceptions
 from docker.errors import APIError, DockerException, NotFound
 
 from builder.build_context import BuildLimits, context_archive, describe_limits, mb
+from builder.build_engines import BuildEngine, default_engine
 from builder.build_log import CancelCheck
 from builder.build_stops import BuildCancelled
 from builder.errors import PermanentError, TransientError
@@ -79,6 +80,21 @@ def engine_name(client: docker.DockerClient) -> str:
     return f"Docker Engine at {where}" if where else "Docker Engine"
 
 
+def engine_address(client: docker.DockerClient) -> str:
+    """The engine's address as a docker CLI takes it in DOCKER_HOST."""
+    where = getattr(client, "buildhook_address", None) or os.environ.get("DOCKER_HOST")
+    return where or "unix:///var/run/docker.sock"
+
+
+def engine_ping_error(client: docker.DockerClient) -> str | None:
+    """Why the engine does not answer now; None when it does."""
+    try:
+        client.ping()
+    except _CONNECTION_ERRORS as exc:
+        return _reason(exc)
+    return None
+
+
 @dataclass(frozen=True)
 class BuildSpec:
     checkout: Path
@@ -91,6 +107,8 @@ class BuildSpec:
     target: str | None = None
     cache_from: tuple[str, ...] = ()
     limits: BuildLimits = BuildLimits()
+    engine: BuildEngine = field(default_factory=default_engine)
+    secret_names: tuple[str, ...] = ()  # which build args are secret: BuildKit also mounts them as secrets
 
 
 def build_image(client: docker.DockerClient, spec: BuildSpec, log: Log, cancel: CancelCheck | None = None) -> str:
@@ -110,6 +128,10 @@ def build_image(client: docker.DockerClient, spec: BuildSpec, log: Log, cancel: 
         raise PermanentError(f"Dockerfile {spec.dockerfile!r} is not in the commit")
     # docker-py wants the Dockerfile relative to the context, or absolute when outside it.
     relative = dockerfile.relative_to(context) if context in dockerfile.parents else dockerfile
+    if spec.engine.buildkit:
+        from builder.buildkit_build import build_with_buildkit
+
+        return build_with_buildkit(client, spec, context, str(relative), log, cancel)
     first = f"{spec.repository}:{spec.tags[0]}"
     limit_params = spec.limits.engine_params()
     log(f"Building {first} from {spec.dockerfile} (context {spec.context})")
@@ -255,18 +277,27 @@ def _stop_on_cancel(cancel: CancelCheck | None, response: Any) -> Iterator[None]
     incomplete build) means "cancelled", not a failure.
     """
     try:
-        if cancel is None or response is None:
+        with stopped_by(cancel if response is not None else None, _shutdown(response)):
+            yield
+    finally:
+        if response is not None:
+            response.close()
+
+
+@contextmanager
+def stopped_by(cancel: CancelCheck | None, abort: Callable[[], None]) -> Iterator[None]:
+    """While the block runs, a stop calls ``abort``; whatever the block raises once the build was stopped
+    (a broken stream, a killed process) becomes ``BuildCancelled``."""
+    try:
+        if cancel is None:
             yield
         else:
-            with cancel.aborting(_shutdown(response)):
+            with cancel.aborting(abort):
                 yield
     except Exception:
         if cancel is not None and cancel.requested:
             raise BuildCancelled(cancel.reason) from None
         raise
-    finally:
-        if response is not None:
-            response.close()
 
 
 def _remove_containers(client: docker.DockerClient, containers: list[str], log: Log,

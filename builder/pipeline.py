@@ -33,26 +33,28 @@ from pathlib import Path
 from typing import Callable, TypeVar
 
 import docker
-from sqlalchemy import func, select, update
+from sqlalchemy import func, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from builder.build_context import BuildLimits
+from builder.build_engines import BuildEngine, engine_for
 from builder.build_log import BuildLog, CancelCheck
 from builder.build_processes import git_stopped_on, work_dir_name
 from builder.build_secrets import secret_build_args
 from builder.build_stops import BuildCancelled, Fence, Heartbeat, StopKind, Timeout
-from builder.clone import changed_files, clone_commit, redact_url
+from builder.build_cache import cache_sources, keep_unchanged, previous_build
+from builder.clone import changed_files, clone_commit, commit_time, redact_url
 from builder.clone_urls import clone_url_problem
 from builder.db import database_unavailable
 from builder.deployments import link_pushed_build
 from builder.errors import PermanentError, TransientError
-from builder.image import BuildSpec, build_image, connect, local_image
+from builder.image import BuildSpec, build_image, connect
 from builder.image_push import push_image, registry_host
 from builder.models import Build, BuildState, utcnow
 from builder.path_filters import filter_reason
 from builder.registry_credentials import RegistryAccess
 from builder.secrets import SecretBox
-from builder.settings import Settings
+from builder.settings import ConfigError, Settings
 from builder.step_containers import attempt_containers, remove_containers
 from builder.triggers import clone_auth
 
@@ -177,6 +179,7 @@ def run_build(
             cancel.raise_if_requested()
             if unreadable:
                 raise PermanentError(unreadable)
+            build_engine = _build_engine(settings)
             client = engine(settings.docker_host)
             if build.attempts > 1:
                 _remove_previous_attempt(sessions, settings, engine, build_id, build.attempts - 1, build_log)
@@ -192,19 +195,24 @@ def run_build(
             if not skip:
                 if not _set(sessions, fence, state=BuildState.BUILDING.value, building_at=utcnow()):
                     raise _lost(cancel, fence)
+                previous = previous_build(sessions, build)
                 spec = BuildSpec(
                     checkout=checkout,
                     dockerfile=build.dockerfile,
                     context=build.context,
                     repository=build.image,
                     tags=tuple(build.tags),
-                    labels=oci_labels(build, utcnow()),
+                    labels=oci_labels(build, commit_time(checkout)),
                     build_args={**build.build_args, **secret_args},
                     target=build.target,
-                    cache_from=_layer_cache(sessions, client, build, build_log),
+                    cache_from=cache_sources(client, previous, build_engine, build_log),
                     limits=BuildLimits.from_settings(settings),
+                    engine=build_engine,
+                    secret_names=tuple(secret_args),
                 )
-                build_image(client, spec, build_log, cancel)
+                image_id = build_image(client, spec, build_log, cancel)
+                if build_engine.buildkit:
+                    keep_unchanged(client, image_id, build, previous, build_log)
                 cancel.raise_if_requested()
                 if not _set(sessions, fence, state=BuildState.PUSHING.value, pushing_at=utcnow()):
                     raise _lost(cancel, fence)
@@ -307,27 +315,11 @@ def _path_filter(checkout: Path, build: Build, filters: tuple[tuple[str, ...], t
     return filter_reason(files, *filters)
 
 
-def _layer_cache(
-    sessions: sessionmaker[Session], client: docker.DockerClient, build: Build, build_log: BuildLog
-) -> tuple[str, ...]:
-    """The last image this rule pushed, when the engine still has it."""
-    if build.rule_id is None:
-        return ()
-    with sessions() as session:
-        previous = session.scalars(
-            select(Build)
-            .where(Build.rule_id == build.rule_id, Build.state == BuildState.SUCCEEDED.value,
-                   Build.id != build.id)
-            .order_by(Build.id.desc())
-            .limit(1)
-        ).first()
-    if previous is None:
-        return ()
-    reference = f"{previous.image}:{previous.tags[0]}"
-    if not local_image(client, reference):
-        return ()
-    build_log(f"Using {reference} (build {previous.id}) as the layer cache")
-    return (reference,)
+def _build_engine(settings: Settings) -> BuildEngine:
+    try:
+        return engine_for(settings)
+    except ConfigError as exc:  # the worker refuses to start so; a build run elsewhere fails saying why
+        raise PermanentError(str(exc)) from None
 
 
 def _close(client: docker.DockerClient) -> None:

@@ -113,6 +113,7 @@ def _flag(env: Mapping[str, str], name: str) -> bool:
 
 
 BUILD_NETWORKS = ("none", "host", "default")
+BUILD_ENGINES = ("buildkit", "classic")
 
 
 @dataclass(frozen=True)
@@ -154,6 +155,10 @@ class Settings:
     listen_address: str | None = None  # host:port the web app listens on, when known
     # file:// clone URLs and local paths (tests, local use); off: only network URLs.
     allow_file_clones: bool = False
+    # What builds images: BuildKit through a docker CLI (builder/buildkit_build.py), or docker-py's classic builder.
+    build_engine: str = "buildkit"
+    docker_cli: str | None = None  # unset: the first docker on PATH (or /usr/bin/docker) that accepts BuildKit
+    buildkit_cgroup: str = "docker/buildkit"  # the engine's BuildKit cgroup, below each cgroup root
 
     @property
     def effective_work_dir(self) -> Path:
@@ -209,6 +214,9 @@ class Settings:
             allow_private_targets=_allow_list(env),
             listen_address=env.get("BUILDHOOK_LISTEN_ADDRESS") or None,
             allow_file_clones=_flag(env, "BUILDHOOK_ALLOW_FILE_CLONES"),
+            build_engine=_choice(env, "BUILDHOOK_BUILD_ENGINE", BUILD_ENGINES),
+            docker_cli=env.get("BUILDHOOK_DOCKER_CLI") or None,
+            buildkit_cgroup=(env.get("BUILDHOOK_BUILDKIT_CGROUP") or "docker/buildkit").strip("/"),
         )
 
     def trusts_registry(self, host: str | None) -> bool:

@@ -41,6 +41,18 @@ def require_docker(settings: Settings) -> None:
         ) from None
 
 
+def require_build_engine(settings: Settings) -> None:
+    """Say which engine and client build images; refuse to start when BuildKit has no usable client."""
+    from builder.build_engines import engine_for
+
+    try:
+        engine = engine_for(settings)
+    except ConfigError as exc:
+        raise SystemExit(f"buildhook: {exc}") from None
+    print(f"buildhook: images are built with {engine.describe()} (BUILDHOOK_BUILD_ENGINE={engine.kind})",
+          file=sys.stderr)
+
+
 def cmd_web(args: argparse.Namespace) -> int:
     from gunicorn.app.base import BaseApplication
 
@@ -79,6 +91,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     from workers.tasks import relay_everything
 
     settings = load_settings()
+    require_build_engine(settings)
     migrate(settings.database_url, settings.secret_key)
     app = create_app(settings)
     services = app.extensions["buildhook"]

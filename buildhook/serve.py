@@ -71,7 +71,7 @@ class Child:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from buildhook.cli import require_docker
+    from buildhook.cli import require_build_engine, require_docker
 
     own_registry = not os.environ.get("BUILDHOOK_REGISTRY")
     env = local_env(create=True)
@@ -79,6 +79,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     settings = Settings.from_env(env)
     migrate(settings.database_url, settings.secret_key)
     require_docker(settings)
+    require_build_engine(settings)
     directory = data_dir(env)
     servers: list[RedisServer | RegistryServer] = []
     try:

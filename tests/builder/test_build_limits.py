@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import time
 import uuid
+from pathlib import Path
 
 import pytest
 from sqlalchemy import select, update
@@ -19,6 +20,7 @@ from sqlalchemy import select, update
 from builder import pipeline
 from builder.models import Build, BuildLogLine, Trigger, utcnow
 from tests.builder.test_build_resource_limits import MB, SHOW_LIMITS, value
+from tests.build_engines import build_engine, step_output, step_processes  # noqa: F401 - the engine fixture
 from tests.conftest import busybox_dockerfile
 from tests.socket_proxy import silent_server
 
@@ -67,8 +69,10 @@ def stored(app, build_id: int) -> tuple[Build, list[str]]:
         return build, lines
 
 
-def step_containers(docker_client, marker: str) -> list[str]:
-    return [c["Id"] for c in docker_client.api.containers(all=True) if marker in (c.get("Command") or "")]
+def step_containers(docker_client, marker: str) -> list[object]:
+    """A classic step's containers, and any step's processes (BuildKit's steps are no containers)."""
+    return [c["Id"] for c in docker_client.api.containers(all=True) if marker in (c.get("Command") or "")] + \
+        step_processes(marker)
 
 
 def processes_working_in(root, prefix: str, settle: float = 2.0) -> list[str]:
@@ -98,10 +102,12 @@ def run(app, settings, build_id: int) -> tuple[pipeline.Outcome, list[tuple[int,
 
 
 @pytest.mark.parametrize("source", ["trigger", "BUILDHOOK_BUILD_TIMEOUT"])
-def test_a_build_over_its_time_limit_is_stopped_and_fails(app, settings, project, docker_client, registry, source):
+def test_a_build_over_its_time_limit_is_stopped_and_fails(app, settings, project, docker_client, registry, source,
+                                                          build_engine):
+    settings = settings.with_(build_engine=build_engine.kind)
     repo, trigger = project
     marker = f"timeout-{uuid.uuid4().hex}"
-    sha = repo.commit({"Dockerfile": busybox_dockerfile(marker, f"RUN echo {marker}; sleep 60\n")}, "slow")
+    sha = repo.commit({"Dockerfile": busybox_dockerfile(marker, f"RUN echo {marker}; sleep 60; echo {marker} woke\n")}, "slow")
     if source == "trigger":
         set_trigger_timeout(app, trigger["id"], LIMIT)
         limited = settings.with_(build_timeout=3600)  # the trigger's limit wins over the default
@@ -140,7 +146,9 @@ def test_a_git_fetch_that_hangs_is_killed_at_the_time_limit(app, settings, proje
     assert processes_working_in(settings.effective_work_dir, f"build-{build_id}-") == [], "no git process is left"
 
 
-def test_a_build_whose_log_passes_the_limit_is_stopped_and_fails(app, settings, project, docker_client, registry):
+def test_a_build_whose_log_passes_the_limit_is_stopped_and_fails(app, settings, project, docker_client, registry,
+                                                                  build_engine):
+    settings = settings.with_(build_engine=build_engine.kind)
     repo, trigger = project
     marker = f"chatty-{uuid.uuid4().hex}"
     chatty = f"RUN echo {marker}; for i in $(seq 1 200000); do echo line $i of a very chatty build step; done\n"
@@ -166,7 +174,8 @@ def test_a_build_whose_log_passes_the_limit_is_stopped_and_fails(app, settings, 
     assert registry.tags(trigger["image"]) == []
 
 
-def test_no_log_limit_when_it_is_zero(app, settings, project, registry):
+def test_no_log_limit_when_it_is_zero(app, settings, project, registry, build_engine):
+    settings = settings.with_(build_engine=build_engine.kind)
     repo, trigger = project
     sha = repo.commit({"Dockerfile": busybox_dockerfile(uuid.uuid4().hex, "RUN seq 1 3000\n")}, "some output")
     build_id = queued_build(app, trigger["id"], sha)
@@ -174,11 +183,13 @@ def test_no_log_limit_when_it_is_zero(app, settings, project, registry):
     build, lines = stored(app, build_id)
     assert outcome is pipeline.Outcome.SUCCEEDED, lines[-5:]
     assert sum(len(line) + 1 for line in lines) > 12_000
-    assert "3000" in lines
+    assert "3000" in step_output(lines)
 
 
-def test_the_operators_limits_reach_every_build_step(app, settings, project, registry):
-    """BUILDHOOK_BUILD_MEMORY / _CPUS / _NETWORK, as settings, are what a step of a real build sees."""
+def test_the_operators_limits_reach_every_build_step(app, settings, project, registry, build_engine):
+    """BUILDHOOK_BUILD_MEMORY / _CPUS / _NETWORK, as settings, are what a step of a real build sees (with
+    BuildKit: what the engine's BuildKit cgroup, above every step's, is limited to)."""
+    settings = settings.with_(build_engine=build_engine.kind)
     repo, trigger = project
     marker = uuid.uuid4().hex
     steps = SHOW_LIMITS.format(marker=marker) + "\nRUN echo net=$(tail -n +3 /proc/net/dev | cut -d: -f1 | tr -d ' ')\n"
@@ -190,7 +201,15 @@ def test_the_operators_limits_reach_every_build_step(app, settings, project, reg
 
     build, lines = stored(app, build_id)
     assert outcome is pipeline.Outcome.SUCCEEDED, lines
+    assert value(lines, "net") == "lo"
+    if build_engine.buildkit:
+        assert "Limits: memory 96 MB, 0.25 CPUs, network none (BuildKit: one cap shared by all builds of this " \
+               "engine, cgroup docker/buildkit)" in lines
+        cgroups = Path("/sys/fs/cgroup")
+        assert (cgroups / "memory" / build_engine.cgroup / "memory.limit_in_bytes").read_text().strip() == \
+            str(96 * MB)
+        assert (cgroups / "cpu" / build_engine.cgroup / "cpu.cfs_quota_us").read_text().strip() == "25000"
+        return
     assert value(lines, "memory").split()[0] == str(96 * MB)
     assert value(lines, "cpu").split() == ["25000", "100000"]
-    assert value(lines, "net") == "lo"
     assert "Limits: memory 96 MB, 0.25 CPUs, network none" in lines

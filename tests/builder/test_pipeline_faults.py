@@ -15,6 +15,7 @@ from __future__ import annotations
 import shutil
 import signal
 import subprocess
+import threading
 import time
 import urllib.request
 import uuid
@@ -31,6 +32,7 @@ from builder.db import make_engine, make_sessionmaker, migrate
 from builder.models import Build, BuildLogLine
 from builder.settings import Settings
 from buildhook.redis_server import free_port
+from tests.build_engines import build_engine, step_processes  # noqa: F401 - the engine fixture
 from tests.conftest import busybox_dockerfile, wait_for
 from tests.git_http_server import TOKEN, serving
 from tests.socket_proxy import SocketProxy, http_answer
@@ -125,9 +127,10 @@ def cleanup_images(docker_client):
 # --- running a build ----------------------------------------------------------------------
 
 
-def settings_for(tmp_path: Path, registry: str, docker_host: str | None = None) -> Settings:
+def settings_for(tmp_path: Path, registry: str, docker_host: str | None = None, engine: str = "buildkit") -> Settings:
     return Settings(database_url="sqlite://", secret_key="faults-secret-key", registry=registry,
-                    docker_host=docker_host, work_dir=tmp_path / "work", heartbeat_ttl=60, allow_file_clones=True)
+                    docker_host=docker_host, work_dir=tmp_path / "work", heartbeat_ttl=60, allow_file_clones=True,
+                    build_engine=engine)
 
 
 def new_build(sessions, clone_url: str, commit: str, image: str) -> int:
@@ -172,14 +175,47 @@ def run_until_finished(sessions, settings: Settings, build_id: int,
     return Ended(outcome, outcomes, build, "\n".join(lines), seconds)
 
 
-def step_containers(docker_client: docker.DockerClient, marker: str) -> list[str]:
-    """Containers (any state) whose command carries ``marker``: a build step's."""
-    return [c["Id"] for c in docker_client.api.containers(all=True) if marker in (c.get("Command") or "")]
+def step_containers(docker_client: docker.DockerClient, marker: str) -> list[object]:
+    """Containers (any state) whose command carries ``marker`` (a classic build step's), and processes
+    whose command line does (a BuildKit step's)."""
+    return [c["Id"] for c in docker_client.api.containers(all=True) if marker in (c.get("Command") or "")] + \
+        step_processes(marker)
+
+
+def log_count(sessions, build_id: int, text: str) -> int:
+    with sessions() as session:
+        return len(session.scalars(select(BuildLogLine.id).where(BuildLogLine.build_id == build_id,
+                                                                BuildLogLine.text.contains(text))).all())
+
+
+def when_logged(sessions, build_id: int, text: str, action: Callable[[], None]) -> None:
+    """Run ``action`` once the build's log has one more line with ``text`` than now (BuildKit's output
+    reaches its client base64-encoded inside the engine's answer: a proxy cannot see it)."""
+    seen = log_count(sessions, build_id, text)
+
+    def watch() -> None:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if log_count(sessions, build_id, text) > seen:
+                action()
+                return
+            time.sleep(0.05)
+
+    threading.Thread(target=watch, daemon=True).start()
+
+
+def when_running(engine: str, proxy: SocketProxy, sessions, build_id: int, text: str,
+                 action: Callable[[], None]) -> None:
+    """``action`` once the build's step printed ``text``: seen in the engine's stream (classic) or the log."""
+    if engine == "classic":
+        proxy.when_sent(text.encode(), action)
+    else:
+        when_logged(sessions, build_id, text, action)
 
 
 def slow_step(marker: str) -> str:
     # The step prints "<marker>-running" (its command text reads <marker>-run""ning), then sleeps.
-    return f'RUN echo {marker}-run""ning; sleep 30\n'
+    return f'RUN echo {marker}-run""ning; sleep 30; echo {marker} woke\n'  # the shell (and marker) stays
 
 
 # --- the Docker Engine ----------------------------------------------------------------------
@@ -204,20 +240,20 @@ def test_an_engine_that_refuses_from_the_start_fails_the_build_naming_it(session
 
 
 def test_an_engine_connection_cut_mid_build_is_retried_then_fails_naming_the_engine(
-        sessions, tmp_path, make_repo, engine_proxy, docker_client, own_registry, cleanup_images):
+        sessions, tmp_path, make_repo, engine_proxy, docker_client, own_registry, cleanup_images, build_engine):
     marker = f"faults-{uuid.uuid4().hex}"
     repo = make_repo(busybox_dockerfile(marker, slow_step(marker)))
     image = f"{own_registry.host}/acme/faults-{marker[-8:]}"
     cleanup_images.append(image)
-    settings = settings_for(tmp_path, own_registry.host, docker_host=engine_proxy.url)
+    settings = settings_for(tmp_path, own_registry.host, docker_host=engine_proxy.url, engine=build_engine.kind)
     build_id = new_build(sessions, repo.url, _head(repo), image)
-    engine_proxy.cut_when(f"{marker}-running".encode())  # while the step sleeps
+    when_running(build_engine.kind, engine_proxy, sessions, build_id, f"{marker}-running", engine_proxy.cut)
 
     def before_retry(attempt: int) -> None:
-        # The engine saw its client go: it killed and removed the sleeping step's container.
+        # The engine saw its client go: it killed the sleeping step (and removed its container).
         wait_for(lambda: not step_containers(docker_client, marker), 15, "the step's container to go")
         engine_proxy.resume()  # the engine is back, and is cut again in the middle of the next attempt
-        engine_proxy.cut_when(f"{marker}-running".encode())
+        when_running(build_engine.kind, engine_proxy, sessions, build_id, f"{marker}-running", engine_proxy.cut)
 
     ended = run_until_finished(sessions, settings, build_id, before_retry)
 
@@ -233,14 +269,14 @@ def test_an_engine_connection_cut_mid_build_is_retried_then_fails_naming_the_eng
 
 
 def test_a_build_cut_off_from_the_engine_succeeds_once_the_engine_is_back(
-        sessions, tmp_path, make_repo, engine_proxy, docker_client, own_registry, cleanup_images):
+        sessions, tmp_path, make_repo, engine_proxy, docker_client, own_registry, cleanup_images, build_engine):
     marker = f"faults-{uuid.uuid4().hex}"
-    repo = make_repo(busybox_dockerfile(marker, f'RUN echo {marker}-run""ning; sleep 1\n'))
+    repo = make_repo(busybox_dockerfile(marker, f'RUN echo {marker}-run""ning; sleep 3\n'))
     image = f"{own_registry.host}/acme/faults-{marker[-8:]}"
     cleanup_images.append(image)
-    settings = settings_for(tmp_path, own_registry.host, docker_host=engine_proxy.url)
+    settings = settings_for(tmp_path, own_registry.host, docker_host=engine_proxy.url, engine=build_engine.kind)
     build_id = new_build(sessions, repo.url, _head(repo), image)
-    engine_proxy.cut_when(f"{marker}-running".encode())
+    when_running(build_engine.kind, engine_proxy, sessions, build_id, f"{marker}-running", engine_proxy.cut)
 
     ended = run_until_finished(sessions, settings, build_id, lambda attempt: engine_proxy.resume())
 
@@ -256,14 +292,15 @@ def test_a_build_cut_off_from_the_engine_succeeds_once_the_engine_is_back(
 
 
 def test_a_registry_killed_before_the_push_fails_the_build_naming_it(
-        sessions, tmp_path, make_repo, engine_proxy, own_registry, cleanup_images):
+        sessions, tmp_path, make_repo, engine_proxy, own_registry, cleanup_images, build_engine):
     marker = f"faults-{uuid.uuid4().hex}"
-    repo = make_repo(busybox_dockerfile(marker, f'RUN echo {marker}-last""step\n'))
+    repo = make_repo(busybox_dockerfile(marker, f'RUN echo {marker}-last""step; sleep 1\n'))
     image = f"{own_registry.host}/acme/faults-{marker[-8:]}"
     cleanup_images.append(image)
-    settings = settings_for(tmp_path, own_registry.host, docker_host=engine_proxy.url)
+    settings = settings_for(tmp_path, own_registry.host, docker_host=engine_proxy.url, engine=build_engine.kind)
     build_id = new_build(sessions, repo.url, _head(repo), image)
-    engine_proxy.when_sent(f"{marker}-laststep".encode(), own_registry.kill)  # during the build's last step
+    # during the build's last step
+    when_running(build_engine.kind, engine_proxy, sessions, build_id, f"{marker}-laststep", own_registry.kill)
 
     ended = run_until_finished(sessions, settings, build_id)
 

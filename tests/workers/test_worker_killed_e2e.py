@@ -30,6 +30,7 @@ from builder import pipeline
 from builder.db import migrate
 from builder.models import Build
 from builder.settings import Settings
+from tests.build_engines import step_output, step_processes
 from tests.conftest import ROOT, admin_client, busybox_dockerfile, finished_build, log_text, wait_for
 from tests.payloads import github_headers, github_push
 from webhooks import create_app
@@ -120,12 +121,15 @@ def push(client, trigger: dict, sha: str) -> int:
 
 
 def log_lines(client, build_id: int) -> list[str]:
-    """The log's lines, stripped: the step's own output, not the "Step n/m : RUN ..." line that names it."""
-    return [line.strip() for line in log_text(client, build_id).splitlines()]
+    """The log's lines, stripped, as the steps printed them: the step's own output, not the line that names
+    the step ("Step n/m : RUN ...", "#6 [4/4] RUN ...")."""
+    return [line.strip() for line in step_output(log_text(client, build_id).splitlines())]
 
 
-def step_containers(docker_client, marker: str) -> list[str]:
-    return [c["Id"] for c in docker_client.api.containers(all=True) if marker in (c.get("Command") or "")]
+def step_containers(docker_client, marker: str) -> list[str | int]:
+    """A classic step's container ids, and the host processes of any step (BuildKit's are no containers)."""
+    return [c["Id"] for c in docker_client.api.containers(all=True) if marker in (c.get("Command") or "")] + \
+        step_processes(marker)
 
 
 def kill_mid_build(client, app, docker_client, process: subprocess.Popen[bytes], build_id: int,
@@ -138,7 +142,7 @@ def kill_mid_build(client, app, docker_client, process: subprocess.Popen[bytes],
     build = client.get(f"/api/builds/{build_id}").json
     assert build["state"] == "building" and build["attempts"] == 1
     containers = step_containers(docker_client, marker)
-    assert len(containers) == 1, "the slow step runs in one container"
+    assert len(containers) == 1, "the slow step runs in one container (classic) or process (BuildKit)"
     settings = app.extensions["buildhook"].settings
     work_dirs = list(settings.effective_work_dir.glob(f"build-{build_id}-1-*"))
     assert len(work_dirs) == 1 and (work_dirs[0] / "src" / "Dockerfile").is_file()
@@ -152,7 +156,7 @@ def kill_mid_build(client, app, docker_client, process: subprocess.Popen[bytes],
 
 def assert_dead_attempt_cleaned_up(docker_client, marker: str, containers: list[str], work_dirs: list[Path]) -> None:
     assert step_containers(docker_client, marker) == [], "the dead attempt's step container is gone"
-    for container in containers:
+    for container in (c for c in containers if isinstance(c, str)):
         with pytest.raises(NotFound):
             docker_client.api.inspect_container(container)
     for path in work_dirs:
@@ -211,7 +215,7 @@ def test_a_build_whose_worker_is_killed_on_its_last_attempt_fails_with_the_reaso
     repo, trig = trigger
     first, _log = start_worker("victim")
     marker = f"killed-last-{uuid.uuid4().hex}"
-    sha = repo.commit({"Dockerfile": busybox_dockerfile(marker, f"RUN echo {marker} sleeping; sleep 60\n")},
+    sha = repo.commit({"Dockerfile": busybox_dockerfile(marker, f"RUN echo {marker} sleeping; sleep 60; echo {marker} woke\n")},
                       "slow step")
     build_id = push(own_client, trig, sha)
     worker, containers, work_dirs = kill_mid_build(own_client, own_app, docker_client, first, build_id, marker)
