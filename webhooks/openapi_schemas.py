@@ -63,6 +63,14 @@ RULE_FIELDS: dict[str, Schema] = {
                                       "{version} {major} {minor} {patch} {\\1}... and latest"},
     "included_files": {**STRINGS, "description": "path globs; ** crosses directories"},
     "ignored_files": STRINGS,
+    "test": {"description": "run in the image, pushed by digest only, before any tag moves (network none, the "
+                            "build's limits); a non-zero exit fails the build and no tag is pushed",
+             "oneOf": [{"type": "object", "additionalProperties": False, "required": ["command"], "properties": {
+                 "command": {"type": "array", "minItems": 1, "items": {"type": "string", "minLength": 1},
+                             "description": "exec form, e.g. [\"sh\", \"-c\", \"make test\"]"},
+                 "timeout": {"type": "integer", "minimum": 1, "maximum": 86400, "default": 600,
+                             "description": "seconds; past it the test is killed and the build fails"}}},
+                       {"type": "null"}]},
 }
 BUILD_ARG_NAME: Schema = {"type": "string", "pattern": "^[A-Za-z_][A-Za-z0-9_]{0,127}$"}
 SECRET_BUILD_ARGS_SHOWN: Schema = {

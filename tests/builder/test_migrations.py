@@ -98,7 +98,7 @@ def test_0009_gives_deploy_rules_a_registry_and_older_rules_deploy_from_buildhoo
             "VALUES ('acme/widget', 'exact', 'main', 'staging', 1, '2026-01-01 00:00:00')"))
         conn.execute(sa.text(
             "INSERT INTO deploy_targets (rule_id, kind, url) VALUES (1, 'webhook', 'http://127.0.0.1:9')"))
-    command.upgrade(config, "0009")
+    command.upgrade(alembic_config(url, "k"), "head")  # the models are the newest schema's (0011 seals the URL)
     settings = Settings(database_url=url, secret_key="k", registry="registry.example.com:5000")
     sessions = make_sessionmaker(engine)
     with sessions() as session:
@@ -113,7 +113,7 @@ def test_0009_gives_deploy_rules_a_registry_and_older_rules_deploy_from_buildhoo
     assert (len(ours.deployments), theirs.deployments, theirs.ignored) == (1, [], 1)
     with sessions() as session:
         assert session.get(Deployment, ours.deployments[0]).registry_host == "registry.example.com:5000"
-    command.downgrade(config, "0008")
+    command.downgrade(alembic_config(url, "k"), "0008")
     assert "registry_host" not in {column["name"] for column in sa.inspect(engine).get_columns("deploy_rules")}
     engine.dispose()
 
