@@ -269,6 +269,8 @@ SCHEMAS: dict[str, Schema] = {
         "tag": {"type": "string", "description": "the tag, glob, regular expression or semver range"},
         "environment": STRING,
         "enabled": BOOL,
+        "auto": {"type": "boolean", "description": "false: never fires on registry events, serves only "
+                                                  "promotions and rollbacks"},
         "targets": {"type": "array", "items": ref("DeployTarget")},
         "created_at": TIME,
     }, description="A deploy rule (rule_to_dict)."),
@@ -280,6 +282,8 @@ SCHEMAS: dict[str, Schema] = {
         "environment": {"type": "string", "minLength": 1, "maxLength": 64},
         "registry": {"type": "string", "description": "host[:port] whose images it deploys: BUILDHOOK_REGISTRY "
                                                       "(omitted) or one of BUILDHOOK_TRUSTED_REGISTRIES, else 400"},
+        "auto": {"type": "boolean", "default": True,
+                 "description": "false (CLI --manual): never fires on registry events; promotions and rollbacks only"},
         "targets": {"type": "array", "minItems": 1, "items": obj({
             "kind": {"type": "string", "enum": ["webhook", "docker"]},
             **{name: nullable("string") for name in TARGET_FIELDS},
@@ -297,11 +301,18 @@ SCHEMAS: dict[str, Schema] = {
         "repository": STRING,
         "tag": STRING,
         "digest": nullable("string", "resolved from the registry before deploying"),
-        "state": {"type": "string", "enum": ["pending", "running", "succeeded", "failed"]},
+        "state": {"type": "string", "enum": ["awaiting_approval", "pending", "running", "succeeded", "failed",
+                                             "rejected"]},
         "error": MAYBE_STRING,
         "log": nullable("string", "docker targets: what was done to the container"),
         "created_at": TIME,
         "finished_at": MAYBE_TIME,
+        "cause": {"type": "string", "enum": ["event", "promotion", "rollback"]},
+        "source_deployment": nullable("integer", "promotions and rollbacks: the deployment whose digest it deploys",
+                                      minimum=1),
+        "requested_by": nullable("string", "who promoted or rolled back"),
+        "decided_by": nullable("string", "who approved or rejected it"),
+        "decided_at": MAYBE_TIME,
     }, description="A deployment (deployment_to_dict)."),
     "RegistryEvent": obj({
         "id": ID,
