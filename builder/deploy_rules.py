@@ -39,6 +39,7 @@ class DeployRuleSpec:
     targets: tuple[TargetSpec, ...]
     tag_match: str = ""  # empty: guessed from the pattern
     registry: str = ""  # empty: BUILDHOOK_REGISTRY
+    auto: bool = True  # False: never fires on registry events, serves only promotions and rollbacks
 
     def effective_match(self) -> str:
         if self.tag_match:
@@ -98,7 +99,7 @@ def create_rule(session: Session, box: SecretBox, spec: DeployRuleSpec, policy: 
                 registries: RegistryAccess) -> DeployRule:
     check_rule(spec, policy)
     rule = DeployRule(repository=spec.repository, tag_match=spec.effective_match(), tag_pattern=spec.tag,
-                      environment=spec.environment, registry_host=rule_registry(spec, registries))
+                      environment=spec.environment, registry_host=rule_registry(spec, registries), auto=spec.auto)
     for target in spec.targets:
         sealed = seal_url(box, target.url) if target.url else None
         rule.targets.append(DeployTarget(
@@ -123,7 +124,8 @@ def tag_matches(rule: DeployRule, tag: str) -> bool:
 
 def matching_rules(session: Session, repository: str, tag: str) -> list[DeployRule]:
     rules = session.scalars(
-        select(DeployRule).where(DeployRule.repository == repository, DeployRule.enabled.is_(True))
+        select(DeployRule).where(DeployRule.repository == repository, DeployRule.enabled.is_(True),
+                                 DeployRule.auto.is_(True))
         .order_by(DeployRule.id)
     )
     return [rule for rule in rules if tag_matches(rule, tag)]
@@ -138,6 +140,7 @@ def rule_to_dict(rule: DeployRule) -> dict[str, Any]:
         "tag": rule.tag_pattern,
         "environment": rule.environment,
         "enabled": rule.enabled,
+        "auto": rule.auto,
         "targets": [
             {"id": t.id, "kind": t.kind, "url": t.url_redacted, "signed": t.secret_enc is not None,
              "container": t.container, "docker_host": t.docker_host}
@@ -168,5 +171,8 @@ def spec_from_json(data: Any) -> DeployRuleSpec:
     registry = data.get("registry") or ""
     if not isinstance(registry, str):
         raise InputError("registry must be a host[:port] string")
+    auto = data.get("auto", True)
+    if not isinstance(auto, bool):
+        raise InputError("auto must be true or false")
     return DeployRuleSpec(repository=data["repository"], tag=data["tag"], environment=data["environment"],
-                          targets=tuple(parsed), tag_match=tag_match, registry=registry)
+                          targets=tuple(parsed), tag_match=tag_match, registry=registry, auto=auto)

@@ -27,6 +27,7 @@ from builder.models import Build, DeployRule, Deployment, DeployTarget, Outbound
 from builder.notifications import notify
 from builder.outbound_targets import check_docker_host
 from builder.outbound_urls import SealedUrl
+from builder.promotions import hold_for_approval
 from builder.registries import IgnoredEvent, ImagePushed
 from builder.registry_api import resolve_digest
 from builder.registry_credentials import RegistryAccess
@@ -114,6 +115,8 @@ def _receive(session: Session, source: str, events: list[ImagePushed | IgnoredEv
                     tag=event.tag or "", digest=event.digest)
                 session.add(deployment)
                 created.append(deployment)
+    session.flush()
+    notified += hold_for_approval(session, created)
     session.flush()
     result.deployments = [d.id for d in created]
     result.deliveries = [d.id for d in notified]
@@ -218,7 +221,9 @@ def run_deployment(sessions: sessionmaker[Session], settings: Settings, deployme
             if not registries.trusts(host):
                 raise BuildhookError(f"registry {host} is not trusted (BUILDHOOK_REGISTRY or "
                                      "BUILDHOOK_TRUSTED_REGISTRIES): nothing was deployed")
-            deployment.digest = resolve_digest(registries, host, deployment.repository, deployment.tag)
+            if deployment.cause == "event" and not (deployment.decided_at and deployment.digest):
+                # an event's tag, read back; a promotion, rollback or approved event deploys the digest it names
+                deployment.digest = resolve_digest(registries, host, deployment.repository, deployment.tag)
             if target is None:
                 raise BuildhookError("the deploy target was deleted")
             if target.kind == "webhook":
@@ -280,4 +285,7 @@ def deployment_to_dict(deployment: Deployment) -> dict[str, Any]:
         "state": deployment.state, "error": deployment.error, "log": deployment.log,
         "created_at": deployment.created_at.isoformat(),
         "finished_at": deployment.finished_at.isoformat() if deployment.finished_at else None,
+        "cause": deployment.cause, "source_deployment": deployment.source_deployment_id,
+        "requested_by": deployment.requested_by, "decided_by": deployment.decided_by,
+        "decided_at": deployment.decided_at.isoformat() if deployment.decided_at else None,
     }

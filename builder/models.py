@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import enum
 from datetime import datetime, timezone
+from typing import Any
 
 from sqlalchemy import (
     JSON,
@@ -119,6 +120,8 @@ class TriggerRule(Base):
     # Secret build args: JSON {NAME: Fernet token of the value} (builder/build_secrets.py); merged
     # into the build args when a build runs, never copied into ``builds``, never shown but by name.
     secret_build_args_enc: Mapped[str | None] = mapped_column(Text)
+    # {"command": [...], "timeout": seconds}: run in the pushed digest before any tag moves (builder/image_test.py)
+    test: Mapped[dict[str, Any] | None] = mapped_column(JSON)
 
     trigger: Mapped[Trigger] = relationship(back_populates="rules")
 
@@ -268,6 +271,8 @@ class DeployRule(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     # host[:port] of the registry whose images it deploys; NULL (rules made before 0009): BUILDHOOK_REGISTRY
     registry_host: Mapped[str | None] = mapped_column(String(255))
+    # False: never fires on registry events, serves only promotions and rollbacks
+    auto: Mapped[bool] = mapped_column(default=True)
 
     targets: Mapped[list["DeployTarget"]] = relationship(
         back_populates="rule", order_by="DeployTarget.id", cascade="all, delete-orphan"
@@ -312,11 +317,43 @@ class Deployment(Base):
     dispatched_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # Why it exists: "event" (a registry event), "promotion" or "rollback" (of source_deployment_id's digest)
+    cause: Mapped[str] = mapped_column(String(16), default="event")
+    source_deployment_id: Mapped[int | None] = mapped_column(ForeignKey("deployments.id", ondelete="SET NULL"))
+    requested_by: Mapped[str | None] = mapped_column(String(64))
+    # Who approved or rejected it, and when (environments that require approval)
+    decided_by: Mapped[str | None] = mapped_column(String(64))
+    decided_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
     __table_args__ = (
         Index("ix_deployments_state", "state", "dispatched_at"),
+        Index("ix_deployments_environment_repository", "environment", "repository", "id"),
         Index("ix_deployments_build", "build_id"),
     )
+
+
+class Environment(Base):
+    """An environment's settings; the environment itself exists once a deploy rule names it."""
+
+    __tablename__ = "environments"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    requires_approval: Mapped[bool] = mapped_column(default=False)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    updated_by: Mapped[str | None] = mapped_column(String(64))
+
+
+class AuditEntry(Base):
+    """Who did what: approvals, promotions, rollbacks, changes to triggers, rules, users, tokens."""
+
+    __tablename__ = "audit_log"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, index=True)
+    actor: Mapped[str] = mapped_column(String(128))
+    action: Mapped[str] = mapped_column(String(64))
+    subject: Mapped[str | None] = mapped_column(String(255))
+    details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
 
 
 class Subscription(Base):

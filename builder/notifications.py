@@ -16,7 +16,7 @@ from builder.outbound_urls import SealedUrl, seal_url
 from builder.secrets import SecretBox
 
 EVENTS = ("build.queued", "build.started", "build.succeeded", "build.failed", "build.cancelled",
-          "image.pushed", "deployment.succeeded", "deployment.failed")
+          "image.pushed", "deployment.succeeded", "deployment.failed", "deployment.awaiting_approval")
 BUILD_EVENTS = {"queued": "build.queued", "running": "build.started", "succeeded": "build.succeeded",
                 "failed": "build.failed", "cancelled": "build.cancelled"}
 STYLES = ("json", "slack")

@@ -99,6 +99,7 @@ _HEADLINES = {
     "build.succeeded": ":white_check_mark: Build succeeded", "build.failed": ":x: Build failed",
     "build.started": ":hammer_and_wrench: Build started", "build.cancelled": ":no_entry_sign: Build cancelled",
     "image.pushed": ":package: Image pushed", "deployment.requested": ":rocket: Deployment requested",
+    "deployment.awaiting_approval": ":hourglass: Deployment awaiting approval",
 }
 
 

@@ -49,7 +49,7 @@ from builder.db import database_unavailable
 from builder.deployments import link_pushed_build
 from builder.errors import PermanentError, TransientError
 from builder.image import BuildSpec, build_image, connect
-from builder.image_push import push_image, registry_host
+from builder.image_test import push_tested, rule_test
 from builder.models import Build, BuildState, utcnow
 from builder.path_filters import filter_reason
 from builder.registry_credentials import RegistryAccess
@@ -156,6 +156,7 @@ def run_build(
         auth = clone_auth(build.trigger, box) if build.trigger else None
         trigger_timeout = build.trigger.build_timeout if build.trigger else None
         secret_args, unreadable = _secret_args(session, box, build)
+        test = rule_test(session, build.rule_id)
     fence = Fence(build_id, worker, build.attempts)
     on_state(build_id, "running")
     build_log = BuildLog(sessions, build_id, max_bytes=settings.max_log_bytes, background=True,
@@ -216,8 +217,8 @@ def run_build(
                 cancel.raise_if_requested()
                 if not _set(sessions, fence, state=BuildState.PUSHING.value, pushing_at=utcnow()):
                     raise _lost(cancel, fence)
-                digest = push_image(client, build.image, build.tags, build_log,
-                                    RegistryAccess(settings).docker_auth(registry_host(build.image)), cancel=cancel)
+                digest = push_tested(client, image_id, build.image, tuple(build.tags), test, RegistryAccess(settings),
+                                     spec.limits, workdir, build_log, cancel)
     except Exception as exc:  # decided below, once the work directory is gone
         error = exc
     finally:

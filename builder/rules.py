@@ -17,6 +17,7 @@ from typing import Any, Literal
 
 from builder.errors import InputError
 from builder.events import PushEvent
+from builder.image_test import ImageTest
 from builder.path_filters import check_globs
 from builder.semver import Version
 from builder.tags import sanitise_tag
@@ -50,6 +51,8 @@ class RuleSpec:
     # a build's row, never shown (only the names are, by ``trigger_to_dict``). None: not given
     # (an edit keeps the rule's), {}: none; a value None keeps that name's stored value.
     secret_build_args: Mapping[str, str | None] | None = field(default=None, repr=False, compare=False)
+    # Run in the pushed digest before any tag moves (builder/image_test.py); None: no test.
+    test: ImageTest | None = None
 
     def __post_init__(self) -> None:
         if self.source not in ("branch", "tag"):
@@ -83,7 +86,7 @@ class RuleSpec:
         if not isinstance(data, dict):
             raise InputError("each rule must be a JSON object")
         known = {"source", "pattern", "match", "dockerfile", "context", "build_args", "target", "tags",
-                 "included_files", "ignored_files", "secret_build_args"}
+                 "included_files", "ignored_files", "secret_build_args", "test"}
         unknown = sorted(set(data) - known)
         if unknown:
             raise InputError(f"unknown rule fields: {', '.join(unknown)}")
@@ -116,6 +119,7 @@ class RuleSpec:
             included_files=lists["included_files"],
             ignored_files=lists["ignored_files"],
             secret_build_args=_secret_build_args_json(data),
+            test=ImageTest.from_json(data.get("test")),
         )
 
     def as_json(self) -> dict[str, Any]:

@@ -33,7 +33,8 @@ def cmd_deploy_rules_add(args: argparse.Namespace) -> int:
     if args.container:
         targets.append(TargetSpec(kind="docker", container=args.container, docker_host=args.docker_host))
     spec = DeployRuleSpec(repository=args.repository, tag=args.tag, environment=args.environment,
-                          targets=tuple(targets), tag_match=args.match or "", registry=args.registry or "")
+                          targets=tuple(targets), tag_match=args.match or "", registry=args.registry or "",
+                          auto=not args.manual)
     with services.sessions() as session:
         rule = create_rule(session, services.box, spec, services.settings.target_policy(),
                            RegistryAccess(services.settings))
@@ -280,6 +281,7 @@ def add_admin_commands(sub) -> None:  # type: ignore[no-untyped-def]
     add.add_argument("--webhook-secret", help="signs the webhook (X-Buildhook-Signature)")
     add.add_argument("--container", help="a container to recreate from the new image")
     add.add_argument("--docker-host", help="the engine of --container (default: DOCKER_HOST / local)")
+    add.add_argument("--manual", action="store_true", help="never fire on registry events: promotions and rollbacks only")
     add.add_argument("--json", action="store_true")
     add.set_defaults(func=cmd_deploy_rules_add)
     lst = rules.add_parser("list", help="list deploy rules")

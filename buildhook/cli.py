@@ -18,6 +18,7 @@ from builder.secrets import SecretBox
 from builder.settings import ConfigError, Settings
 from builder.triggers import TriggerSpec, create_trigger, trigger_to_dict
 from buildhook.admin_commands import add_admin_commands
+from buildhook.deploy_commands import add_deploy_commands
 from buildhook.local_state import local_env
 from buildhook.serve import cmd_serve
 
@@ -270,6 +271,7 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--json", action="store_true")
     run.set_defaults(func=cmd_run)
     add_admin_commands(sub)
+    add_deploy_commands(sub)
     return top
 
 

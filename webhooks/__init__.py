@@ -97,6 +97,8 @@ def create_app(settings: Settings | None = None) -> Flask:
     from workers.celery_app import celery_init_app
     from webhooks import api, auth, build_actions, dashboard, deploy_api, errors, hooks, openapi, registry
 
+    from webhooks import environments_api
+
     celery_init_app(app, settings)
     app.url_map.converters["int"] = IdConverter  # before the routes: <int:...> ids fit the columns
     app.register_blueprint(hooks.bp)
@@ -105,6 +107,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.register_blueprint(deploy_api.bp)
     app.register_blueprint(openapi.bp)
     app.register_blueprint(registry.bp)
+    environments_api.register(app)  # before the dashboard blueprint: its pages join it
     app.register_blueprint(dashboard.bp)
     errors.register(app)
     auth.register(app)

@@ -63,6 +63,14 @@ RULE_FIELDS: dict[str, Schema] = {
                                       "{version} {major} {minor} {patch} {\\1}... and latest"},
     "included_files": {**STRINGS, "description": "path globs; ** crosses directories"},
     "ignored_files": STRINGS,
+    "test": {"description": "run in the image, pushed by digest only, before any tag moves (network none, the "
+                            "build's limits); a non-zero exit fails the build and no tag is pushed",
+             "oneOf": [{"type": "object", "additionalProperties": False, "required": ["command"], "properties": {
+                 "command": {"type": "array", "minItems": 1, "items": {"type": "string", "minLength": 1},
+                             "description": "exec form, e.g. [\"sh\", \"-c\", \"make test\"]"},
+                 "timeout": {"type": "integer", "minimum": 1, "maximum": 86400, "default": 600,
+                             "description": "seconds; past it the test is killed and the build fails"}}},
+                       {"type": "null"}]},
 }
 BUILD_ARG_NAME: Schema = {"type": "string", "pattern": "^[A-Za-z_][A-Za-z0-9_]{0,127}$"}
 SECRET_BUILD_ARGS_SHOWN: Schema = {
@@ -261,6 +269,8 @@ SCHEMAS: dict[str, Schema] = {
         "tag": {"type": "string", "description": "the tag, glob, regular expression or semver range"},
         "environment": STRING,
         "enabled": BOOL,
+        "auto": {"type": "boolean", "description": "false: never fires on registry events, serves only "
+                                                  "promotions and rollbacks"},
         "targets": {"type": "array", "items": ref("DeployTarget")},
         "created_at": TIME,
     }, description="A deploy rule (rule_to_dict)."),
@@ -272,6 +282,8 @@ SCHEMAS: dict[str, Schema] = {
         "environment": {"type": "string", "minLength": 1, "maxLength": 64},
         "registry": {"type": "string", "description": "host[:port] whose images it deploys: BUILDHOOK_REGISTRY "
                                                       "(omitted) or one of BUILDHOOK_TRUSTED_REGISTRIES, else 400"},
+        "auto": {"type": "boolean", "default": True,
+                 "description": "false (CLI --manual): never fires on registry events; promotions and rollbacks only"},
         "targets": {"type": "array", "minItems": 1, "items": obj({
             "kind": {"type": "string", "enum": ["webhook", "docker"]},
             **{name: nullable("string") for name in TARGET_FIELDS},
@@ -289,11 +301,18 @@ SCHEMAS: dict[str, Schema] = {
         "repository": STRING,
         "tag": STRING,
         "digest": nullable("string", "resolved from the registry before deploying"),
-        "state": {"type": "string", "enum": ["pending", "running", "succeeded", "failed"]},
+        "state": {"type": "string", "enum": ["awaiting_approval", "pending", "running", "succeeded", "failed",
+                                             "rejected"]},
         "error": MAYBE_STRING,
         "log": nullable("string", "docker targets: what was done to the container"),
         "created_at": TIME,
         "finished_at": MAYBE_TIME,
+        "cause": {"type": "string", "enum": ["event", "promotion", "rollback"]},
+        "source_deployment": nullable("integer", "promotions and rollbacks: the deployment whose digest it deploys",
+                                      minimum=1),
+        "requested_by": nullable("string", "who promoted or rolled back"),
+        "decided_by": nullable("string", "who approved or rejected it"),
+        "decided_at": MAYBE_TIME,
     }, description="A deployment (deployment_to_dict)."),
     "RegistryEvent": obj({
         "id": ID,

@@ -31,6 +31,7 @@ from builder.build_log import BuildLog
 from builder.deliveries import send_delivery
 from builder.models import Build, Deployment, OutboundDelivery, Trigger, utcnow
 from tests.conftest import FIXTURES, GitRepo, git, signed_in
+from tests.openapi_environment_cases import ENVIRONMENT_CASES
 from tests.payloads import fixture, github_headers, github_push
 from webhooks.openapi import document
 
@@ -321,6 +322,10 @@ class Recording:
     def delete(self, *args, **kwargs):
         return self.client.delete(*args, **kwargs)
 
+    def put(self, *args, **kwargs):
+        self.sent = kwargs.get("json")
+        return self.client.put(*args, **kwargs)
+
 
 Make = Callable[[Any, SimpleNamespace], Any]
 
@@ -603,6 +608,7 @@ CASES = [
                                                                       headers={"Authorization": ""})),
     case("post", "/registry/hooks/{source}", 404, lambda c, w: dockerhub(c, w, b"{}", "nexus")),
     case("get", "/healthz", 200, lambda c, w: w.anonymous.get("/healthz")),
+    *(case(method, template, status, make, note) for method, template, status, make, note in ENVIRONMENT_CASES),
 ]
 
 

@@ -1,0 +1,209 @@
+"""Push a built image to its registry by digest alone, and tag that very manifest later.
+
+The Docker Engine (20.10's classic image store) pushes only tags: every push moves a
+tag and makes the registry send a tag event. A tested build must not move a tag before
+its test passes, so ``push_by_digest`` exports the image from the engine (``docker
+save``), uploads its config and gzipped layers as blobs (skipping blobs the registry
+has) and PUTs the manifest under its digest only (the registry's event names no tag,
+so nothing deploys). ``tag_manifest`` then PUTs the same manifest bytes under each tag:
+the digest that was tested is exactly the digest every tag points at.
+
+Registry API v2 over ``requests``: basic credentials, or a bearer token fetched from
+the realm a 401 challenge names (Docker Hub, GitLab, Harbor). Only the image's own
+registry gets credentials (``builder.registry_credentials``).
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import hashlib
+import json
+import re
+import shutil
+import tarfile
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+from urllib.parse import urljoin
+
+import docker
+import requests
+
+from builder.errors import PermanentError, TransientError
+from builder.image_push import registry_host
+from builder.registry_credentials import Credentials, RegistryAccess
+
+MANIFEST_TYPE = "application/vnd.docker.distribution.manifest.v2+json"
+CONFIG_TYPE = "application/vnd.docker.container.image.v1+json"
+LAYER_TYPE = "application/vnd.docker.image.rootfs.diff.tar.gzip"
+_CHUNK = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class PushedManifest:
+    """A manifest in the registry under its digest: what ``tag_manifest`` tags."""
+
+    image: str  # host/path as the build names it
+    digest: str
+    body: bytes
+
+
+def repository_path(image: str) -> str:
+    """The repository's path in its registry: ``127.0.0.1:5000/acme/widget`` -> ``acme/widget``."""
+    host = registry_host(image)
+    if image.startswith(f"{host}/"):
+        return image[len(host) + 1:]
+    return image if "/" in image else f"library/{image}"
+
+
+class RegistryClient:
+    """Requests to one repository of one registry, answering its auth challenges."""
+
+    def __init__(self, registries: RegistryAccess, image: str, timeout: float = 60.0) -> None:
+        self.host = registry_host(image)
+        self.path = repository_path(image)
+        self.base = registries.base_url(self.host)
+        self.credentials: Credentials | None = registries.credentials_for(self.host)
+        self.timeout = timeout
+        self.http = requests.Session()
+
+    def request(self, method: str, url: str, **kwargs: Any) -> requests.Response:
+        url = urljoin(f"{self.base}/v2/{self.path}/", url)
+        try:
+            response = self.http.request(method, url, timeout=self.timeout, **kwargs)
+            if response.status_code == 401 and self._authenticate(response):
+                if hasattr(kwargs.get("data"), "seek"):
+                    kwargs["data"].seek(0)  # a file sent once already
+                response = self.http.request(method, url, timeout=self.timeout, **kwargs)
+        except requests.RequestException as exc:
+            raise TransientError(f"registry {self.host} unreachable: {type(exc).__name__}: {exc}") from None
+        if response.status_code in (401, 403):
+            hint = ("check BUILDHOOK_REGISTRY_USERNAME/PASSWORD or BUILDHOOK_REGISTRY_CREDENTIALS" if self.credentials
+                    else "buildhook sends credentials only to BUILDHOOK_REGISTRY and BUILDHOOK_TRUSTED_REGISTRIES")
+            raise PermanentError(f"registry {self.host} refused the push of {self.path} ({hint}): "
+                                 f"{response.status_code} {response.text[:200]}")
+        if response.status_code >= 500:
+            raise TransientError(f"registry {self.host} failed during the push of {self.path} "
+                                 f"(HTTP {response.status_code})")
+        return response
+
+    def _authenticate(self, challenge: requests.Response) -> bool:
+        """Answer a 401: basic credentials, or a bearer token from the challenge's realm. False if none helps."""
+        header = challenge.headers.get("WWW-Authenticate", "")
+        scheme, _space, rest = header.partition(" ")
+        if scheme.lower() == "basic" and self.credentials and self.http.auth is None:
+            self.http.auth = (self.credentials.username, self.credentials.password)
+            return True
+        if scheme.lower() != "bearer" or "Authorization" in self.http.headers:
+            return False
+        params = dict(re.findall(r'(\w+)="([^"]*)"', rest))
+        if not params.get("realm"):
+            return False
+        query = {"service": params.get("service", ""), "scope": f"repository:{self.path}:pull,push"}
+        auth = (self.credentials.username, self.credentials.password) if self.credentials else None
+        answer = requests.get(params["realm"], params=query, auth=auth, timeout=self.timeout)
+        if answer.status_code != 200:
+            return False
+        token = answer.json().get("token") or answer.json().get("access_token")
+        self.http.headers["Authorization"] = f"Bearer {token}"
+        return bool(token)
+
+    def expect(self, response: requests.Response, *codes: int) -> requests.Response:
+        if response.status_code not in codes:
+            raise TransientError(f"registry {self.host} answered {response.status_code} during the push of "
+                                 f"{self.path}: {response.text[:200]}")
+        return response
+
+    def upload_blob(self, digest: str, body: IO[bytes]) -> bool:
+        """Upload one blob unless the registry has it; True if it was uploaded."""
+        if self.request("HEAD", f"blobs/{digest}").status_code == 200:
+            return False
+        started = self.expect(self.request("POST", "blobs/uploads/"), 202)
+        location = started.headers["Location"]
+        location += ("&" if "?" in location else "?") + f"digest={digest}"
+        self.expect(self.request("PUT", location, data=body, headers={"Content-Type": "application/octet-stream"}),
+                    201)
+        return True
+
+    def put_manifest(self, reference: str, body: bytes) -> str:
+        answer = self.expect(self.request("PUT", f"manifests/{reference}", data=body,
+                                          headers={"Content-Type": MANIFEST_TYPE}), 201)
+        return answer.headers.get("Docker-Content-Digest") or _digest(body)
+
+
+def _digest(data: bytes) -> str:
+    return f"sha256:{hashlib.sha256(data).hexdigest()}"
+
+
+def push_by_digest(client: docker.DockerClient, image_id: str, image: str, registries: RegistryAccess,
+                   scratch: Path, log: Any) -> PushedManifest:
+    """Upload the engine's image ``image_id`` to ``image``'s repository under its digest only (no tag)."""
+    registry = RegistryClient(registries, image)
+    scratch.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=scratch, prefix="save-") as work:
+        saved = Path(work) / "image.tar"
+        with saved.open("wb") as out:
+            for chunk in client.api.get_image(image_id):
+                out.write(chunk)
+        with tarfile.open(saved) as archive:
+            entry = json.load(_member(archive, "manifest.json"))[0]
+            config = _member(archive, entry["Config"]).read()
+            registry.upload_blob(_digest(config), io.BytesIO(config))
+            layers = []
+            for name in entry["Layers"]:
+                digest, size, uploaded = _upload_layer(registry, _member(archive, name), Path(work))
+                layers.append({"mediaType": LAYER_TYPE, "size": size, "digest": digest})
+                log(f"{digest[7:19]} {'Pushed' if uploaded else 'Layer already exists'}")
+    manifest = json.dumps({"schemaVersion": 2, "mediaType": MANIFEST_TYPE,
+                           "config": {"mediaType": CONFIG_TYPE, "size": len(config), "digest": _digest(config)},
+                           "layers": layers}, indent=3).encode()
+    digest = registry.put_manifest(_digest(manifest), manifest)
+    log(f"Pushed {image}@{digest} (by digest, no tag yet)")
+    return PushedManifest(image=image, digest=digest, body=manifest)
+
+
+def tag_manifest(pushed: PushedManifest, tags: tuple[str, ...], registries: RegistryAccess, log: Any) -> str:
+    """Point each tag at the pushed manifest (the same bytes, so the same digest); return the digest."""
+    registry = RegistryClient(registries, pushed.image)
+    for tag in tags:
+        digest = registry.put_manifest(tag, pushed.body)
+        if digest != pushed.digest:
+            raise PermanentError(f"registry {registry.host} stored {pushed.image}:{tag} as {digest}, "
+                                 f"not the tested {pushed.digest}")
+        log(f"Tagged {pushed.image}:{tag} -> {digest}")
+    return pushed.digest
+
+
+def _member(archive: tarfile.TarFile, name: str) -> IO[bytes]:
+    found = archive.extractfile(name)
+    if found is None:
+        raise PermanentError(f"the engine's image export has no {name}")
+    return found
+
+
+def _upload_layer(registry: RegistryClient, layer: IO[bytes], work: Path) -> tuple[str, int, bool]:
+    """Gzip one layer (reproducibly: no name, no time) into a file, hash it, upload it."""
+    with tempfile.TemporaryFile(dir=work) as packed:
+        hashing = _Hashing(packed)
+        with gzip.GzipFile(fileobj=hashing, mode="wb", mtime=0, filename="") as zipped:
+            shutil.copyfileobj(layer, zipped, _CHUNK)
+        packed.seek(0)
+        digest = f"sha256:{hashing.sha.hexdigest()}"
+        return digest, hashing.size, registry.upload_blob(digest, packed)
+
+
+class _Hashing:
+    """A write-only file that hashes and counts what passes through it."""
+
+    def __init__(self, out: IO[bytes]) -> None:
+        self.out, self.sha, self.size = out, hashlib.sha256(), 0
+
+    def write(self, data: bytes) -> int:
+        self.sha.update(data)
+        self.size += len(data)
+        return self.out.write(data)
+
+    def flush(self) -> None:
+        self.out.flush()
