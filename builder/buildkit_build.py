@@ -138,7 +138,8 @@ def build_with_buildkit(client: docker.DockerClient, spec: BuildSpec, context: P
     log(f"Engine: {spec.engine.describe()}")
     progress = BuildKitProgress()
     scratch = spec.checkout.parent
-    with context_archive(context, dockerfile, spec.limits.max_context_bytes, scratch) as (archive, name, size):
+    with context_archive(context, dockerfile, spec.limits.max_context_bytes, scratch,
+                         spec.checkout.resolve()) as (archive, name, size):
         address = engine_address(client)  # the engine is contacted once the context is within its limit
         log(f"Limits: {describe_limits(spec.limits)}{apply_cap(spec.limits, spec.engine.cgroup, _is_local(address))}")
         log(f"Sending the build context to the {engine_name(client)} ({mb(size)})")
