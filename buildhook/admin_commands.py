@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 
+from builder.audit import cli_actor, record
 from builder.db import migrate
 
 
@@ -38,6 +39,7 @@ def cmd_deploy_rules_add(args: argparse.Namespace) -> int:
     with services.sessions() as session:
         rule = create_rule(session, services.box, spec, services.settings.target_policy(),
                            RegistryAccess(services.settings))
+        record(session, cli_actor(), "deploy_rule.created", f"deploy rule {rule.id}")
         session.commit()
         shown = rule_to_dict(rule)
     if args.json:
@@ -111,6 +113,7 @@ def cmd_subscriptions_add(args: argparse.Namespace) -> int:
         subscription = create_subscription(
             session, services.box, url=args.url, events=args.event, secret=args.secret, trigger_id=args.trigger,
             ref_pattern=args.ref, style=args.style, policy=services.settings.target_policy())
+        record(session, cli_actor(), "subscription.created", f"subscription {subscription.id}")
         session.commit()
         shown = subscription_to_dict(subscription)
     _print(shown) if args.json else print(f"Subscription {shown['id']}: {', '.join(shown['events'])} -> {shown['url']}")
@@ -156,6 +159,7 @@ def cmd_users_add(args: argparse.Namespace) -> int:
     services = _services()
     with services.sessions() as session:
         user = add_user(session, args.name, password, args.role)
+        record(session, cli_actor(), "user.created", f"user {user.name}")
         session.commit()
         print(f"User {user.name} ({user.role}) added")
     return 0
@@ -183,6 +187,7 @@ def cmd_users_remove(args: argparse.Namespace) -> int:
     services = _services()
     with services.sessions() as session:
         delete_user(session, args.name, acting=None)
+        record(session, cli_actor(), "user.removed", f"user {args.name}")
         session.commit()
     print(f"User {args.name} removed, with their tokens and sessions")
     return 0
@@ -197,6 +202,7 @@ def cmd_users_set_password(args: argparse.Namespace) -> int:
     services = _services()
     with services.sessions() as session:
         set_password(session, args.name, password)
+        record(session, cli_actor(), "user.password_changed", f"user {args.name}")
         session.commit()
     print(f"Password of {args.name} changed; their sessions are ended")
     return 0
@@ -208,6 +214,7 @@ def cmd_tokens_add(args: argparse.Namespace) -> int:
     services = _services()
     with services.sessions() as session:
         row, token = create_token(session, get_user(session, args.user))
+        record(session, cli_actor(), "token.created", f"token {row.id}", user=args.user)
         session.commit()
         print(f"# token {row.id} for {args.user}: shown once, keep it safe", file=sys.stderr)
         print(token)
@@ -220,6 +227,7 @@ def cmd_tokens_revoke(args: argparse.Namespace) -> int:
     services = _services()
     with services.sessions() as session:
         revoke_token(session, args.id)
+        record(session, cli_actor(), "token.revoked", f"token {args.id}")
         session.commit()
     print(f"Token {args.id} revoked")
     return 0

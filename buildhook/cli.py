@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 from typing import Sequence
 
+from builder.audit import cli_actor, record
 from builder.db import make_engine, make_sessionmaker, migrate
 from builder.errors import BuildhookError, InputError, TransientError
 from builder.rules import RuleSpec
@@ -157,6 +158,7 @@ def cmd_triggers_add(args: argparse.Namespace) -> int:
     with sessions() as session:
         trigger = create_trigger(session, SecretBox(settings.secret_key), spec, settings.registry,
                                  allow_file_clones=settings.allow_file_clones)
+        record(session, cli_actor(), "trigger.created", f"trigger {trigger.id}")
         session.commit()
         shown = trigger_to_dict(trigger, settings.public_url)
     if args.json:

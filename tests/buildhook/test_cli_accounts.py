@@ -69,3 +69,20 @@ def test_tokens_add_prints_a_token_once_and_list_and_revoke_follow(env, tmp_path
     assert f"Token {token_id} revoked" in ok(["tokens", "revoke", token_id], env, tmp_path)
     assert "revoked" in ok(["tokens", "list"], env, tmp_path)
     assert client.get("/api/builds", headers={"Authorization": f"Bearer {token}"}).status_code == 401
+
+
+def test_the_commands_changes_are_in_the_audit_log(env, tmp_path):
+    from builder.settings import Settings
+    from webhooks import create_app
+
+    ok(["users", "add", "ada", "--role", "admin", "--password", PASSWORD], env, tmp_path)
+    ok(["users", "add", "vic", "--role", "viewer", "--password", PASSWORD], env, tmp_path)
+    token = ok(["tokens", "add", "--user", "ada"], env, tmp_path).strip()
+    ok(["users", "remove", "vic"], env, tmp_path)
+    client = create_app(Settings.from_env(env)).test_client()
+    entries = client.get("/api/audit", headers={"Authorization": f"Bearer {token}"}).json["audit"]
+    seen = [(e["action"], e["subject"]) for e in reversed(entries)]
+    assert seen[:2] == [("user.created", "user ada"), ("user.created", "user vic")]
+    assert seen[2][0] == "token.created" and seen[3] == ("user.removed", "user vic")
+    assert all(e["actor"].startswith("cli") for e in entries)
+    assert token not in str(entries)
