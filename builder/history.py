@@ -338,12 +338,17 @@ def deliveries_page(session: Session, trigger: Trigger, before: int | None = Non
     """A page of ``recent_deliveries``, the builds each started (by delivery id), and the next cursor."""
     rows = recent_deliveries(session, trigger, limit + 1, before)
     page, next_cursor = (rows[:limit], rows[limit - 1].id) if len(rows) > limit else (rows, None)
-    started: dict[int, list[int]] = {row.id: [] for row in page}
-    if page:
+    return page, builds_started(session, page), next_cursor
+
+
+def builds_started(session: Session, deliveries: list[Delivery]) -> dict[int, list[int]]:
+    """The ids of the builds each delivery started, by delivery id (one query)."""
+    started: dict[int, list[int]] = {row.id: [] for row in deliveries}
+    if started:
         for delivery_id, build_id in session.execute(select(Build.delivery_id, Build.id).where(
                 Build.delivery_id.in_(list(started))).order_by(Build.id)):
             started[delivery_id].append(build_id)
-    return page, started, next_cursor
+    return started
 
 
 def inbound_delivery_to_dict(delivery: Delivery, builds: list[int]) -> dict[str, Any]:

@@ -12,6 +12,15 @@
   var FOLD_END = /^(Successfully built |Successfully tagged |Layer cache: |Built |Pushed |Building |Succeeded: |FAILED: |Cancelled|Transient failure|A cancel request came)/;
   var ERROR_LINE = /\bERROR\b|\bFAILED\b|returned a non-zero code|^error: |^fatal: /;
 
+  function announce(message) {
+    var box = document.getElementById("messages");
+    if (!box) return;
+    var line = document.createElement("p");
+    line.className = "flash";
+    line.textContent = message;
+    box.replaceChildren(line);
+  }
+
   function notice(message) {
     var box = document.getElementById("notice");
     if (!box) { window.alert(message); return; }
@@ -81,13 +90,25 @@
     });
   }
 
-  // --- buttons that POST (Rebuild, Cancel, Redeliver) --------------------------------------
-  function post(button) {
-    var question = button.getAttribute("data-confirm");
-    if (question && !window.confirm(question)) return;
+  // --- forms that change something (Rebuild, Cancel, Redeliver, Disable, Delete) -----------
+  // Without JavaScript each is a plain form: the server asks for a confirmation on a page of its
+  // own and answers with a redirect. Here confirm() asks instead, and a form with data-api is
+  // sent to the JSON API so the page stays (the live log keeps streaming).
+  document.querySelectorAll("[data-copy][hidden]").forEach(function (button) { button.hidden = false; });
+
+  function confirmed(form) {
+    var input = document.createElement("input");
+    input.type = "hidden";
+    input.name = "confirmed";
+    input.value = "1";
+    form.appendChild(input);
+  }
+
+  function sendToApi(form) {
+    var button = form.querySelector("button[type=submit]");
     button.disabled = true;
     button.classList.add("busy");
-    fetch(button.getAttribute("data-post"), {
+    fetch(form.getAttribute("data-api"), {
       method: "POST",
       credentials: "same-origin",
       headers: { "X-CSRF-Token": CSRF, "Accept": "application/json" }
@@ -98,7 +119,7 @@
         if (!response.ok) {
           throw new Error((body && body.error) || ("the server answered " + response.status));
         }
-        var then = button.getAttribute("data-then");
+        var then = form.getAttribute("data-then");
         if (then === "build") {
           var build = body && (body.build || (body.builds && body.builds[0]) || body);
           if (build && build.id) { window.location.assign("/builds/" + build.id); return; }
@@ -118,7 +139,7 @@
   }
 
   document.addEventListener("click", function (event) {
-    var target = event.target.closest ? event.target.closest("[data-copy], [data-post], [data-folds]") : null;
+    var target = event.target.closest ? event.target.closest("[data-copy], [data-folds]") : null;
     if (!target) return;
     if (target.hasAttribute("data-copy")) {
       event.preventDefault();
@@ -126,11 +147,9 @@
         var label = target.textContent;
         target.textContent = "Copied";
         target.classList.add("copied");
+        announce("Copied to the clipboard.");
         setTimeout(function () { target.textContent = label; target.classList.remove("copied"); }, 1500);
       }, function () { notice("Could not copy: select the text and copy it by hand."); });
-    } else if (target.hasAttribute("data-post")) {
-      event.preventDefault();
-      post(target);
     } else if (target.hasAttribute("data-folds")) {
       var open = target.getAttribute("data-folds") === "open";
       document.querySelectorAll("#log details.fold").forEach(function (fold) { fold.open = open; });
@@ -138,8 +157,17 @@
   });
 
   document.addEventListener("submit", function (event) {
-    var question = event.target.getAttribute && event.target.getAttribute("data-confirm");
-    if (question && !window.confirm(question)) event.preventDefault();
+    var form = event.target;
+    if (!form.getAttribute) return;
+    var question = form.getAttribute("data-confirm");
+    if (question) {
+      if (!window.confirm(question)) { event.preventDefault(); return; }
+      confirmed(form);
+    }
+    if (form.hasAttribute("data-api")) {
+      event.preventDefault();
+      sendToApi(form);
+    }
   });
 
   // --- parts of the page that follow the build's state ------------------------------------

@@ -146,4 +146,4 @@ def _follow(sessions, build_id: int, after: int, lifetime: float) -> Iterator[st
         time.sleep(STREAM_POLL_SECONDS)
 
 
-from webhooks import pages_ops, pages_triggers  # noqa: E402,F401  (their views join the blueprint)
+from webhooks import page_actions, pages_inbound, pages_ops, pages_triggers  # noqa: E402,F401  (their views join the blueprint)

@@ -15,6 +15,7 @@ from urllib.parse import urlsplit, urlunsplit
 from flask import Blueprint, jsonify, render_template, request, send_from_directory
 from markupsafe import Markup
 
+from builder.builds import started_by_text
 from builder.clone import redact_url
 from builder.errors import InputError
 from builder.history import commit_url, is_active, is_error_line, repository_web_url
@@ -170,7 +171,7 @@ def register_filters(state: Any) -> None:
                                  shown_url=shown_url, short_digest=short_digest)
     app.jinja_env.globals.update(pill=pill, asset=asset, commit_url=commit_url, build_seconds=build_seconds,
                                  repository_web_url=repository_web_url, is_active=is_active,
-                                 is_error_line=is_error_line)
+                                 is_error_line=is_error_line, started_by_text=started_by_text)
 
 
 bp.record_once(register_filters)
