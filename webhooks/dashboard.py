@@ -47,9 +47,9 @@ def history():  # type: ignore[no-untyped-def]
     try:
         filters = HistoryFilter.from_args(request.args)
         before = _cursor("before")
-    except InputError as exc:
+    except InputError as exc:  # the message, the form as sent, and no builds: not every build under it
         filters, before, error = HistoryFilter(), None, str(exc)
-    builds, next_cursor = history_page(session, filters, before=before)
+    builds, next_cursor = history_page(session, filters, before=before) if error is None else ([], None)
     template = "_history_rows.html" if request.args.get("partial") == "rows" else "history.html"
     return render_template(template, builds=builds, next_cursor=next_cursor, filters=filters, before=before,
                            triggers=triggers, error=error), (400 if error else 200)
