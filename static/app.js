@@ -6,12 +6,6 @@
   var csrfMeta = document.querySelector('meta[name="csrf-token"]');
   var CSRF = csrfMeta ? csrfMeta.content : "";
 
-  // The same rules as builder/history.py (fold_log, is_error_line).
-  var STEP_START = /^Step \d+\/\d+ : /;
-  var PUSH_START = /^Pushing \S+/;
-  var FOLD_END = /^(Successfully built |Successfully tagged |Layer cache: |Built |Pushed |Building |Succeeded: |FAILED: |Cancelled|Transient failure|A cancel request came)/;
-  var ERROR_LINE = /\bERROR\b|\bFAILED\b|returned a non-zero code|^error: |^fatal: /;
-
   function announce(message) {
     var box = document.getElementById("messages");
     if (!box) return;
@@ -217,106 +211,6 @@
     }, 5000);
   }
 
-  // --- the build log, live ---------------------------------------------------------------------
-  var log = document.getElementById("log");
-  if (!log) return;
-  var count = document.getElementById("log-count");
-  var status = document.getElementById("log-status");
-  var lastSeq = parseInt(log.getAttribute("data-last") || "0", 10) || 0;
-  var lastChild = log.lastElementChild;
-  var fold = lastChild && lastChild.matches("details.fold") ? lastChild : null;
-  var pending = [];
-  var scheduled = false;
-
-  function makeLine(seq, text) {
-    var line = document.createElement("div");
-    line.className = "line new" + (ERROR_LINE.test(text) ? " err" : "");
-    line.setAttribute("data-seq", String(seq));
-    line.textContent = text;
-    return line;
-  }
-
-  function foldCount(details) {
-    var badge = details.querySelector(":scope > summary .fold-count");
-    if (badge) badge.textContent = String(details.querySelectorAll(":scope > .line").length);
-  }
-
-  function append(seq, text) {
-    var empty = log.querySelector(".log-empty");
-    if (empty) empty.remove();
-    if (STEP_START.test(text) || PUSH_START.test(text)) {
-      if (fold && !fold.classList.contains("fold-error")) fold.open = false;  // the finished step folds away
-      fold = document.createElement("details");
-      fold.className = "fold";
-      fold.open = true;
-      var summary = document.createElement("summary");
-      summary.appendChild(makeLine(seq, text));
-      var badge = document.createElement("span");
-      badge.className = "fold-count";
-      badge.textContent = "0";
-      summary.appendChild(badge);
-      fold.appendChild(summary);
-      log.appendChild(fold);
-      return;
-    }
-    if (fold && FOLD_END.test(text)) {
-      if (!fold.classList.contains("fold-error")) fold.open = false;
-      fold = null;
-    }
-    var line = makeLine(seq, text);
-    if (fold) {
-      fold.appendChild(line);
-      if (line.classList.contains("err")) { fold.classList.add("fold-error"); fold.open = true; }
-      foldCount(fold);
-    } else {
-      log.appendChild(line);
-    }
-  }
-
-  function flush() {
-    scheduled = false;
-    if (!pending.length) return;
-    var follow = log.scrollHeight - log.scrollTop - log.clientHeight < 80;
-    pending.forEach(function (item) { append(item[0], item[1]); });
-    pending = [];
-    if (count) count.textContent = String(log.querySelectorAll(".line").length);
-    if (follow) log.scrollTop = log.scrollHeight;
-  }
-
-  function setStatus(text, live) {
-    if (!status) return;
-    status.textContent = text;
-    status.classList.toggle("live", !!live);
-  }
-
-  var streamUrl = log.getAttribute("data-stream");
-  if (!streamUrl || !window.EventSource) return;
-  log.scrollTop = log.scrollHeight;
-  var currentState = null;
-  var heading = document.querySelector("#build-head .pill");
-  if (heading) currentState = heading.getAttribute("data-state");
-  var source = new EventSource(streamUrl + (streamUrl.indexOf("?") < 0 ? "?" : "&") + "after=" + lastSeq);
-  setStatus("live", true);
-  source.onopen = function () { setStatus("live", true); };
-  source.onmessage = function (event) {
-    var seq = parseInt(event.lastEventId, 10);
-    if (!(seq > lastSeq)) return;  // already shown (a reconnect overlaps)
-    lastSeq = seq;
-    pending.push([seq, event.data]);
-    if (!scheduled) { scheduled = true; window.requestAnimationFrame(flush); }
-  };
-  source.addEventListener("state", function (event) {
-    var state = JSON.parse(event.data).state;
-    if (state !== currentState) { currentState = state; refreshLive(); }
-  });
-  source.addEventListener("end", function (event) {
-    source.close();
-    flush();
-    var state = JSON.parse(event.data).state;
-    setStatus(state ? "finished: " + state : "", false);
-    refreshLive();
-  });
-  source.onerror = function () {
-    if (source.readyState !== EventSource.CLOSED) setStatus("reconnecting…", false);
-  };
+  // the build page's log (static/log.js) uses these
+  window.buildhook = { refreshLive: refreshLive, announce: announce, notice: notice, tickSince: tickSince };
 })();

@@ -21,6 +21,7 @@ from builder.clone import redact_url
 from builder.errors import InputError
 from builder.history import commit_url, is_active, is_error_line, repository_web_url
 from builder.models import Build
+from webhooks.log_render import ansi_html
 from webhooks.static_assets import asset, serve_static_files
 
 bp = Blueprint("dashboard", __name__)
@@ -92,6 +93,11 @@ def utc(value: datetime | None) -> str:
     return value.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC") if value else ""
 
 
+def clock(value: datetime | None) -> str:
+    """``15:48:12``, UTC: a log line's time."""
+    return value.astimezone(timezone.utc).strftime("%H:%M:%S") if value else ""
+
+
 def iso(value: datetime | None) -> str:
     return value.astimezone(timezone.utc).isoformat() if value else ""
 
@@ -145,6 +151,7 @@ def register_filters(state: Any) -> None:
     app.jinja_env.globals.update(pill=pill, asset=asset, commit_url=commit_url, build_seconds=build_seconds,
                                  repository_web_url=repository_web_url, is_active=is_active,
                                  is_error_line=is_error_line, started_by_text=started_by_text)
+    app.jinja_env.filters.update(ansi_html=ansi_html, clock=clock)
 
 
 bp.record_once(register_filters)

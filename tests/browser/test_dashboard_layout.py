@@ -25,6 +25,7 @@ VIEWPORTS = {"desktop": {"width": 1366, "height": 900}, "phone": {"width": 390, 
 SECRET = "layout-webhook-secret"
 FAILING_LOG = [
     "Fetching https://github.com/acme/x.git at main",
+    *[f"\x1b[2mdownloading layer {n} of 60\x1b[0m" for n in range(1, 61)],
     "Step 1/3 : FROM scratch",
     " ---> Using cache",
     "Step 2/3 : COPY busybox /bin/busybox",
@@ -147,5 +148,51 @@ def test_every_page_fits_the_screen_shows_its_navigation_and_passes_axe(chromium
             if path == "/no/such/page":  # the browser reports the page's own 404 status
                 problems[:] = [p for p in problems if "status of 404" not in p]
             assert problems == [], (path, problems)  # e.g. "Refused to ... Content Security Policy"
+    finally:
+        context.close()
+
+
+@pytest.mark.parametrize("size", list(VIEWPORTS))
+def test_a_failed_log_opens_at_its_error_links_lines_renders_colours_and_searches(chromium, web_server, seeded, size):
+    viewport = VIEWPORTS[size]
+    context = chromium.new_context(viewport=viewport)  # type: ignore[attr-defined]
+    page = context.new_page()
+    page.set_default_timeout(20_000)
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    try:
+        sign_in(page, web_server, seeded)
+        build = seeded["builds"]["failed"]
+        error_seq = next(n for n, text in enumerate(FAILING_LOG, 1) if text.startswith("\x1b[91m"))
+        page.goto(f"{web_server}/builds/{build}")
+        page.wait_for_load_state("load")
+        error_line = page.locator(f"#L{error_seq}")
+        assert "err" in error_line.get_attribute("class")
+        coloured = error_line.locator(".text .ansi91")
+        assert coloured.inner_text() == "ERROR: tests failed"
+        assert page.evaluate("() => getComputedStyle(document.querySelector('#L%d .ansi91')).color" % error_seq) \
+            == "rgb(255, 161, 152)"
+        assert "<script>" in page.locator(f"#L{error_seq + 1} .text").inner_text()  # shown as text, never run
+        # the log box scrolled to the failing line; the page itself stays at the top
+        assert page.evaluate("() => document.getElementById('log').scrollTop") > 0
+        box = page.locator("#log").bounding_box()
+        line = error_line.bounding_box()
+        assert box["y"] <= line["y"] and line["y"] + line["height"] <= box["y"] + box["height"]
+        assert page.evaluate("() => window.scrollY") == 0
+        page.screenshot(path=str(ARTIFACTS / f"log-{size}-failed.png"), full_page=True)
+        # a link to a line inside a closed fold opens it and shows the line
+        hidden = FAILING_LOG.index(" ---> Using cache") + 1
+        assert not page.locator(f"#L{hidden}").is_visible()
+        page.goto(f"{web_server}/builds/{build}#L{hidden}")
+        assert page.locator(f"#L{hidden}").is_visible()
+        assert page.evaluate(f"() => document.querySelector('#L{hidden}').matches(':target')")
+        # the search filters in place
+        page.fill("#log-search", "layer 42 of")
+        assert page.locator("#log .line:not(.miss)").count() == 1
+        page.fill("#log-search", "tests failed")
+        visible = page.locator("#log .line:not(.miss) .text").all_inner_texts()
+        assert any("ERROR: tests failed" in text for text in visible) and len(visible) == 2
+        assert "2 of" in page.locator("#log-matches").inner_text()
+        assert errors == [], errors
     finally:
         context.close()
