@@ -678,7 +678,7 @@ def test_no_page_shows_a_secret(app, client, admin_token):
                                      url=f"https://hooks.example.com/ci?token={secrets['query']}",
                                      secret_enc=box.seal(secrets["outbound"]), state="succeeded", attempts=1))
         session.commit()
-    pages = ["/", f"/?trigger={trigger.id}", f"/builds/{build_id}", "/triggers", f"/triggers/{trigger.id}",
+    pages = ["/", f"/?trigger={trigger.id}", f"/builds/{build_id}", "/triggers", f"/triggers/{trigger.id}", "/inbound",
              "/triggers/new", "/deployments", "/deliveries", "/overview", f"/?trigger={trigger.id}&partial=rows"]
     for path in pages:
         response = client.get(path)
