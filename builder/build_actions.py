@@ -63,13 +63,14 @@ def _update(session: Session, build_id: int, *where: object, **values: object) -
     return result.rowcount == 1
 
 
-def rebuild(session: Session, build_id: int, settings: Settings) -> Build:
+def rebuild(session: Session, build_id: int, settings: Settings, by: str | None = None) -> Build:
     """A new queued build like ``build_id`` (unsaved until the caller commits; not dispatched).
 
     Raises ``Conflict`` when the build's trigger was deleted or is disabled: the trigger
     holds the clone credentials, and its clone URL is used as it is now (``InputError`` when it
     is not allowed; ``settings``: BUILDHOOK_ALLOW_FILE_CLONES). The image name is copied as
     built, already qualified with the registry.
+    ``by``: the person rebuilding it (``started_by``).
     """
     old = get_build(session, build_id)
     trigger = old.trigger
@@ -101,6 +102,9 @@ def rebuild(session: Session, build_id: int, settings: Settings) -> Build:
         ignored_files=[],
         state=BuildState.QUEUED.value,
         created_at=utcnow(),
+        origin="rebuild",
+        started_by=by,
+        rebuild_of=old.id,
     )
     session.add(build)
     session.flush()

@@ -46,7 +46,25 @@ def build_to_dict(build: Build) -> dict[str, Any]:
         "pushing_at": _iso(build.pushing_at),
         "finished_at": _iso(build.finished_at),
         "cancel_requested": build.cancel_requested_at is not None,
+        "origin": build.origin,
+        "started_by": build.started_by,
+        "rebuild_of": build.rebuild_of,
     }
+
+
+ORIGINS = ("push", "manual", "rebuild", "schedule")
+
+
+def started_by_text(build: Build) -> str:
+    """What started the build, in words: ``push``, ``manual run by ada``, ``rebuild of #12 by ada``."""
+    who = f" by {build.started_by}" if build.started_by else ""
+    if build.origin == "manual":
+        return f"manual run{who}"
+    if build.origin == "rebuild":
+        return f"rebuild of #{build.rebuild_of}{who}" if build.rebuild_of else f"rebuild{who}"
+    if build.origin == "schedule":
+        return "schedule"
+    return f"push{' by ' + build.author if build.author else ''}"
 
 
 def list_builds(session: Session, limit: int = 50, before: int | None = None,

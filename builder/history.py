@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from builder.ansi import strip_ansi
 from builder.errors import InputError
 from builder.ids import is_id
 from builder.models import Build, BuildLogLine, Delivery, Trigger
@@ -276,7 +277,8 @@ ERROR_LINE = re.compile(r"\bERROR\b|\bFAILED\b|returned a non-zero code|^error: 
 
 
 def is_error_line(text: str) -> bool:
-    return bool(ERROR_LINE.search(text))
+    """Whether a line reports an error, read without its colour codes."""
+    return bool(ERROR_LINE.search(strip_ansi(text)))
 
 
 @dataclass
@@ -296,11 +298,12 @@ def fold_log(lines: Iterable[BuildLogLine]) -> list[LogGroup]:
     groups: list[LogGroup] = []
     current: LogGroup | None = None
     for line in lines:
-        if STEP_START.match(line.text) or PUSH_START.match(line.text):
+        text = strip_ansi(line.text)
+        if STEP_START.match(text) or PUSH_START.match(text):
             current = LogGroup(head=line)
             groups.append(current)
             continue
-        if current is not None and FOLD_END.match(line.text):
+        if current is not None and FOLD_END.match(text):
             current = None
         if current is None:
             if not groups or groups[-1].head is not None:
@@ -338,12 +341,17 @@ def deliveries_page(session: Session, trigger: Trigger, before: int | None = Non
     """A page of ``recent_deliveries``, the builds each started (by delivery id), and the next cursor."""
     rows = recent_deliveries(session, trigger, limit + 1, before)
     page, next_cursor = (rows[:limit], rows[limit - 1].id) if len(rows) > limit else (rows, None)
-    started: dict[int, list[int]] = {row.id: [] for row in page}
-    if page:
+    return page, builds_started(session, page), next_cursor
+
+
+def builds_started(session: Session, deliveries: list[Delivery]) -> dict[int, list[int]]:
+    """The ids of the builds each delivery started, by delivery id (one query)."""
+    started: dict[int, list[int]] = {row.id: [] for row in deliveries}
+    if started:
         for delivery_id, build_id in session.execute(select(Build.delivery_id, Build.id).where(
                 Build.delivery_id.in_(list(started))).order_by(Build.id)):
             started[delivery_id].append(build_id)
-    return page, started, next_cursor
+    return started
 
 
 def inbound_delivery_to_dict(delivery: Delivery, builds: list[int]) -> dict[str, Any]:

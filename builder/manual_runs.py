@@ -135,8 +135,10 @@ def start_run(
     branch: str | None = None,
     tag: str | None = None,
     sha: str | None = None,
+    by: str | None = None,
 ) -> list[Build]:
     """Plan, record and commit the builds of one manual run; return them (not yet dispatched).
+    ``by``: who ran it (the builds' ``started_by``; the command line leaves it empty).
 
     ``git ls-remote`` runs with the trigger's clone credentials, as the worker's fetch does.
     """
@@ -161,7 +163,7 @@ def start_run(
         before=None,
     )
     plan = plan_builds(session, trigger, event, settings)
-    what = f"manual run of {resolved.ref_type} {resolved.ref_name!r} at {event.short_sha}"
+    what = f"manual run of {resolved.ref_type} {resolved.ref_name!r} at {event.short_sha}" + (f" by {by}" if by else "")
     if not plan.builds:
         session.rollback()  # undo any superseding: nothing replaces those builds
         reason = "; ".join(plan.notes) or "nothing to build"
@@ -173,6 +175,8 @@ def start_run(
     session.flush()
     for build in plan.builds:
         build.delivery_id = delivery.id
+        build.origin = "manual"
+        build.started_by = by
     session.add_all(plan.builds)
     session.commit()
     return plan.builds

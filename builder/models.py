@@ -20,6 +20,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -89,6 +90,8 @@ class Trigger(Base):
     ssh_known_hosts: Mapped[str | None] = mapped_column(Text)
     # Seconds a build may run before it is stopped and failed; None: BUILDHOOK_BUILD_TIMEOUT.
     build_timeout: Mapped[int | None] = mapped_column(Integer)
+    # Its status badge (/badge/<id>.svg) answers without sign-in.
+    public_badge: Mapped[bool] = mapped_column(default=False, server_default=false())
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
     builds: Mapped[list["Build"]] = relationship(back_populates="trigger")
@@ -199,6 +202,11 @@ class Build(Base):
     # (builder/reaper.py) requeues or fails a running build whose heartbeat is older than its TTL.
     worker: Mapped[str | None] = mapped_column(String(255))
     heartbeat_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # What started it: "push", "manual" (a run now), "rebuild" (of build rebuild_of), "schedule";
+    # started_by: the person who ran or rebuilt it.
+    origin: Mapped[str] = mapped_column(String(16), default="push", server_default="push")
+    started_by: Mapped[str | None] = mapped_column(String(255))
+    rebuild_of: Mapped[int | None] = mapped_column(Integer)
 
     trigger: Mapped[Trigger | None] = relationship(back_populates="builds")
     log_lines: Mapped[list["BuildLogLine"]] = relationship(

@@ -6,11 +6,14 @@
   var csrfMeta = document.querySelector('meta[name="csrf-token"]');
   var CSRF = csrfMeta ? csrfMeta.content : "";
 
-  // The same rules as builder/history.py (fold_log, is_error_line).
-  var STEP_START = /^Step \d+\/\d+ : /;
-  var PUSH_START = /^Pushing \S+/;
-  var FOLD_END = /^(Successfully built |Successfully tagged |Layer cache: |Built |Pushed |Building |Succeeded: |FAILED: |Cancelled|Transient failure|A cancel request came)/;
-  var ERROR_LINE = /\bERROR\b|\bFAILED\b|returned a non-zero code|^error: |^fatal: /;
+  function announce(message) {
+    var box = document.getElementById("messages");
+    if (!box) return;
+    var line = document.createElement("p");
+    line.className = "flash";
+    line.textContent = message;
+    box.replaceChildren(line);
+  }
 
   function notice(message) {
     var box = document.getElementById("notice");
@@ -81,13 +84,25 @@
     });
   }
 
-  // --- buttons that POST (Rebuild, Cancel, Redeliver) --------------------------------------
-  function post(button) {
-    var question = button.getAttribute("data-confirm");
-    if (question && !window.confirm(question)) return;
+  // --- forms that change something (Rebuild, Cancel, Redeliver, Disable, Delete) -----------
+  // Without JavaScript each is a plain form: the server asks for a confirmation on a page of its
+  // own and answers with a redirect. Here confirm() asks instead, and a form with data-api is
+  // sent to the JSON API so the page stays (the live log keeps streaming).
+  document.querySelectorAll("[data-copy][hidden]").forEach(function (button) { button.hidden = false; });
+
+  function confirmed(form) {
+    var input = document.createElement("input");
+    input.type = "hidden";
+    input.name = "confirmed";
+    input.value = "1";
+    form.appendChild(input);
+  }
+
+  function sendToApi(form) {
+    var button = form.querySelector("button[type=submit]");
     button.disabled = true;
     button.classList.add("busy");
-    fetch(button.getAttribute("data-post"), {
+    fetch(form.getAttribute("data-api"), {
       method: "POST",
       credentials: "same-origin",
       headers: { "X-CSRF-Token": CSRF, "Accept": "application/json" }
@@ -98,7 +113,7 @@
         if (!response.ok) {
           throw new Error((body && body.error) || ("the server answered " + response.status));
         }
-        var then = button.getAttribute("data-then");
+        var then = form.getAttribute("data-then");
         if (then === "build") {
           var build = body && (body.build || (body.builds && body.builds[0]) || body);
           if (build && build.id) { window.location.assign("/builds/" + build.id); return; }
@@ -118,7 +133,7 @@
   }
 
   document.addEventListener("click", function (event) {
-    var target = event.target.closest ? event.target.closest("[data-copy], [data-post], [data-folds]") : null;
+    var target = event.target.closest ? event.target.closest("[data-copy], [data-folds]") : null;
     if (!target) return;
     if (target.hasAttribute("data-copy")) {
       event.preventDefault();
@@ -126,11 +141,9 @@
         var label = target.textContent;
         target.textContent = "Copied";
         target.classList.add("copied");
+        announce("Copied to the clipboard.");
         setTimeout(function () { target.textContent = label; target.classList.remove("copied"); }, 1500);
       }, function () { notice("Could not copy: select the text and copy it by hand."); });
-    } else if (target.hasAttribute("data-post")) {
-      event.preventDefault();
-      post(target);
     } else if (target.hasAttribute("data-folds")) {
       var open = target.getAttribute("data-folds") === "open";
       document.querySelectorAll("#log details.fold").forEach(function (fold) { fold.open = open; });
@@ -138,8 +151,17 @@
   });
 
   document.addEventListener("submit", function (event) {
-    var question = event.target.getAttribute && event.target.getAttribute("data-confirm");
-    if (question && !window.confirm(question)) event.preventDefault();
+    var form = event.target;
+    if (!form.getAttribute) return;
+    var question = form.getAttribute("data-confirm");
+    if (question) {
+      if (!window.confirm(question)) { event.preventDefault(); return; }
+      confirmed(form);
+    }
+    if (form.hasAttribute("data-api")) {
+      event.preventDefault();
+      sendToApi(form);
+    }
   });
 
   // --- parts of the page that follow the build's state ------------------------------------
@@ -189,106 +211,6 @@
     }, 5000);
   }
 
-  // --- the build log, live ---------------------------------------------------------------------
-  var log = document.getElementById("log");
-  if (!log) return;
-  var count = document.getElementById("log-count");
-  var status = document.getElementById("log-status");
-  var lastSeq = parseInt(log.getAttribute("data-last") || "0", 10) || 0;
-  var lastChild = log.lastElementChild;
-  var fold = lastChild && lastChild.matches("details.fold") ? lastChild : null;
-  var pending = [];
-  var scheduled = false;
-
-  function makeLine(seq, text) {
-    var line = document.createElement("div");
-    line.className = "line new" + (ERROR_LINE.test(text) ? " err" : "");
-    line.setAttribute("data-seq", String(seq));
-    line.textContent = text;
-    return line;
-  }
-
-  function foldCount(details) {
-    var badge = details.querySelector(":scope > summary .fold-count");
-    if (badge) badge.textContent = String(details.querySelectorAll(":scope > .line").length);
-  }
-
-  function append(seq, text) {
-    var empty = log.querySelector(".log-empty");
-    if (empty) empty.remove();
-    if (STEP_START.test(text) || PUSH_START.test(text)) {
-      if (fold && !fold.classList.contains("fold-error")) fold.open = false;  // the finished step folds away
-      fold = document.createElement("details");
-      fold.className = "fold";
-      fold.open = true;
-      var summary = document.createElement("summary");
-      summary.appendChild(makeLine(seq, text));
-      var badge = document.createElement("span");
-      badge.className = "fold-count";
-      badge.textContent = "0";
-      summary.appendChild(badge);
-      fold.appendChild(summary);
-      log.appendChild(fold);
-      return;
-    }
-    if (fold && FOLD_END.test(text)) {
-      if (!fold.classList.contains("fold-error")) fold.open = false;
-      fold = null;
-    }
-    var line = makeLine(seq, text);
-    if (fold) {
-      fold.appendChild(line);
-      if (line.classList.contains("err")) { fold.classList.add("fold-error"); fold.open = true; }
-      foldCount(fold);
-    } else {
-      log.appendChild(line);
-    }
-  }
-
-  function flush() {
-    scheduled = false;
-    if (!pending.length) return;
-    var follow = log.scrollHeight - log.scrollTop - log.clientHeight < 80;
-    pending.forEach(function (item) { append(item[0], item[1]); });
-    pending = [];
-    if (count) count.textContent = String(log.querySelectorAll(".line").length);
-    if (follow) log.scrollTop = log.scrollHeight;
-  }
-
-  function setStatus(text, live) {
-    if (!status) return;
-    status.textContent = text;
-    status.classList.toggle("live", !!live);
-  }
-
-  var streamUrl = log.getAttribute("data-stream");
-  if (!streamUrl || !window.EventSource) return;
-  log.scrollTop = log.scrollHeight;
-  var currentState = null;
-  var heading = document.querySelector("#build-head .pill");
-  if (heading) currentState = heading.getAttribute("data-state");
-  var source = new EventSource(streamUrl + (streamUrl.indexOf("?") < 0 ? "?" : "&") + "after=" + lastSeq);
-  setStatus("live", true);
-  source.onopen = function () { setStatus("live", true); };
-  source.onmessage = function (event) {
-    var seq = parseInt(event.lastEventId, 10);
-    if (!(seq > lastSeq)) return;  // already shown (a reconnect overlaps)
-    lastSeq = seq;
-    pending.push([seq, event.data]);
-    if (!scheduled) { scheduled = true; window.requestAnimationFrame(flush); }
-  };
-  source.addEventListener("state", function (event) {
-    var state = JSON.parse(event.data).state;
-    if (state !== currentState) { currentState = state; refreshLive(); }
-  });
-  source.addEventListener("end", function (event) {
-    source.close();
-    flush();
-    var state = JSON.parse(event.data).state;
-    setStatus(state ? "finished: " + state : "", false);
-    refreshLive();
-  });
-  source.onerror = function () {
-    if (source.readyState !== EventSource.CLOSED) setStatus("reconnecting…", false);
-  };
+  // the build page's log (static/log.js) uses these
+  window.buildhook = { refreshLive: refreshLive, announce: announce, notice: notice, tickSince: tickSince };
 })();

@@ -96,6 +96,7 @@ def create_app(settings: Settings | None = None) -> Flask:
 
     from workers.celery_app import celery_init_app
     from webhooks import api, auth, build_actions, dashboard, deploy_api, errors, hooks, openapi, registry
+    from webhooks import security_headers
 
     from webhooks import environments_api
 
@@ -111,6 +112,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.register_blueprint(dashboard.bp)
     errors.register(app)
     auth.register(app)
+    security_headers.register(app, https=settings.public_url.startswith("https://"))
 
     @app.get("/healthz")
     def healthz() -> dict[str, str]:

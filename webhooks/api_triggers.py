@@ -16,6 +16,7 @@ from builder.outbox import dispatch
 from builder.triggers import (TriggerEdit, TriggerSpec, create_trigger, delete_trigger, get_trigger, trigger_to_dict,
                               update_trigger)
 from webhooks.api import bp, int_arg, page_size
+from webhooks.auth import current_user
 from webhooks.context import db, services
 
 
@@ -80,6 +81,7 @@ def triggers_run(trigger_id: int):  # type: ignore[no-untyped-def]
     choice = run_request(request.get_json(silent=True))
     session = db()
     trigger = get_trigger(session, trigger_id)
-    builds = start_run(session, trigger, ctx.settings, **choice)
+    user = current_user()
+    builds = start_run(session, trigger, ctx.settings, **choice, by=user.name if user is not None else None)
     dispatch(ctx.sessions, ctx.send, [build.id for build in builds])
     return jsonify({"builds": [build_to_dict(build) for build in builds]}), 201

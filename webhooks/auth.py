@@ -116,10 +116,10 @@ def _client_address() -> str:
     return request.remote_addr or "unknown"
 
 
-def _too_many(wait: int) -> Any:
+def _too_many(wait: int, name: str) -> Any:
     minutes = f"{wait // 60} min {wait % 60} s" if wait >= 60 else f"{wait} s"
     error = (f"Too many failed sign-ins for this user or from this address: try again in {minutes}.")
-    return render_template("login.html", error=error), 429, {"Retry-After": str(wait)}
+    return render_template("login.html", error=error, name=name), 429, {"Retry-After": str(wait)}
 
 
 def _sign_in(name: str, password: str) -> Any:
@@ -128,11 +128,11 @@ def _sign_in(name: str, password: str) -> Any:
     wait = claim_attempt(db(), name, address)
     if wait is not None:
         db().rollback()
-        return _too_many(wait)
+        return _too_many(wait, name)
     db().commit()  # the attempt counts as a failure until the password proves right
     user = authenticate(db(), name, password)
     if user is None:
-        return render_template("login.html", error="Wrong user name or password."), 401
+        return render_template("login.html", error="Wrong user name or password.", name=name), 401
     db().commit()  # end the read: on SQLite the writes below must start a transaction of their own
     sign_in_succeeded(db(), name, address)
     lifetime = timedelta(seconds=services().settings.session_lifetime)
@@ -149,7 +149,8 @@ def login():  # type: ignore[no-untyped-def]
     if request.method == "POST":
         sent = request.form.get("csrf_token", "")
         if not sent or not hmac.compare_digest(sent, session.get("csrf", "")):
-            return render_template("login.html", error="The form expired: please sign in again."), 401
+            return render_template("login.html", error="The form expired: please sign in again.",
+                                   name=request.form.get("name", "")), 401
         return _sign_in(request.form.get("name", ""), request.form.get("password", ""))
     return render_template("login.html", error=None)
 

@@ -17,9 +17,11 @@ from sqlalchemy import select
 from builder.builds import get_build, log_lines
 from builder.errors import InputError
 from builder.ids import parse_id
-from builder.history import HistoryFilter, build_steps, fold_log, history as history_page, is_active
+from builder.ansi import strip_ansi
+from builder.history import HistoryFilter, LogGroup, build_steps, fold_log, history as history_page, is_active
 from builder.models import Build, Delivery, Deployment, OutboundDelivery, Trigger
 from webhooks.context import db, services
+from webhooks.log_render import first_error_seq
 from webhooks.pages import bp
 
 STREAM_POLL_SECONDS = 0.3
@@ -47,9 +49,9 @@ def history():  # type: ignore[no-untyped-def]
     try:
         filters = HistoryFilter.from_args(request.args)
         before = _cursor("before")
-    except InputError as exc:
+    except InputError as exc:  # the message, the form as sent, and no builds: not every build under it
         filters, before, error = HistoryFilter(), None, str(exc)
-    builds, next_cursor = history_page(session, filters, before=before)
+    builds, next_cursor = history_page(session, filters, before=before) if error is None else ([], None)
     template = "_history_rows.html" if request.args.get("partial") == "rows" else "history.html"
     return render_template(template, builds=builds, next_cursor=next_cursor, filters=filters, before=before,
                            triggers=triggers, error=error), (400 if error else 200)
@@ -63,8 +65,13 @@ def build_page(build_id: int):  # type: ignore[no-untyped-def]
     deliveries = session.scalars(
         select(OutboundDelivery).where(OutboundDelivery.build_id == build_id).order_by(OutboundDelivery.id))
     lines = log_lines(session, build_id)
+    query = (request.args.get("q") or "").strip()
+    # ?q=: the lines that contain it (what the search box does in place when JavaScript runs)
+    shown = [line for line in lines if query.lower() in strip_ansi(line.text).lower()] if query else lines
     return render_template("build.html", build=build, trigger=build.trigger, steps=build_steps(build),
-                           groups=fold_log(lines), line_count=len(lines),
+                           groups=fold_log(shown) if not query else [LogGroup(head=None, lines=shown)],
+                           line_count=len(lines), query=query, matches=len(shown),
+                           first_error=first_error_seq(lines) if build.state == "failed" else None,
                            last_seq=lines[-1].seq if lines else 0, active=is_active(build.state),
                            deployments=list(deployments), deliveries=list(deliveries),
                            delivery=session.get(Delivery, build.delivery_id) if build.delivery_id else None)
@@ -146,4 +153,4 @@ def _follow(sessions, build_id: int, after: int, lifetime: float) -> Iterator[st
         time.sleep(STREAM_POLL_SECONDS)
 
 
-from webhooks import pages_ops, pages_triggers  # noqa: E402,F401  (their views join the blueprint)
+from webhooks import page_actions, pages_inbound, pages_ops, pages_triggers  # noqa: E402,F401  (their views join the blueprint)

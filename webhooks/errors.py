@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from flask import Flask, jsonify, request
+from flask import Flask, jsonify, render_template, request
 from git.exc import UnsafeOptionError, UnsafeProtocolError
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
@@ -15,6 +15,19 @@ from builder.errors import InputError, TransientError
 from webhooks.context import close_db
 
 log = logging.getLogger(__name__)
+
+
+ERROR_TITLES = {400: "Cannot do that", 403: "Not allowed", 404: "Not found", 405: "Not allowed here",
+                409: "Cannot do that now", 429: "Too many requests", 500: "Something broke"}
+
+
+def error_page(error: HTTPException):  # type: ignore[no-untyped-def]
+    """A page like the others (navigation, styles) for a status a person meets."""
+    if error.code is None or error.code < 400:
+        return error
+    message = error.description if error.code != 404 else f"There is no page at {request.path}."
+    title = ERROR_TITLES.get(error.code, error.name)
+    return render_template("error.html", status=error.code, title=title, message=message), error.code
 
 
 def register(app: Flask) -> None:
@@ -43,7 +56,7 @@ def register(app: Flask) -> None:
     @app.errorhandler(HTTPException)
     def http_error(error: HTTPException):  # type: ignore[no-untyped-def]
         if not request.path.startswith(("/api/", "/hooks/", "/registry/")):
-            return error
+            return error_page(error)
         return jsonify({"error": error.description, "status": error.code}), error.code
 
     @app.errorhandler(DBAPIError)

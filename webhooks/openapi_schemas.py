@@ -245,6 +245,10 @@ SCHEMAS: dict[str, Schema] = {
         "building_at": MAYBE_TIME,
         "pushing_at": MAYBE_TIME,
         "finished_at": MAYBE_TIME,
+        "origin": {"type": "string", "enum": ["push", "manual", "rebuild", "schedule"],
+                   "description": "what started it: a push, a manual run, a rebuild, a schedule"},
+        "started_by": nullable("string", "who ran or rebuilt it (null for a push)"),
+        "rebuild_of": nullable("integer", "the build a rebuild repeats"),
     }, description="A build (build_to_dict)."),
     "LogLines": obj({
         "build": ID,

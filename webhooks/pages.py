@@ -2,7 +2,8 @@
 
 The page modules (``dashboard``, ``pages_triggers``, ``pages_ops``) add their views to
 this one blueprint, so ``url_for('dashboard.<view>')`` names them all. Static files are
-served from ``static/`` at the project root, next to ``templates/`` (``webhooks/assets.py``).
+served from ``static/`` at the project root, next to ``templates/`` (``webhooks/assets.py``),
+compressed and cached by version (``webhooks/static_assets.py``).
 """
 
 from __future__ import annotations
@@ -12,34 +13,21 @@ from datetime import datetime, timezone
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from flask import Blueprint, jsonify, render_template, request, send_from_directory
+from flask import Blueprint, jsonify, render_template, request
 from markupsafe import Markup
 
+from builder.builds import started_by_text
 from builder.clone import redact_url
 from builder.errors import InputError
 from builder.history import commit_url, is_active, is_error_line, repository_web_url
 from builder.models import Build
-from webhooks.assets import STATIC
+from webhooks.log_render import ansi_html
+from webhooks.static_assets import asset, serve_static_files
 
 bp = Blueprint("dashboard", __name__)
 
 
-def _serve_static(state: Any) -> None:
-    """Plain CSS and JavaScript from ``static/`` at the project root (no build step).
-
-    ``Flask(__name__)`` already owns ``/static/<path:filename>`` (endpoint ``static``, meant
-    for ``webhooks/static/``, which does not exist), and a blueprint rule with the same path
-    would never be reached; so the app's own static route is pointed at the project's
-    ``static/``. ``/static/`` is open without sign-in (``webhooks/auth.py``).
-    """
-    app = state.app
-    app.static_folder = str(STATIC)
-    if "static" not in app.view_functions:  # an app made with static_folder=None
-        app.add_url_rule("/static/<path:filename>", endpoint="static",
-                         view_func=lambda filename: send_from_directory(STATIC, filename, max_age=3600))
-
-
-bp.record_once(_serve_static)
+bp.record_once(lambda state: serve_static_files(state.app))
 
 
 @bp.errorhandler(InputError)
@@ -47,19 +35,6 @@ def page_input_error(error: InputError):  # type: ignore[no-untyped-def]
     if request.path.startswith("/api/"):
         return jsonify({"error": str(error), "status": error.status}), error.status
     return render_template("error.html", status=error.status, message=str(error)), error.status
-
-
-_ASSET_VERSIONS: dict[str, str] = {}
-
-
-def asset(name: str) -> str:
-    """The URL of a static file, with its modification time to bust caches."""
-    path = STATIC / name
-    try:
-        version = str(int(path.stat().st_mtime))
-    except OSError:
-        version = "0"
-    return f"/static/{name}?v={version}"
 
 
 # --- filters ---------------------------------------------------------------------------------
@@ -118,6 +93,11 @@ def utc(value: datetime | None) -> str:
     return value.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC") if value else ""
 
 
+def clock(value: datetime | None) -> str:
+    """``15:48:12``, UTC: a log line's time."""
+    return value.astimezone(timezone.utc).strftime("%H:%M:%S") if value else ""
+
+
 def iso(value: datetime | None) -> str:
     return value.astimezone(timezone.utc).isoformat() if value else ""
 
@@ -170,7 +150,8 @@ def register_filters(state: Any) -> None:
                                  shown_url=shown_url, short_digest=short_digest)
     app.jinja_env.globals.update(pill=pill, asset=asset, commit_url=commit_url, build_seconds=build_seconds,
                                  repository_web_url=repository_web_url, is_active=is_active,
-                                 is_error_line=is_error_line)
+                                 is_error_line=is_error_line, started_by_text=started_by_text)
+    app.jinja_env.filters.update(ansi_html=ansi_html, clock=clock)
 
 
 bp.record_once(register_filters)

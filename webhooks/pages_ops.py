@@ -16,7 +16,7 @@ PAGE = 50
 DELIVERY_STATES = ("pending", "succeeded", "failed")
 
 
-def _before() -> int | None:
+def before_cursor() -> int | None:
     raw = (request.args.get("before") or "").strip()
     if not raw:
         return None
@@ -27,7 +27,7 @@ def _before() -> int | None:
 def deployments():  # type: ignore[no-untyped-def]
     session = db()
     query = select(Deployment).order_by(Deployment.id.desc()).limit(PAGE + 1)
-    before = _before()
+    before = before_cursor()
     if before is not None:
         query = query.where(Deployment.id < before)
     rows = list(session.scalars(query))
@@ -52,7 +52,7 @@ def deliveries():  # type: ignore[no-untyped-def]
     if state is not None and state not in DELIVERY_STATES:
         raise InputError(f"state must be one of {', '.join(DELIVERY_STATES)}")
     query = select(OutboundDelivery).order_by(OutboundDelivery.id.desc()).limit(PAGE + 1)
-    before = _before()
+    before = before_cursor()
     if before is not None:
         query = query.where(OutboundDelivery.id < before)
     if state is not None:

@@ -7,6 +7,7 @@ import json
 import secrets
 
 from flask import flash, redirect, render_template, request, url_for
+from flask import session as session_cookie
 from sqlalchemy import select
 
 from builder.build_secrets import secret_build_arg_names
@@ -17,8 +18,10 @@ from builder.providers import PROVIDERS
 from builder.triggers import (TriggerEdit, TriggerSpec, build_timeout_from_text, create_trigger, delete_trigger,
                               get_trigger, rule_spec, update_trigger, webhook_url)
 from webhooks.context import db, services
+from webhooks.page_actions import attempt, needs_confirmation, see_other
 from webhooks.pages import bp
 
+CREATED_KEY = "created_trigger"
 FORM_FIELDS = ("provider", "repository", "clone_url", "image", "dockerfile", "context", "default_branch")
 
 SETUP_STEPS = {
@@ -127,12 +130,28 @@ def trigger_create():  # type: ignore[no-untyped-def]
         error = str(exc) + (" (secret build arg values are not shown again: enter them again)" if blanked else "")
         return render_template("trigger_new.html", form=form, providers=sorted(PROVIDERS), error=error,
                                default_timeout=ctx.settings.build_timeout), 400
+    # Post/redirect/get: a reload of the page that follows cannot create a second trigger. The
+    # secret rides to it once, sealed with the secret key, in the signed session cookie.
+    session_cookie[CREATED_KEY] = {"trigger": trigger.id, "secret": ctx.box.seal(secret), "generated": generated}
+    return redirect(url_for("dashboard.trigger_created", trigger_id=trigger.id), code=303)
+
+
+@bp.get("/triggers/<int:trigger_id>/created")
+def trigger_created(trigger_id: int):  # type: ignore[no-untyped-def]
+    """The trigger just created, with its secret the first time; a reload no longer shows it."""
+    ctx = services()
+    trigger = get_trigger(db(), trigger_id)
+    held = session_cookie.get(CREATED_KEY) or {}
+    secret = None
+    if held.get("trigger") == trigger_id:
+        session_cookie.pop(CREATED_KEY)
+        secret = ctx.box.open(held["secret"])
     response = render_template(
-        "trigger_created.html", trigger=trigger, secret=secret, generated=generated,
+        "trigger_created.html", trigger=trigger, secret=secret, generated=bool(held.get("generated")),
         hook_url=webhook_url(ctx.settings.public_url, trigger.provider),
         steps=SETUP_STEPS.get(trigger.provider, []), summaries=rules_summary(trigger))
     # The one page that shows a secret: never cached, never kept in the history's back/forward cache.
-    return response, 201, {"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"}
+    return response, 200, {"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"}
 
 
 @bp.get("/triggers/<int:trigger_id>")
@@ -166,7 +185,7 @@ def trigger_update(trigger_id: int):  # type: ignore[no-untyped-def]
                                steps=SETUP_STEPS.get(trigger.provider, []), error=str(exc),
                                default_timeout=services().settings.build_timeout), 400
     flash("Trigger saved.")
-    return redirect(url_for("dashboard.trigger_page", trigger_id=trigger_id))
+    return see_other(url_for("dashboard.trigger_page", trigger_id=trigger_id))
 
 
 @bp.post("/triggers/<int:trigger_id>/enabled")
@@ -175,19 +194,32 @@ def trigger_enable(trigger_id: int):  # type: ignore[no-untyped-def]
     session = db()
     trigger = get_trigger(session, trigger_id)
     enabled = request.form.get("enabled") == "1"
+    page = url_for("dashboard.trigger_page", trigger_id=trigger_id)
+    if not enabled:
+        asked = needs_confirmation(f"Disable trigger #{trigger_id} ({trigger.repository})? Its webhooks are "
+                                   "recorded and nothing is built until it is enabled again.", "Disable", page)
+        if asked is not None:
+            return asked
     update_trigger(session, services().box, trigger, TriggerEdit.from_json({"enabled": enabled}),
                    services().settings.registry)
     session.commit()
     flash("Trigger enabled." if enabled else "Trigger disabled: deliveries are recorded, nothing is built.")
-    return redirect(request.form.get("back") if request.form.get("back") == "/triggers"
-                    else url_for("dashboard.trigger_page", trigger_id=trigger_id))
+    return see_other(request.form.get("back") if request.form.get("back") == "/triggers" else page)
 
 
 @bp.post("/triggers/<int:trigger_id>/delete")
 def trigger_delete(trigger_id: int):  # type: ignore[no-untyped-def]
     session = db()
     repository = get_trigger(session, trigger_id).repository
-    delete_trigger(session, trigger_id)
-    session.commit()
-    flash(f"Trigger {trigger_id} ({repository}) deleted; its builds stay in the history.")
-    return redirect(url_for("dashboard.triggers"))
+    page = url_for("dashboard.trigger_page", trigger_id=trigger_id)
+    asked = needs_confirmation(f"Delete trigger #{trigger_id} ({repository})? Its builds stay in the history.",
+                               "Delete", page)
+    if asked is not None:
+        return asked
+
+    def delete() -> str:
+        delete_trigger(session, trigger_id)
+        session.commit()
+        flash(f"Trigger {trigger_id} ({repository}) deleted; its builds stay in the history.")
+        return url_for("dashboard.triggers")
+    return attempt(delete, page)

@@ -123,11 +123,12 @@ def test_a_person_follows_a_build_from_push_to_cancel_and_rebuild(
         row.locator("a.build-link").click()
         page.wait_for_url(f"{web_server}/builds/{build_id}")
         page.evaluate("window.__sameDocument = true")
-        page.wait_for_function("document.querySelectorAll('#log .line').length > 0")
-        page.wait_for_function("[...document.querySelectorAll('#log .line')].some(l => l.textContent.startsWith('tick'))",
+        # functions, not expressions: Playwright evaluates an expression with eval, which the page's CSP refuses
+        page.wait_for_function("() => document.querySelectorAll('#log .line').length > 0")
+        page.wait_for_function("() => [...document.querySelectorAll('#log .line .text')].some(l => l.textContent.startsWith('tick'))",
                                timeout=60_000)
         before = line_count(page)
-        page.wait_for_function(f"document.querySelectorAll('#log .line').length >= {before + 4}", timeout=30_000)
+        page.wait_for_function(f"() => document.querySelectorAll('#log .line').length >= {before + 4}", timeout=30_000)
         assert line_count(page) >= before + 4
         assert page.evaluate("window.__sameDocument") is True, "the log grew by reloading the page"
         assert page.locator("#log details.fold[open] summary", has_text=f"RUN {TICKS}").count() == 1

@@ -330,11 +330,12 @@ def test_build_page_shows_steps_with_durations_the_pull_command_and_the_log(app,
     assert page.count('class="line') == 5 and '<details class="fold"' in page
     assert "data-stream" not in page  # finished: nothing to stream
     # admins get Rebuild on a finished build; a running one offers Cancel and streams its log
-    assert f'data-post="/api/builds/{build_id}/rebuild"' in page and "/cancel" not in page
+    assert f'data-api="/api/builds/{build_id}/rebuild"' in page and "/cancel" not in page
     running = add_build(app, trigger, state="building", started_at=datetime.now(timezone.utc),
                         cloning_at=datetime.now(timezone.utc), building_at=datetime.now(timezone.utc))
     live = client.get(f"/builds/{running}").text
-    assert f'data-post="/api/builds/{running}/cancel"' in live and "/rebuild" not in live
+    assert f'data-api="/api/builds/{running}/cancel"' in live and "/rebuild" not in live
+    assert f'action="/builds/{running}/cancel"' in live  # a form: it works without JavaScript
     assert f'data-stream="/api/builds/{running}/log/stream"' in live and 'step step-running' in live
 
 
@@ -343,7 +344,7 @@ def test_viewers_see_no_buttons(app):
     build_id = add_build(app, trigger, state="building")
     viewer, _csrf = signed_in_browser(app, "viewer")
     page = viewer.get(f"/builds/{build_id}").text
-    assert "data-post" not in page and "Download log" in page
+    assert "data-api" not in page and "/cancel" not in page and "Download log" in page
 
 
 def test_the_log_downloads_as_a_file(app, client):
@@ -466,8 +467,10 @@ def test_creating_a_trigger_with_the_form_shows_the_secret_once(app):
             "secret": "form-secret-shown-once", "image": name, "dockerfile": "Dockerfile", "context": ".",
             "default_branch": "trunk"}
     assert browser.post("/triggers", data=form).status_code == 403  # no CSRF token
-    created = browser.post("/triggers", data={**form, "csrf_token": csrf})
-    assert created.status_code == 201
+    posted = browser.post("/triggers", data={**form, "csrf_token": csrf})
+    assert posted.status_code == 303  # post/redirect/get: a reload shows, never creates again
+    created = browser.get(posted.headers["Location"])
+    assert created.status_code == 200
     assert "form-secret-shown-once" in created.text and "http://buildhook.test/hooks/gitlab" in created.text
     assert "Secret token" in created.text  # GitLab's own words in the setup steps
     assert created.headers["Cache-Control"] == "no-store"
@@ -476,9 +479,10 @@ def test_creating_a_trigger_with_the_form_shows_the_secret_once(app):
     assert name in page and "form-secret-shown-once" not in page and "trunk" in page
     assert "form-secret-shown-once" not in browser.get("/triggers").text
     # a generated secret when none is given
-    generated = browser.post("/triggers", data={**form, "secret": "", "repository": name + "-2", "csrf_token": csrf})
-    assert generated.status_code == 201
-    assert re.search(r'<code id="hook-secret">[0-9a-f]{40}</code>', generated.text)
+    generated = browser.post("/triggers", data={**form, "secret": "", "repository": name + "-2", "csrf_token": csrf},
+                             follow_redirects=True)
+    assert generated.status_code == 200
+    assert re.search(r'<code class="copy-text" id="hook-secret">[0-9a-f]{40}</code>', generated.text)
     # an error keeps what was typed (but not the secret)
     refused = browser.post("/triggers", data={**form, "image": "Not A Valid Image", "csrf_token": csrf})
     assert refused.status_code == 400 and "not a valid repository name" in refused.text
@@ -490,21 +494,27 @@ def test_editing_disabling_and_deleting_a_trigger(app):
     trigger = make_trigger(app)
     saved = browser.post(f"/triggers/{trigger.id}", data={"image": "acme/renamed", "default_branch": "develop",
                                                           "enabled": "on", "csrf_token": csrf})
-    assert saved.status_code == 302
+    assert saved.status_code == 303
     page = browser.get(f"/triggers/{trigger.id}").text
     assert "Trigger saved." in page and 'value="acme/renamed"' in page and 'value="develop"' in page
     bad = browser.post(f"/triggers/{trigger.id}", data={"image": "acme/x", "default_branch": "a b", "csrf_token": csrf})
     assert bad.status_code == 400 and "not a valid branch name" in bad.text
-    assert browser.post(f"/triggers/{trigger.id}/enabled", data={"enabled": "0", "csrf_token": csrf}).status_code == 302
+    asked = browser.post(f"/triggers/{trigger.id}/enabled", data={"enabled": "0", "csrf_token": csrf})
+    assert asked.status_code == 200 and "Disable trigger" in asked.text  # a confirmation page first
+    with sessions(app)() as session:
+        assert session.get(Trigger, trigger.id).enabled is True
+    assert browser.post(f"/triggers/{trigger.id}/enabled",
+                        data={"enabled": "0", "confirmed": "1", "csrf_token": csrf}).status_code == 303
     with sessions(app)() as session:
         assert session.get(Trigger, trigger.id).enabled is False
     assert "Enable</button>" in browser.get(f"/triggers/{trigger.id}").text
     # deleting keeps the builds (their trigger becomes null) but not while one runs
     running = add_build(app, trigger, state="building")
-    refused = browser.post(f"/triggers/{trigger.id}/delete", data={"csrf_token": csrf})
-    assert refused.status_code == 409 and f"build {running}" in refused.text
+    refused = browser.post(f"/triggers/{trigger.id}/delete", data={"csrf_token": csrf, "confirmed": "1"},
+                           follow_redirects=True)
+    assert f"build {running}" in refused.text and "flash-error" in refused.text
     set_build(app, running, state="failed")
-    assert browser.post(f"/triggers/{trigger.id}/delete", data={"csrf_token": csrf}).status_code == 302
+    assert browser.post(f"/triggers/{trigger.id}/delete", data={"csrf_token": csrf, "confirmed": "1"}).status_code == 303
     with sessions(app)() as session:
         assert session.get(Trigger, trigger.id) is None
         assert session.get(Build, running).trigger_id is None
@@ -561,9 +571,9 @@ def test_deployments_and_deliveries_show_attempts_answers_and_a_redeliver_button
     row = deployments[deployments.index("staging-pages"):]
     row = row[:row.index("</tr>")]
     assert "3/3" in row and "503" in row and "upstream unavailable" in row and "target said no" in row
-    assert f'data-post="/api/deliveries/{delivery_id}/redeliver"' in row and "token=abc123" not in row
+    assert f'action="/deliveries/{delivery_id}/redeliver"' in row and "token=abc123" not in row
     deliveries = client.get("/deliveries?state=failed").text
-    assert f'data-post="/api/deliveries/{delivery_id}/redeliver"' in deliveries and "503" in deliveries
+    assert f'data-api="/api/deliveries/{delivery_id}/redeliver"' in deliveries and "503" in deliveries
     assert f"deployment #{deployment_id}" in deliveries and "https://deploy.example.com/hook?token=****<" in deliveries
     assert client.get("/deliveries?state=bogus").status_code == 400
 
@@ -672,7 +682,7 @@ def test_no_page_shows_a_secret(app, client, admin_token):
                                      url_enc=query.enc, url_redacted=query.redacted,
                                      secret_enc=box.seal(secrets["outbound"]), state="succeeded", attempts=1))
         session.commit()
-    pages = ["/", f"/?trigger={trigger.id}", f"/builds/{build_id}", "/triggers", f"/triggers/{trigger.id}",
+    pages = ["/", f"/?trigger={trigger.id}", f"/builds/{build_id}", "/triggers", f"/triggers/{trigger.id}", "/inbound",
              "/triggers/new", "/deployments", "/deliveries", "/overview", f"/?trigger={trigger.id}&partial=rows"]
     for path in pages:
         response = client.get(path)

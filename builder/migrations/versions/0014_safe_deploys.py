@@ -8,14 +8,14 @@ whose digest it takes), who asked, who approved or rejected it and when.
 ``audit_log``: who did what.
 
 Revision ID: 0014
-Revises: 0011
+Revises: 0013
 Create Date: 2026-12-05
 """
 import sqlalchemy as sa
 from alembic import op
 
 revision = "0014"
-down_revision = "0011"
+down_revision = "0013"
 branch_labels = None
 depends_on = None
 
