@@ -46,6 +46,10 @@ def build_to_dict(build: Build) -> dict[str, Any]:
         "pushing_at": _iso(build.pushing_at),
         "finished_at": _iso(build.finished_at),
         "cancel_requested": build.cancel_requested_at is not None,
+        "pull_request": build.pull_request,
+        "base_branch": build.base_branch,
+        "fork": build.fork,
+        "push": build.push,
     }
 
 

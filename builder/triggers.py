@@ -153,6 +153,9 @@ def _rule_columns(rule: RuleSpec, box: SecretBox, stored: TriggerRule | None = N
         "tags": list(rule.tags),
         "included_files": list(rule.included_files),
         "ignored_files": list(rule.ignored_files),
+        "push": rule.pushes,
+        "forks": rule.forks,
+        "cancel_running": rule.cancel_running,
     }
 
 
