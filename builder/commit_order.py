@@ -176,6 +176,7 @@ def history_fetch(clone_url: str, auth: GitAuth | None, checkout: Path,
         repo = Repo(checkout)
         log(f"Fetching the history of {', '.join(commit[:7] for commit in commits)} to compare them")
         with git_environment(clone_url, auth, lambda _line: None) as env, repo.git.custom_environment(**env):
-            repo.git.fetch("--unshallow", "--no-tags", "origin", *commits)
+            shallow = ["--unshallow"] if (Path(repo.git_dir) / "shallow").exists() else []
+            repo.git.fetch(*shallow, "--no-tags", "origin", *commits)
 
     return fetch
