@@ -37,7 +37,8 @@ def previous_build(sessions: sessionmaker[Session], build: Build) -> Build | Non
     with sessions() as session:
         return session.scalars(
             select(Build)
-            .where(Build.rule_id == build.rule_id, Build.state == BuildState.SUCCEEDED.value, Build.id != build.id)
+            .where(Build.rule_id == build.rule_id, Build.state == BuildState.SUCCEEDED.value, Build.id != build.id,
+                   Build.fork.is_distinct_from("untrusted"))  # a fork's image never seeds the cache
             .order_by(Build.id.desc())
             .limit(1)
         ).first()

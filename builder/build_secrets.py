@@ -55,7 +55,7 @@ def secret_build_args(session: Session, box: SecretBox, build: Build) -> dict[st
 
     For the pipeline only: merge them into the engine's build args and mask their values in the log.
     """
-    if build.rule_id is None:
+    if build.rule_id is None or build.fork == "untrusted":  # a fork's request never gets them
         return {}
     rule = session.get(TriggerRule, build.rule_id)
     if rule is None:

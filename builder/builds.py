@@ -49,6 +49,10 @@ def build_to_dict(build: Build) -> dict[str, Any]:
         "origin": build.origin,
         "started_by": build.started_by,
         "rebuild_of": build.rebuild_of,
+        "pull_request": build.pull_request,
+        "base_branch": build.base_branch,
+        "fork": build.fork,
+        "push": build.push,
     }
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-RefType = Literal["branch", "tag"]
+RefType = Literal["branch", "tag", "pull_request"]
 
 ZERO_SHA = "0" * 40
 
@@ -26,6 +26,12 @@ class PushEvent:
     changed_files: tuple[str, ...] | None = None
     # The commit the ref pointed at before the push; None for a new ref.
     before: str | None = field(default=None, compare=False)
+    # A pull or merge request (ref_type "pull_request"): its number, the base (target) branch, and
+    # whether its head comes from a fork. ``ref`` is then the base repository's request ref
+    # (``refs/pull/N/head``...), which the worker fetches, and ``ref_name`` the head branch.
+    pull_request: int | None = None
+    base_branch: str | None = None
+    from_fork: bool = False
 
     @property
     def short_sha(self) -> str:

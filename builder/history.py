@@ -44,6 +44,7 @@ class HistoryFilter:
     state: str | None = None
     since: date | None = None
     until: date | None = None
+    pull_request: int | None = None
 
     @classmethod
     def from_args(cls, args: Any) -> "HistoryFilter":
@@ -58,13 +59,17 @@ class HistoryFilter:
         state = text("state")
         if state is not None and state not in KNOWN_STATES:
             raise InputError(f"state must be one of {', '.join(KNOWN_STATES)}")
+        pull_request = text("pull_request")
+        if pull_request is not None and not is_id(pull_request):
+            raise InputError("pull_request must be a pull or merge request number")
         return cls(trigger=int(trigger) if trigger else None, repository=text("repository"), ref=text("ref"),
-                   state=state, since=_day(text("since"), "since"), until=_day(text("until"), "until"))
+                   state=state, since=_day(text("since"), "since"), until=_day(text("until"), "until"),
+                   pull_request=int(pull_request) if pull_request else None)
 
     def as_args(self) -> dict[str, str]:
         """The query parameters that give this filter back (for links)."""
         shown = {"trigger": self.trigger, "repository": self.repository, "ref": self.ref, "state": self.state,
-                 "since": self.since, "until": self.until}
+                 "since": self.since, "until": self.until, "pull_request": self.pull_request}
         return {key: str(value) for key, value in shown.items() if value is not None}
 
     @property
@@ -76,7 +81,7 @@ class HistoryFilter:
         return BuildQuery(trigger=self.trigger, repository=self.repository, ref=self.ref,
                           states=(self.state,) if self.state else (),
                           since=_start_of(self.since) if self.since else None,
-                          until=_end_of(self.until) if self.until else None)
+                          until=_end_of(self.until) if self.until else None, pull_request=self.pull_request)
 
 
 @dataclass(frozen=True)
@@ -89,12 +94,13 @@ class BuildQuery:
     states: tuple[str, ...] = ()  # any of these
     since: datetime | None = None
     until: datetime | None = None
+    pull_request: int | None = None  # a pull or merge request's number
 
     @classmethod
     def from_args(cls, args: Any) -> "BuildQuery":
         """From the API's query parameters (a Werkzeug MultiDict): ``state`` repeated or comma-separated,
         ``since`` / ``until`` ISO 8601 times (UTC without an offset; a date alone is that whole day)."""
-        base = HistoryFilter.from_args({key: args.get(key) for key in ("trigger", "repository", "ref")})
+        base = HistoryFilter.from_args({key: args.get(key) for key in ("trigger", "repository", "ref", "pull_request")})
         states = tuple(dict.fromkeys(part.strip() for raw in args.getlist("state") for part in raw.split(",")
                                      if part.strip()))
         unknown = [state for state in states if state not in KNOWN_STATES]
@@ -104,7 +110,7 @@ class BuildQuery:
         if since and until and since > until:
             raise InputError("since must not be after until")
         return cls(trigger=base.trigger, repository=base.repository, ref=base.ref, states=states, since=since,
-                   until=until)
+                   until=until, pull_request=base.pull_request)
 
 
 def _day(value: str | None, name: str) -> date | None:
@@ -157,6 +163,8 @@ def history(session: Session, filters: HistoryFilter | BuildQuery, before: int |
         query = query.where(Build.repository == wanted.repository)
     if wanted.ref is not None:
         query = query.where(Build.ref_name == wanted.ref)
+    if wanted.pull_request is not None:
+        query = query.where(Build.pull_request == wanted.pull_request)
     if len(wanted.states) == 1:
         query = query.where(Build.state == wanted.states[0])
     elif wanted.states:

@@ -146,8 +146,9 @@ def _receive(
         raise RuntimeError(f"delivery {info.delivery_id} was not written")
     build_ids = write.build_ids
     triggers_of = dict(zip(build_ids, (row["trigger_id"] for row in rows)))
+    queued = {b for b, row in zip(build_ids, rows) if row["state"] == "queued"}  # not those superseded at once
     return HookResult(202, "accepted", reason, write.delivery_id, build_ids,
-                      [b for b in build_ids if _listened(triggers_of[b], listeners)])
+                      [b for b in build_ids if b in queued and _listened(triggers_of[b], listeners)])
 
 
 ALL_TRIGGERS = 0  # in ``_queued_listeners``: some listener wants every trigger's builds

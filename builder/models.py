@@ -110,7 +110,7 @@ class TriggerRule(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     trigger_id: Mapped[int] = mapped_column(ForeignKey("triggers.id", ondelete="CASCADE"))
     position: Mapped[int] = mapped_column(Integer)
-    source: Mapped[str] = mapped_column(String(8))
+    source: Mapped[str] = mapped_column(String(16))  # "pull_request" needs more than 8 (migration 0015)
     match: Mapped[str] = mapped_column(String(8))
     pattern: Mapped[str] = mapped_column(String(1024))
     dockerfile: Mapped[str] = mapped_column(String(1024))
@@ -125,6 +125,11 @@ class TriggerRule(Base):
     secret_build_args_enc: Mapped[str | None] = mapped_column(Text)
     # {"command": [...], "timeout": seconds}: run in the pushed digest before any tag moves (builder/image_test.py)
     test: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    # Pull requests (migration 0015): push the image (pull_request rules: false by default), trust
+    # forks ("untrusted" | "trusted"), and cancel a running build when a newer commit comes.
+    push: Mapped[bool] = mapped_column(default=True)
+    forks: Mapped[str] = mapped_column(String(16), default="untrusted")
+    cancel_running: Mapped[bool] = mapped_column(default=False)
 
     trigger: Mapped[Trigger] = relationship(back_populates="rules")
 
@@ -207,6 +212,13 @@ class Build(Base):
     origin: Mapped[str] = mapped_column(String(16), default="push", server_default="push")
     started_by: Mapped[str | None] = mapped_column(String(255))
     rebuild_of: Mapped[int | None] = mapped_column(Integer)
+    # A pull or merge request's build (migration 0015): its number and base branch (``ref`` is the
+    # request ref, ``ref_name`` the head branch); ``fork``: None, "trusted" or "untrusted" (no secret
+    # build args, no push). ``push``: False when the build only proves the Dockerfile builds.
+    pull_request: Mapped[int | None] = mapped_column(Integer)
+    base_branch: Mapped[str | None] = mapped_column(String(1024))
+    fork: Mapped[str | None] = mapped_column(String(16))
+    push: Mapped[bool] = mapped_column(default=True)
 
     trigger: Mapped[Trigger | None] = relationship(back_populates="builds")
     log_lines: Mapped[list["BuildLogLine"]] = relationship(
@@ -224,6 +236,7 @@ class Build(Base):
         Index("ix_builds_repository_id", "repository", "id"),
         Index("ix_builds_ref_name_id", "ref_name", "id"),
         Index("ix_builds_overview", "created_at", "state", "started_at", "finished_at"),
+        Index("ix_builds_pull_request_id", "pull_request", "id"),
     )
 
 

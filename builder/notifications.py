@@ -67,6 +67,7 @@ def build_payload(build: Build, public_url: str) -> dict[str, Any]:
         "repository": build.repository,
         "ref": build.ref,
         "ref_name": build.ref_name,
+        "pull_request": build.pull_request,
         "commit": build.commit,
         "image": build.image,
         "tags": list(build.tags),

@@ -45,12 +45,14 @@ from builder.build_stops import BuildCancelled, Fence, Heartbeat, StopKind, Time
 from builder.build_cache import cache_sources, keep_unchanged, previous_build
 from builder.clone import changed_files, clone_commit, commit_time, redact_url
 from builder.clone_urls import clone_url_problem
+from builder.commit_order import history_fetch, settle
 from builder.db import database_unavailable
 from builder.deployments import link_pushed_build
 from builder.errors import PermanentError, TransientError
 from builder.image import BuildSpec, build_image, connect
 from builder.image_test import push_tested, rule_test
 from builder.models import Build, BuildState, utcnow
+from builder.request_builds import claimed_order, full_commit, not_pushed
 from builder.path_filters import filter_reason
 from builder.registry_credentials import RegistryAccess
 from builder.secrets import SecretBox
@@ -157,6 +159,7 @@ def run_build(
         trigger_timeout = build.trigger.build_timeout if build.trigger else None
         secret_args, unreadable = _secret_args(session, box, build)
         test = rule_test(session, build.rule_id)
+        order = claimed_order(session, build)
     fence = Fence(build_id, worker, build.attempts)
     on_state(build_id, "running")
     build_log = BuildLog(sessions, build_id, max_bytes=settings.max_log_bytes, background=True,
@@ -173,6 +176,7 @@ def run_build(
     build_log(f"Build {build_id} (attempt {build.attempts}): {build.repository} {build.ref} at {build.commit}")
     error: Exception | None = None
     skip: str | None = None
+    superseded: str | None = None
     digest = ""
     client: docker.DockerClient | None = None
     try:
@@ -191,9 +195,12 @@ def run_build(
             with git_stopped_on(cancel, workdir):
                 checkout = clone_commit(build.clone_url, build.commit, build.ref, workdir / "src", build_log,
                                         auth=auth, before=build.before if any(filters) else None)
-                skip = _path_filter(checkout, build, filters, build_log)
+                build.commit = full_commit(sessions, fence, checkout, build.commit)
+                superseded = settle(sessions, order.at(build.commit), checkout,
+                                    history_fetch(build.clone_url, auth, checkout, build_log), build_log)
+                skip = None if superseded else _path_filter(checkout, build, filters, build_log)
             cancel.raise_if_requested()
-            if not skip:
+            if not skip and not superseded:
                 if not _set(sessions, fence, state=BuildState.BUILDING.value, building_at=utcnow()):
                     raise _lost(cancel, fence)
                 previous = previous_build(sessions, build)
@@ -215,10 +222,13 @@ def run_build(
                 if build_engine.buildkit:
                     keep_unchanged(client, image_id, build, previous, build_log)
                 cancel.raise_if_requested()
-                if not _set(sessions, fence, state=BuildState.PUSHING.value, pushing_at=utcnow()):
+                if not build.push:
+                    build_log(not_pushed(build))
+                elif not _set(sessions, fence, state=BuildState.PUSHING.value, pushing_at=utcnow()):
                     raise _lost(cancel, fence)
-                digest = push_tested(client, image_id, build.image, tuple(build.tags), test, RegistryAccess(settings),
-                                     spec.limits, workdir, build_log, cancel)
+                if build.push:
+                    digest = push_tested(client, image_id, build.image, tuple(build.tags), test,
+                                         RegistryAccess(settings), spec.limits, workdir, build_log, cancel)
     except Exception as exc:  # decided below, once the work directory is gone
         error = exc
     finally:
@@ -255,6 +265,12 @@ def run_build(
     if error is not None:  # a bug or an unforeseen failure: never leave the build running
         log.error("build %s crashed", build_id, exc_info=error)
         return _fail(build_log, fence, f"internal error: {type(error).__name__}: {error}", on_state)
+    if superseded:
+        if not _final(build_log, fence, superseded[:1].upper() + superseded[1:],
+                      dict(state=BuildState.SUPERSEDED.value, reason=superseded, finished_at=utcnow())):
+            return Outcome.LOST
+        on_state(build_id, BuildState.SUPERSEDED.value)
+        return Outcome.SKIPPED
     if skip:
         if not _final(build_log, fence, f"Skipped: {skip}",
                       dict(state=BuildState.SKIPPED.value, reason=skip, finished_at=utcnow())):
@@ -270,8 +286,8 @@ def run_build(
         link_pushed_build(session, done)
 
     # reason=None: a cancel request's "cancelled by ..." does not apply
-    if not _final(build_log, fence, f"Succeeded: {build.image}@{digest}",
-                  dict(state=BuildState.SUCCEEDED.value, digest=digest, finished_at=utcnow(), reason=None),
+    if not _final(build_log, fence, f"Succeeded: {build.image}@{digest}" if build.push else "Succeeded (not pushed)",
+                  dict(state=BuildState.SUCCEEDED.value, digest=digest or None, finished_at=utcnow(), reason=None),
                   then=link):
         log.warning("build %s was reaped while it ran here; its result is not recorded", build_id)
         return Outcome.LOST

@@ -15,6 +15,7 @@ from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import Session
 
 from builder.clone_urls import clone_url_problem
+from builder.commit_order import RUNNING, Order, chain_order, siblings
 from builder.events import PushEvent
 from builder.models import Build, BuildState, Trigger, TriggerRule, utcnow
 from builder.path_filters import filter_reason
@@ -32,8 +33,10 @@ class Plan:
     # The column values of each new build, for a Core INSERT (webhook intake) ...
     rows: list[dict[str, Any]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
-    # (rule id, ref, reason): the still-queued builds these new ones supersede.
-    supersedes: list[tuple[int, str, str]] = field(default_factory=list)
+    # (build id, reason): the still-queued builds of older commits these new ones supersede ...
+    supersedes: list[tuple[int, str]] = field(default_factory=list)
+    # ... and the running ones they cancel (rules with ``cancel_running``).
+    cancels: list[tuple[int, str]] = field(default_factory=list)
 
     @cached_property
     def builds(self) -> list[Build]:
@@ -63,7 +66,8 @@ def plan_builds(
     """
     now = now or utcnow()
     plan = Plan()
-    where = f"{event.ref_type} {event.ref_name!r}"
+    where = (f"pull request #{event.pull_request} ({event.ref_name!r} into {event.base_branch!r})"
+             if event.pull_request is not None else f"{event.ref_type} {event.ref_name!r}")
     marker = skip_marker(event.message)
     if marker:
         plan.notes.append(f"{where}: the commit message says {marker}")
@@ -91,8 +95,13 @@ def plan_builds(
         if not tags:
             plan.notes.append(f"{where}, rule {rule.position + 1}: no tag template could be rendered")
             continue
-        if trigger.supersede:
-            plan.supersedes.append((rule.id, event.ref, f"superseded by a newer push of {event.short_sha}"))
+        older = _order(session, plan, rule.id, spec.cancel_running, event) if trigger.supersede else None
+        if older:
+            plan.notes.append(f"{where}, rule {rule.position + 1}: {older}")
+        fork = ("trusted" if spec.forks == "trusted" else "untrusted") if event.from_fork else None
+        if spec.pushes and fork == "untrusted":
+            plan.notes.append(f"{where}, rule {rule.position + 1}: the request comes from a fork the rule does "
+                              "not trust: built without pushing and without secret build args")
         plan.rows.append(
             dict(
                 trigger_id=trigger.id,
@@ -116,9 +125,15 @@ def plan_builds(
                 target=spec.target,
                 included_files=list(spec.included_files) if pending_filters else [],
                 ignored_files=list(spec.ignored_files) if pending_filters else [],
-                state=BuildState.QUEUED.value,
+                state=BuildState.SUPERSEDED.value if older else BuildState.QUEUED.value,
+                reason=older,
+                finished_at=now if older else None,
                 attempts=0,
                 created_at=now,
+                pull_request=event.pull_request,
+                base_branch=event.base_branch,
+                fork=fork,
+                push=spec.pushes and fork != "untrusted",
             )
         )
     if not matched:
@@ -126,6 +141,26 @@ def plan_builds(
     if supersede_now:
         supersede(session, plan, now)
     return plan
+
+
+def _order(session: Session, plan: Plan, rule_id: int, cancel_running: bool, event: PushEvent) -> str | None:
+    """Why the new build is superseded at once (a build of a newer commit came first), or None; then
+    the builds of older commits (or the same one) it supersedes, and cancels, are added to ``plan``.
+    Builds whose order the payloads cannot settle are left to the worker (``builder/commit_order.py``)."""
+    found = siblings(session, rule_id, event.ref)
+    orders = [(other, chain_order(event.commit, event.before, other, found)) for other in found]
+    for other, order in orders:
+        if order is Order.OLDER:
+            return (f"superseded: commit {event.short_sha} is older than {other.short} (build #{other.id}), "
+                    "whose webhook came first")
+    for other, order in orders:
+        if order is Order.UNKNOWN:
+            continue
+        if other.state == BuildState.QUEUED.value:
+            plan.supersedes.append((other.id, f"superseded by a newer push of {event.short_sha}"))
+        elif other.state in RUNNING and cancel_running and order is Order.NEWER:
+            plan.cancels.append((other.id, f"cancelled: superseded by a newer push of {event.short_sha}"))
+    return None
 
 
 def _highest_release(session: Session, rule: TriggerRule | HookRule, tag: str) -> bool:
@@ -144,15 +179,20 @@ def _highest_release(session: Session, rule: TriggerRule | HookRule, tag: str) -
 # ``ix_builds_rule_ref_state`` finds the rows.
 _SUPERSEDE = (
     update(Build)
-    .where(Build.rule_id == bindparam("s_rule_id"), Build.ref == bindparam("s_ref"),
-           Build.state == BuildState.QUEUED.value)
+    .where(Build.id == bindparam("s_id"), Build.state == BuildState.QUEUED.value)
     .values(state=BuildState.SUPERSEDED.value, reason=bindparam("s_reason"), finished_at=bindparam("s_now"))
+)
+# A cancel request, as ``builder/build_actions.py`` makes one: the worker running it stops it.
+_CANCEL = (
+    update(Build)
+    .where(Build.id == bindparam("s_id"), Build.state.in_(RUNNING), Build.cancel_requested_at.is_(None))
+    .values(cancel_requested_at=bindparam("s_now"), reason=bindparam("s_reason"))
 )
 
 
 def supersede(session: Session, plan: Plan, now: datetime | None = None) -> None:
-    """Mark superseded the still-queued builds of the plan's rules and refs (before its builds are added)."""
-    for rule_id, ref, reason in plan.supersedes:
-        session.connection().execute(_SUPERSEDE, {
-            "s_rule_id": rule_id, "s_ref": ref, "s_reason": reason, "s_now": now or utcnow(),
-        })
+    """Mark superseded the still-queued builds the plan's builds replace, and ask the running ones it
+    cancels to stop (before its builds are added)."""
+    for statement, targets in ((_SUPERSEDE, plan.supersedes), (_CANCEL, plan.cancels)):
+        for build_id, reason in targets:
+            session.connection().execute(statement, {"s_id": build_id, "s_reason": reason, "s_now": now or utcnow()})

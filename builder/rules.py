@@ -22,13 +22,18 @@ from builder.path_filters import check_globs
 from builder.semver import Version
 from builder.tags import sanitise_tag
 
-Source = Literal["branch", "tag"]
+Source = Literal["branch", "tag", "pull_request"]
+SOURCES = ("branch", "tag", "pull_request")
 MATCH_KINDS = ("exact", "glob", "regex")
+FORKS = ("untrusted", "trusted")
 
 _FIELD = re.compile(r"\{([^{}]*)\}")
 _CAPTURE = re.compile(r"\\(\d+)")
-_ALWAYS = {"sha", "short_sha", "ref_name", "timestamp"}
-_BY_SOURCE = {"branch": {"branch"}, "tag": {"tag", "version", "major", "minor", "patch"}}
+_ALWAYS = {"sha", "short_sha", "timestamp"}
+# A request's tags never name a branch ({ref_name} would be its head branch): they carry {pr}.
+_BY_SOURCE = {"branch": {"branch", "ref_name"}, "tag": {"tag", "ref_name", "version", "major", "minor", "patch"},
+              "pull_request": {"pr"}}
+PR_FIELD = "{pr}"
 _SEMVER_FIELDS = {"version", "major", "minor", "patch"}
 LATEST = "latest"
 # A Dockerfile ARG name, as BuildKit and the classic builder accept it.
@@ -53,10 +58,17 @@ class RuleSpec:
     secret_build_args: Mapping[str, str | None] | None = field(default=None, repr=False, compare=False)
     # Run in the pushed digest before any tag moves (builder/image_test.py); None: no test.
     test: ImageTest | None = None
+    # Push the image (None: the source's default, ``pushes``); a request's build by default only
+    # proves the Dockerfile builds.
+    push: bool | None = None
+    # Requests from forks: "untrusted" (no secret build args, no push) or "trusted".
+    forks: str = "untrusted"
+    # A newer commit of the same ref (or request) cancels this rule's running build too.
+    cancel_running: bool = False
 
     def __post_init__(self) -> None:
-        if self.source not in ("branch", "tag"):
-            raise InputError(f"rule source must be 'branch' or 'tag', not {self.source!r}")
+        if self.source not in SOURCES:
+            raise InputError(f"rule source must be one of {', '.join(map(repr, SOURCES))}, not {self.source!r}")
         if self.match not in MATCH_KINDS:
             raise InputError(f"rule match must be one of {', '.join(MATCH_KINDS)}, not {self.match!r}")
         if not self.pattern:
@@ -71,14 +83,35 @@ class RuleSpec:
             raise InputError("a rule needs at least one tag template")
         for template in self.tags:
             check_template(template, self.source, groups)
+        self._check_request_fields()
         check_globs(self.included_files + self.ignored_files)
         if self.secret_build_args:
             check_secret_build_args(self.secret_build_args, self.build_args)
 
+    @property
+    def pushes(self) -> bool:
+        """Whether builds of this rule push: ``push``, else True but for pull requests."""
+        return self.push if self.push is not None else self.source != "pull_request"
+
+    def _check_request_fields(self) -> None:
+        if self.forks not in FORKS:
+            raise InputError(f"rule forks must be one of {', '.join(FORKS)}, not {self.forks!r}")
+        if self.source != "pull_request":
+            if self.forks != "untrusted":
+                raise InputError("rule field 'forks' applies to pull_request rules only")
+            return
+        if LATEST in self.tags:
+            raise InputError("a pull_request rule cannot tag 'latest': a request is not a release")
+        if self.pushes:
+            for template in self.tags:
+                if PR_FIELD not in template:
+                    raise InputError(f"tag template {template!r}: a pull_request rule that pushes needs {PR_FIELD} "
+                                     "in every tag (e.g. 'pr-{pr}'), so a request never overwrites a branch's tags")
+
     @classmethod
     def default(cls, source: Source, dockerfile: str = "Dockerfile", context: str = ".") -> "RuleSpec":
         """Docker Hub's defaults: branch + short sha (+ latest on the default branch), or the tag."""
-        tags = ("{branch}", "{short_sha}", LATEST) if source == "branch" else ("{tag}",)
+        tags = {"branch": ("{branch}", "{short_sha}", LATEST), "tag": ("{tag}",), "pull_request": ("pr-{pr}",)}[source]
         return cls(source=source, dockerfile=dockerfile, context=context, tags=tags)
 
     @classmethod
@@ -86,7 +119,8 @@ class RuleSpec:
         if not isinstance(data, dict):
             raise InputError("each rule must be a JSON object")
         known = {"source", "pattern", "match", "dockerfile", "context", "build_args", "target", "tags",
-                 "included_files", "ignored_files", "secret_build_args", "test"}
+                 "included_files", "ignored_files", "secret_build_args", "test", "push", "forks",
+                 "cancel_running"}
         unknown = sorted(set(data) - known)
         if unknown:
             raise InputError(f"unknown rule fields: {', '.join(unknown)}")
@@ -95,6 +129,11 @@ class RuleSpec:
                 raise InputError(f"rule field {key!r} must be a string")
         if data.get("target") is not None and not isinstance(data["target"], str):
             raise InputError("rule field 'target' must be a string")
+        for key in ("push", "cancel_running"):
+            if data.get(key) is not None and not isinstance(data[key], bool):
+                raise InputError(f"rule field {key!r} must be true or false")
+        if "forks" in data and not isinstance(data["forks"], str):
+            raise InputError("rule field 'forks' must be 'untrusted' or 'trusted'")
         args = data.get("build_args", {})
         if not isinstance(args, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in args.items()):
             raise InputError("rule field 'build_args' must be an object of strings")
@@ -106,7 +145,7 @@ class RuleSpec:
             lists[key] = tuple(value)
         if "source" not in data:
             raise InputError("rule field 'source' is required ('branch' or 'tag')")
-        base = cls.default(data["source"]) if data.get("source") in ("branch", "tag") else None
+        base = cls.default(data["source"]) if data.get("source") in SOURCES else None
         return cls(
             source=data["source"],
             pattern=data.get("pattern", "*"),
@@ -120,6 +159,9 @@ class RuleSpec:
             ignored_files=lists["ignored_files"],
             secret_build_args=_secret_build_args_json(data),
             test=ImageTest.from_json(data.get("test")),
+            push=data.get("push"),
+            forks=data.get("forks", "untrusted"),
+            cancel_running=bool(data.get("cancel_running")),
         )
 
     def as_json(self) -> dict[str, Any]:
@@ -134,6 +176,9 @@ class RuleSpec:
             "tags": list(self.tags),
             "included_files": list(self.included_files),
             "ignored_files": list(self.ignored_files),
+            "push": self.pushes,
+            "forks": self.forks,
+            "cancel_running": self.cancel_running,
         }
 
 
@@ -195,10 +240,10 @@ def check_template(template: str, source: Source, groups: int) -> None:
 
 
 def match(rule: RuleSpec, event: PushEvent) -> tuple[str, ...] | None:
-    """The capture groups if the rule matches the push's ref, else None."""
+    """The capture groups if the rule matches the push's ref (a request's base branch), else None."""
     if event.ref_type != rule.source:
         return None
-    name = event.ref_name
+    name = event.base_branch or "" if event.ref_type == "pull_request" else event.ref_name
     if rule.match == "exact":
         return () if name == rule.pattern else None
     if rule.match == "glob":
@@ -226,6 +271,7 @@ def render_tags(rule: RuleSpec, event: PushEvent, context: TagContext) -> tuple[
         "timestamp": context.now.strftime("%Y%m%d%H%M%S"),
         "branch": event.ref_name,
         "tag": event.ref_name,
+        "pr": str(event.pull_request),
     }
     if version:
         values.update(version.fields())

@@ -23,6 +23,8 @@ def commit_status(build: Build, state: str, public_url: str) -> CommitStatus:
     description = DESCRIPTIONS.get(state, state)
     if state == "succeeded" and build.digest:
         description = f"Pushed {build.image.rsplit('/', 1)[-1]}:{build.tags[0]}"
+    elif state == "succeeded" and not build.push:
+        description = "Image built (not pushed)"
     elif state == "failed" and build.error:
         description = f"Build failed: {build.error}"[:140]
     return CommitStatus(

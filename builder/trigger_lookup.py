@@ -33,6 +33,9 @@ class HookRule:
     tags: list[str]
     included_files: list[str]
     ignored_files: list[str]
+    push: bool
+    forks: str
+    cancel_running: bool
 
 
 @dataclass(frozen=True)
@@ -88,13 +91,15 @@ def rule_spec(rule: TriggerRule | HookRule) -> RuleSpec:
     """
     return _rule_spec(rule.source, rule.match, rule.pattern, rule.dockerfile, rule.context,
                       tuple((rule.build_args or {}).items()), rule.target, tuple(rule.tags or ()),
-                      tuple(rule.included_files or ()), tuple(rule.ignored_files or ()))
+                      tuple(rule.included_files or ()), tuple(rule.ignored_files or ()),
+                      rule.push, rule.forks or "untrusted", bool(rule.cancel_running))
 
 
 @lru_cache(maxsize=4096)
 def _rule_spec(source: str, match: str, pattern: str, dockerfile: str, context: str,
                build_args: tuple[tuple[str, str], ...], target: str | None, tags: tuple[str, ...],
-               included_files: tuple[str, ...], ignored_files: tuple[str, ...]) -> RuleSpec:
+               included_files: tuple[str, ...], ignored_files: tuple[str, ...], push: bool | None, forks: str,
+               cancel_running: bool) -> RuleSpec:
     return RuleSpec(
         source=source,  # type: ignore[arg-type]
         match=match,
@@ -106,4 +111,7 @@ def _rule_spec(source: str, match: str, pattern: str, dockerfile: str, context: 
         tags=tags,
         included_files=included_files,
         ignored_files=ignored_files,
+        push=push,
+        forks=forks,
+        cancel_running=cancel_running,
     )

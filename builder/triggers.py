@@ -155,6 +155,9 @@ def _rule_columns(rule: RuleSpec, box: SecretBox, stored: TriggerRule | None = N
         "included_files": list(rule.included_files),
         "ignored_files": list(rule.ignored_files),
         "test": rule.test.as_json() if rule.test else None,
+        "push": rule.pushes,
+        "forks": rule.forks,
+        "cancel_running": rule.cancel_running,
     }
 
 

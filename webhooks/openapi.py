@@ -167,6 +167,7 @@ PATHS: dict[str, Any] = {
                                query("repository", "only this repository's builds (as the host names it)",
                                      {"type": "string"}),
                                query("ref", "only builds of this branch or tag name", {"type": "string"}),
+                               query("pull_request", "only builds of this pull or merge request number"),
                                STATE_QUERY,
                                query("since", "only builds created at or after this time", TIME_QUERY),
                                query("until", "only builds created at or before this time", TIME_QUERY)])),

@@ -51,7 +51,8 @@ PASSWORD: Schema = {"type": "string", "minLength": 10, "maxLength": 1024, "write
                     "description": "refused (400) when it is one of 30,000 common passwords or easy to guess"}
 
 RULE_FIELDS: dict[str, Schema] = {
-    "source": {"type": "string", "enum": ["branch", "tag"]},
+    "source": {"type": "string", "enum": ["branch", "tag", "pull_request"],
+               "description": "pull_request: pull and merge requests whose base (target) branch pattern matches"},
     "match": {"type": "string", "enum": ["exact", "glob", "regex"], "default": "glob",
               "description": "regex patterns are fully matched; capture groups are {\\1}... in tags"},
     "pattern": {"type": "string", "minLength": 1, "default": "*"},
@@ -60,7 +61,8 @@ RULE_FIELDS: dict[str, Schema] = {
     "build_args": {"type": "object", "additionalProperties": STRING},
     "target": nullable("string", "the Dockerfile target stage"),
     "tags": {**STRINGS, "description": "tag templates: {branch} {tag} {sha} {short_sha} {ref_name} {timestamp} "
-                                      "{version} {major} {minor} {patch} {\\1}... and latest"},
+                                      "{version} {major} {minor} {patch} {\\1}... and latest; pull_request rules: "
+                                      "{pr} {sha} {short_sha} {timestamp} (default pr-{pr}; with push, {pr} in each)"},
     "included_files": {**STRINGS, "description": "path globs; ** crosses directories"},
     "ignored_files": STRINGS,
     "test": {"description": "run in the image, pushed by digest only, before any tag moves (network none, the "
@@ -71,6 +73,13 @@ RULE_FIELDS: dict[str, Schema] = {
                  "timeout": {"type": "integer", "minimum": 1, "maximum": 86400, "default": 600,
                              "description": "seconds; past it the test is killed and the build fails"}}},
                        {"type": "null"}]},
+    "push": {"type": "boolean", "description": "push the image; default true, false for pull_request rules "
+                                               "(the build proves the Dockerfile builds)"},
+    "forks": {"type": "string", "enum": ["untrusted", "trusted"], "default": "untrusted",
+              "description": "pull_request rules: requests from forks get no secret build args and no push "
+                             "unless trusted"},
+    "cancel_running": {"type": "boolean", "default": False,
+                       "description": "a newer commit of the same branch or request cancels the rule's running build"},
 }
 BUILD_ARG_NAME: Schema = {"type": "string", "pattern": "^[A-Za-z_][A-Za-z0-9_]{0,127}$"}
 SECRET_BUILD_ARGS_SHOWN: Schema = {
@@ -226,8 +235,10 @@ SCHEMAS: dict[str, Schema] = {
         "short_sha": STRING,
         "commit_message": MAYBE_STRING,
         "author": MAYBE_STRING,
-        "ref": {"type": "string", "description": "refs/heads/NAME or refs/tags/NAME"},
-        "ref_type": {"type": "string", "enum": ["branch", "tag"]},
+        "ref": {"type": "string", "description": "refs/heads/NAME or refs/tags/NAME; a request's build: the "
+                                                "request ref fetched (refs/pull/N/head, refs/merge-requests/N/head, "
+                                                "refs/pull-requests/N/from; Bitbucket Cloud: the head branch)"},
+        "ref_type": {"type": "string", "enum": ["branch", "tag", "pull_request"]},
         "ref_name": STRING,
         "image": STRING,
         "tags": STRINGS,
@@ -249,6 +260,11 @@ SCHEMAS: dict[str, Schema] = {
                    "description": "what started it: a push, a manual run, a rebuild, a schedule"},
         "started_by": nullable("string", "who ran or rebuilt it (null for a push)"),
         "rebuild_of": nullable("integer", "the build a rebuild repeats"),
+        "pull_request": {"type": ["integer", "null"], "description": "the pull or merge request's number"},
+        "base_branch": nullable("string", "a request's base (target) branch; ref_name is its head branch"),
+        "fork": {"type": ["string", "null"], "enum": ["trusted", "untrusted", None],
+                 "description": "a request from a fork, trusted by its rule or not"},
+        "push": {"type": "boolean", "description": "false: the image is built, not pushed"},
     }, description="A build (build_to_dict)."),
     "LogLines": obj({
         "build": ID,

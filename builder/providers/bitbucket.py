@@ -12,6 +12,7 @@ import re
 from typing import Any, Mapping
 
 from builder.events import ZERO_SHA, Ignored, PushEvent
+from builder.providers.pull_requests import ignored_action, request_event, request_number
 from builder.providers.request import (
     HookInfo,
     clean_text,
@@ -32,6 +33,10 @@ SERVER_PUSH = "repo:refs_changed"
 PING = "diagnostics:ping"
 CLOUD_REF_PREFIXES = {"branch": "refs/heads/", "tag": "refs/tags/"}
 SERVER_BUILT_CHANGES = ("ADD", "UPDATE")
+# Pull request event keys, by prefix, and the ones that build the request's head.
+CLOUD_PULL_REQUEST, SERVER_PULL_REQUEST = "pullrequest:", "pr:"
+CLOUD_PULL_REQUEST_BUILT = ("pullrequest:created", "pullrequest:updated")
+SERVER_PULL_REQUEST_BUILT = ("pr:opened", "pr:from_ref_updated")
 # "Jane Doe <jane@example.com>" -> "Jane Doe"
 _EMAIL_SUFFIX = re.compile(r"\s*<[^<>]*>\s*$")
 
@@ -55,6 +60,10 @@ def parse(headers: Mapping[str, str], body: bytes) -> tuple[PushEvent, ...]:
     event = header(headers, "X-Event-Key")
     if event == PING:
         raise Ignored("ping", status=200)
+    if isinstance(event, str) and event.startswith(CLOUD_PULL_REQUEST):
+        return _cloud_pull_request(event, load_json(body))
+    if isinstance(event, str) and event.startswith(SERVER_PULL_REQUEST):
+        return _server_pull_request(event, load_json(body))
     if event not in (CLOUD_PUSH, SERVER_PUSH):
         raise Ignored(f"event {shown(event)} is recorded but not built")
     payload = load_json(body)
@@ -148,6 +157,53 @@ def _server_change(change: dict[str, Any], repository: str, payload: dict[str, A
     )
 
 
+def _cloud_pull_request(event: str, payload: dict[str, Any]) -> tuple[PushEvent, ...]:
+    request = payload.get("pullrequest") if isinstance(payload.get("pullrequest"), dict) else {}
+    if event not in CLOUD_PULL_REQUEST_BUILT:
+        raise ignored_action(request.get("id"), event, CLOUD_PULL_REQUEST_BUILT)
+    number = request_number(request.get("id"))
+    source = dig(request, "source", "repository", "full_name")
+    if not source or source != dig(request, "destination", "repository", "full_name"):
+        raise Ignored(f"pull request #{number} comes from the fork {shown(source)}: Bitbucket Cloud has no "
+                      "pull request refs, so its head cannot be fetched from the base repository")
+    branch = dig(request, "source", "branch", "name")
+    return request_event(
+        provider=NAME,
+        repository=_repository(payload),
+        number=number,
+        # Cloud keeps no request refs: a same-repository request's head is its source branch.
+        request_ref=f"refs/heads/{branch}",
+        head_branch=branch,
+        base_branch=dig(request, "destination", "branch", "name"),
+        commit=dig(request, "source", "commit", "hash"),
+        from_fork=False,
+        author=dig(request, "author", "display_name") or dig(payload, "actor", "display_name"),
+        message=request.get("title"),
+        abbreviated=True,  # Cloud sends the first 12 hex digits
+    )
+
+
+def _server_pull_request(event: str, payload: dict[str, Any]) -> tuple[PushEvent, ...]:
+    request = payload.get("pullRequest") if isinstance(payload.get("pullRequest"), dict) else {}
+    if event not in SERVER_PULL_REQUEST_BUILT:
+        raise ignored_action(request.get("id"), event, SERVER_PULL_REQUEST_BUILT)
+    number = request_number(request.get("id"))
+    head, base = request.get("fromRef") or {}, request.get("toRef") or {}
+    return request_event(
+        provider=NAME,
+        repository=_repository(payload),
+        number=number,
+        request_ref=f"refs/pull-requests/{number}/from",
+        head_branch=dig(head, "displayId") or dig(head, "id"),
+        base_branch=dig(base, "displayId") or dig(base, "id"),
+        commit=dig(head, "latestCommit"),
+        from_fork=_server_repository(dig(head, "repository")) != _server_repository(dig(base, "repository")),
+        before=payload.get("previousFromHash"),
+        author=dig(payload, "actor", "displayName") or dig(request, "author", "user", "displayName"),
+        message=request.get("title"),
+    )
+
+
 def _cloud_author(target: dict[str, Any], payload: dict[str, Any]) -> str | None:
     name = dig(target, "author", "user", "display_name")
     if not name:
@@ -163,7 +219,13 @@ def _repository(payload: dict[str, Any]) -> str | None:
     full_name = dig(payload, "repository", "full_name")
     if isinstance(full_name, str) and full_name:
         return full_name
-    key, slug = dig(payload, "repository", "project", "key"), dig(payload, "repository", "slug")
+    # Data Center pull request events name the repository only in the request's target ref.
+    return _server_repository(payload.get("repository") or dig(payload, "pullRequest", "toRef", "repository"))
+
+
+def _server_repository(repository: Any) -> str | None:
+    """``PROJECTKEY/slug`` of a Data Center repository object."""
+    key, slug = dig(repository, "project", "key"), dig(repository, "slug")
     if isinstance(key, str) and key and isinstance(slug, str) and slug:
         return f"{key}/{slug}"
     return None

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any, Mapping
 
 from builder.events import ZERO_SHA, Ignored, PushEvent
+from builder.providers.pull_requests import github_shaped
 from builder.providers.request import (
     HookInfo,
     clean_text,
@@ -31,6 +32,9 @@ DELIVERY_HEADERS = ("X-Gitea-Delivery", "X-Forgejo-Delivery", "X-Gogs-Delivery",
 SIGNATURE_HEADERS = ("X-Gitea-Signature", "X-Forgejo-Signature")
 # Branch/tag creation and deletion also arrive as push events, which are built.
 REF_EVENTS = ("create", "delete")
+# Pull request events (newer versions name a new head ``pull_request_sync``) and the actions built.
+PULL_REQUEST_EVENTS = ("pull_request", "pull_request_sync")
+PULL_REQUEST_ACTIONS = ("opened", "synchronized", "reopened")
 
 
 def describe(headers: Mapping[str, str], body: bytes) -> HookInfo:
@@ -56,6 +60,8 @@ def parse(headers: Mapping[str, str], body: bytes) -> tuple[PushEvent, ...]:
         ref_type = payload.get("ref_type") if payload.get("ref_type") in ("branch", "tag") else "ref"
         raise Ignored(f"{event} of {ref_type} {shown(payload.get('ref'))} is recorded, not built "
                       "(the push event covers it)")
+    if event in PULL_REQUEST_EVENTS:
+        return _pull_request(load_json(body))
     if event != "push":
         raise Ignored(f"event {shown(event)} is recorded but not built")
     payload = load_json(body)
@@ -81,6 +87,10 @@ def parse(headers: Mapping[str, str], body: bytes) -> tuple[PushEvent, ...]:
             before=previous_commit(payload.get("before")),
         ),
     )
+
+
+def _pull_request(payload: dict[str, Any]) -> tuple[PushEvent, ...]:
+    return github_shaped(NAME, payload, PULL_REQUEST_ACTIONS)
 
 
 def _first_header(headers: Mapping[str, str], names: tuple[str, ...]) -> str | None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any, Mapping
 
 from builder.events import ZERO_SHA, Ignored, PushEvent
+from builder.providers.pull_requests import github_shaped
 from builder.providers.request import (
     HookInfo,
     clean_text,
@@ -26,6 +27,8 @@ from builder.providers.request import (
 NAME = "github"
 # GitHub lists at most 20 commits in a push payload.
 MAX_LISTED_COMMITS = 20
+# pull_request actions that build the request's head (closed, labeled, edited... are recorded, not built).
+PULL_REQUEST_ACTIONS = ("opened", "synchronize", "reopened")
 
 
 def describe(headers: Mapping[str, str], body: bytes) -> HookInfo:
@@ -49,6 +52,8 @@ def parse(headers: Mapping[str, str], body: bytes) -> tuple[PushEvent, ...]:
     event = header(headers, "X-GitHub-Event")
     if event == "ping":
         raise Ignored("ping", status=200)
+    if event == "pull_request":
+        return _pull_request(load_json(body))
     if event != "push":
         raise Ignored(f"event {event!r} is recorded but not built")
     payload = load_json(body)
@@ -76,6 +81,10 @@ def parse(headers: Mapping[str, str], body: bytes) -> tuple[PushEvent, ...]:
             before=previous_commit(payload.get("before")),
         ),
     )
+
+
+def _pull_request(payload: dict[str, Any]) -> tuple[PushEvent, ...]:
+    return github_shaped(NAME, payload, PULL_REQUEST_ACTIONS)
 
 
 def _author(head: dict[str, Any], payload: dict[str, Any]) -> str | None:

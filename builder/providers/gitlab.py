@@ -13,6 +13,7 @@ from typing import Any, Mapping
 
 from builder.errors import BadSignature
 from builder.events import ZERO_SHA, Ignored, PushEvent
+from builder.providers.pull_requests import ignored_action, request_event, request_number
 from builder.providers.request import (
     HookInfo,
     clean_text,
@@ -31,6 +32,9 @@ NAME = "gitlab"
 PUSH_EVENTS = {"Push Hook": "push", "Tag Push Hook": "tag_push"}
 # System hooks send push payloads (same object_kind) under this header value.
 SYSTEM_HOOK = "System Hook"
+MERGE_REQUEST_HOOK = "Merge Request Hook"
+# Merge request actions built; "update" only with new commits (``oldrev`` set).
+MERGE_REQUEST_ACTIONS = ("open", "update", "reopen")
 
 
 def describe(headers: Mapping[str, str], body: bytes) -> HookInfo:
@@ -56,6 +60,8 @@ def verify(headers: Mapping[str, str], body: bytes, secret: str) -> None:
 def parse(headers: Mapping[str, str], body: bytes) -> tuple[PushEvent, ...]:
     payload = load_json(body)
     event = _event(headers, payload)
+    if event == MERGE_REQUEST_HOOK:
+        return _merge_request(payload)
     if event not in PUSH_EVENTS:
         raise Ignored(f"event {shown(event)} is recorded but not built")
     ref, ref_type, ref_name = read_ref(payload.get("ref"))
@@ -91,7 +97,34 @@ def _event(headers: Mapping[str, str], payload: dict[str, Any]) -> str | None:
         for name, object_kind in PUSH_EVENTS.items():
             if kind == object_kind:
                 return name
+        if kind == "merge_request":
+            return MERGE_REQUEST_HOOK
     return event
+
+
+def _merge_request(payload: dict[str, Any]) -> tuple[PushEvent, ...]:
+    attributes = payload.get("object_attributes") if isinstance(payload.get("object_attributes"), dict) else {}
+    action, number = attributes.get("action"), attributes.get("iid")
+    if action == "update" and not attributes.get("oldrev"):
+        action = "update without new commits"
+    if action not in MERGE_REQUEST_ACTIONS:
+        raise ignored_action(number, action, ("open", "update with new commits", "reopen"))
+    number = request_number(number)
+    source, target = attributes.get("source_project_id"), attributes.get("target_project_id")
+    last_commit = attributes.get("last_commit") if isinstance(attributes.get("last_commit"), dict) else {}
+    return request_event(
+        provider=NAME,
+        repository=dig(payload, "project", "path_with_namespace"),
+        number=number,
+        request_ref=f"refs/merge-requests/{number}/head",
+        head_branch=attributes.get("source_branch"),
+        base_branch=attributes.get("target_branch"),
+        commit=last_commit.get("id"),
+        from_fork=source is None or source != target,
+        before=attributes.get("oldrev"),
+        author=dig(payload, "user", "username") or dig(last_commit, "author", "name"),
+        message=last_commit.get("message") or attributes.get("title"),
+    )
 
 
 def _delivery_id(headers: Mapping[str, str]) -> str | None:

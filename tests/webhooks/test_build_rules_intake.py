@@ -23,9 +23,11 @@ def trigger_with(client, rules=None, **extra):
     return response.json
 
 
-def push(client, trigger, ref, sha=None, message="Update README", files=None, fixture="push_branch"):
+def push(client, trigger, ref, sha=None, message="Update README", files=None, fixture="push_branch", before=None):
     sha = sha or uuid.uuid4().hex + "abcdef01"
     payload = github_push(fixture, repository=trigger["repository"], ref=ref, sha=sha, clone_url="file:///x.git")
+    if before:
+        payload["before"] = before
     if payload.get("head_commit"):
         payload["head_commit"]["message"] = message
     if files is not None:
@@ -110,13 +112,34 @@ def test_path_filters_are_left_to_the_worker_when_the_payload_cannot_tell(app, c
 
 def test_a_newer_push_supersedes_queued_builds_of_the_same_branch_and_rule(app, client):
     trigger = trigger_with(client)
-    push(client, trigger, "refs/heads/main")
+    older = uuid.uuid4().hex + "abcdef01"
+    push(client, trigger, "refs/heads/main", sha=older)
     push(client, trigger, "refs/heads/feature")
-    push(client, trigger, "refs/heads/main")
+    push(client, trigger, "refs/heads/main", before=older)  # the payload says it was pushed on top of it
     first, other_branch, newest = builds(app, trigger)
     assert (first.state, newest.state, other_branch.state) == ("superseded", "queued", "queued")
     assert first.reason == f"superseded by a newer push of {newest.commit[:7]}"
     assert first.finished_at is not None
+
+
+def test_an_older_commit_arriving_after_a_newer_one_is_superseded_and_supersedes_nothing(app, client):
+    trigger = trigger_with(client)
+    older, newer = uuid.uuid4().hex + "abcdef01", uuid.uuid4().hex + "abcdef02"
+    push(client, trigger, "refs/heads/main", sha=newer, before=older)
+    late = push(client, trigger, "refs/heads/main", sha=older)  # a redelivery of the older push
+    assert late.json["outcome"] == "accepted"
+    newest, redelivered = builds(app, trigger)
+    assert (newest.state, redelivered.state) == ("queued", "superseded")
+    assert redelivered.reason == (f"superseded: commit {older[:7]} is older than {newer[:7]} (build #{newest.id}), "
+                                  "whose webhook came first")
+    assert "is older than" in late.json["reason"]
+
+
+def test_pushes_the_payloads_cannot_order_are_left_for_the_worker_to_order(app, client):
+    trigger = trigger_with(client)
+    push(client, trigger, "refs/heads/main")
+    push(client, trigger, "refs/heads/main")  # unrelated commits, no before -> commit chain between them
+    assert [b.state for b in builds(app, trigger)] == ["queued", "queued"]
 
 
 def test_superseding_can_be_turned_off_per_trigger(app, client):

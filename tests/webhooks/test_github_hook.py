@@ -99,14 +99,19 @@ def test_ping_is_answered_with_200(app, client, trigger):
     assert delivery(app, response.json["delivery"]).outcome == "ping"
 
 
-@pytest.mark.parametrize("name, event", [("create_tag", "create"), ("pull_request_opened", "pull_request")])
-def test_other_events_are_recorded_and_not_built(app, client, trigger, name, event):
+@pytest.mark.parametrize("name, event, reason", [
+    ("create_tag", "create", "event 'create' is recorded but not built"),
+    ("pull_request_labeled", "pull_request", "pull request #2 'labeled': recorded, not built"),
+    # the default rules build branches and tags: a request needs a pull_request rule
+    ("pull_request_opened", "pull_request", "pull request #2 ('changes' into 'master'): no rule of trigger"),
+])
+def test_other_events_are_recorded_and_not_built(app, client, trigger, name, event, reason):
     payload = fixture(f"github/{name}.json")
     payload["repository"]["full_name"] = trigger["repository"]
     response = post(client, payload, event=event)
     assert response.status_code == 202
     assert response.json["outcome"] == "ignored"
-    assert event in response.json["reason"]
+    assert reason in response.json["reason"]
     assert builds_for(app, trigger["id"]) == []
 
 

@@ -90,6 +90,21 @@ def push(provider, repository, ref, ref_type, ref_name, commit, author, message,
     return PushEvent(provider, repository, ref, ref_type, ref_name, commit, author, message, changed_files)
 
 
+def request(provider, repository, number, ref, head, base, commit, author, message, before=None, fork=False):
+    return (PushEvent(provider, repository, ref, "pull_request", head, commit, author, message, None, before,
+                      pull_request=number, base_branch=base, from_fork=fork),)
+
+
+def built_only(*actions):
+    return f"recorded, not built (built: {', '.join(actions)})"
+
+
+GITHUB_BUILT = built_only("opened", "synchronize", "reopened")
+GITLAB_BUILT = built_only("open", "update with new commits", "reopen")
+CLOUD_BUILT = built_only("pullrequest:created", "pullrequest:updated")
+SERVER_BUILT = built_only("pr:opened", "pr:from_ref_updated")
+GITEA_BUILT = built_only("opened", "synchronized", "reopened")
+
 # (fixture file, provider, headers, expected: tuple of PushEvents or ignored(...))
 CASES = [
     # --- GitHub ---
@@ -112,8 +127,20 @@ CASES = [
     ("github/create_tag.json", "github", github("create"), ignored("event 'create' is recorded but not built")),
     ("github/create_branch.json", "github", github("create"),
      ignored("event 'create' is recorded but not built")),
-    ("github/pull_request_opened.json", "github", github("pull_request"),
-     ignored("event 'pull_request' is recorded but not built")),
+    ("github/pull_request_opened.json", "github", github("pull_request"), request(
+        "github", "Codertocat/Hello-World", 2, "refs/pull/2/head", "changes", "master",
+        "ec26c3e57ca3a959ca5aad62de7213c562f8c821", "Codertocat", "Update the README with new information.")),
+    ("github/pull_request_synchronize.json", "github", github("pull_request"), request(
+        "github", "Codertocat/Hello-World", 2, "refs/pull/2/head", "changes", "master",
+        "ec26c3e57ca3a959ca5aad62de7213c562f8c821", "Codertocat", "Update the README with new information.",
+        before="f95f852bd8fca8fcc58a9a2d6c842781e32a215e")),
+    ("github/pull_request_reopened.json", "github", github("pull_request"), request(
+        "github", "Codertocat/Hello-World", 2, "refs/pull/2/head", "changes", "master",
+        "ec26c3e57ca3a959ca5aad62de7213c562f8c821", "Codertocat", "Update the README with new information.")),
+    ("github/pull_request_closed.json", "github", github("pull_request"),
+     ignored(f"pull request #2 'closed': {GITHUB_BUILT}")),
+    ("github/pull_request_labeled.json", "github", github("pull_request"),
+     ignored(f"pull request #2 'labeled': {GITHUB_BUILT}")),
     # --- GitLab ---
     # 2 commits listed out of total_commits_count 4: the file list is incomplete.
     ("gitlab/push_hook_docs.json", "gitlab", gitlab("Push Hook"), (
@@ -158,6 +185,58 @@ CASES = [
     )),
     ("bitbucket/server_refs_changed_branch_delete.json", "bitbucket", bitbucket_server("repo:refs_changed"),
      ignored("branch 'develop' was deleted")),
+    # --- pull requests: GitLab, Bitbucket Cloud and Data Center, Gitea ---
+    ("gitlab/merge_request_hook_open.json", "gitlab", gitlab("Merge Request Hook"), request(
+        "gitlab", "gitlab-org/hello-world", 1, "refs/merge-requests/1/head", "feature", "master",
+        "c4c79227ed610f1151f05bbc5be33b4f340d39c8", "sytses", "update readme\n")),
+    ("gitlab/merge_request_hook_reopen.json", "gitlab", gitlab("Merge Request Hook"), request(
+        "gitlab", "gitlab-org/hello-world", 1, "refs/merge-requests/1/head", "feature", "master",
+        "c4c79227ed610f1151f05bbc5be33b4f340d39c8", "sytses", "update readme\n")),
+    ("gitlab/merge_request_hook_close.json", "gitlab", gitlab("Merge Request Hook"),
+     ignored(f"pull request #1 'close': {GITLAB_BUILT}")),
+    ("gitlab/merge_request_hook_merge.json", "gitlab", gitlab("Merge Request Hook"),
+     ignored(f"pull request #1 'merge': {GITLAB_BUILT}")),
+    ("gitlab/merge_request_hook_update_no_commits.json", "gitlab", gitlab("Merge Request Hook"),
+     ignored(f"pull request #3 'update without new commits': {GITLAB_BUILT}")),
+    # Cloud names the head commit by 12 hex digits and has no request refs: the head branch is fetched.
+    ("bitbucket/cloud_pullrequest_created.json", "bitbucket", bitbucket_cloud("pullrequest:created"), request(
+        "bitbucket", "brydzewski/foo", 1, "refs/heads/develop", "develop", "master", "507a576e59b3",
+        "Brad Rydzewski", "Awesome new feature")),
+    ("bitbucket/cloud_pullrequest_updated.json", "bitbucket", bitbucket_cloud("pullrequest:updated"), request(
+        "bitbucket", "brydzewski/foo", 1, "refs/heads/develop", "develop", "master", "0704fc5beccc",
+        "Brad Rydzewski", "Awesome new feature")),
+    ("bitbucket/cloud_pullrequest_fulfilled.json", "bitbucket", bitbucket_cloud("pullrequest:fulfilled"),
+     ignored(f"pull request #1 'pullrequest:fulfilled': {CLOUD_BUILT}")),
+    ("bitbucket/cloud_pullrequest_declined.json", "bitbucket", bitbucket_cloud("pullrequest:rejected"),
+     ignored(f"pull request #2 'pullrequest:rejected': {CLOUD_BUILT}")),
+    ("bitbucket/server_pr_open.json", "bitbucket", bitbucket_server("pr:opened"), request(
+        "bitbucket", "PRJ/my-repo", 2, "refs/pull-requests/2/from", "develop", "master",
+        "208b0a5c05eddadad01f2aed8802fe0c3b3eaf5e", "Jane Citizen", "added LICENSE")),
+    ("bitbucket/server_pr_from_ref_updated.json", "bitbucket", bitbucket_server("pr:from_ref_updated"), request(
+        "bitbucket", "PRJ/my-repo", 2, "refs/pull-requests/2/from", "feature-2", "master",
+        "c00d0f269a9844dd168f72f6a9d78a9cff49a318", "Jane Citizen", "added LICENSE",
+        before="caf52ccb18c039cd9b930ed1f7b3edfb34cb92dd")),
+    ("bitbucket/server_pr_merged.json", "bitbucket", bitbucket_server("pr:merged"),
+     ignored(f"pull request #3 'pr:merged': {SERVER_BUILT}")),
+    ("bitbucket/server_pr_declined.json", "bitbucket", bitbucket_server("pr:declined"),
+     ignored(f"pull request #2 'pr:declined': {SERVER_BUILT}")),
+    ("bitbucket/server_pr_modified_meta.json", "bitbucket", bitbucket_server("pr:modified"),
+     ignored(f"pull request #6 'pr:modified': {SERVER_BUILT}")),
+    ("gitea/pull_request_opened.json", "gitea", gitea("pull_request"), request(
+        "gitea", "jcitizen/my-repo", 1, "refs/pull/1/head", "feature", "master",
+        "2eba238e33607c1fa49253182e9fff42baafa1eb", "jcitizen", "Add License File")),
+    ("gitea/pull_request_synchronized.json", "gitea", gitea("pull_request"), request(
+        "gitea", "jcitizen/my-repo", 1, "refs/pull/1/head", "feature", "master",
+        "2eba238e33607c1fa49253182e9fff42baafa1eb", "jcitizen", "Add License File")),
+    ("gitea/pull_request_reopened.json", "gitea", gitea("pull_request"), request(
+        "gitea", "jcitizen/my-repo", 1, "refs/pull/1/head", "feature", "master",
+        "2eba238e33607c1fa49253182e9fff42baafa1eb", "jcitizen", "Add LICENSE File")),
+    ("gitea/pull_request_closed.json", "gitea", gitea("pull_request"),
+     ignored(f"pull request #1 'closed': {GITEA_BUILT}")),
+    ("gitea/pull_request_edited.json", "gitea", gitea("pull_request"),
+     ignored(f"pull request #1 'edited': {GITEA_BUILT}")),
+    ("gitea/pull_request_merged.json", "gitea", gitea("pull_request"),
+     ignored(f"pull request #1 'closed (merged)': {GITEA_BUILT}")),
     # --- Gitea ---
     # The documentation example's commit has no added/modified/removed keys.
     ("gitea/push_docs.json", "gitea", gitea("push"), (
@@ -312,8 +391,31 @@ def test_gitlab_system_hook_and_missing_header_use_object_kind():
     for headers in ({"X-Gitlab-Event": "System Hook"}, {}):
         (event,) = PROVIDERS["gitlab"].parse(headers, body)
         assert event.commit == "2adc9465c4edfc33834e173fe89436a7cb899a1d"
-    with pytest.raises(Ignored, match="Merge Request Hook"):
+    with pytest.raises(Ignored, match="pull request event without an action: recorded, not built"):
         PROVIDERS["gitlab"].parse({"X-Gitlab-Event": "Merge Request Hook"}, body)
+    merge_request = fixture_bytes("gitlab/merge_request_hook_open.json")
+    for headers in ({"X-Gitlab-Event": "System Hook"}, {}):
+        (event,) = PROVIDERS["gitlab"].parse(headers, merge_request)
+        assert (event.pull_request, event.ref) == (1, "refs/merge-requests/1/head")
+
+
+def test_requests_from_forks_are_marked_and_updates_carry_the_previous_head():
+    payload = json.loads(fixture_bytes("github/pull_request_synchronize.json"))
+    payload["pull_request"]["head"]["repo"]["full_name"] = "mallory/Hello-World"
+    (event,) = PROVIDERS["github"].parse(github("pull_request"), json.dumps(payload).encode())
+    assert (event.from_fork, event.before) == (True, "f95f852bd8fca8fcc58a9a2d6c842781e32a215e")
+    payload = json.loads(fixture_bytes("gitlab/merge_request_hook_open.json"))
+    payload["object_attributes"].update(action="update", oldrev="a" * 40, source_project_id=99)
+    (event,) = PROVIDERS["gitlab"].parse(gitlab("Merge Request Hook"), json.dumps(payload).encode())
+    assert (event.from_fork, event.before) == (True, "a" * 40)
+    payload = json.loads(fixture_bytes("bitbucket/server_pr_open.json"))
+    payload["pullRequest"]["fromRef"]["repository"]["project"]["key"] = "~MALLORY"
+    (event,) = PROVIDERS["bitbucket"].parse(bitbucket_server("pr:opened"), json.dumps(payload).encode())
+    assert event.from_fork is True
+    payload = json.loads(fixture_bytes("bitbucket/cloud_pullrequest_created.json"))
+    payload["pullrequest"]["source"]["repository"]["full_name"] = "mallory/foo"
+    with pytest.raises(Ignored, match="Bitbucket Cloud has no pull request refs"):
+        PROVIDERS["bitbucket"].parse(bitbucket_cloud("pullrequest:created"), json.dumps(payload).encode())
 
 
 def test_bitbucket_server_ping():
