@@ -35,7 +35,7 @@ USER, PASSWORD = "robot", f"pw-{uuid.uuid4().hex}"
 
 def settings_from(tmp_path, **env: str) -> Settings:
     return Settings.from_env({"BUILDHOOK_SECRET_KEY": "push-credentials", "BUILDHOOK_DATABASE_URL": "sqlite://",
-                              "BUILDHOOK_WORK_DIR": str(tmp_path / "work"), **env})
+                              "BUILDHOOK_WORK_DIR": str(tmp_path / "work"), "BUILDHOOK_ALLOW_FILE_CLONES": "1", **env})
 
 
 @pytest.fixture
