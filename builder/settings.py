@@ -154,6 +154,9 @@ class Settings:
     listen_address: str | None = None  # host:port the web app listens on, when known
     # file:// clone URLs and local paths (tests, local use); off: only network URLs.
     allow_file_clones: bool = False
+    # GET /metrics also answers this bearer token (besides API tokens); days logs and deliveries are kept (0: forever).
+    metrics_token: str | None = field(default=None, repr=False)
+    keep_days: int = 90
 
     @property
     def effective_work_dir(self) -> Path:
@@ -209,6 +212,8 @@ class Settings:
             allow_private_targets=_allow_list(env),
             listen_address=env.get("BUILDHOOK_LISTEN_ADDRESS") or None,
             allow_file_clones=_flag(env, "BUILDHOOK_ALLOW_FILE_CLONES"),
+            metrics_token=env.get("BUILDHOOK_METRICS_TOKEN") or None,
+            keep_days=_at_least(0, "BUILDHOOK_KEEP_DAYS", _int(env, "BUILDHOOK_KEEP_DAYS", 90)),
         )
 
     def trusts_registry(self, host: str | None) -> bool:

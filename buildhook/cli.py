@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import gc
 import json
+import os
 import sys
 import threading
 import time
@@ -19,6 +20,7 @@ from builder.settings import ConfigError, Settings
 from builder.triggers import TriggerSpec, create_trigger, trigger_to_dict
 from buildhook.admin_commands import add_admin_commands
 from buildhook.local_state import local_env
+from buildhook.metrics_dir import use_metrics_dir
 from buildhook.serve import cmd_serve
 
 
@@ -48,6 +50,7 @@ def cmd_web(args: argparse.Namespace) -> int:
 
     settings = load_settings()
     settings = settings.with_(listen_address=settings.listen_address or f"{args.host}:{args.port}")
+    use_metrics_dir(settings.data_dir, "web")  # before anything imports prometheus_client
     migrate(settings.database_url, settings.secret_key)
 
     class WebServer(BaseApplication):  # type: ignore[misc]
@@ -59,6 +62,7 @@ def cmd_web(args: argparse.Namespace) -> int:
             self.cfg.set("accesslog", "-")
             self.cfg.set("logger_class", "buildhook.access_log.RedactingLogger")  # no ?token= in the log
             self.cfg.set("graceful_timeout", 10)
+            self.cfg.set("child_exit", _metrics_child_exit)
 
         def load(self):  # type: ignore[no-untyped-def]
             app = create_app(settings)
@@ -73,12 +77,25 @@ def cmd_web(args: argparse.Namespace) -> int:
     return 0
 
 
+def _metrics_child_exit(_server: object, worker: object) -> None:
+    """gunicorn's child_exit hook: the multiprocess bookkeeping of a worker that ended."""
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)  # type: ignore[attr-defined]
+
+
 def cmd_worker(args: argparse.Namespace) -> int:
+    settings = load_settings()
+    use_metrics_dir(settings.data_dir, "worker")  # before anything imports prometheus_client
+
+    from celery.signals import worker_process_shutdown
+    from prometheus_client import multiprocess
+
     from webhooks import create_app
     from workers.broker_watch import BrokerWatch
     from workers.tasks import relay_everything
 
-    settings = load_settings()
+    worker_process_shutdown.connect(lambda **_kw: multiprocess.mark_process_dead(os.getpid()), weak=False)
     migrate(settings.database_url, settings.secret_key)
     app = create_app(settings)
     services = app.extensions["buildhook"]

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from builder.db import make_engine, migrate
 from builder.settings import Settings
 from buildhook.local_state import data_dir, local_env, publish_serve, unpublish_serve
+from buildhook.metrics_dir import clear_metrics_root
 from buildhook.redis_server import RedisServer
 from buildhook.registry_server import RegistryServer
 
@@ -80,6 +81,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     migrate(settings.database_url, settings.secret_key)
     require_docker(settings)
     directory = data_dir(env)
+    clear_metrics_root(directory)  # the web app and worker each make their group's metrics directory anew
     servers: list[RedisServer | RegistryServer] = []
     try:
         if not settings.broker_url:

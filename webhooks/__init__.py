@@ -96,6 +96,7 @@ def create_app(settings: Settings | None = None) -> Flask:
 
     from workers.celery_app import celery_init_app
     from webhooks import api, auth, build_actions, dashboard, deploy_api, errors, hooks, openapi, registry
+    from webhooks import metrics
 
     celery_init_app(app, settings)
     app.url_map.converters["int"] = IdConverter  # before the routes: <int:...> ids fit the columns
@@ -105,6 +106,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.register_blueprint(deploy_api.bp)
     app.register_blueprint(openapi.bp)
     app.register_blueprint(registry.bp)
+    app.register_blueprint(metrics.bp)
     app.register_blueprint(dashboard.bp)
     errors.register(app)
     auth.register(app)

@@ -11,6 +11,7 @@ from flask import current_app
 from builder import pipeline
 from builder.deliveries import due_deliveries, send_delivery
 from builder.deployments import delivery_finished, run_deployment
+from builder.metrics import count_outbound, measured
 from builder.notifications import BUILD_EVENTS, build_payload, notify
 from builder.models import Build
 from builder.outbox import forget_dispatches, relay_pending, undispatched_deployments
@@ -30,7 +31,8 @@ def backoff(attempt: int, base: float = 5.0, cap: float = 300.0) -> float:
 @shared_task(bind=True, name=RUN_BUILD)
 def run_build(self, build_id: int) -> str:  # type: ignore[no-untyped-def]
     services = current_app.extensions["buildhook"]
-    outcome = pipeline.run_build(services.sessions, services.settings, build_id, on_state=services.report)
+    outcome = pipeline.run_build(services.sessions, services.settings, build_id,
+                                 on_state=measured(services.report, services.sessions))
     if outcome is pipeline.Outcome.RETRY:
         raise self.retry(countdown=backoff(self.request.retries + 1), max_retries=None)
     return outcome.value
@@ -45,7 +47,7 @@ def relay_everything(services, watch: BrokerWatch | None = None) -> None:  # typ
     it was handed is unmarked, so this same pass sends them again.
     """
     try:
-        reap(services.sessions, services.settings, on_state=services.report)
+        reap(services.sessions, services.settings, on_state=measured(services.report, services.sessions))
     except Exception as exc:  # the database or engine is away: the relay still runs, the next pass reaps
         log.warning("reaper: %s", exc)
     if watch is not None:
@@ -92,5 +94,7 @@ def deliver(delivery_id: int) -> str | None:
     services = current_app.extensions["buildhook"]
     settings = services.settings
     # Notifications a finished deployment queues are sent by the relay's next pass.
-    return send_delivery(services.sessions, services.box, delivery_id, backoff_base=settings.delivery_backoff,
-                         on_finished=delivery_finished(settings), policy=settings.target_policy())
+    state = send_delivery(services.sessions, services.box, delivery_id, backoff_base=settings.delivery_backoff,
+                          on_finished=delivery_finished(settings), policy=settings.target_policy())
+    count_outbound(state)
+    return state
