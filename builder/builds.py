@@ -9,6 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from builder.errors import NotFound
+from builder.fair_share import queue_position
 from builder.models import Build, BuildLogLine
 
 
@@ -46,6 +47,8 @@ def build_to_dict(build: Build) -> dict[str, Any]:
         "pushing_at": _iso(build.pushing_at),
         "finished_at": _iso(build.finished_at),
         "cancel_requested": build.cancel_requested_at is not None,
+        "queue": queue_position(build),
+        "scheduled_for": _iso(build.scheduled_for),
     }
 
 

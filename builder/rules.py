@@ -50,6 +50,10 @@ class RuleSpec:
     # a build's row, never shown (only the names are, by ``trigger_to_dict``). None: not given
     # (an edit keeps the rule's), {}: none; a value None keeps that name's stored value.
     secret_build_args: Mapping[str, str | None] | None = field(default=None, repr=False, compare=False)
+    # "always": a scheduled run rebuilds an unchanged commit (builder/schedules.py); per-commit tags kept
+    # in the registry (builder/retention.py). Stored on the rule's row, not in the intake's cached specs.
+    rebuild: str | None = None
+    retention_keep: int | None = None
 
     def __post_init__(self) -> None:
         if self.source not in ("branch", "tag"):
@@ -71,6 +75,7 @@ class RuleSpec:
         check_globs(self.included_files + self.ignored_files)
         if self.secret_build_args:
             check_secret_build_args(self.secret_build_args, self.build_args)
+        check_team_fields(self)
 
     @classmethod
     def default(cls, source: Source, dockerfile: str = "Dockerfile", context: str = ".") -> "RuleSpec":
@@ -83,7 +88,7 @@ class RuleSpec:
         if not isinstance(data, dict):
             raise InputError("each rule must be a JSON object")
         known = {"source", "pattern", "match", "dockerfile", "context", "build_args", "target", "tags",
-                 "included_files", "ignored_files", "secret_build_args"}
+                 "included_files", "ignored_files", "secret_build_args", "rebuild", "retention"}
         unknown = sorted(set(data) - known)
         if unknown:
             raise InputError(f"unknown rule fields: {', '.join(unknown)}")
@@ -116,6 +121,8 @@ class RuleSpec:
             included_files=lists["included_files"],
             ignored_files=lists["ignored_files"],
             secret_build_args=_secret_build_args_json(data),
+            rebuild=data.get("rebuild"),
+            retention_keep=_retention_json(data.get("retention")),
         )
 
     def as_json(self) -> dict[str, Any]:
@@ -245,3 +252,37 @@ def render_tags(rule: RuleSpec, event: PushEvent, context: TagContext) -> tuple[
 
         tags.append(sanitise_tag(_FIELD.sub(field_value, template)))
     return list(dict.fromkeys(tags)), notes
+
+
+REBUILD_CHOICES = ("always", "changed")
+RETENTION_KEEP_MAX = 10_000
+PER_COMMIT_FIELDS = {"sha", "short_sha", "timestamp"}  # a tag from these is new for every build
+
+
+def per_commit_templates(tags: tuple[str, ...] | list[str]) -> list[str]:
+    """The tag templates that name one build's commit or time: what retention may delete."""
+    return [template for template in tags if PER_COMMIT_FIELDS & set(_FIELD.findall(template))]
+
+
+def _retention_json(value: Any) -> int | None:
+    """``"retention": {"keep": N}`` of a rule's JSON (null or absent: every tag is kept)."""
+    if value is None:
+        return None
+    if not isinstance(value, dict) or set(value) != {"keep"}:
+        raise InputError('rule field \'retention\' must be {"keep": N}, or null')
+    keep = value["keep"]
+    if isinstance(keep, bool) or not isinstance(keep, int):
+        raise InputError("retention keep must be a whole number")
+    return keep
+
+
+def check_team_fields(rule: RuleSpec) -> None:
+    if rule.rebuild is not None and rule.rebuild not in REBUILD_CHOICES:
+        raise InputError(f"rule field 'rebuild' must be one of {', '.join(REBUILD_CHOICES)}, not {rule.rebuild!r}")
+    if rule.retention_keep is None:
+        return
+    if not 0 < rule.retention_keep <= RETENTION_KEEP_MAX:
+        raise InputError(f"retention keep must be between 1 and {RETENTION_KEEP_MAX}")
+    if not per_commit_templates(rule.tags):
+        raise InputError("retention deletes per-commit tags, and this rule has none: add a tag template with "
+                         "{sha}, {short_sha} or {timestamp}")

@@ -155,6 +155,8 @@ def cmd_triggers_add(args: argparse.Namespace) -> int:
         ssh_key=_read(args.ssh_key_file),
         ssh_known_hosts=_read(args.known_hosts_file),
         build_timeout=args.build_timeout,
+        max_concurrent=args.max_concurrent,
+        schedule=args.schedule,
     )
     sessions = make_sessionmaker(make_engine(settings.database_url))
     with sessions() as session:
@@ -258,6 +260,10 @@ def parser() -> argparse.ArgumentParser:
     add.add_argument("--known-hosts-file", help="known_hosts lines for the SSH host (required with a key)")
     add.add_argument("--build-timeout", type=int, metavar="SECONDS",
                      help="stop and fail a build after this long (default: BUILDHOOK_BUILD_TIMEOUT)")
+    add.add_argument("--max-concurrent", type=int, metavar="N",
+                     help="builds of this trigger running at once; the others wait queued (default: no limit)")
+    add.add_argument("--schedule", metavar="CRON",
+                     help='rebuild the default branch\'s tip at these times: five cron fields, UTC, e.g. "0 3 * * 1"')
     add.add_argument("--json", action="store_true")
     add.set_defaults(func=cmd_triggers_add)
     lst = tsub.add_parser("list", help="list triggers with their webhook URLs")

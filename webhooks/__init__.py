@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from werkzeug.routing import IntegerConverter, Map
 
 from builder.db import make_engine, make_sessionmaker
+from builder.fair_share import queue_position
 from builder.ids import MAX_ID
 from builder.secrets import SecretBox
 from builder.settings import Settings
@@ -107,6 +108,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.register_blueprint(openapi.bp)
     app.register_blueprint(registry.bp)
     app.register_blueprint(metrics.bp)
+    app.jinja_env.globals["queue_position"] = queue_position  # the build page's "2 ahead; trigger limit 1"
     app.register_blueprint(dashboard.bp)
     errors.register(app)
     auth.register(app)

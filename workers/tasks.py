@@ -14,7 +14,8 @@ from builder.deployments import delivery_finished, run_deployment
 from builder.metrics import count_outbound, measured
 from builder.notifications import BUILD_EVENTS, build_payload, notify
 from builder.models import Build
-from builder.outbox import forget_dispatches, relay_pending, undispatched_deployments
+from builder.fair_share import next_waiting, release
+from builder.outbox import dispatch, forget_dispatches, relay_pending, undispatched_deployments
 from builder.reaper import reap
 from builder.status_reports import report_build_status
 from workers.broker_watch import BrokerWatch
@@ -33,6 +34,10 @@ def run_build(self, build_id: int) -> str:  # type: ignore[no-untyped-def]
     services = current_app.extensions["buildhook"]
     outcome = pipeline.run_build(services.sessions, services.settings, build_id,
                                  on_state=measured(services.report, services.sessions))
+    if outcome is pipeline.Outcome.NOT_CLAIMED:
+        release(services.sessions, build_id)  # still queued: its trigger's limit holds it back
+    elif outcome is not pipeline.Outcome.RETRY:  # a slot of its trigger is free: the next in line starts
+        dispatch(services.sessions, services.send, next_waiting(services.sessions, build_id))
     if outcome is pipeline.Outcome.RETRY:
         raise self.retry(countdown=backoff(self.request.retries + 1), max_retries=None)
     return outcome.value
