@@ -17,6 +17,7 @@ from builder.models import Build
 from builder.fair_share import next_waiting, release
 from builder.outbox import dispatch, forget_dispatches, relay_pending, undispatched_deployments
 from builder.reaper import reap
+from builder.scheduled_runs import run_due_schedules
 from builder.status_reports import report_build_status
 from workers.broker_watch import BrokerWatch
 from workers.celery_app import DELIVER, REPORT_STATUS, RUN_BUILD, RUN_DEPLOYMENT
@@ -58,8 +59,19 @@ def relay_everything(services, watch: BrokerWatch | None = None) -> None:  # typ
     if watch is not None:
         watch.after_loss(lambda: _resend_lost(services))
     relay_pending(services.sessions, services.send, services.settings.dispatch_grace_seconds)
+    _periodic(services)
     services.start_deployments(undispatched_deployments(services.sessions, services.settings.dispatch_grace_seconds))
     services.send_deliveries(due_deliveries(services.sessions))
+
+
+def _periodic(services) -> None:  # type: ignore[no-untyped-def]
+    """The worker's periodic work: schedules that are due (each due time runs once, whichever worker
+    claims it). A failure is logged; the relay's other work goes on."""
+    try:
+        run_due_schedules(services.sessions, services.settings,
+                          lambda ids: dispatch(services.sessions, services.send, ids))
+    except Exception as exc:
+        log.warning("schedules: %s", exc)
 
 
 def _resend_lost(services) -> None:  # type: ignore[no-untyped-def]
