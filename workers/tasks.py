@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import logging
 import random
+import time
 
 from celery import shared_task
 from flask import current_app
+from sqlalchemy import select
 
 from builder import pipeline
 from builder.deliveries import due_deliveries, send_delivery
@@ -17,6 +19,8 @@ from builder.models import Build
 from builder.fair_share import next_waiting, release
 from builder.outbox import dispatch, forget_dispatches, relay_pending, undispatched_deployments
 from builder.reaper import reap
+from builder.pruning import prune_old
+from builder.retention import prune_every_rule, prune_rule
 from builder.scheduled_runs import run_due_schedules
 from builder.status_reports import report_build_status
 from workers.broker_watch import BrokerWatch
@@ -39,6 +43,8 @@ def run_build(self, build_id: int) -> str:  # type: ignore[no-untyped-def]
         release(services.sessions, build_id)  # still queued: its trigger's limit holds it back
     elif outcome is not pipeline.Outcome.RETRY:  # a slot of its trigger is free: the next in line starts
         dispatch(services.sessions, services.send, next_waiting(services.sessions, build_id))
+    if outcome is pipeline.Outcome.SUCCEEDED:
+        _retain(services, build_id)
     if outcome is pipeline.Outcome.RETRY:
         raise self.retry(countdown=backoff(self.request.retries + 1), max_retries=None)
     return outcome.value
@@ -66,12 +72,37 @@ def relay_everything(services, watch: BrokerWatch | None = None) -> None:  # typ
 
 def _periodic(services) -> None:  # type: ignore[no-untyped-def]
     """The worker's periodic work: schedules that are due (each due time runs once, whichever worker
-    claims it). A failure is logged; the relay's other work goes on."""
+    claims it) on every pass; retention and pruning every ``SWEEP_EVERY`` seconds. A failure is
+    logged; the relay's other work goes on."""
     try:
         run_due_schedules(services.sessions, services.settings,
                           lambda ids: dispatch(services.sessions, services.send, ids))
     except Exception as exc:
         log.warning("schedules: %s", exc)
+    global _last_sweep
+    if time.monotonic() - _last_sweep < SWEEP_EVERY:
+        return
+    _last_sweep = time.monotonic()
+    try:
+        prune_every_rule(services.sessions, services.settings)
+        prune_old(services.sessions, services.settings.keep_days)
+    except Exception as exc:
+        log.warning("retention: %s", exc)
+
+
+SWEEP_EVERY = 3600.0  # seconds between a relay's retention sweeps (a build's success prunes its rule at once)
+_last_sweep = -SWEEP_EVERY
+
+
+def _retain(services, build_id: int) -> None:  # type: ignore[no-untyped-def]
+    """After a build succeeded: its rule's tags past ``retention.keep`` are deleted (never failing it)."""
+    try:
+        with services.sessions() as session:
+            rule_id = session.scalar(select(Build.rule_id).where(Build.id == build_id))
+        if rule_id is not None:
+            prune_rule(services.sessions, services.settings, rule_id)
+    except Exception as exc:
+        log.warning("retention after build %s: %s", build_id, exc)
 
 
 def _resend_lost(services) -> None:  # type: ignore[no-untyped-def]
