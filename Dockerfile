@@ -22,6 +22,9 @@ RUN apt-get update \
 COPY --from=wheel /wheels /wheels
 RUN pip install --no-cache-dir "$(ls /wheels/buildhook-*.whl)[postgres]" && rm -rf /wheels
 RUN useradd --system --uid 10001 --user-group --home-dir /data --create-home buildhook
+# metrics/: each process group's Prometheus files; compose shares it between web and worker (owned here,
+# so a new named volume mounted on it is the user's too).
+RUN mkdir /data/metrics && chown buildhook:buildhook /data/metrics
 USER buildhook
 WORKDIR /data
 ENV BUILDHOOK_DATA_DIR=/data

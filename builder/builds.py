@@ -9,6 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from builder.errors import NotFound
+from builder.fair_share import queue_position
 from builder.models import Build, BuildLogLine
 
 
@@ -53,6 +54,8 @@ def build_to_dict(build: Build) -> dict[str, Any]:
         "base_branch": build.base_branch,
         "fork": build.fork,
         "push": build.push,
+        "queue": queue_position(build),
+        "scheduled_for": _iso(build.scheduled_for),
     }
 
 

@@ -23,6 +23,7 @@ from builder.deploy_rules import matching_rules
 from builder.docker_deploy import deploy_container
 from builder.errors import BuildhookError
 from builder.image import connect
+from builder.metrics import DEPLOYMENTS
 from builder.models import Build, DeployRule, Deployment, DeployTarget, OutboundDelivery, RegistryEvent, utcnow
 from builder.notifications import notify
 from builder.outbound_targets import check_docker_host
@@ -249,6 +250,7 @@ def finish(session: Session, deployment: Deployment, state: str, error: str | No
            settings: Settings) -> list[int]:
     """Mark a deployment done and queue its deployment.succeeded / .failed notifications."""
     deployment.state, deployment.error, deployment.finished_at = state, error, utcnow()
+    DEPLOYMENTS.labels(environment=deployment.environment, state=state).inc()
     build = session.get(Build, deployment.build_id) if deployment.build_id else None
     payload = {**deployment_payload(deployment, build), "error": error}
     deliveries = notify(session, f"deployment.{state}", payload, trigger_id=build.trigger_id if build else None,

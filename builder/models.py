@@ -93,6 +93,12 @@ class Trigger(Base):
     # Its status badge (/badge/<id>.svg) answers without sign-in.
     public_badge: Mapped[bool] = mapped_column(default=False, server_default=false())
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    # Builds of this trigger running at once (builder/fair_share.py); None: no limit but the workers'.
+    max_concurrent: Mapped[int | None] = mapped_column(Integer)
+    # A cron expression (UTC) rebuilding the default branch's tip (builder/schedules.py), and its next
+    # due time, claimed by one worker with a conditional UPDATE.
+    schedule: Mapped[str | None] = mapped_column(String(255))
+    schedule_next_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
     builds: Mapped[list["Build"]] = relationship(back_populates="trigger")
     rules: Mapped[list["TriggerRule"]] = relationship(
@@ -130,6 +136,10 @@ class TriggerRule(Base):
     push: Mapped[bool] = mapped_column(default=True)
     forks: Mapped[str] = mapped_column(String(16), default="untrusted")
     cancel_running: Mapped[bool] = mapped_column(default=False)
+    # "always": a scheduled run rebuilds an unchanged commit; None: it skips one already built.
+    rebuild: Mapped[str | None] = mapped_column(String(16))
+    # Per-commit tags kept in the registry (builder/retention.py); None: all.
+    retention_keep: Mapped[int | None] = mapped_column(Integer)
 
     trigger: Mapped[Trigger] = relationship(back_populates="rules")
 
@@ -219,6 +229,8 @@ class Build(Base):
     base_branch: Mapped[str | None] = mapped_column(String(1024))
     fork: Mapped[str | None] = mapped_column(String(16))
     push: Mapped[bool] = mapped_column(default=True)
+    # The due time of the trigger's schedule that made this build; None: a push or a manual run.
+    scheduled_for: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
     trigger: Mapped[Trigger | None] = relationship(back_populates="builds")
     log_lines: Mapped[list["BuildLogLine"]] = relationship(
@@ -497,3 +509,28 @@ class LoginFailure(Base):
     subject: Mapped[str] = mapped_column(String(255), primary_key=True)
     failures: Mapped[int] = mapped_column(Integer)
     last_failure_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+
+
+class RetentionDeletion(Base):
+    """Something retention deleted (or tried to): a registry tag or manifest (``builder/retention.py``),
+    or old build logs and deliveries (``count`` rows, ``builder/pruning.py``)."""
+
+    __tablename__ = "retention_deletions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    kind: Mapped[str] = mapped_column(String(32))  # tag | manifest | build_logs | deliveries | outbound_deliveries
+    trigger_id: Mapped[int | None] = mapped_column(ForeignKey("triggers.id", ondelete="SET NULL"))
+    rule_id: Mapped[int | None] = mapped_column(ForeignKey("trigger_rules.id", ondelete="SET NULL"))
+    build_id: Mapped[int | None] = mapped_column(ForeignKey("builds.id", ondelete="SET NULL"))
+    repository: Mapped[str | None] = mapped_column(String(512))
+    tag: Mapped[str | None] = mapped_column(String(128))
+    digest: Mapped[str | None] = mapped_column(String(128))
+    count: Mapped[int] = mapped_column(Integer, default=1)
+    outcome: Mapped[str] = mapped_column(String(16))  # deleted | refused | missing
+    detail: Mapped[str | None] = mapped_column(Text)
+    at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+    __table_args__ = (
+        Index("ix_retention_deletions_build_tag", "build_id", "tag"),
+        Index("ix_retention_deletions_at", "at"),
+    )

@@ -73,6 +73,7 @@ def build_payload(build: Build, public_url: str) -> dict[str, Any]:
         "tags": list(build.tags),
         "digest": build.digest,
         "error": build.error,
+        "scheduled_for": build.scheduled_for.isoformat() if build.scheduled_for else None,  # a schedule's build
         "url": f"{public_url.rstrip('/')}/builds/{build.id}",
     }
 

@@ -32,6 +32,7 @@ from sqlalchemy import bindparam, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from builder.db import write_lock
+from builder.fair_share import admissible
 from builder.forks import reset_after_fork
 from builder.models import Build, BuildState, Deployment, utcnow
 
@@ -207,6 +208,7 @@ def relay_pending(
                 .where(
                     Build.state == BuildState.QUEUED.value,
                     Build.created_at < now - timedelta(seconds=grace_seconds),
+                    admissible(),  # a build its trigger's max_concurrent holds back waits unsent
                     or_(
                         Build.dispatched_at.is_(None),
                         Build.dispatched_at < now - timedelta(seconds=redispatch_after_seconds),

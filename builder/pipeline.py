@@ -49,6 +49,7 @@ from builder.commit_order import history_fetch, settle
 from builder.db import database_unavailable
 from builder.deployments import link_pushed_build
 from builder.errors import PermanentError, TransientError
+from builder.fair_share import admissible
 from builder.image import BuildSpec, build_image, connect
 from builder.image_test import push_tested, rule_test
 from builder.models import Build, BuildState, utcnow
@@ -89,7 +90,8 @@ def worker_name() -> str:
 
 
 def claim(sessions: sessionmaker[Session], build_id: int, worker: str | None = None) -> bool:
-    """Atomically move a queued build to cloning; False if it is not queued.
+    """Atomically move a queued build to cloning; False if it is not queued, or its trigger's
+    ``max_concurrent`` does not let it start yet (``builder.fair_share.admissible``).
 
     Records the claiming ``worker`` and its first heartbeat in the same UPDATE. ``started_at``
     keeps the first attempt's start (a retry's queue wait is not reset); ``cloning_at`` is this
@@ -99,7 +101,7 @@ def claim(sessions: sessionmaker[Session], build_id: int, worker: str | None = N
     with sessions() as session:
         result = session.execute(
             update(Build)
-            .where(Build.id == build_id, Build.state == BuildState.QUEUED.value)
+            .where(Build.id == build_id, Build.state == BuildState.QUEUED.value, admissible())
             .values(
                 state=BuildState.CLONING.value,
                 started_at=func.coalesce(Build.started_at, now),

@@ -65,6 +65,10 @@ class RuleSpec:
     forks: str = "untrusted"
     # A newer commit of the same ref (or request) cancels this rule's running build too.
     cancel_running: bool = False
+    # "always": a scheduled run rebuilds an unchanged commit (builder/schedules.py); per-commit tags kept
+    # in the registry (builder/retention.py). Stored on the rule's row, not in the intake's cached specs.
+    rebuild: str | None = None
+    retention_keep: int | None = None
 
     def __post_init__(self) -> None:
         if self.source not in SOURCES:
@@ -87,6 +91,7 @@ class RuleSpec:
         check_globs(self.included_files + self.ignored_files)
         if self.secret_build_args:
             check_secret_build_args(self.secret_build_args, self.build_args)
+        check_team_fields(self)
 
     @property
     def pushes(self) -> bool:
@@ -120,7 +125,7 @@ class RuleSpec:
             raise InputError("each rule must be a JSON object")
         known = {"source", "pattern", "match", "dockerfile", "context", "build_args", "target", "tags",
                  "included_files", "ignored_files", "secret_build_args", "test", "push", "forks",
-                 "cancel_running"}
+                 "cancel_running", "rebuild", "retention"}
         unknown = sorted(set(data) - known)
         if unknown:
             raise InputError(f"unknown rule fields: {', '.join(unknown)}")
@@ -162,6 +167,8 @@ class RuleSpec:
             push=data.get("push"),
             forks=data.get("forks", "untrusted"),
             cancel_running=bool(data.get("cancel_running")),
+            rebuild=data.get("rebuild"),
+            retention_keep=_retention_json(data.get("retention")),
         )
 
     def as_json(self) -> dict[str, Any]:
@@ -295,3 +302,37 @@ def render_tags(rule: RuleSpec, event: PushEvent, context: TagContext) -> tuple[
 
         tags.append(sanitise_tag(_FIELD.sub(field_value, template)))
     return list(dict.fromkeys(tags)), notes
+
+
+REBUILD_CHOICES = ("always", "changed")
+RETENTION_KEEP_MAX = 10_000
+PER_COMMIT_FIELDS = {"sha", "short_sha", "timestamp"}  # a tag from these is new for every build
+
+
+def per_commit_templates(tags: tuple[str, ...] | list[str]) -> list[str]:
+    """The tag templates that name one build's commit or time: what retention may delete."""
+    return [template for template in tags if PER_COMMIT_FIELDS & set(_FIELD.findall(template))]
+
+
+def _retention_json(value: Any) -> int | None:
+    """``"retention": {"keep": N}`` of a rule's JSON (null or absent: every tag is kept)."""
+    if value is None:
+        return None
+    if not isinstance(value, dict) or set(value) != {"keep"}:
+        raise InputError('rule field \'retention\' must be {"keep": N}, or null')
+    keep = value["keep"]
+    if isinstance(keep, bool) or not isinstance(keep, int):
+        raise InputError("retention keep must be a whole number")
+    return keep
+
+
+def check_team_fields(rule: RuleSpec) -> None:
+    if rule.rebuild is not None and rule.rebuild not in REBUILD_CHOICES:
+        raise InputError(f"rule field 'rebuild' must be one of {', '.join(REBUILD_CHOICES)}, not {rule.rebuild!r}")
+    if rule.retention_keep is None:
+        return
+    if not 0 < rule.retention_keep <= RETENTION_KEEP_MAX:
+        raise InputError(f"retention keep must be between 1 and {RETENTION_KEEP_MAX}")
+    if not per_commit_templates(rule.tags):
+        raise InputError("retention deletes per-commit tags, and this rule has none: add a tag template with "
+                         "{sha}, {short_sha} or {timestamp}")

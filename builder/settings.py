@@ -159,6 +159,9 @@ class Settings:
     build_engine: str = "buildkit"
     docker_cli: str | None = None  # unset: the first docker on PATH (or /usr/bin/docker) that accepts BuildKit
     buildkit_cgroup: str = "docker/buildkit"  # the engine's BuildKit cgroup, below each cgroup root
+    # GET /metrics also answers this bearer token (besides API tokens); days logs and deliveries are kept (0: forever).
+    metrics_token: str | None = field(default=None, repr=False)
+    keep_days: int = 90
 
     @property
     def effective_work_dir(self) -> Path:
@@ -217,6 +220,8 @@ class Settings:
             build_engine=_choice(env, "BUILDHOOK_BUILD_ENGINE", BUILD_ENGINES),
             docker_cli=env.get("BUILDHOOK_DOCKER_CLI") or None,
             buildkit_cgroup=(env.get("BUILDHOOK_BUILDKIT_CGROUP") or "docker/buildkit").strip("/"),
+            metrics_token=env.get("BUILDHOOK_METRICS_TOKEN") or None,
+            keep_days=_at_least(0, "BUILDHOOK_KEEP_DAYS", _int(env, "BUILDHOOK_KEEP_DAYS", 90)),
         )
 
     def trusts_registry(self, host: str | None) -> bool:

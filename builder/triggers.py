@@ -19,7 +19,9 @@ from builder.clone import GitAuth, redact_url
 from builder.clone_urls import check_clone_url
 from builder.commit_status import StatusTarget
 from builder.errors import Conflict, InputError, NotFound
-from builder.models import Build, Trigger, TriggerRule
+from builder.fair_share import check_max_concurrent
+from builder.schedules import check_schedule, next_due
+from builder.models import Build, Trigger, TriggerRule, utcnow
 from builder.providers import PROVIDERS
 from builder.rules import RuleSpec, check_secret_build_args
 from builder.trigger_lookup import rule_spec
@@ -33,6 +35,7 @@ _REQUIRED = ("provider", "repository", "clone_url", "secret", "image")
 _SEALED = {"secret": "secret_enc", "status_token": "status_token_enc", "clone_token": "clone_token_enc",
            "ssh_key": "ssh_key_enc"}  # write-only: stored encrypted, never shown
 BUILD_TIMEOUT_MAX = 7 * 24 * 3600
+_TEAM_FIELDS = ("max_concurrent", "schedule")  # builder/fair_share.py, builder/schedules.py
 _BRANCH_FORBIDDEN = re.compile(r"[\s~^:?*\[\\]|\.\.|@\{|^/|/$|\.lock$|^-")
 
 
@@ -76,6 +79,8 @@ class TriggerSpec:
     ssh_key: str | None = field(default=None, repr=False)
     ssh_known_hosts: str | None = None
     build_timeout: int | None = None  # seconds; None: BUILDHOOK_BUILD_TIMEOUT
+    max_concurrent: int | None = None  # builds running at once; None: no limit (builder/fair_share.py)
+    schedule: str | None = None  # cron, UTC: rebuild the default branch's tip (builder/schedules.py)
 
     @classmethod
     def from_json(cls, data: Any) -> "TriggerSpec":
@@ -87,7 +92,7 @@ class TriggerSpec:
         bad = [key for key in _STRINGS if data.get(key) is not None and not isinstance(data[key], str)]
         if bad:
             raise InputError(f"fields must be strings: {', '.join(bad)}")
-        unknown = sorted(set(data) - set(_STRINGS) - {"rules", "supersede", "build_timeout"})
+        unknown = sorted(set(data) - set(_STRINGS) - {"rules", "supersede", "build_timeout", *_TEAM_FIELDS})
         if unknown:
             raise InputError(f"unknown fields: {', '.join(unknown)}")
         rules = data.get("rules") or []
@@ -100,6 +105,8 @@ class TriggerSpec:
             rules=tuple(RuleSpec.from_json(rule) for rule in rules),
             supersede=data.get("supersede", True),
             build_timeout=check_build_timeout(data.get("build_timeout")),
+            max_concurrent=check_max_concurrent(data.get("max_concurrent")),
+            schedule=check_schedule(data.get("schedule")),
         )
 
     def effective_rules(self) -> tuple[RuleSpec, ...]:
@@ -158,6 +165,8 @@ def _rule_columns(rule: RuleSpec, box: SecretBox, stored: TriggerRule | None = N
         "push": rule.pushes,
         "forks": rule.forks,
         "cancel_running": rule.cancel_running,
+        "rebuild": rule.rebuild,
+        "retention_keep": rule.retention_keep,
     }
 
 
@@ -183,12 +192,20 @@ def create_trigger(session: Session, box: SecretBox, spec: TriggerSpec, registry
         ssh_key_enc=box.seal(spec.ssh_key) if spec.ssh_key else None,
         ssh_known_hosts=spec.ssh_known_hosts,
         build_timeout=check_build_timeout(spec.build_timeout),
+        max_concurrent=check_max_concurrent(spec.max_concurrent),
     )
+    _set_schedule(trigger, check_schedule(spec.schedule))
     for position, rule in enumerate(spec.effective_rules()):
         trigger.rules.append(TriggerRule(position=position, **_rule_columns(rule, box)))
     session.add(trigger)
     session.flush()
     return trigger
+
+
+def _set_schedule(trigger: Trigger, schedule: str | None) -> None:
+    """A new schedule (checked) starts counting now: its next due time is the first one from now."""
+    trigger.schedule = schedule
+    trigger.schedule_next_at = next_due(schedule, utcnow()) if schedule else None
 
 
 DEFAULT_API_URLS = {
@@ -242,7 +259,9 @@ def webhook_url(public_url: str, provider: str) -> str:
 def rule_to_dict(rule: TriggerRule) -> dict[str, Any]:
     """A rule as the API shows it: its secret build args by name only."""
     return {**rule_spec(rule).as_json(), "secret_build_args": secret_build_arg_names(rule.secret_build_args_enc),
-            "test": rule.test}
+            "test": rule.test,
+            "rebuild": rule.rebuild or "changed",
+            "retention": {"keep": rule.retention_keep} if rule.retention_keep else None}
 
 
 def trigger_to_dict(trigger: Trigger, public_url: str) -> dict[str, Any]:
@@ -262,6 +281,9 @@ def trigger_to_dict(trigger: Trigger, public_url: str) -> dict[str, Any]:
         "commit_status": trigger.status_token_enc is not None,
         "clone_auth": "ssh-key" if trigger.ssh_key_enc else "token" if trigger.clone_token_enc else None,
         "build_timeout": trigger.build_timeout,
+        "max_concurrent": trigger.max_concurrent,
+        "schedule": trigger.schedule,
+        "schedule_next_at": trigger.schedule_next_at.isoformat() if trigger.schedule_next_at else None,
         "webhook_url": webhook_url(public_url, trigger.provider),
         "created_at": trigger.created_at.isoformat(),
     }
@@ -283,7 +305,8 @@ class TriggerEdit:
         ``null`` (or "") clears an optional field: a token, a key, the API URL, the build timeout."""
         if not isinstance(data, dict):
             raise InputError("expected a JSON object")
-        unknown = sorted(set(data) - set(_STRINGS) - {"rules", "supersede", "enabled", "build_timeout"})
+        unknown = sorted(set(data) - set(_STRINGS) - {"rules", "supersede", "enabled", "build_timeout",
+                                                      *_TEAM_FIELDS})
         if unknown:
             raise InputError(f"unknown fields: {', '.join(unknown)}")
         empty = [key for key in (*_REQUIRED, "default_branch") if key in data and not data[key]]
@@ -300,6 +323,10 @@ class TriggerEdit:
         fields.update({key: data[key] for key in ("supersede", "enabled") if key in data})
         if "build_timeout" in data:
             fields["build_timeout"] = check_build_timeout(data["build_timeout"])
+        if "max_concurrent" in data:
+            fields["max_concurrent"] = check_max_concurrent(data["max_concurrent"])
+        if "schedule" in data:
+            fields["schedule"] = check_schedule(data["schedule"])
         if "rules" not in data:
             if "dockerfile" in data or "context" in data:
                 raise InputError('dockerfile and context set the default rules: send them with "rules": [], '
@@ -334,6 +361,8 @@ def update_trigger(session: Session, box: SecretBox, trigger: Trigger, edit: Tri
     for key, value in values.items():
         if key in _SEALED:
             setattr(trigger, _SEALED[key], box.seal(value) if value else None)
+        elif key == "schedule":
+            _set_schedule(trigger, value)
         else:
             setattr(trigger, key, value.strip("/") if key == "repository" else value)
     if edit.rules is not None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import gc
 import json
+import os
 import sys
 import threading
 import time
@@ -21,6 +22,7 @@ from builder.triggers import TriggerSpec, create_trigger, trigger_to_dict
 from buildhook.admin_commands import add_admin_commands
 from buildhook.deploy_commands import add_deploy_commands
 from buildhook.local_state import local_env
+from buildhook.metrics_dir import use_metrics_dir
 from buildhook.serve import cmd_serve
 
 
@@ -62,6 +64,7 @@ def cmd_web(args: argparse.Namespace) -> int:
 
     settings = load_settings()
     settings = settings.with_(listen_address=settings.listen_address or f"{args.host}:{args.port}")
+    use_metrics_dir(settings.data_dir, "web")  # before anything imports prometheus_client
     migrate(settings.database_url, settings.secret_key)
 
     class WebServer(BaseApplication):  # type: ignore[misc]
@@ -73,6 +76,7 @@ def cmd_web(args: argparse.Namespace) -> int:
             self.cfg.set("accesslog", "-")
             self.cfg.set("logger_class", "buildhook.access_log.RedactingLogger")  # no ?token= in the log
             self.cfg.set("graceful_timeout", 10)
+            self.cfg.set("child_exit", _metrics_child_exit)
 
         def load(self):  # type: ignore[no-untyped-def]
             app = create_app(settings)
@@ -87,13 +91,26 @@ def cmd_web(args: argparse.Namespace) -> int:
     return 0
 
 
+def _metrics_child_exit(_server: object, worker: object) -> None:
+    """gunicorn's child_exit hook: the multiprocess bookkeeping of a worker that ended."""
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)  # type: ignore[attr-defined]
+
+
 def cmd_worker(args: argparse.Namespace) -> int:
+    settings = load_settings()
+    use_metrics_dir(settings.data_dir, "worker")  # before anything imports prometheus_client
+
+    from celery.signals import worker_process_shutdown
+    from prometheus_client import multiprocess
+
     from webhooks import create_app
     from workers.broker_watch import BrokerWatch
     from workers.tasks import relay_everything
 
-    settings = load_settings()
     require_build_engine(settings)
+    worker_process_shutdown.connect(lambda **_kw: multiprocess.mark_process_dead(os.getpid()), weak=False)
     migrate(settings.database_url, settings.secret_key)
     app = create_app(settings)
     services = app.extensions["buildhook"]
@@ -153,6 +170,8 @@ def cmd_triggers_add(args: argparse.Namespace) -> int:
         ssh_key=_read(args.ssh_key_file),
         ssh_known_hosts=_read(args.known_hosts_file),
         build_timeout=args.build_timeout,
+        max_concurrent=args.max_concurrent,
+        schedule=args.schedule,
     )
     sessions = make_sessionmaker(make_engine(settings.database_url))
     with sessions() as session:
@@ -257,6 +276,10 @@ def parser() -> argparse.ArgumentParser:
     add.add_argument("--known-hosts-file", help="known_hosts lines for the SSH host (required with a key)")
     add.add_argument("--build-timeout", type=int, metavar="SECONDS",
                      help="stop and fail a build after this long (default: BUILDHOOK_BUILD_TIMEOUT)")
+    add.add_argument("--max-concurrent", type=int, metavar="N",
+                     help="builds of this trigger running at once; the others wait queued (default: no limit)")
+    add.add_argument("--schedule", metavar="CRON",
+                     help='rebuild the default branch\'s tip at these times: five cron fields, UTC, e.g. "0 3 * * 1"')
     add.add_argument("--json", action="store_true")
     add.set_defaults(func=cmd_triggers_add)
     lst = tsub.add_parser("list", help="list triggers with their webhook URLs")

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from builder.db import make_engine, migrate
 from builder.settings import Settings
 from buildhook.local_state import data_dir, local_env, publish_serve, unpublish_serve
+from buildhook.metrics_dir import clear_metrics_root
 from buildhook.redis_server import RedisServer
 from buildhook.registry_server import RegistryServer
 
@@ -81,6 +82,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     require_docker(settings)
     require_build_engine(settings)
     directory = data_dir(env)
+    clear_metrics_root(directory)  # the web app and worker each make their group's metrics directory anew
     servers: list[RedisServer | RegistryServer] = []
     try:
         if not settings.broker_url:

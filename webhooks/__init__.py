@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from werkzeug.routing import IntegerConverter, Map
 
 from builder.db import make_engine, make_sessionmaker
+from builder.fair_share import queue_position
 from builder.ids import MAX_ID
 from builder.secrets import SecretBox
 from builder.settings import Settings
@@ -99,6 +100,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     from webhooks import security_headers
 
     from webhooks import environments_api
+    from webhooks import metrics
 
     celery_init_app(app, settings)
     app.url_map.converters["int"] = IdConverter  # before the routes: <int:...> ids fit the columns
@@ -109,6 +111,8 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.register_blueprint(openapi.bp)
     app.register_blueprint(registry.bp)
     environments_api.register(app)  # before the dashboard blueprint: its pages join it
+    app.register_blueprint(metrics.bp)
+    app.jinja_env.globals["queue_position"] = queue_position  # the build page's "2 ahead; trigger limit 1"
     app.register_blueprint(dashboard.bp)
     errors.register(app)
     auth.register(app)

@@ -26,7 +26,7 @@ from webhooks.context import db, services
 bp = Blueprint("auth", __name__)
 
 OPEN_PREFIXES = ("/hooks/", "/registry/", "/static/")
-OPEN_PATHS = ("/healthz", "/login")
+OPEN_PATHS = ("/healthz", "/login", "/metrics")  # /metrics checks its own bearer token (webhooks/metrics.py)
 SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
 
 

@@ -10,7 +10,8 @@ from flask import Blueprint, Flask, current_app, jsonify, request
 
 from builder.errors import NotFound
 from builder.group_commit import GroupCommit
-from builder.intake import receive_hook
+from builder.intake import HookRejected, receive_hook
+from builder.metrics import WEBHOOK_DELIVERIES
 from builder.outbox import DispatchMarks, dispatch
 from builder.providers import PROVIDERS
 from webhooks import Services
@@ -54,8 +55,13 @@ def receive(provider: str):  # type: ignore[no-untyped-def]
     # Read one byte past the limit, so an oversized body is recorded as such.
     body = request.stream.read(ctx.settings.max_body_bytes + 1)
     app = current_app._get_current_object()  # type: ignore[attr-defined]
-    result = receive_hook(ctx.sessions, module, request.headers, body, ctx.settings, ctx.box,
-                          commit=group_commit(app, ctx).commit)
+    try:
+        result = receive_hook(ctx.sessions, module, request.headers, body, ctx.settings, ctx.box,
+                              commit=group_commit(app, ctx).commit)
+    except HookRejected:
+        WEBHOOK_DELIVERIES.labels(provider=provider, outcome="rejected").inc()
+        raise
+    WEBHOOK_DELIVERIES.labels(provider=provider, outcome=result.outcome).inc()
     if result.build_ids:
         # Stored and committed: now hand the builds to the broker. "queued" is announced only
         # for builds someone listens to; the dispatched_at marks are written in batches.

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from webhooks import openapi_team
+
 Schema = dict[str, Any]
 
 BUILD_STATES = ["queued", "cloning", "building", "pushing", "succeeded", "failed", "skipped", "superseded",
@@ -122,9 +124,10 @@ SCHEMAS: dict[str, Schema] = {
         "status": {"type": "integer", "minimum": 400, "maximum": 599, "description": "the HTTP status again"},
         "delivery": {**ID, "description": "hooks only: the recorded delivery of a rejected webhook"},
     }, ["error", "status"], "Every error answer of /api/, /hooks/ and /registry/."),
-    "Rule": obj({**RULE_FIELDS, "secret_build_args": SECRET_BUILD_ARGS_SHOWN},
+    "Rule": obj({**RULE_FIELDS, "secret_build_args": SECRET_BUILD_ARGS_SHOWN, **openapi_team.RULE_FIELDS},
                 description="A build rule of a trigger (rule_to_dict)."),
-    "RuleInput": obj({**RULE_FIELDS, "secret_build_args": SECRET_BUILD_ARGS_INPUT}, ["source"],
+    "RuleInput": obj({**RULE_FIELDS, "secret_build_args": SECRET_BUILD_ARGS_INPUT, **openapi_team.RULE_FIELDS},
+                     ["source"],
                      "A build rule to create; omitted fields take the defaults.", additionalProperties=False),
     "Trigger": obj({
         "id": ID,
@@ -142,6 +145,7 @@ SCHEMAS: dict[str, Schema] = {
         "clone_auth": {"type": ["string", "null"], "enum": ["ssh-key", "token", None],
                        "description": "which kind of clone credential is set, never the credential"},
         "build_timeout": BUILD_TIMEOUT,
+        **openapi_team.TRIGGER_SHOWN,
         "webhook_url": {"type": "string", "format": "uri", "description": "the URL to paste into the Git host"},
         "created_at": TIME,
     }, description="A build trigger (trigger_to_dict). Secrets, tokens and keys are never returned."),
@@ -156,6 +160,7 @@ SCHEMAS: dict[str, Schema] = {
                   "description": "omitted or empty: Docker Hub's defaults (every branch and every tag)"},
         "supersede": {"type": "boolean", "default": True},
         "build_timeout": BUILD_TIMEOUT,
+        **openapi_team.TRIGGER_INPUT,
     }, ["provider", "repository", "clone_url", "secret", "image"], additionalProperties=False),
     "TriggerPatch": obj({
         "provider": {"type": "string", "enum": ["github", "gitlab", "bitbucket", "gitea"]},
@@ -173,6 +178,7 @@ SCHEMAS: dict[str, Schema] = {
         "enabled": {"type": "boolean", "description": "false: deliveries are recorded (202, ignored, "
                                                       "\"trigger is disabled\"), nothing is built"},
         "build_timeout": BUILD_TIMEOUT,
+        **openapi_team.TRIGGER_INPUT,
     }, [], "The fields to change, checked as on create; the others stay.", additionalProperties=False),
     "InboundDelivery": obj({
         "id": ID,
@@ -265,6 +271,7 @@ SCHEMAS: dict[str, Schema] = {
         "fork": {"type": ["string", "null"], "enum": ["trusted", "untrusted", None],
                  "description": "a request from a fork, trusted by its rule or not"},
         "push": {"type": "boolean", "description": "false: the image is built, not pushed"},
+        **openapi_team.BUILD_FIELDS,
     }, description="A build (build_to_dict)."),
     "LogLines": obj({
         "build": ID,

@@ -1,0 +1,64 @@
+"""A trigger's max_concurrent on the real worker: one build of it at a time, the rest queued in order with
+their place shown, and no worker held by a build that waits."""
+
+from __future__ import annotations
+
+import uuid
+
+from tests.conftest import busybox_dockerfile, finished_build, wait_for
+from tests.workers.test_pipeline_e2e import SECRET, push
+
+RUNNING = {"cloning", "building", "pushing"}
+SLOW = "RUN sleep 4\n"
+
+
+def make_trigger(client, make_repo, name, **fields):
+    repo = make_repo(busybox_dockerfile(uuid.uuid4().hex, SLOW), name=name)
+    suffix = uuid.uuid4().hex[:8]
+    trigger = client.post("/api/triggers", json={
+        "provider": "github", "repository": f"acme/{name}-{suffix}", "clone_url": repo.url, "secret": SECRET,
+        "image": f"acme/{name}-{suffix}", "rules": [{"source": "branch", "tags": ["{branch}"]}], **fields})
+    assert trigger.status_code == 201, trigger.json
+    return repo, trigger.json
+
+
+def test_builds_past_the_limit_wait_in_order_without_holding_a_worker(client, worker, make_repo):
+    repo, limited = make_trigger(client, make_repo, "limited", max_concurrent=1)
+    assert limited["max_concurrent"] == 1
+    sha = repo.commit({"README.md": "one\n"})
+    ids = [push(client, limited, f"refs/heads/b{n}", sha).json["builds"][0] for n in (1, 2, 3)]
+
+    wait_for(lambda: client.get(f"/api/builds/{ids[0]}").json["state"] in RUNNING, 60, "the first build to start")
+    second, third = (client.get(f"/api/builds/{i}").json for i in ids[1:])
+    assert second["state"] == third["state"] == "queued"
+    assert second["queue"] == {"ahead": 0, "limit": 1, "running": 1, "text": "0 ahead; trigger limit 1"}
+    assert third["queue"]["text"] == "1 ahead; trigger limit 1"
+    page = client.get(f"/builds/{ids[2]}").get_data(as_text=True)
+    assert "1 ahead; trigger limit 1" in page
+
+    # Another trigger's build gets a worker meanwhile: the waiting builds hold none (the worker has 2).
+    other_repo, other = make_trigger(client, make_repo, "other")
+    other_id = push(client, other, "refs/heads/main", other_repo.commit({"README.md": "x\n"})).json["builds"][0]
+    other_build = finished_build(client, other_id)
+    assert other_build["state"] == "succeeded"
+
+    builds = [finished_build(client, i, timeout=180) for i in ids]
+    assert [b["state"] for b in builds] == ["succeeded"] * 3
+    assert builds[0]["queue"] is None
+    for earlier, later in zip(builds, builds[1:]):
+        assert earlier["finished_at"] <= later["cloning_at"], "two builds of the trigger ran at once"
+    assert other_build["finished_at"] < builds[2]["cloning_at"], "the other trigger's build waited for the limited one"
+
+
+def test_max_concurrent_is_checked_and_can_be_changed(client, make_repo):
+    repo = make_repo()
+    base = {"provider": "github", "repository": f"acme/mc-{uuid.uuid4().hex[:8]}", "clone_url": repo.url,
+            "secret": SECRET, "image": "acme/mc"}
+    for bad in (0, -1, "2", True, 1001):
+        answer = client.post("/api/triggers", json={**base, "max_concurrent": bad})
+        assert answer.status_code == 400 and "max_concurrent" in answer.json["error"]
+    made = client.post("/api/triggers", json=base).json
+    assert made["max_concurrent"] is None
+    changed = client.patch(f"/api/triggers/{made['id']}", json={"max_concurrent": 3})
+    assert changed.status_code == 200 and changed.json["max_concurrent"] == 3
+    assert client.patch(f"/api/triggers/{made['id']}", json={"max_concurrent": None}).json["max_concurrent"] is None

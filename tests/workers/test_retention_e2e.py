@@ -1,0 +1,135 @@
+"""Retention on the real worker and registry: a rule's "retention": {"keep": N} deletes older per-commit tags
+(and manifests no tag points at), records each deletion, and a registry that refuses deletes is recorded once."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import uuid
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import select
+
+from builder.models import Build, BuildLogLine, Delivery, RetentionDeletion, TriggerRule, utcnow
+from builder.pruning import prune_old
+from builder.retention import prune_rule
+from buildhook.redis_server import free_port
+from tests.conftest import finished_build, wait_for
+from tests.workers.test_pipeline_e2e import SECRET, push
+
+
+def records(app, rule_id: int) -> list[tuple[str, str | None, str]]:
+    with app.extensions["buildhook"].sessions() as session:
+        return [(r.kind, r.tag, r.outcome) for r in session.scalars(
+            select(RetentionDeletion).where(RetentionDeletion.rule_id == rule_id).order_by(RetentionDeletion.id))]
+
+
+def test_older_per_commit_tags_are_deleted_from_the_registry_and_recorded(client, app, worker, registry, make_repo):
+    repo = make_repo()
+    name = f"acme/keep-{uuid.uuid4().hex[:8]}"
+    trigger = client.post("/api/triggers", json={
+        "provider": "github", "repository": name, "clone_url": repo.url, "secret": SECRET, "image": name,
+        "rules": [{"source": "branch", "tags": ["{branch}", "{short_sha}"], "retention": {"keep": 2}}]})
+    assert trigger.status_code == 201, trigger.json
+    trigger = trigger.json
+    assert trigger["rules"][0]["retention"] == {"keep": 2}
+    shas, builds = [], []
+    for n in range(3):
+        shas.append(repo.commit({"README.md": f"version {n}\n"}, f"version {n}"))
+        builds.append(finished_build(client, push(client, trigger, "refs/heads/main", shas[-1]).json["builds"][0]))
+        assert builds[-1]["state"] == "succeeded"
+
+    wait_for(lambda: registry.tags(name) == sorted(["main", shas[1][:7], shas[2][:7]]), 30,
+             "the oldest per-commit tag to be deleted")
+    rule_id = builds[0]["rule"]
+    assert sorted(records(app, rule_id)) == [("manifest", None, "deleted"), ("tag", shas[0][:7], "deleted")]
+    with app.extensions["buildhook"].sessions() as session:
+        tag_row = session.scalar(select(RetentionDeletion).where(RetentionDeletion.rule_id == rule_id,
+                                                                 RetentionDeletion.kind == "tag"))
+        assert tag_row.build_id == builds[0]["id"] and tag_row.digest == builds[0]["digest"]
+        assert tag_row.repository == builds[0]["image"]
+    assert registry.digest(name, "main") == builds[2]["digest"], "tags of kept builds are untouched"
+
+
+@pytest.fixture
+def refusing_registry(tmp_path):
+    """A registry with deletes disabled (the distribution registry's default)."""
+    port = free_port()
+    config = tmp_path / "config.yml"
+    config.write_text(f"version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {tmp_path}/data\n"
+                      f"http:\n  addr: 127.0.0.1:{port}\n")
+    process = subprocess.Popen([shutil.which("docker-registry"), "serve", str(config)],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    import urllib.request
+
+    def up() -> bool:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/v2/", timeout=1):
+                return True
+        except OSError:
+            return False
+
+    wait_for(up, 15, "the refusing registry")
+    yield f"127.0.0.1:{port}"
+    process.terminate()
+    process.wait(10)
+
+
+def test_a_registry_that_refuses_deletes_is_recorded_once_and_not_asked_again(app, client, settings, docker_client,
+                                                                             refusing_registry, tmp_path, make_repo):
+    image = f"{refusing_registry}/acme/refuse"
+    context = tmp_path / "ctx"
+    context.mkdir()
+    shutil.copy("/bin/busybox", context / "busybox")
+    for tag in ("aaaaaaa", "bbbbbbb"):
+        (context / "Dockerfile").write_text(f"FROM scratch\nCOPY busybox /bin/busybox\nLABEL v={tag}\n")
+        docker_client.images.build(path=str(context), tag=f"{image}:{tag}")
+        docker_client.images.push(image, tag=tag)
+    trigger = client.post("/api/triggers", json={
+        "provider": "github", "repository": f"acme/refuse-{uuid.uuid4().hex[:6]}", "clone_url": make_repo().url,
+        "secret": SECRET, "image": image,
+        "rules": [{"source": "branch", "tags": ["{short_sha}"], "retention": {"keep": 1}}]}).json
+    sessions = app.extensions["buildhook"].sessions
+    with sessions() as session:
+        rule = session.scalar(select(TriggerRule).where(TriggerRule.trigger_id == trigger["id"]))
+        for n, sha in enumerate(("a" * 40, "b" * 40)):
+            session.add(Build(trigger_id=trigger["id"], rule_id=rule.id, provider="github", repository="acme/x",
+                              clone_url="file:///x", ref="refs/heads/main", ref_type="branch", ref_name="main",
+                              commit=sha, image=image, tags=[sha[:7]], dockerfile="Dockerfile", context=".",
+                              state="succeeded", digest=f"sha256:{n}", created_at=utcnow()))
+        session.commit()
+        rule_id = rule.id
+    trusting = settings.with_(trusted_registries=(refusing_registry,))
+    first = prune_rule(sessions, trusting, rule_id)
+    assert [(r.kind, r.tag, r.outcome) for r in first] == [("tag", "aaaaaaa", "refused")]
+    assert "405" in first[0].detail
+    assert prune_rule(sessions, trusting, rule_id) == [], "a refusal is not retried"
+    assert prune_rule(sessions, settings, rule_id) == [], "nothing new, even where the registry is not trusted"
+
+
+def test_logs_and_deliveries_older_than_keep_days_are_pruned_and_recorded(app):
+    sessions = app.extensions["buildhook"].sessions
+    old = utcnow() - timedelta(days=40)
+    with sessions() as session:
+        delivery = Delivery(provider="github", outcome="ignored", status_code=202, received_at=old)
+        session.add(delivery)
+        session.flush()
+        build = Build(provider="github", repository="acme/old", clone_url="file:///x", ref="refs/heads/main",
+                      ref_type="branch", ref_name="main", commit="c" * 40, image="x/y", tags=["t"],
+                      dockerfile="Dockerfile", context=".", state="succeeded", created_at=old, finished_at=old,
+                      delivery_id=delivery.id)
+        session.add(build)
+        session.flush()
+        session.add_all([BuildLogLine(build_id=build.id, seq=n, text=f"line {n}") for n in (1, 2, 3)])
+        session.commit()
+        build_id, delivery_id = build.id, delivery.id
+    assert prune_old(sessions, 0) == []
+    made = prune_old(sessions, 30)
+    assert {r.kind for r in made} >= {"build_logs", "deliveries"}
+    assert next(r for r in made if r.kind == "build_logs").count >= 3
+    with sessions() as session:
+        assert session.get(Build, build_id).delivery_id is None, "the build stays, without its old delivery"
+        assert session.get(Delivery, delivery_id) is None
+        assert session.scalars(select(BuildLogLine).where(BuildLogLine.build_id == build_id)).all() == []
+        assert session.scalar(select(RetentionDeletion).where(RetentionDeletion.kind == "deliveries")).count >= 1
