@@ -35,6 +35,7 @@ from typing import IO, Callable, Iterator
 import docker
 
 from builder.build_context import context_archive, describe_limits, mb
+from builder.buildkit_auth import private_docker_config
 from builder.build_log import CancelCheck
 from builder.build_stops import BuildCancelled
 from builder.buildkit_limits import apply_cap, oom_kills
@@ -146,8 +147,11 @@ def build_with_buildkit(client: docker.DockerClient, spec: BuildSpec, context: P
         with tempfile.TemporaryDirectory(prefix="buildkit-", dir=scratch) as private:  # 0700
             iidfile = Path(private) / "image-id"
             ooms = oom_kills()
-            returncode = _run(buildkit_command(spec, name, iidfile), buildkit_env(spec, address), archive,
-                              progress, log, cancel)
+            env = buildkit_env(spec, address)
+            config = private_docker_config(Path(private), spec.registry_logins)
+            if config is not None:
+                env["DOCKER_CONFIG"] = str(config)
+            returncode = _run(buildkit_command(spec, name, iidfile), env, archive, progress, log, cancel)
             image_id = iidfile.read_text().strip() if returncode == 0 and iidfile.exists() else ""
     if not image_id:
         if progress.failed is not None:

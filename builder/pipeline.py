@@ -43,6 +43,7 @@ from builder.build_processes import git_stopped_on, work_dir_name
 from builder.build_secrets import secret_build_args
 from builder.build_stops import BuildCancelled, Fence, Heartbeat, StopKind, Timeout
 from builder.build_cache import cache_sources, keep_unchanged, previous_build
+from builder.buildkit_auth import registry_logins
 from builder.clone import changed_files, clone_commit, commit_time, redact_url
 from builder.clone_urls import clone_url_problem
 from builder.db import database_unavailable
@@ -210,6 +211,7 @@ def run_build(
                     limits=BuildLimits.from_settings(settings),
                     engine=build_engine,
                     secret_names=tuple(secret_args),
+                    registry_logins=registry_logins(RegistryAccess(settings), build.image),
                 )
                 image_id = build_image(client, spec, build_log, cancel)
                 if build_engine.buildkit:
