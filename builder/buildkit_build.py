@@ -117,6 +117,8 @@ def buildkit_command(spec: BuildSpec, dockerfile: str, iidfile: Path) -> list[st
         argv += ["--cache-from", reference]
     if spec.target:
         argv += ["--target", spec.target]
+    if spec.platform:
+        argv += ["--platform", spec.platform]
     if spec.limits.network != "default":
         argv += ["--network", spec.limits.network]
     return argv + ["-"]  # the context: the tar on stdin
@@ -135,7 +137,9 @@ def buildkit_env(spec: BuildSpec, docker_host: str) -> dict[str, str]:
 def build_with_buildkit(client: docker.DockerClient, spec: BuildSpec, context: Path, dockerfile: str,
                         log: Log, cancel: CancelCheck | None) -> str:
     """Build and tag ``spec`` with BuildKit; return the image id (see the module's docstring)."""
-    log(f"Building {spec.repository}:{spec.tags[0]} from {spec.dockerfile} (context {spec.context})")
+    shown = f"{spec.repository}:{spec.tags[0]}" if spec.tags else spec.repository
+    log(f"Building {shown}{f' for {spec.platform}' if spec.platform else ''} from {spec.dockerfile} "
+        f"(context {spec.context})")
     log(f"Engine: {spec.engine.describe()}")
     progress = BuildKitProgress()
     scratch = spec.checkout.parent
@@ -168,7 +172,7 @@ def build_with_buildkit(client: docker.DockerClient, spec: BuildSpec, context: P
                                     f"{broken or progress.last_error}")
         raise StepFailed(f"docker build failed: {progress.last_error or f'the docker CLI exited with {returncode}'}")
     log(f"Layer cache: {len(progress.cached & set(progress.names))} of {progress.steps} steps from cache")
-    log(f"Built {image_id}, tagged {', '.join(spec.tags)}")
+    log(f"Built {image_id}" + (f", tagged {', '.join(spec.tags)}" if spec.tags else ""))
     return image_id
 
 

@@ -112,6 +112,7 @@ class BuildSpec:
     secret_names: tuple[str, ...] = ()  # which build args are secret: BuildKit also mounts them as secrets
     # (registry host, credentials) BuildKit may pull the cache with (builder/buildkit_auth.py)
     registry_logins: tuple[tuple[str, Credentials], ...] = field(default=(), repr=False)
+    platform: str | None = None  # os/arch[/variant] to build for (BuildKit; builder/platforms.py)
 
 
 def build_image(client: docker.DockerClient, spec: BuildSpec, log: Log, cancel: CancelCheck | None = None) -> str:

@@ -122,6 +122,8 @@ class TriggerRule(Base):
     secret_build_args_enc: Mapped[str | None] = mapped_column(Text)
     # {"command": [...], "timeout": seconds}: run in the pushed digest before any tag moves (builder/image_test.py)
     test: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    # ["linux/amd64", "linux/arm64"]: one image per platform and an OCI index (builder/platforms.py); None: one
+    platforms: Mapped[list[str] | None] = mapped_column(JSON)
 
     trigger: Mapped[Trigger] = relationship(back_populates="rules")
 
@@ -199,6 +201,8 @@ class Build(Base):
     # (builder/reaper.py) requeues or fails a running build whose heartbeat is older than its TTL.
     worker: Mapped[str | None] = mapped_column(String(255))
     heartbeat_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # The platforms it was built for (its rule's, when it ran): its digest is then an OCI image index's.
+    platforms: Mapped[list[str] | None] = mapped_column(JSON)
 
     trigger: Mapped[Trigger | None] = relationship(back_populates="builds")
     log_lines: Mapped[list["BuildLogLine"]] = relationship(

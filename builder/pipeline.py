@@ -53,6 +53,7 @@ from builder.image import BuildSpec, build_image, connect
 from builder.image_test import push_tested, rule_test
 from builder.models import Build, BuildState, utcnow
 from builder.path_filters import filter_reason
+from builder.platforms import build_platforms, rule_platforms
 from builder.registry_credentials import RegistryAccess
 from builder.secrets import SecretBox
 from builder.settings import ConfigError, Settings
@@ -158,6 +159,7 @@ def run_build(
         trigger_timeout = build.trigger.build_timeout if build.trigger else None
         secret_args, unreadable = _secret_args(session, box, build)
         test = rule_test(session, build.rule_id)
+        platforms = rule_platforms(session, build.rule_id)
     fence = Fence(build_id, worker, build.attempts)
     on_state(build_id, "running")
     build_log = BuildLog(sessions, build_id, max_bytes=settings.max_log_bytes, background=True,
@@ -195,7 +197,8 @@ def run_build(
                 skip = _path_filter(checkout, build, filters, build_log)
             cancel.raise_if_requested()
             if not skip:
-                if not _set(sessions, fence, state=BuildState.BUILDING.value, building_at=utcnow()):
+                if not _set(sessions, fence, state=BuildState.BUILDING.value, building_at=utcnow(),
+                            platforms=list(platforms) or None):
                     raise _lost(cancel, fence)
                 previous = previous_build(sessions, build)
                 spec = BuildSpec(
@@ -213,14 +216,22 @@ def run_build(
                     secret_names=tuple(secret_args),
                     registry_logins=registry_logins(RegistryAccess(settings), build.image),
                 )
-                image_id = build_image(client, spec, build_log, cancel)
-                if build_engine.buildkit:
-                    keep_unchanged(client, image_id, build, previous, build_log)
-                cancel.raise_if_requested()
-                if not _set(sessions, fence, state=BuildState.PUSHING.value, pushing_at=utcnow()):
-                    raise _lost(cancel, fence)
-                digest = push_tested(client, image_id, build.image, tuple(build.tags), test, RegistryAccess(settings),
-                                     spec.limits, workdir, build_log, cancel)
+
+                def pushing() -> None:
+                    cancel.raise_if_requested()
+                    if not _set(sessions, fence, state=BuildState.PUSHING.value, pushing_at=utcnow()):
+                        raise _lost(cancel, fence)
+
+                if platforms:
+                    digest = build_platforms(client, spec, platforms, test, RegistryAccess(settings), workdir,
+                                             build_log, cancel, pushing)
+                else:
+                    image_id = build_image(client, spec, build_log, cancel)
+                    if build_engine.buildkit:
+                        keep_unchanged(client, image_id, build, previous, build_log)
+                    pushing()
+                    digest = push_tested(client, image_id, build.image, tuple(build.tags), test,
+                                         RegistryAccess(settings), spec.limits, workdir, build_log, cancel)
     except Exception as exc:  # decided below, once the work directory is gone
         error = exc
     finally:

@@ -19,6 +19,7 @@ from builder.errors import InputError
 from builder.events import PushEvent
 from builder.image_test import ImageTest
 from builder.path_filters import check_globs
+from builder.platform_names import check_platforms
 from builder.semver import Version
 from builder.tags import sanitise_tag
 
@@ -53,6 +54,8 @@ class RuleSpec:
     secret_build_args: Mapping[str, str | None] | None = field(default=None, repr=False, compare=False)
     # Run in the pushed digest before any tag moves (builder/image_test.py); None: no test.
     test: ImageTest | None = None
+    # os/arch[/variant] to build for, one OCI image index per tag (builder/platforms.py); (): one image.
+    platforms: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.source not in ("branch", "tag"):
@@ -86,7 +89,8 @@ class RuleSpec:
         if not isinstance(data, dict):
             raise InputError("each rule must be a JSON object")
         known = {"source", "pattern", "match", "dockerfile", "context", "build_args", "target", "tags",
-                 "included_files", "ignored_files", "secret_build_args", "test"}
+                 "included_files", "ignored_files", "secret_build_args", "test",
+                 "platforms"}
         unknown = sorted(set(data) - known)
         if unknown:
             raise InputError(f"unknown rule fields: {', '.join(unknown)}")
@@ -120,6 +124,7 @@ class RuleSpec:
             ignored_files=lists["ignored_files"],
             secret_build_args=_secret_build_args_json(data),
             test=ImageTest.from_json(data.get("test")),
+            platforms=check_platforms(data.get("platforms")),
         )
 
     def as_json(self) -> dict[str, Any]:

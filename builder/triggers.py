@@ -155,6 +155,7 @@ def _rule_columns(rule: RuleSpec, box: SecretBox, stored: TriggerRule | None = N
         "included_files": list(rule.included_files),
         "ignored_files": list(rule.ignored_files),
         "test": rule.test.as_json() if rule.test else None,
+        "platforms": list(rule.platforms) or None,
     }
 
 
@@ -239,7 +240,7 @@ def webhook_url(public_url: str, provider: str) -> str:
 def rule_to_dict(rule: TriggerRule) -> dict[str, Any]:
     """A rule as the API shows it: its secret build args by name only."""
     return {**rule_spec(rule).as_json(), "secret_build_args": secret_build_arg_names(rule.secret_build_args_enc),
-            "test": rule.test}
+            "test": rule.test, "platforms": rule.platforms or []}
 
 
 def trigger_to_dict(trigger: Trigger, public_url: str) -> dict[str, Any]:
