@@ -54,15 +54,18 @@ def platform_repo(make_repo, arm64_busybox, tmp_path):  # noqa: F811
     return make
 
 
-def built(app, client, settings, repo, sha: str, platforms: list[str]) -> tuple[dict, list[str]]:
+def queued(app, client, repo, sha: str, rule: dict) -> int:
     suffix = uuid.uuid4().hex[:8]
     created = client.post("/api/triggers", json={
         "provider": "github", "repository": f"acme/platforms-{suffix}", "clone_url": repo.url,
-        "secret": "platforms-webhook-secret", "image": f"acme/platforms-{suffix}",
-        "rules": [{"source": "branch", "platforms": platforms}]})
+        "secret": "platforms-webhook-secret", "image": f"acme/platforms-{suffix}", "rules": [rule]})
     assert created.status_code == 201, created.json
-    assert created.json["rules"][0]["platforms"] == platforms
-    build_id = queued_build(app, created.json["id"], sha)
+    assert created.json["rules"][0]["platforms"] == rule["platforms"]
+    return queued_build(app, created.json["id"], sha)
+
+
+def built(app, client, settings, repo, sha: str, platforms: list[str], **rule) -> tuple[dict, list[str]]:
+    build_id = queued(app, client, repo, sha, {"source": "branch", "platforms": platforms, **rule})
     outcome, _states, _took = run(app, settings.with_(build_engine="buildkit"), build_id)
     lines = stored(app, build_id)[1]
     assert outcome is pipeline.Outcome.SUCCEEDED, "\n".join(lines[-25:])
@@ -77,10 +80,11 @@ def index_of(registry, image: str, tag: str) -> dict:
 
 
 def docker_run(reference: str, platform: str) -> str:
+    # The engine keeps one image per image@digest (the test gate's pull left the engine's own platform's):
+    # each platform's pull needs it gone.
+    subprocess.run(["/usr/bin/docker", "image", "rm", reference], capture_output=True, timeout=60)
     ran = subprocess.run(["/usr/bin/docker", "run", "--rm", "--network", "none", "--platform", platform, reference],
                          capture_output=True, text=True, timeout=120)
-    # The engine keeps one image per image@digest: the next platform's pull needs it gone.
-    subprocess.run(["/usr/bin/docker", "image", "rm", reference], capture_output=True, timeout=60)
     assert ran.returncode == 0, ran.stderr
     return ran.stdout.strip()
 
@@ -89,7 +93,8 @@ def test_a_rule_with_two_platforms_pushes_one_index_whose_arm64_image_ran_its_st
         app, client, settings, registry, platform_repo):
     repo, sha = platform_repo(EMULATED)
 
-    build, lines = built(app, client, settings, repo, sha, BOTH)
+    build, lines = built(app, client, settings, repo, sha, BOTH,
+                         test={"command": ["/bin/busybox", "sh", "-c", "echo tested on $(cat /arch)"]})
 
     output = step_output(lines)
     assert any(line.startswith("step-arch=x86_64") for line in output), "the amd64 step ran natively"
@@ -101,6 +106,8 @@ def test_a_rule_with_two_platforms_pushes_one_index_whose_arm64_image_ran_its_st
         ("linux", "amd64"), ("linux", "arm64")]
     assert docker_run(build["pull"], "linux/arm64") == "aarch64"
     assert docker_run(build["pull"], "linux/amd64") == "x86_64"
+    assert "test: tested on x86_64" in lines, "the test ran in the index's image for the engine's platform"
+    assert lines.index("test: tested on x86_64") < next(i for i, line in enumerate(lines) if line.startswith("Tagged"))
     page = client.get(f"/builds/{build['id']}").text
     assert "<code>linux/amd64</code>, <code>linux/arm64</code>" in page
 
@@ -115,6 +122,17 @@ def test_a_cross_build_from_the_build_platform_runs_its_steps_natively(app, clie
     assert made.startswith("cross-built for arm64 on x86_64"), made  # the RUN step ran on the host's platform
     index = index_of(registry, build["image"].split("/", 1)[1], "main")
     assert [m["platform"]["architecture"] for m in index["manifests"]] == ["arm64"]
+
+
+def test_the_classic_engine_refuses_a_rule_with_platforms_saying_why(app, client, settings, platform_repo):
+    repo, sha = platform_repo(EMULATED)
+    build_id = queued(app, client, repo, sha, {"source": "branch", "platforms": BOTH})
+
+    outcome, _states, _took = run(app, settings.with_(build_engine="classic"), build_id)
+
+    build, _lines = stored(app, build_id)
+    assert outcome is pipeline.Outcome.FAILED
+    assert build.error.startswith("a rule with platforms needs BUILDHOOK_BUILD_ENGINE=buildkit")
 
 
 @pytest.mark.parametrize("given, words", [
