@@ -20,7 +20,7 @@ from typing import Any
 from bench.common import ROOT, CpuMonitor, wait_for_quiet
 from bench.services import machine_info
 
-BENCHMARKS = ["webhook_intake", "pipeline_overhead", "clone", "cache", "history", "burst"]
+BENCHMARKS = ["webhook_intake", "pipeline_overhead", "clone", "cache", "history", "burst", "buildkit"]
 TITLES = {
     "webhook_intake": "1. Webhook intake",
     "pipeline_overhead": "2. Pipeline overhead",
@@ -28,6 +28,7 @@ TITLES = {
     "cache": "4. Layer cache",
     "history": "5. History",
     "burst": "6. Burst",
+    "buildkit": "7. BuildKit",
 }
 
 
@@ -41,6 +42,7 @@ def title(name: str, result: dict[str, Any]) -> str:
         "cache": lambda: f"rebuild vs first build, median of {p['runs']}",
         "history": lambda: f"{p['builds']:,} builds, {p['requests']} GETs each",
         "burst": lambda: f"{p['webhooks']} webhooks, then drain",
+        "buildkit": lambda: f"multi-stage build, accepted -> pushed, median of {p['runs']}",
     }.get(name)
     try:
         return f"{TITLES.get(name, name)} ({what()})" if what and p else TITLES.get(name, name)
@@ -55,6 +57,7 @@ RATIO_MEANS = {
     "cache": "rebuild / first build",
     "history": "p50 of GET / / p50 of /healthz",
     "burst": "-",
+    "buildkit": "buildhook / by hand with BuildKit (median totals)",
 }
 
 
@@ -155,6 +158,15 @@ def details(result: dict[str, Any]) -> list[str]:
                      "after it was ready).")
         lines.append(f"- registry has each branch's tag: {all(result['registry_branch_tags'].values())}; surviving "
                      f"build per branch (which push): {result['survivor_position']}.")
+    elif name == "buildkit":
+        b, m, c = result["buildhook"], result["by_hand"], result["classic"]
+        lines.append(f"- buildhook with BuildKit (median of {result['params']['runs']}): total {b['total_s']:.2f} s = "
+                     f"queue {b['queue_wait_s']:.3f} + clone {b['clone_s']:.2f} + build {b['build_s']:.2f} + push "
+                     f"{b['push_s']:.2f}; per run {[r['total_s'] for r in b['runs']]}.")
+        lines.append(f"- by hand ({m['what']}): total {m['total_s']:.2f} s = clone {m['clone_s']:.2f} + build "
+                     f"{m['build_s']:.2f} + push {m['push_s']:.2f}; per run {[r['total_s'] for r in m['runs']]}.")
+        lines.append(f"- buildhook with the classic engine: total {c['total_s']:.2f} s (build {c['build_s']:.2f}); "
+                     f"BuildKit / classic: {result['ratio_classic']:.2f}.")
     return lines
 
 

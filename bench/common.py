@@ -6,6 +6,7 @@ Nothing here starts a service (that is ``bench/services.py``). Everything talks 
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import hashlib
 import hmac
@@ -555,3 +556,12 @@ def wait_for_quiet(max_wait: float, threshold: float = 0.25, window: float = 3.0
             break
         busy = machine_busy(window)
     return {"waited_s": round(time.monotonic() - start, 1), "busy_before_start": busy, "quiet": calm >= 2}
+
+
+def main_with_runs(run: Callable[..., dict[str, Any]], description: str) -> None:
+    """A benchmark module's command line: ``--quick``, ``--runs N``; prints ``run``'s result as JSON."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--runs", type=int)
+    args = parser.parse_args()
+    print(json.dumps(run(args.quick, runs=args.runs), indent=2))

@@ -44,7 +44,7 @@ import time
 import uuid
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from bench.common import (
     BusyboxRepo,
@@ -76,8 +76,9 @@ def _seconds(build: dict[str, Any], start: str, end: str) -> float:
     return (_at(build[end]) - _at(build[start])).total_seconds()
 
 
-def run_buildhook(stack: Stack, repo: BusyboxRepo, trigger: dict[str, Any], label: str) -> dict[str, Any]:
-    sha = repo.commit({"Dockerfile": busybox_dockerfile(f"{label} {uuid.uuid4().hex}")}, f"bench {label}")
+def run_buildhook(stack: Stack, repo: BusyboxRepo, trigger: dict[str, Any], label: str,
+                  dockerfile: Callable[[str], str] = busybox_dockerfile) -> dict[str, Any]:
+    sha = repo.commit({"Dockerfile": dockerfile(f"{label} {uuid.uuid4().hex}")}, f"bench {label}")
     body, headers = signed_push(trigger["repository"], repo.url, "refs/heads/main", sha, SECRET, f"bench {label}")
     api = stack.api()
     sent = time.perf_counter()
@@ -157,7 +158,9 @@ def _medians(runs: list[dict[str, Any]], keys: tuple[str, ...]) -> dict[str, flo
     return {key: rounded(median([r[key] for r in runs])) for key in keys if runs and key in runs[0]}
 
 
-def run(quick: bool = False, workdir: Path | None = None, runs: int | None = None) -> dict[str, Any]:
+def run(quick: bool = False, workdir: Path | None = None, runs: int | None = None,
+        engine: str | None = None) -> dict[str, Any]:
+    """``engine``: the worker's ``BUILDHOOK_BUILD_ENGINE`` (unset: its default, BuildKit)."""
     params = dict(QUICK if quick else FULL)
     if runs is not None:
         params["runs"] = runs
@@ -165,7 +168,8 @@ def run(quick: bool = False, workdir: Path | None = None, runs: int | None = Non
     manual: list[dict[str, Any]] = []
     plain: list[dict[str, Any]] = []
     warmup: dict[str, Any] = {}
-    with tempfile.TemporaryDirectory(prefix="bench-pipeline-", dir=workdir) as tmp, Stack(Path(tmp)) as stack:
+    with tempfile.TemporaryDirectory(prefix="bench-pipeline-", dir=workdir) as tmp, Stack(
+            Path(tmp), extra_env={"BUILDHOOK_BUILD_ENGINE": engine} if engine else None) as stack:
         root = Path(tmp)
         repo = BusyboxRepo(root / "repo")
         repo.commit({"Dockerfile": busybox_dockerfile("initial")}, "initial commit")
@@ -192,7 +196,7 @@ def run(quick: bool = False, workdir: Path | None = None, runs: int | None = Non
 
     result: dict[str, Any] = {
         "name": NAME,
-        "params": params,
+        "params": {**params, "engine": engine or "buildkit (default)"},
         "setup": "buildhook web (defaults) + buildhook worker --concurrency 1, docker-registry, Redis, SQLite; "
                  "FROM scratch + busybox, last step new every run, 3 tags pushed",
         "buildhook": {**_medians(ours, PHASES), "runs": [{k: rounded(v) for k, v in r.items()} for r in ours]},
@@ -236,8 +240,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--runs", type=int)
+    parser.add_argument("--engine", choices=["buildkit", "classic"], help="the worker's BUILDHOOK_BUILD_ENGINE")
     args = parser.parse_args()
-    print(json.dumps(run(args.quick, runs=args.runs), indent=2))
+    print(json.dumps(run(args.quick, runs=args.runs, engine=args.engine), indent=2))
 
 
 if __name__ == "__main__":

@@ -35,6 +35,7 @@ from typing import IO, Callable, Iterator
 import docker
 
 from builder.build_context import context_archive, describe_limits, mb
+from builder.buildkit_auth import private_docker_config
 from builder.build_log import CancelCheck
 from builder.build_stops import BuildCancelled
 from builder.buildkit_limits import apply_cap, oom_kills
@@ -116,6 +117,8 @@ def buildkit_command(spec: BuildSpec, dockerfile: str, iidfile: Path) -> list[st
         argv += ["--cache-from", reference]
     if spec.target:
         argv += ["--target", spec.target]
+    if spec.platform:
+        argv += ["--platform", spec.platform]
     if spec.limits.network != "default":
         argv += ["--network", spec.limits.network]
     return argv + ["-"]  # the context: the tar on stdin
@@ -134,7 +137,9 @@ def buildkit_env(spec: BuildSpec, docker_host: str) -> dict[str, str]:
 def build_with_buildkit(client: docker.DockerClient, spec: BuildSpec, context: Path, dockerfile: str,
                         log: Log, cancel: CancelCheck | None) -> str:
     """Build and tag ``spec`` with BuildKit; return the image id (see the module's docstring)."""
-    log(f"Building {spec.repository}:{spec.tags[0]} from {spec.dockerfile} (context {spec.context})")
+    shown = f"{spec.repository}:{spec.tags[0]}" if spec.tags else spec.repository
+    log(f"Building {shown}{f' for {spec.platform}' if spec.platform else ''} from {spec.dockerfile} "
+        f"(context {spec.context})")
     log(f"Engine: {spec.engine.describe()}")
     progress = BuildKitProgress()
     scratch = spec.checkout.parent
@@ -146,8 +151,11 @@ def build_with_buildkit(client: docker.DockerClient, spec: BuildSpec, context: P
         with tempfile.TemporaryDirectory(prefix="buildkit-", dir=scratch) as private:  # 0700
             iidfile = Path(private) / "image-id"
             ooms = oom_kills()
-            returncode = _run(buildkit_command(spec, name, iidfile), buildkit_env(spec, address), archive,
-                              progress, log, cancel)
+            env = buildkit_env(spec, address)
+            config = private_docker_config(Path(private), spec.registry_logins)
+            if config is not None:
+                env["DOCKER_CONFIG"] = str(config)
+            returncode = _run(buildkit_command(spec, name, iidfile), env, archive, progress, log, cancel)
             image_id = iidfile.read_text().strip() if returncode == 0 and iidfile.exists() else ""
     if not image_id:
         if progress.failed is not None:
@@ -164,7 +172,7 @@ def build_with_buildkit(client: docker.DockerClient, spec: BuildSpec, context: P
                                     f"{broken or progress.last_error}")
         raise StepFailed(f"docker build failed: {progress.last_error or f'the docker CLI exited with {returncode}'}")
     log(f"Layer cache: {len(progress.cached & set(progress.names))} of {progress.steps} steps from cache")
-    log(f"Built {image_id}, tagged {', '.join(spec.tags)}")
+    log(f"Built {image_id}" + (f", tagged {', '.join(spec.tags)}" if spec.tags else ""))
     return image_id
 
 

@@ -39,6 +39,7 @@ def build_to_dict(build: Build) -> dict[str, Any]:
         "error": build.error,
         "reason": build.reason,
         "target": build.target,
+        "platforms": build.platforms or [],
         "attempts": build.attempts,
         "created_at": _iso(build.created_at),
         "started_at": _iso(build.started_at),

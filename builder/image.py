@@ -32,6 +32,7 @@ from builder.build_engines import BuildEngine, default_engine
 from builder.build_log import CancelCheck
 from builder.build_stops import BuildCancelled
 from builder.errors import PermanentError, TransientError
+from builder.registry_credentials import Credentials
 from builder.repo_paths import inside_checkout
 from builder.step_containers import RUNNING_IN
 
@@ -109,6 +110,9 @@ class BuildSpec:
     limits: BuildLimits = BuildLimits()
     engine: BuildEngine = field(default_factory=default_engine)
     secret_names: tuple[str, ...] = ()  # which build args are secret: BuildKit also mounts them as secrets
+    # (registry host, credentials) BuildKit may pull the cache with (builder/buildkit_auth.py)
+    registry_logins: tuple[tuple[str, Credentials], ...] = field(default=(), repr=False)
+    platform: str | None = None  # os/arch[/variant] to build for (BuildKit; builder/platforms.py)
 
 
 def build_image(client: docker.DockerClient, spec: BuildSpec, log: Log, cancel: CancelCheck | None = None) -> str:

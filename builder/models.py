@@ -140,6 +140,8 @@ class TriggerRule(Base):
     rebuild: Mapped[str | None] = mapped_column(String(16))
     # Per-commit tags kept in the registry (builder/retention.py); None: all.
     retention_keep: Mapped[int | None] = mapped_column(Integer)
+    # ["linux/amd64", "linux/arm64"]: one image per platform and an OCI index (builder/platforms.py); None: one
+    platforms: Mapped[list[str] | None] = mapped_column(JSON)
 
     trigger: Mapped[Trigger] = relationship(back_populates="rules")
 
@@ -231,6 +233,8 @@ class Build(Base):
     push: Mapped[bool] = mapped_column(default=True)
     # The due time of the trigger's schedule that made this build; None: a push or a manual run.
     scheduled_for: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # The platforms it was built for (its rule's, when it ran): its digest is then an OCI image index's.
+    platforms: Mapped[list[str] | None] = mapped_column(JSON)
 
     trigger: Mapped[Trigger | None] = relationship(back_populates="builds")
     log_lines: Mapped[list["BuildLogLine"]] = relationship(

@@ -43,6 +43,7 @@ from builder.build_processes import git_stopped_on, work_dir_name
 from builder.build_secrets import secret_build_args
 from builder.build_stops import BuildCancelled, Fence, Heartbeat, StopKind, Timeout
 from builder.build_cache import cache_sources, keep_unchanged, previous_build
+from builder.buildkit_auth import registry_logins
 from builder.clone import changed_files, clone_commit, commit_time, redact_url
 from builder.clone_urls import clone_url_problem
 from builder.commit_order import history_fetch, settle
@@ -55,6 +56,7 @@ from builder.image_test import push_tested, rule_test
 from builder.models import Build, BuildState, utcnow
 from builder.request_builds import claimed_order, full_commit, not_pushed
 from builder.path_filters import filter_reason
+from builder.platforms import build_platforms, rule_platforms
 from builder.registry_credentials import RegistryAccess
 from builder.secrets import SecretBox
 from builder.settings import ConfigError, Settings
@@ -162,6 +164,7 @@ def run_build(
         secret_args, unreadable = _secret_args(session, box, build)
         test = rule_test(session, build.rule_id)
         order = claimed_order(session, build)
+        platforms = rule_platforms(session, build.rule_id)
     fence = Fence(build_id, worker, build.attempts)
     on_state(build_id, "running")
     build_log = BuildLog(sessions, build_id, max_bytes=settings.max_log_bytes, background=True,
@@ -203,7 +206,8 @@ def run_build(
                 skip = None if superseded else _path_filter(checkout, build, filters, build_log)
             cancel.raise_if_requested()
             if not skip and not superseded:
-                if not _set(sessions, fence, state=BuildState.BUILDING.value, building_at=utcnow()):
+                if not _set(sessions, fence, state=BuildState.BUILDING.value, building_at=utcnow(),
+                            platforms=list(platforms) or None):
                     raise _lost(cancel, fence)
                 previous = previous_build(sessions, build)
                 spec = BuildSpec(
@@ -219,18 +223,27 @@ def run_build(
                     limits=BuildLimits.from_settings(settings),
                     engine=build_engine,
                     secret_names=tuple(secret_args),
+                    registry_logins=registry_logins(RegistryAccess(settings), build.image),
                 )
-                image_id = build_image(client, spec, build_log, cancel)
-                if build_engine.buildkit:
-                    keep_unchanged(client, image_id, build, previous, build_log)
-                cancel.raise_if_requested()
-                if not build.push:
-                    build_log(not_pushed(build))
-                elif not _set(sessions, fence, state=BuildState.PUSHING.value, pushing_at=utcnow()):
-                    raise _lost(cancel, fence)
-                if build.push:
-                    digest = push_tested(client, image_id, build.image, tuple(build.tags), test,
-                                         RegistryAccess(settings), spec.limits, workdir, build_log, cancel)
+
+                def pushing() -> None:
+                    cancel.raise_if_requested()
+                    if not _set(sessions, fence, state=BuildState.PUSHING.value, pushing_at=utcnow()):
+                        raise _lost(cancel, fence)
+
+                if platforms and build.push:
+                    digest = build_platforms(client, spec, platforms, test, RegistryAccess(settings), workdir,
+                                             build_log, cancel, pushing)
+                else:  # one image; a build that does not push (a request's) is built for the engine's platform
+                    image_id = build_image(client, spec, build_log, cancel)
+                    if build_engine.buildkit:
+                        keep_unchanged(client, image_id, build, previous, build_log)
+                    if not build.push:
+                        build_log(not_pushed(build))
+                    else:
+                        pushing()
+                        digest = push_tested(client, image_id, build.image, tuple(build.tags), test,
+                                             RegistryAccess(settings), spec.limits, workdir, build_log, cancel)
     except Exception as exc:  # decided below, once the work directory is gone
         error = exc
     finally:

@@ -48,6 +48,7 @@ class PushedManifest:
     image: str  # host/path as the build names it
     digest: str
     body: bytes
+    media_type: str = MANIFEST_TYPE  # or an image index's (builder/platforms.py)
 
 
 def repository_path(image: str) -> str:
@@ -127,9 +128,9 @@ class RegistryClient:
                     201)
         return True
 
-    def put_manifest(self, reference: str, body: bytes) -> str:
+    def put_manifest(self, reference: str, body: bytes, media_type: str = MANIFEST_TYPE) -> str:
         answer = self.expect(self.request("PUT", f"manifests/{reference}", data=body,
-                                          headers={"Content-Type": MANIFEST_TYPE}), 201)
+                                          headers={"Content-Type": media_type}), 201)
         return answer.headers.get("Docker-Content-Digest") or _digest(body)
 
 
@@ -168,7 +169,7 @@ def tag_manifest(pushed: PushedManifest, tags: tuple[str, ...], registries: Regi
     """Point each tag at the pushed manifest (the same bytes, so the same digest); return the digest."""
     registry = RegistryClient(registries, pushed.image)
     for tag in tags:
-        digest = registry.put_manifest(tag, pushed.body)
+        digest = registry.put_manifest(tag, pushed.body, pushed.media_type)
         if digest != pushed.digest:
             raise PermanentError(f"registry {registry.host} stored {pushed.image}:{tag} as {digest}, "
                                  f"not the tested {pushed.digest}")

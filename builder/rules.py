@@ -19,6 +19,7 @@ from builder.errors import InputError
 from builder.events import PushEvent
 from builder.image_test import ImageTest
 from builder.path_filters import check_globs
+from builder.platform_names import check_platforms
 from builder.semver import Version
 from builder.tags import sanitise_tag
 
@@ -69,6 +70,8 @@ class RuleSpec:
     # in the registry (builder/retention.py). Stored on the rule's row, not in the intake's cached specs.
     rebuild: str | None = None
     retention_keep: int | None = None
+    # os/arch[/variant] to build for, one OCI image index per tag (builder/platforms.py); (): one image.
+    platforms: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.source not in SOURCES:
@@ -125,7 +128,7 @@ class RuleSpec:
             raise InputError("each rule must be a JSON object")
         known = {"source", "pattern", "match", "dockerfile", "context", "build_args", "target", "tags",
                  "included_files", "ignored_files", "secret_build_args", "test", "push", "forks",
-                 "cancel_running", "rebuild", "retention"}
+                 "cancel_running", "rebuild", "retention", "platforms"}
         unknown = sorted(set(data) - known)
         if unknown:
             raise InputError(f"unknown rule fields: {', '.join(unknown)}")
@@ -169,6 +172,7 @@ class RuleSpec:
             cancel_running=bool(data.get("cancel_running")),
             rebuild=data.get("rebuild"),
             retention_keep=_retention_json(data.get("retention")),
+            platforms=check_platforms(data.get("platforms")),
         )
 
     def as_json(self) -> dict[str, Any]:

@@ -167,6 +167,7 @@ def _rule_columns(rule: RuleSpec, box: SecretBox, stored: TriggerRule | None = N
         "cancel_running": rule.cancel_running,
         "rebuild": rule.rebuild,
         "retention_keep": rule.retention_keep,
+        "platforms": list(rule.platforms) or None,
     }
 
 
@@ -259,7 +260,7 @@ def webhook_url(public_url: str, provider: str) -> str:
 def rule_to_dict(rule: TriggerRule) -> dict[str, Any]:
     """A rule as the API shows it: its secret build args by name only."""
     return {**rule_spec(rule).as_json(), "secret_build_args": secret_build_arg_names(rule.secret_build_args_enc),
-            "test": rule.test,
+            "test": rule.test, "platforms": rule.platforms or [],
             "rebuild": rule.rebuild or "changed",
             "retention": {"keep": rule.retention_keep} if rule.retention_keep else None}
 

@@ -82,6 +82,10 @@ RULE_FIELDS: dict[str, Schema] = {
                              "unless trusted"},
     "cancel_running": {"type": "boolean", "default": False,
                        "description": "a newer commit of the same branch or request cancels the rule's running build"},
+    "platforms": {"type": "array", "maxItems": 8, "uniqueItems": True,
+                  "items": {"type": "string", "pattern": "^[a-z0-9]+/[a-z0-9_]+(/[a-z0-9]+)?$"},
+                  "description": "os/arch[/variant] to build for (BuildKit), e.g. [\"linux/amd64\", \"linux/arm64\"]: "
+                                 "one image per platform and one OCI image index per tag; empty: the engine's own"},
 }
 BUILD_ARG_NAME: Schema = {"type": "string", "pattern": "^[A-Za-z_][A-Za-z0-9_]{0,127}$"}
 SECRET_BUILD_ARGS_SHOWN: Schema = {
@@ -253,6 +257,8 @@ SCHEMAS: dict[str, Schema] = {
         "error": nullable("string", "why a failed build failed"),
         "reason": nullable("string", "why a build was skipped or superseded"),
         "target": MAYBE_STRING,
+        "platforms": {**STRINGS, "description": "the platforms it was built for; its digest is then an OCI image "
+                                                "index's (empty: one image for the engine's platform)"},
         "attempts": COUNT,
         "cancel_requested": {"type": "boolean", "description": "someone asked to cancel it (a running build "
                                                                "stops soon after)"},

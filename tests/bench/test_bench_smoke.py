@@ -18,7 +18,7 @@ from bench.__main__ import markdown
 from bench.common import github_push_payload, percentile
 from bench.services import machine_info
 
-BENCHMARKS = ["webhook_intake", "pipeline_overhead", "clone", "cache", "history", "burst"]
+BENCHMARKS = ["webhook_intake", "pipeline_overhead", "clone", "cache", "history", "burst", "buildkit"]
 
 
 @pytest.mark.parametrize("name", BENCHMARKS)
