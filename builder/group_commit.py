@@ -32,12 +32,13 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from builder.db import database_unavailable, write_lock
 from builder.forks import reset_after_fork
-from builder.models import Build, Delivery
+from builder.models import Build, Delivery, DeliveryRequest
 from builder.planning import Plan, supersede
 
 log = logging.getLogger(__name__)
 
 _INSERT_BUILD = insert(Build.__table__)
+_INSERT_REQUEST = insert(DeliveryRequest.__table__)
 # A delivery whose dedupe key was accepted before (committed, or earlier in this transaction)
 # inserts nothing and returns no id: a replay is a duplicate without failing the transaction.
 _INSERT_DELIVERY = {
@@ -55,6 +56,7 @@ class DeliveryWrite:
     now: datetime
     delivery: dict[str, Any]
     builds: list[dict[str, Any]]
+    request: dict[str, Any] | None = None  # its headers and body (builder/delivery_requests.py)
     # Set once written:
     delivery_id: int | None = None
     build_ids: list[int] = field(default_factory=list)
@@ -77,6 +79,8 @@ def write_deliveries(session: Session, writes: list[DeliveryWrite]) -> None:
         if write.delivery_id is None:
             write.duplicate = True
             continue
+        if write.request is not None:
+            connection.execute(_INSERT_REQUEST, {**write.request, "delivery_id": write.delivery_id})
         for plan in write.plans:
             supersede(session, plan, write.now)
         write.build_ids = [connection.execute(_INSERT_BUILD, {**row, "delivery_id": write.delivery_id})

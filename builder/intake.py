@@ -8,17 +8,18 @@ handed to the workers after the transaction commits.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from types import ModuleType
 from typing import Any, Mapping
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from builder.delivery_requests import Redelivery, request_row
 from builder.errors import BadSignature, InputError, PayloadTooLarge
 from builder.events import Ignored
 from builder.group_commit import Committer, DeliveryWrite, commit_alone
-from builder.models import Delivery, Subscription, utcnow
+from builder.models import Delivery, DeliveryRequest, Subscription, utcnow
 from builder.planning import plan_builds
 from builder.providers.request import HookInfo, clean_text
 from builder.secrets import SecretBox
@@ -61,19 +62,24 @@ def receive_hook(
     settings: Settings,
     box: SecretBox,
     commit: Committer | None = None,
+    redelivery: Redelivery | None = None,
 ) -> HookResult:
-    """Record the delivery and, when it is accepted, its builds; ``commit`` writes an accepted
-    delivery's rows (a ``GroupCommit``'s ``commit``; by default, a transaction of its own)."""
+    """Record the delivery (with its request) and, when it is accepted, its builds; ``commit``
+    writes an accepted delivery's rows (a ``GroupCommit``'s ``commit``; by default, a transaction
+    of its own). A ``redelivery`` is taken by its trigger unsigned and never deduplicated."""
     info = HookInfo(None, None, None, None)
+    request = request_row(headers, body)
     try:
         if len(body) > settings.max_body_bytes:
             raise PayloadTooLarge(f"body is larger than {settings.max_body_bytes} bytes")
         info = _storable(provider.describe(headers, body))
+        if redelivery is not None:
+            info = replace(info, dedupe_key=None)
         with sessions() as session:
             return _receive(session, provider, info, headers, body, settings, box,
-                            commit or (lambda write: commit_alone(sessions, write)))
+                            commit or (lambda write: commit_alone(sessions, write)), request, redelivery)
     except InputError as error:
-        delivery = _record(sessions, provider.NAME, info, "rejected", str(error), error.status)
+        delivery = _record(sessions, provider.NAME, info, "rejected", str(error), error.status, request)
         raise HookRejected(error, delivery) from error
 
 
@@ -86,11 +92,15 @@ def _receive(
     settings: Settings,
     box: SecretBox,
     commit: Committer,
+    request: dict[str, Any],
+    redelivery: Redelivery | None,
 ) -> HookResult:
     trigger_id: int | None = None
+    redelivery_of = redelivery.of if redelivery is not None else None
 
     def answer(outcome: str, reason: str | None, status: int = 202) -> HookResult:
-        delivery = _record_in(session, provider.NAME, info, outcome, reason, status, trigger_id)
+        delivery = _record_in(session, provider.NAME, info, outcome, reason, status, trigger_id, request,
+                              redelivery_of)
         return HookResult(status, outcome, reason, delivery)
 
     if not info.repository:
@@ -98,7 +108,8 @@ def _receive(
     triggers = find_triggers(session, provider.NAME, info.repository)
     if not triggers:
         return answer("no_trigger", f"no trigger for {provider.NAME} repository {info.repository[:REPOSITORY_CHARS]}")
-    verified = [t for t in triggers if _signed_by(provider, headers, body, _webhook_secret(box, t))]
+    verified = [t for t in triggers if t.id == redelivery.trigger_id] if redelivery is not None else \
+        [t for t in triggers if _signed_by(provider, headers, body, _webhook_secret(box, t))]
     if not verified:
         raise BadSignature("signature does not match any trigger for this repository")
     trigger_id = verified[0].id
@@ -135,7 +146,8 @@ def _receive(
         "dedupe_key": info.dedupe_key,
         "reason": reason,
         "received_at": now,
-    }, rows)
+        "redelivery_of": redelivery_of,
+    }, rows, request)
     # End this session's read transaction first: its pooled connection goes back, so the
     # writer (which needs one) is never starved by requests that wait for it.
     session.rollback()
@@ -236,6 +248,8 @@ def _record_in(
     reason: str | None,
     status: int,
     trigger_id: int | None = None,
+    request: dict[str, Any] | None = None,
+    redelivery_of: int | None = None,
 ) -> int:
     delivery = Delivery(
         provider=provider,
@@ -246,8 +260,12 @@ def _record_in(
         outcome=outcome,
         reason=reason,
         status_code=status,
+        redelivery_of=redelivery_of,
     )
     session.add(delivery)
+    if request is not None:
+        session.flush()
+        session.add(DeliveryRequest(delivery_id=delivery.id, **request))
     session.commit()
     return delivery.id
 
@@ -259,6 +277,7 @@ def _record(
     outcome: str,
     reason: str | None,
     status: int,
+    request: dict[str, Any],
 ) -> int:
     with sessions() as session:
-        return _record_in(session, provider, info, outcome, reason, status)
+        return _record_in(session, provider, info, outcome, reason, status, request=request)

@@ -16,6 +16,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     String,
     Text,
     TypeDecorator,
@@ -166,12 +167,25 @@ class Delivery(Base):
     # hits the unique constraint instead of starting a second build.
     dedupe_key: Mapped[str | None] = mapped_column(String(512), unique=True)
     received_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    # A redelivery to self of an accepted delivery (builder/delivery_requests.py): which one.
+    redelivery_of: Mapped[int | None] = mapped_column(ForeignKey("deliveries.id", ondelete="SET NULL"))
 
     __table_args__ = (
         Index("ix_deliveries_received_at", "received_at"),
         Index("ix_deliveries_trigger_id_id", "trigger_id", "id"),
         Index("ix_deliveries_provider_repository_id", "provider", "repository", "id"),
     )
+
+
+class DeliveryRequest(Base):
+    """What a delivery's request carried: its headers (secrets redacted) and its body (capped)."""
+
+    __tablename__ = "delivery_requests"
+
+    delivery_id: Mapped[int] = mapped_column(ForeignKey("deliveries.id", ondelete="CASCADE"), primary_key=True)
+    headers: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)
+    body: Mapped[bytes] = mapped_column(LargeBinary)
+    body_bytes: Mapped[int] = mapped_column(Integer)  # as received: more than len(body) when capped
 
 
 class Build(Base):

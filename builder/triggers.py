@@ -36,6 +36,7 @@ _SEALED = {"secret": "secret_enc", "status_token": "status_token_enc", "clone_to
            "ssh_key": "ssh_key_enc"}  # write-only: stored encrypted, never shown
 BUILD_TIMEOUT_MAX = 7 * 24 * 3600
 _TEAM_FIELDS = ("max_concurrent", "schedule")  # builder/fair_share.py, builder/schedules.py
+_FLAGS = ("supersede", "enabled", "public_badge")  # true or false, in an edit
 _BRANCH_FORBIDDEN = re.compile(r"[\s~^:?*\[\\]|\.\.|@\{|^/|/$|\.lock$|^-")
 
 
@@ -81,6 +82,7 @@ class TriggerSpec:
     build_timeout: int | None = None  # seconds; None: BUILDHOOK_BUILD_TIMEOUT
     max_concurrent: int | None = None  # builds running at once; None: no limit (builder/fair_share.py)
     schedule: str | None = None  # cron, UTC: rebuild the default branch's tip (builder/schedules.py)
+    public_badge: bool = False  # /badge/<id>.svg answers without sign-in (builder/badges.py)
 
     @classmethod
     def from_json(cls, data: Any) -> "TriggerSpec":
@@ -92,18 +94,21 @@ class TriggerSpec:
         bad = [key for key in _STRINGS if data.get(key) is not None and not isinstance(data[key], str)]
         if bad:
             raise InputError(f"fields must be strings: {', '.join(bad)}")
-        unknown = sorted(set(data) - set(_STRINGS) - {"rules", "supersede", "build_timeout", *_TEAM_FIELDS})
+        unknown = sorted(set(data) - set(_STRINGS) - {"rules", "supersede", "build_timeout", "public_badge",
+                                                      *_TEAM_FIELDS})
         if unknown:
             raise InputError(f"unknown fields: {', '.join(unknown)}")
         rules = data.get("rules") or []
         if not isinstance(rules, list):
             raise InputError("rules must be a list")
-        if not isinstance(data.get("supersede", True), bool):
-            raise InputError("supersede must be true or false")
+        flags = [key for key in ("supersede", "public_badge") if not isinstance(data.get(key, True), bool)]
+        if flags:
+            raise InputError(f"fields must be true or false: {', '.join(flags)}")
         return cls(
             **{key: data[key] for key in _STRINGS if data.get(key) is not None},
             rules=tuple(RuleSpec.from_json(rule) for rule in rules),
             supersede=data.get("supersede", True),
+            public_badge=data.get("public_badge", False),
             build_timeout=check_build_timeout(data.get("build_timeout")),
             max_concurrent=check_max_concurrent(data.get("max_concurrent")),
             schedule=check_schedule(data.get("schedule")),
@@ -194,6 +199,7 @@ def create_trigger(session: Session, box: SecretBox, spec: TriggerSpec, registry
         ssh_known_hosts=spec.ssh_known_hosts,
         build_timeout=check_build_timeout(spec.build_timeout),
         max_concurrent=check_max_concurrent(spec.max_concurrent),
+        public_badge=spec.public_badge,
     )
     _set_schedule(trigger, check_schedule(spec.schedule))
     for position, rule in enumerate(spec.effective_rules()):
@@ -285,6 +291,7 @@ def trigger_to_dict(trigger: Trigger, public_url: str) -> dict[str, Any]:
         "max_concurrent": trigger.max_concurrent,
         "schedule": trigger.schedule,
         "schedule_next_at": trigger.schedule_next_at.isoformat() if trigger.schedule_next_at else None,
+        "public_badge": trigger.public_badge,
         "webhook_url": webhook_url(public_url, trigger.provider),
         "created_at": trigger.created_at.isoformat(),
     }
@@ -307,7 +314,7 @@ class TriggerEdit:
         if not isinstance(data, dict):
             raise InputError("expected a JSON object")
         unknown = sorted(set(data) - set(_STRINGS) - {"rules", "supersede", "enabled", "build_timeout",
-                                                      *_TEAM_FIELDS})
+                                                      "public_badge", *_TEAM_FIELDS})
         if unknown:
             raise InputError(f"unknown fields: {', '.join(unknown)}")
         empty = [key for key in (*_REQUIRED, "default_branch") if key in data and not data[key]]
@@ -316,12 +323,12 @@ class TriggerEdit:
         bad = [key for key in _STRINGS if data.get(key) is not None and not isinstance(data[key], str)]
         if bad:
             raise InputError(f"fields must be strings: {', '.join(bad)}")
-        flags = [key for key in ("supersede", "enabled") if key in data and not isinstance(data[key], bool)]
+        flags = [key for key in _FLAGS if key in data and not isinstance(data[key], bool)]
         if flags:
             raise InputError(f"fields must be true or false: {', '.join(flags)}")
         fields: dict[str, Any] = {key: data[key] or None for key in _STRINGS
                                   if key in data and key not in ("dockerfile", "context")}
-        fields.update({key: data[key] for key in ("supersede", "enabled") if key in data})
+        fields.update({key: data[key] for key in _FLAGS if key in data})
         if "build_timeout" in data:
             fields["build_timeout"] = check_build_timeout(data["build_timeout"])
         if "max_concurrent" in data:

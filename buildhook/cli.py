@@ -172,6 +172,7 @@ def cmd_triggers_add(args: argparse.Namespace) -> int:
         build_timeout=args.build_timeout,
         max_concurrent=args.max_concurrent,
         schedule=args.schedule,
+        public_badge=args.public_badge,
     )
     sessions = make_sessionmaker(make_engine(settings.database_url))
     with sessions() as session:
@@ -280,6 +281,8 @@ def parser() -> argparse.ArgumentParser:
                      help="builds of this trigger running at once; the others wait queued (default: no limit)")
     add.add_argument("--schedule", metavar="CRON",
                      help='rebuild the default branch\'s tip at these times: five cron fields, UTC, e.g. "0 3 * * 1"')
+    add.add_argument("--public-badge", action="store_true",
+                     help="its status badge (/badge/ID.svg) answers without sign-in, for a public README")
     add.add_argument("--json", action="store_true")
     add.set_defaults(func=cmd_triggers_add)
     lst = tsub.add_parser("list", help="list triggers with their webhook URLs")

@@ -98,6 +98,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     from workers.celery_app import celery_init_app
     from webhooks import api, auth, build_actions, dashboard, deploy_api, errors, hooks, openapi, registry
     from webhooks import security_headers
+    from webhooks import badges
 
     from webhooks import environments_api
     from webhooks import metrics
@@ -112,6 +113,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.register_blueprint(registry.bp)
     environments_api.register(app)  # before the dashboard blueprint: its pages join it
     app.register_blueprint(metrics.bp)
+    app.register_blueprint(badges.bp)
     app.jinja_env.globals["queue_position"] = queue_position  # the build page's "2 ahead; trigger limit 1"
     app.register_blueprint(dashboard.bp)
     errors.register(app)

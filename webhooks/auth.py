@@ -21,6 +21,7 @@ from builder.accounts import authenticate, find_token, note_token_use
 from builder.models import User
 from builder.sign_in_sessions import end_session, session_user, start_session
 from builder.sign_in_throttle import claim_attempt, sign_in_succeeded
+from webhooks.badges import public_badge
 from webhooks.context import db, services
 
 bp = Blueprint("auth", __name__)
@@ -79,6 +80,11 @@ def check_access() -> Any:
             session.clear()  # signed out, expired, or ended by a new password or the user's removal
         elif seen:
             db().commit()  # last_seen_at, at most once a minute per session
+    if request.endpoint == "badges.badge":
+        if user is None and not public_badge(db(), (request.view_args or {}).get("trigger_id", -1)):
+            abort(404, "no such badge")  # a private trigger's badge: not disclosed, as if none existed
+        g.user = user
+        return None
     if user is None:
         return _deny(401, "sign in, or send Authorization: Bearer TOKEN")
     g.user = user

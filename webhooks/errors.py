@@ -55,7 +55,7 @@ def register(app: Flask) -> None:
 
     @app.errorhandler(HTTPException)
     def http_error(error: HTTPException):  # type: ignore[no-untyped-def]
-        if not request.path.startswith(("/api/", "/hooks/", "/registry/")):
+        if not request.path.startswith(("/api/", "/hooks/", "/registry/", "/badge/")):
             return error_page(error)
         return jsonify({"error": error.description, "status": error.code}), error.code
 

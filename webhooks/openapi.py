@@ -282,6 +282,16 @@ PATHS: dict[str, Any] = {
         {202: answer("Recorded; deployments queued.", ref("RegistryResult"))},
         errors=(400, 401, 404, 413, 503), params=[REGISTRY_SOURCE], body={"type": "object"},
         security=REGISTRY_AUTH)),
+    "/badge/{trigger}.svg": path(operation(
+        "get", "getBadge", "meta", "A trigger's build status badge (SVG) for a README",
+        {200: answer("passing, failing, running or unknown: the branch's latest build that ran or runs.",
+                     others={"image/svg+xml": {"type": "string"}})},
+        errors=(404,), security=[{}, {"bearerAuth": []}],  # either
+        params=[{"name": "trigger", "in": "path", "required": True, "schema": {"type": "integer", "minimum": 0}},
+                {"name": "branch", "in": "query", "schema": {"type": "string"},
+                 "description": "default: the trigger's default branch"}],
+        description="Open to anyone when the trigger's public_badge is true; otherwise it needs a sign-in "
+                    "or a token, and answers 404 (as for no such trigger) so a private trigger is not disclosed.")),
     "/healthz": path(operation(
         "get", "health", "meta", "Liveness",
         {200: answer("Alive.", obj({"status": {"type": "string", "const": "ok"}}))}, security=OPEN)),

@@ -13,6 +13,8 @@ from webhooks import openapi_team
 
 Schema = dict[str, Any]
 
+PUBLIC_BADGE = {"type": "boolean", "default": False,
+                "description": "true: /badge/{trigger}.svg answers anyone, for a public README"}
 BUILD_STATES = ["queued", "cloning", "building", "pushing", "succeeded", "failed", "skipped", "superseded",
                 "cancelled"]
 EVENTS = ["build.queued", "build.started", "build.succeeded", "build.failed", "build.cancelled", "image.pushed",
@@ -149,6 +151,7 @@ SCHEMAS: dict[str, Schema] = {
         "clone_auth": {"type": ["string", "null"], "enum": ["ssh-key", "token", None],
                        "description": "which kind of clone credential is set, never the credential"},
         "build_timeout": BUILD_TIMEOUT,
+        "public_badge": {"type": "boolean", "description": "whether /badge/{trigger}.svg answers without sign-in"},
         **openapi_team.TRIGGER_SHOWN,
         "webhook_url": {"type": "string", "format": "uri", "description": "the URL to paste into the Git host"},
         "created_at": TIME,
@@ -164,6 +167,7 @@ SCHEMAS: dict[str, Schema] = {
                   "description": "omitted or empty: Docker Hub's defaults (every branch and every tag)"},
         "supersede": {"type": "boolean", "default": True},
         "build_timeout": BUILD_TIMEOUT,
+        "public_badge": PUBLIC_BADGE,
         **openapi_team.TRIGGER_INPUT,
     }, ["provider", "repository", "clone_url", "secret", "image"], additionalProperties=False),
     "TriggerPatch": obj({
@@ -182,6 +186,7 @@ SCHEMAS: dict[str, Schema] = {
         "enabled": {"type": "boolean", "description": "false: deliveries are recorded (202, ignored, "
                                                       "\"trigger is disabled\"), nothing is built"},
         "build_timeout": BUILD_TIMEOUT,
+        "public_badge": PUBLIC_BADGE,
         **openapi_team.TRIGGER_INPUT,
     }, [], "The fields to change, checked as on create; the others stay.", additionalProperties=False),
     "InboundDelivery": obj({

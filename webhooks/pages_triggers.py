@@ -111,6 +111,7 @@ def trigger_create():  # type: ignore[no-untyped-def]
     data: dict[str, object] = {key: value for key, value in form.items() if value}
     data["secret"] = secret
     form["build_timeout"] = (request.form.get("build_timeout") or "").strip()
+    form["public_badge"] = data["public_badge"] = request.form.get("public_badge") == "on"
     try:
         data["build_timeout"] = build_timeout_from_text(form["build_timeout"])
         raw_rules = (request.form.get("rules") or "").strip()
@@ -173,6 +174,7 @@ def trigger_update(trigger_id: int):  # type: ignore[no-untyped-def]
         edit = TriggerEdit.from_json({"image": request.form.get("image") or "",
                                       "default_branch": request.form.get("default_branch") or "",
                                       "enabled": request.form.get("enabled") == "on",
+                                      "public_badge": request.form.get("public_badge") == "on",
                                       "build_timeout": build_timeout_from_text(request.form.get("build_timeout"))})
         update_trigger(session, services().box, trigger, edit, services().settings.registry)
         session.commit()

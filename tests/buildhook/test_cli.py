@@ -166,3 +166,15 @@ def test_web_keeps_query_string_tokens_out_of_its_access_log(tmp_path, service_e
     assert "POST /registry/events?token=**** HTTP/1.1" in log
     assert "/registry/events?Token=****&x=1" in log
     assert "/api/builds?access_token=****&password=****&limit=5" in log and "/?key=****" in log
+
+
+def test_triggers_add_public_badge_makes_the_badge_public(tmp_path):
+    base = ["triggers", "add", "--provider", "github", "--repository", "acme/badge", "--clone-url",
+            "https://git.example.com/acme/badge.git", "--secret", "s", "--image", "acme/badge", "--json"]
+    env = user_env(tmp_path)
+    public = run(base + ["--public-badge"], env, tmp_path)
+    assert public.returncode == 0, public.stderr
+    assert json.loads(public.stdout)["public_badge"] is True
+    private = run([*base[:5], "acme/private", *base[6:]], env, tmp_path)
+    assert private.returncode == 0, private.stderr
+    assert json.loads(private.stdout)["public_badge"] is False

@@ -608,6 +608,8 @@ CASES = [
                                                                       headers={"Authorization": ""})),
     case("post", "/registry/hooks/{source}", 404, lambda c, w: dockerhub(c, w, b"{}", "nexus")),
     case("get", "/healthz", 200, lambda c, w: w.anonymous.get("/healthz")),
+    case("get", "/badge/{trigger}.svg", 200, lambda c, w: c.get(f"/badge/{w.trigger['id']}.svg?branch=main")),
+    case("get", "/badge/{trigger}.svg", 404, lambda c, w: w.anonymous.get(f"/badge/{w.trigger['id']}.svg")),
     *(case(method, template, status, make, note) for method, template, status, make, note in ENVIRONMENT_CASES),
 ]
 
