@@ -5,14 +5,14 @@
 transaction. ``deliveries.redelivery_of``: the accepted delivery a redelivery to self repeats.
 
 Revision ID: 0018
-Revises: 0016
+Revises: 0017
 Create Date: 2026-12-04
 """
 import sqlalchemy as sa
 from alembic import op
 
 revision = "0018"
-down_revision = "0016"
+down_revision = "0017"
 branch_labels = None
 depends_on = None
 
