@@ -116,6 +116,8 @@ def buildkit_command(spec: BuildSpec, dockerfile: str, iidfile: Path) -> list[st
         argv += ["--cache-from", reference]
     if spec.target:
         argv += ["--target", spec.target]
+    if spec.pull:
+        argv.append("--pull")
     if spec.limits.network != "default":
         argv += ["--network", spec.limits.network]
     return argv + ["-"]  # the context: the tar on stdin

@@ -109,6 +109,7 @@ class BuildSpec:
     limits: BuildLimits = BuildLimits()
     engine: BuildEngine = field(default_factory=default_engine)
     secret_names: tuple[str, ...] = ()  # which build args are secret: BuildKit also mounts them as secrets
+    pull: bool = False  # fetch the FROM images again (scheduled "rebuild": "always": base-image fixes)
 
 
 def build_image(client: docker.DockerClient, spec: BuildSpec, log: Log, cancel: CancelCheck | None = None) -> str:
@@ -149,6 +150,7 @@ def build_image(client: docker.DockerClient, spec: BuildSpec, log: Log, cancel: 
             "labels": json.dumps(spec.labels) if spec.labels else None,
             "cachefrom": json.dumps(list(spec.cache_from)) if spec.cache_from else None,
             "target": spec.target,
+            "pull": "1" if spec.pull else None,
             **limit_params,
         }
         try:

@@ -53,6 +53,7 @@ from builder.fair_share import admissible
 from builder.image import BuildSpec, build_image, connect
 from builder.image_test import push_tested, rule_test
 from builder.models import Build, BuildState, utcnow
+from builder.scheduled_runs import pulls_base_images
 from builder.request_builds import claimed_order, full_commit, not_pushed
 from builder.path_filters import filter_reason
 from builder.registry_credentials import RegistryAccess
@@ -161,6 +162,7 @@ def run_build(
         trigger_timeout = build.trigger.build_timeout if build.trigger else None
         secret_args, unreadable = _secret_args(session, box, build)
         test = rule_test(session, build.rule_id)
+        pull = pulls_base_images(session, build)
         order = claimed_order(session, build)
     fence = Fence(build_id, worker, build.attempts)
     on_state(build_id, "running")
@@ -219,6 +221,7 @@ def run_build(
                     limits=BuildLimits.from_settings(settings),
                     engine=build_engine,
                     secret_names=tuple(secret_args),
+                    pull=pull,
                 )
                 image_id = build_image(client, spec, build_log, cancel)
                 if build_engine.buildkit:
