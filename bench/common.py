@@ -219,6 +219,39 @@ async def _open_loop(port: int, requests: Sequence[bytes], rate: float,
     return done, wall
 
 
+def saturating_loop(port: int, requests: Sequence[bytes], concurrency: int,
+                    timeout: float = 120) -> tuple[list[Sample], float]:
+    """Send ``requests`` (raw bytes, see ``raw_request``) from one asyncio thread, keeping
+    ``concurrency`` of them in flight: each answer sends the next, on a new connection. The
+    server is never idle for want of work, so completed / wall is its throughput. Returns the
+    samples (latency from the send) and the wall time from the first send to the last answer.
+    """
+    return asyncio.run(_saturating_loop(port, requests, concurrency, timeout))
+
+
+async def _saturating_loop(port: int, requests: Sequence[bytes], concurrency: int,
+                           timeout: float) -> tuple[list[Sample], float]:
+    loop = asyncio.get_running_loop()
+    samples: list[Sample] = []
+    position = iter(range(len(requests)))
+
+    async def sender() -> None:
+        for index in position:  # one shared iterator: each request is sent once
+            started = time.perf_counter()
+            done: asyncio.Future[bytes] = loop.create_future()
+            try:
+                await loop.create_connection(lambda: _Exchange(requests[index], done), LOOPBACK, port)
+                answer = await asyncio.wait_for(done, timeout)
+                status: int | str = int(answer.split(b" ", 2)[1]) if answer.startswith(b"HTTP/") else "BadAnswer"
+            except Exception as exc:  # recorded, never raised: the run goes on
+                status = type(exc).__name__
+            samples.append(Sample(index, started, started, time.perf_counter(), status))
+
+    t0 = time.perf_counter()
+    await asyncio.gather(*(sender() for _ in range(concurrency)))
+    return samples, time.perf_counter() - t0
+
+
 def closed_loop(send: Callable[[int], int], count: int, threads: int) -> tuple[list[Sample], float]:
     """Send ``count`` requests as fast as ``threads`` workers can (each waits for its answer)."""
     lock = threading.Lock()
