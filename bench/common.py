@@ -295,11 +295,13 @@ def status_counts(samples: Iterable[Sample]) -> dict[str, int]:
 
 
 def github_push_payload(repository: str, clone_url: str, ref: str, sha: str,
-                        message: str | None = None) -> dict[str, Any]:
-    """The real ``github/push_branch.json`` fixture, pointed at ``repository`` and commit ``sha``."""
+                        message: str | None = None, before: str | None = None) -> dict[str, Any]:
+    """The real ``github/push_branch.json`` fixture, pointed at ``repository`` and commit ``sha``
+    (pushed on top of ``before``, else of the fixture's own ``before``)."""
     payload = json.loads((FIXTURES / "github" / "push_branch.json").read_text())
     payload["ref"] = ref
     payload["after"] = sha
+    payload["before"] = before or payload["before"]
     payload["repository"]["full_name"] = repository
     payload["repository"]["name"] = repository.split("/", 1)[1]
     payload["repository"]["clone_url"] = clone_url
@@ -323,8 +325,8 @@ def github_delivery(body: bytes, secret: str, delivery: str | None = None) -> di
 
 
 def signed_push(repository: str, clone_url: str, ref: str, sha: str, secret: str,
-                message: str | None = None) -> tuple[bytes, dict[str, str]]:
-    body = json.dumps(github_push_payload(repository, clone_url, ref, sha, message)).encode()
+                message: str | None = None, before: str | None = None) -> tuple[bytes, dict[str, str]]:
+    body = json.dumps(github_push_payload(repository, clone_url, ref, sha, message, before)).encode()
     return body, github_delivery(body, secret)
 
 

@@ -102,8 +102,14 @@ def run(quick: bool = False, workdir: Path | None = None, requests: int | None =
         try:
             ports = {"buildhook": stack.start_web().port, "floor": floor_web.port}
 
+            heads = {"buildhook": random_sha(), "floor": random_sha()}
+
             def deliveries(side: str, n: int) -> list[tuple[bytes, dict[str, str]]]:
-                items = [signed_push(repository, clone_url, REF, random_sha(), SECRET) for _ in range(n)]
+                """Successive pushes to one branch, as a Git host sends them: each on top of the last."""
+                items = []
+                for _ in range(n):
+                    before, heads[side] = heads[side], random_sha()
+                    items.append(signed_push(repository, clone_url, REF, heads[side], SECRET, before=before))
                 sent[side].update(headers["X-GitHub-Delivery"] for _body, headers in items)
                 return items
 

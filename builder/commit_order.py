@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Callable, Iterable, Mapping
 
 from git import GitCommandError, Repo
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from builder.clone import GitAuth, git_environment
@@ -53,14 +53,22 @@ class Sibling:
         return self.commit[:7]
 
 
+# Built once, with the values bound per call: building a SELECT costs more CPU than running it (webhook
+# intake runs these for every matched rule). ``ix_builds_rule_ref_state`` finds the rows.
+_SIBLING_COLUMNS = (Build.id, Build.commit, Build.before, Build.state)
+_SAME_RULE_AND_REF = (Build.rule_id == bindparam("rule_id"), Build.ref == bindparam("ref"))
+_ACTIVE_SIBLINGS = select(*_SIBLING_COLUMNS).where(*_SAME_RULE_AND_REF, Build.state.in_(ACTIVE))
+_LAST_SUCCEEDED = (select(*_SIBLING_COLUMNS).where(*_SAME_RULE_AND_REF, Build.state == BuildState.SUCCEEDED.value)
+                   .order_by(Build.id.desc()).limit(1))
+
+
 def siblings(session: Session, rule_id: int, ref: str, exclude: int | None = None) -> list[Sibling]:
     """The rule's builds of ``ref`` that can still win or lose: the queued and running ones, and the
-    last one that succeeded (its tags are the current ones). ``ix_builds_rule_ref_state`` finds them."""
-    columns = (Build.id, Build.commit, Build.before, Build.state)
-    where = (Build.rule_id == rule_id, Build.ref == ref)
-    rows = list(session.execute(select(*columns).where(*where, Build.state.in_(ACTIVE))))
-    last = session.execute(select(*columns).where(*where, Build.state == BuildState.SUCCEEDED.value)
-                           .order_by(Build.id.desc()).limit(1)).first()
+    last one that succeeded (its tags are the current ones)."""
+    values = {"rule_id": rule_id, "ref": ref}
+    connection = session.connection()
+    rows = list(connection.execute(_ACTIVE_SIBLINGS, values))
+    last = connection.execute(_LAST_SUCCEEDED, values).first()
     rows += [last] if last is not None else []
     return [Sibling(*row) for row in rows if row[0] != exclude]
 
