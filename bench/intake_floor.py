@@ -18,8 +18,9 @@ either must be stored.
 
 Result keys: ``name``, ``params``, ``buildhook`` and ``floor`` (rounds: each requests, wall_s,
 rps, statuses, p50_ms, p99_ms; median_rps), ``ratio`` (buildhook / floor median req/s),
-``stored`` (buildhook and floor: sent, stored, all_stored), ``target`` (ratio_at_least, met),
-``summary``.
+``stored`` (buildhook and floor: sent, stored, all_stored), ``builds_by_state`` (buildhook's builds
+afterwards: no worker runs, so what was not superseded stays queued), ``target`` (ratio_at_least,
+met), ``summary``.
 """
 
 from __future__ import annotations
@@ -123,8 +124,10 @@ def run(quick: bool = False, workdir: Path | None = None, requests: int | None =
             floor.stop()
         stored_hooks = {row[0] for row in stack.query(
             "SELECT delivery_id FROM deliveries WHERE provider = 'github'")} & sent["buildhook"]
+        builds = dict(stack.query("SELECT state, COUNT(*) FROM builds GROUP BY state"))
         stored_floor = _floor_deliveries(floor_db) & sent["floor"]
-    return summarize(params, results, sent, {"buildhook": stored_hooks, "floor": stored_floor})
+    return {**summarize(params, results, sent, {"buildhook": stored_hooks, "floor": stored_floor}),
+            "builds_by_state": builds}
 
 
 def _floor_deliveries(path: Path) -> set[str]:
