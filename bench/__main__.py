@@ -20,7 +20,7 @@ from typing import Any
 from bench.common import ROOT, CpuMonitor, wait_for_quiet
 from bench.services import machine_info
 
-BENCHMARKS = ["webhook_intake", "pipeline_overhead", "clone", "cache", "history", "burst", "buildkit"]
+BENCHMARKS = ["webhook_intake", "pipeline_overhead", "clone", "cache", "history", "burst", "buildkit", "intake_floor"]
 TITLES = {
     "webhook_intake": "1. Webhook intake",
     "pipeline_overhead": "2. Pipeline overhead",
@@ -29,6 +29,7 @@ TITLES = {
     "history": "5. History",
     "burst": "6. Burst",
     "buildkit": "7. BuildKit",
+    "intake_floor": "8. Intake beside the floor",
 }
 
 
@@ -43,6 +44,7 @@ def title(name: str, result: dict[str, Any]) -> str:
         "history": lambda: f"{p['builds']:,} builds, {p['requests']} GETs each",
         "burst": lambda: f"{p['webhooks']} webhooks, then drain",
         "buildkit": lambda: f"multi-stage build, accepted -> pushed, median of {p['runs']}",
+        "intake_floor": lambda: f"{p['concurrency']} in flight, median of {p['rounds']} x {p['requests']}",
     }.get(name)
     try:
         return f"{TITLES.get(name, name)} ({what()})" if what and p else TITLES.get(name, name)
@@ -58,6 +60,7 @@ RATIO_MEANS = {
     "history": "p50 of GET / / p50 of /healthz",
     "burst": "-",
     "buildkit": "buildhook / by hand with BuildKit (median totals)",
+    "intake_floor": "buildhook req/s / floor req/s (medians)",
 }
 
 
@@ -99,6 +102,13 @@ def details(result: dict[str, Any]) -> list[str]:
         lines.append(f"- stored: {st['deliveries_stored']}/{st['deliveries_sent']} deliveries ({st['outcomes']}); builds "
                      f"{st['builds_by_state']} (no worker ran, so they stay queued; each push to the branch "
                      "supersedes the previous one).")
+    elif name == "intake_floor":
+        for side in ("buildhook", "floor"):
+            rounds = result[side]["rounds"]
+            lines.append(f"- {side}: {[r['rps'] for r in rounds]} req/s per round, p50 "
+                         f"{[r['p50_ms'] for r in rounds]} / p99 {[r['p99_ms'] for r in rounds]} ms, statuses "
+                         f"{[r['statuses'] for r in rounds]}; stored {result['stored'][side]['stored']}/"
+                         f"{result['stored'][side]['sent']}.")
     elif name == "pipeline_overhead":
         b, m = result["buildhook"], result["baseline"]
         lines.append(f"- buildhook (median of {result['params']['runs']}): total {b['total_s']:.2f} s = queue "

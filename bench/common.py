@@ -220,6 +220,39 @@ async def _open_loop(port: int, requests: Sequence[bytes], rate: float,
     return done, wall
 
 
+def saturating_loop(port: int, requests: Sequence[bytes], concurrency: int,
+                    timeout: float = 120) -> tuple[list[Sample], float]:
+    """Send ``requests`` (raw bytes, see ``raw_request``) from one asyncio thread, keeping
+    ``concurrency`` of them in flight: each answer sends the next, on a new connection. The
+    server is never idle for want of work, so completed / wall is its throughput. Returns the
+    samples (latency from the send) and the wall time from the first send to the last answer.
+    """
+    return asyncio.run(_saturating_loop(port, requests, concurrency, timeout))
+
+
+async def _saturating_loop(port: int, requests: Sequence[bytes], concurrency: int,
+                           timeout: float) -> tuple[list[Sample], float]:
+    loop = asyncio.get_running_loop()
+    samples: list[Sample] = []
+    position = iter(range(len(requests)))
+
+    async def sender() -> None:
+        for index in position:  # one shared iterator: each request is sent once
+            started = time.perf_counter()
+            done: asyncio.Future[bytes] = loop.create_future()
+            try:
+                await loop.create_connection(lambda: _Exchange(requests[index], done), LOOPBACK, port)
+                answer = await asyncio.wait_for(done, timeout)
+                status: int | str = int(answer.split(b" ", 2)[1]) if answer.startswith(b"HTTP/") else "BadAnswer"
+            except Exception as exc:  # recorded, never raised: the run goes on
+                status = type(exc).__name__
+            samples.append(Sample(index, started, started, time.perf_counter(), status))
+
+    t0 = time.perf_counter()
+    await asyncio.gather(*(sender() for _ in range(concurrency)))
+    return samples, time.perf_counter() - t0
+
+
 def closed_loop(send: Callable[[int], int], count: int, threads: int) -> tuple[list[Sample], float]:
     """Send ``count`` requests as fast as ``threads`` workers can (each waits for its answer)."""
     lock = threading.Lock()
@@ -263,11 +296,13 @@ def status_counts(samples: Iterable[Sample]) -> dict[str, int]:
 
 
 def github_push_payload(repository: str, clone_url: str, ref: str, sha: str,
-                        message: str | None = None) -> dict[str, Any]:
-    """The real ``github/push_branch.json`` fixture, pointed at ``repository`` and commit ``sha``."""
+                        message: str | None = None, before: str | None = None) -> dict[str, Any]:
+    """The real ``github/push_branch.json`` fixture, pointed at ``repository`` and commit ``sha``
+    (pushed on top of ``before``, else of the fixture's own ``before``)."""
     payload = json.loads((FIXTURES / "github" / "push_branch.json").read_text())
     payload["ref"] = ref
     payload["after"] = sha
+    payload["before"] = before or payload["before"]
     payload["repository"]["full_name"] = repository
     payload["repository"]["name"] = repository.split("/", 1)[1]
     payload["repository"]["clone_url"] = clone_url
@@ -291,8 +326,8 @@ def github_delivery(body: bytes, secret: str, delivery: str | None = None) -> di
 
 
 def signed_push(repository: str, clone_url: str, ref: str, sha: str, secret: str,
-                message: str | None = None) -> tuple[bytes, dict[str, str]]:
-    body = json.dumps(github_push_payload(repository, clone_url, ref, sha, message)).encode()
+                message: str | None = None, before: str | None = None) -> tuple[bytes, dict[str, str]]:
+    body = json.dumps(github_push_payload(repository, clone_url, ref, sha, message, before)).encode()
     return body, github_delivery(body, secret)
 
 

@@ -119,6 +119,8 @@ def buildkit_command(spec: BuildSpec, dockerfile: str, iidfile: Path) -> list[st
         argv += ["--target", spec.target]
     if spec.platform:
         argv += ["--platform", spec.platform]
+    if spec.pull:
+        argv.append("--pull")
     if spec.limits.network != "default":
         argv += ["--network", spec.limits.network]
     return argv + ["-"]  # the context: the tar on stdin

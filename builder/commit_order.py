@@ -17,10 +17,10 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from enum import Enum
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Mapping
 
 from git import GitCommandError, Repo
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from builder.clone import GitAuth, git_environment
@@ -53,40 +53,51 @@ class Sibling:
         return self.commit[:7]
 
 
+# Built once, with the values bound per call: building a SELECT costs more CPU than running it (webhook
+# intake runs these for every matched rule). ``ix_builds_rule_ref_state`` finds the rows.
+_SIBLING_COLUMNS = (Build.id, Build.commit, Build.before, Build.state)
+_SAME_RULE_AND_REF = (Build.rule_id == bindparam("rule_id"), Build.ref == bindparam("ref"))
+_ACTIVE_SIBLINGS = select(*_SIBLING_COLUMNS).where(*_SAME_RULE_AND_REF, Build.state.in_(ACTIVE))
+_LAST_SUCCEEDED = (select(*_SIBLING_COLUMNS).where(*_SAME_RULE_AND_REF, Build.state == BuildState.SUCCEEDED.value)
+                   .order_by(Build.id.desc()).limit(1))
+
+
 def siblings(session: Session, rule_id: int, ref: str, exclude: int | None = None) -> list[Sibling]:
     """The rule's builds of ``ref`` that can still win or lose: the queued and running ones, and the
-    last one that succeeded (its tags are the current ones). ``ix_builds_rule_ref_state`` finds them."""
-    columns = (Build.id, Build.commit, Build.before, Build.state)
-    where = (Build.rule_id == rule_id, Build.ref == ref)
-    rows = list(session.execute(select(*columns).where(*where, Build.state.in_(ACTIVE))))
-    last = session.execute(select(*columns).where(*where, Build.state == BuildState.SUCCEEDED.value)
-                           .order_by(Build.id.desc()).limit(1)).first()
+    last one that succeeded (its tags are the current ones)."""
+    values = {"rule_id": rule_id, "ref": ref}
+    connection = session.connection()
+    rows = list(connection.execute(_ACTIVE_SIBLINGS, values))
+    last = connection.execute(_LAST_SUCCEEDED, values).first()
     rows += [last] if last is not None else []
     return [Sibling(*row) for row in rows if row[0] != exclude]
 
 
-def chain_order(commit: str, before: str | None, other: Sibling, known: Iterable[Sibling]) -> Order:
-    """``commit`` (pushed on top of ``before``) against ``other``, by the before -> commit chain of
-    the builds ``known`` (and these two)."""
+def chain_links(known: Iterable[Sibling]) -> dict[str, str]:
+    """commit -> before of the builds ``known``: the chain ``chain_order`` follows (made once per
+    decision, not once per pair: a branch with many queued builds would make that quadratic)."""
+    return {sibling.commit: sibling.before for sibling in known if sibling.before}
+
+
+def chain_order(commit: str, before: str | None, other: Sibling, links: Mapping[str, str]) -> Order:
+    """``commit`` (pushed on top of ``before``) against ``other``, by the before -> commit chain
+    ``links`` (``chain_links`` of the builds known) and these two."""
     if commit == other.commit:
         return Order.SAME
-    previous = {sibling.commit: sibling.before for sibling in known if sibling.before}
-    previous[other.commit] = other.before or previous.get(other.commit)
-    if before:
-        previous[commit] = before
-    if _reaches(previous, commit, other.commit):
+    if _reaches(links, before or links.get(commit), other.commit):
         return Order.NEWER
-    if _reaches(previous, other.commit, commit):
+    if _reaches(links, other.before or links.get(other.commit), commit):
         return Order.OLDER
     return Order.UNKNOWN
 
 
-def _reaches(previous: dict[str, str | None], start: str, target: str) -> bool:
-    seen, current = 0, previous.get(start)
+def _reaches(links: Mapping[str, str], current: str | None, target: str) -> bool:
+    """Whether following ``links`` back from ``current`` (a commit's ``before``) meets ``target``."""
+    seen = 0
     while current and seen < MAX_CHAIN:
         if current == target:
             return True
-        current, seen = previous.get(current), seen + 1
+        current, seen = links.get(current), seen + 1
     return False
 
 
@@ -139,8 +150,9 @@ def settle(sessions: sessionmaker[Session], build: Claimed, checkout: Path,
         return None
     with sessions() as session:
         found = siblings(session, build.rule_id, build.ref, exclude=build.id)
+    links = chain_links(found)
     for other in found:
-        order = chain_order(build.commit, build.before, other, found)
+        order = chain_order(build.commit, build.before, other, links)
         if order is Order.UNKNOWN:
             order = graph_order(checkout, build.commit, other.commit, fetch)
             how = "the commit graph" if order is not Order.UNKNOWN else "arrival order (unrelated commits)"

@@ -113,6 +113,7 @@ class BuildSpec:
     # (registry host, credentials) BuildKit may pull the cache with (builder/buildkit_auth.py)
     registry_logins: tuple[tuple[str, Credentials], ...] = field(default=(), repr=False)
     platform: str | None = None  # os/arch[/variant] to build for (BuildKit; builder/platforms.py)
+    pull: bool = False  # fetch the FROM images again (scheduled "rebuild": "always": base-image fixes)
 
 
 def build_image(client: docker.DockerClient, spec: BuildSpec, log: Log, cancel: CancelCheck | None = None) -> str:
@@ -153,6 +154,7 @@ def build_image(client: docker.DockerClient, spec: BuildSpec, log: Log, cancel: 
             "labels": json.dumps(spec.labels) if spec.labels else None,
             "cachefrom": json.dumps(list(spec.cache_from)) if spec.cache_from else None,
             "target": spec.target,
+            "pull": "1" if spec.pull else None,
             **limit_params,
         }
         try:

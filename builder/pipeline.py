@@ -54,6 +54,7 @@ from builder.fair_share import admissible
 from builder.image import BuildSpec, build_image, connect
 from builder.image_test import push_tested, rule_test
 from builder.models import Build, BuildState, utcnow
+from builder.scheduled_runs import pulls_base_images
 from builder.request_builds import claimed_order, full_commit, not_pushed
 from builder.path_filters import filter_reason
 from builder.platforms import build_platforms, rule_platforms
@@ -163,6 +164,7 @@ def run_build(
         trigger_timeout = build.trigger.build_timeout if build.trigger else None
         secret_args, unreadable = _secret_args(session, box, build)
         test = rule_test(session, build.rule_id)
+        pull = pulls_base_images(session, build)
         order = claimed_order(session, build)
         platforms = rule_platforms(session, build.rule_id)
     fence = Fence(build_id, worker, build.attempts)
@@ -224,6 +226,7 @@ def run_build(
                     engine=build_engine,
                     secret_names=tuple(secret_args),
                     registry_logins=registry_logins(RegistryAccess(settings), build.image),
+                    pull=pull,
                 )
 
                 def pushing() -> None:

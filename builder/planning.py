@@ -15,7 +15,7 @@ from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import Session
 
 from builder.clone_urls import clone_url_problem
-from builder.commit_order import RUNNING, Order, chain_order, siblings
+from builder.commit_order import RUNNING, Order, chain_links, chain_order, siblings
 from builder.events import PushEvent
 from builder.models import Build, BuildState, Trigger, TriggerRule, utcnow
 from builder.path_filters import filter_reason
@@ -148,7 +148,8 @@ def _order(session: Session, plan: Plan, rule_id: int, cancel_running: bool, eve
     the builds of older commits (or the same one) it supersedes, and cancels, are added to ``plan``.
     Builds whose order the payloads cannot settle are left to the worker (``builder/commit_order.py``)."""
     found = siblings(session, rule_id, event.ref)
-    orders = [(other, chain_order(event.commit, event.before, other, found)) for other in found]
+    links = chain_links(found)
+    orders = [(other, chain_order(event.commit, event.before, other, links)) for other in found]
     for other, order in orders:
         if order is Order.OLDER:
             return (f"superseded: commit {event.short_sha} is older than {other.short} (build #{other.id}), "

@@ -123,3 +123,11 @@ def _record(session: Session, trigger: Trigger, outcome: str, reason: str, statu
                         trigger_id=trigger.id, outcome=outcome, reason=reason, status_code=status, dedupe_key=None)
     session.add(delivery)
     return delivery
+
+
+def pulls_base_images(session: Session, build: Build) -> bool:
+    """Whether the build fetches its FROM images again: a scheduled build of a ``"rebuild": "always"``
+    rule, which exists to pick up base-image fixes (a local copy of the base would hide them)."""
+    if build.origin != "schedule" or build.rule_id is None:
+        return False
+    return session.scalar(select(TriggerRule.rebuild).where(TriggerRule.id == build.rule_id)) == "always"

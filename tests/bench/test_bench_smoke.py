@@ -13,12 +13,12 @@ import math
 
 import pytest
 
-from bench import clone
+from bench import clone, intake_floor
 from bench.__main__ import markdown
 from bench.common import github_push_payload, percentile
 from bench.services import machine_info
 
-BENCHMARKS = ["webhook_intake", "pipeline_overhead", "clone", "cache", "history", "burst", "buildkit"]
+BENCHMARKS = ["webhook_intake", "pipeline_overhead", "clone", "cache", "history", "burst", "buildkit", "intake_floor"]
 
 
 @pytest.mark.parametrize("name", BENCHMARKS)
@@ -68,3 +68,19 @@ def test_bench_deliveries_are_the_real_github_push_from_the_repository_fixtures(
     assert payload["repository"]["full_name"] == "bench/app" and payload["repository"]["name"] == "app"
     assert payload["head_commit"] == {**payload["head_commit"], "id": "a" * 40, "message": "go"}
     assert payload["pusher"], "the rest of tests/fixtures/github/push_branch.json is kept"
+
+
+def test_intake_floor_benchmark_runs_both_servers_and_stores_every_delivery(tmp_path):
+    """buildhook web and the bare Flask floor, same gunicorn shape and client: both answer 202 to every
+    signed push and store every one; the ratio is reported (no threshold here)."""
+    result = intake_floor.run(quick=True, workdir=tmp_path, requests=60)
+
+    assert result["name"] == "intake_floor" and result["params"]["requests"] == 60
+    for side in ("buildhook", "floor"):
+        assert [r["statuses"] for r in result[side]["rounds"]] == [{"202": 60}]
+        assert result[side]["median_rps"] > 0
+        assert result["stored"][side]["all_stored"], result["stored"]
+    assert result["ratio"] > 0 and set(result["summary"]) == {"measured", "baseline", "ratio", "target", "met"}
+    report = {"quick": True, "machine": machine_info(), "order": ["intake_floor"],
+              "results": {"intake_floor": result}, "elapsed_s": 1.0}
+    assert "8. Intake beside the floor (16 in flight, median of 1 x 60)" in markdown(report)
