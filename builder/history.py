@@ -276,7 +276,9 @@ def build_steps(build: Build) -> list[Step]:
 
 # --- the log, folded -------------------------------------------------------------------------
 
-STEP_START = re.compile(r"^Step \d+/\d+ : ")
+# A step of the classic builder ("Step 2/4 : RUN ..."), or of BuildKit's plain progress ("#6 [2/4] RUN ...",
+# "#9 [stage-1 2/3] COPY ..."); BuildKit runs independent stages at once, so its folds follow the headers.
+STEP_START = re.compile(r"^(Step \d+/\d+ : |#\d+ \[[^\]]*\d+/\d+\] )")
 PUSH_START = re.compile(r"^Pushing \S+")
 FOLD_END = re.compile(
     r"^(Successfully built |Successfully tagged |Layer cache: |Built |Pushed |Building |Succeeded: |FAILED: |"

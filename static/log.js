@@ -9,7 +9,7 @@
   var page = window.buildhook || { refreshLive: function () {}, announce: function () {}, tickSince: function () {} };
 
   // The same rules as builder/history.py (fold_log, is_error_line), read without colour codes.
-  var STEP_START = /^Step \d+\/\d+ : /;
+  var STEP_START = /^(Step \d+\/\d+ : |#\d+ \[[^\]]*\d+\/\d+\] )/;
   var PUSH_START = /^Pushing \S+/;
   var FOLD_END = /^(Successfully built |Successfully tagged |Layer cache: |Built |Pushed |Building |Succeeded: |FAILED: |Cancelled|Transient failure|A cancel request came)/;
   var ERROR_LINE = /\bERROR\b|\bFAILED\b|returned a non-zero code|^error: |^fatal: /;

@@ -125,7 +125,7 @@ def test_a_person_follows_a_build_from_push_to_cancel_and_rebuild(
         page.evaluate("window.__sameDocument = true")
         # functions, not expressions: Playwright evaluates an expression with eval, which the page's CSP refuses
         page.wait_for_function("() => document.querySelectorAll('#log .line').length > 0")
-        page.wait_for_function("() => [...document.querySelectorAll('#log .line .text')].some(l => l.textContent.startsWith('tick'))",
+        page.wait_for_function("() => [...document.querySelectorAll('#log .line .text')].some(l => /^(#\\d+ [\\d.]+ )?tick/.test(l.textContent))",
                                timeout=60_000)
         before = line_count(page)
         page.wait_for_function(f"() => document.querySelectorAll('#log .line').length >= {before + 4}", timeout=30_000)

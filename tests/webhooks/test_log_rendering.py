@@ -82,3 +82,15 @@ def test_searching_the_log_without_javascript_lists_the_matching_lines(app, clie
     assert len(shown) == 2 and f"2 of {len(classic_lines())} lines" in page  # the RUN line and the output
     nothing = client.get(f"/builds/{build_id}?q=no-such-words").text
     assert "No line contains" in nothing and 'id="L' not in nothing
+
+
+def test_a_buildkit_log_folds_by_its_step_headers_and_the_failing_step_is_marked():
+    from builder.history import fold_log
+    from builder.models import BuildLogLine
+
+    text = (FIXTURES / "ansi" / "buildkit-plain-progress.txt").read_text()
+    lines = [BuildLogLine(seq=n, text=line) for n, line in enumerate(text.splitlines(), 1)]
+    folds = [group for group in fold_log(lines) if group.head is not None]
+    assert [strip_ansi(g.head.text).split("] ", 1)[0] for g in folds] == ["#4 [1/2", "#5 [2/2"]
+    copy, run = folds
+    assert not copy.error and run.error  # the RUN step printed ERROR and exited 1
