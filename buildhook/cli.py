@@ -316,7 +316,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     services = create_app(settings).extensions["buildhook"]
     with services.sessions() as session:
         trigger = get_trigger(session, args.trigger)
-        ids = [b.id for b in start_run(session, trigger, settings, branch=args.branch, tag=args.tag, sha=args.sha)]
+        ids = [b.id for b in start_run(session, trigger, settings, branch=args.branch, tag=args.tag, sha=args.sha,
+                                       by=cli_actor())]
     pending = dispatch(services.sessions, services.send, ids)
     with services.sessions() as session:
         builds = [build_to_dict(get_build(session, build_id)) for build_id in ids]

@@ -69,6 +69,7 @@ def test_run_json_prints_the_builds_with_their_urls(client, trigger, env, settin
     shown = json.loads(result.stdout)
     [build] = shown["builds"]
     assert (build["ref"], build["commit"], build["tags"]) == ("refs/tags/v1.0.0", sha, ["v1.0.0"])
+    assert (build["origin"], build["started_by"].split(":")[0]) == ("manual", "cli")  # "manual run by cli:<user>"
     assert build["url"] == f"{settings.public_url}/builds/{build['id']}"
     assert shown["undispatched"] == []
 
