@@ -47,7 +47,9 @@ def test_builds_past_the_limit_wait_in_order_without_holding_a_worker(client, wo
     assert builds[0]["queue"] is None
     for earlier, later in zip(builds, builds[1:]):
         assert earlier["finished_at"] <= later["cloning_at"], "two builds of the trigger ran at once"
-    assert other_build["finished_at"] < builds[2]["cloning_at"], "the other trigger's build waited for the limited one"
+    # It got a worker while the limited trigger's last build still waited (it started, not finished, first:
+    # how long it then takes depends on the machine).
+    assert other_build["cloning_at"] < builds[2]["cloning_at"], "the other trigger's build waited for the limited one"
 
 
 def test_max_concurrent_is_checked_and_can_be_changed(client, make_repo):
