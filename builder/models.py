@@ -361,7 +361,7 @@ class Deployment(Base):
     repository: Mapped[str] = mapped_column(String(255))
     tag: Mapped[str] = mapped_column(String(128))
     digest: Mapped[str | None] = mapped_column(String(128))
-    state: Mapped[str] = mapped_column(String(16), default="pending")
+    state: Mapped[str] = mapped_column(String(32), default="pending")
     error: Mapped[str | None] = mapped_column(Text)
     log: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)

@@ -26,6 +26,9 @@ def upgrade() -> None:
     with op.batch_alter_table("deploy_rules", schema=None) as batch_op:
         batch_op.add_column(sa.Column("auto", sa.Boolean(), nullable=False, server_default=sa.true()))
     with op.batch_alter_table("deployments", schema=None) as batch_op:
+        # "awaiting_approval" is 17 characters: the state column grows (PostgreSQL enforces the length).
+        batch_op.alter_column("state", existing_type=sa.String(length=16), type_=sa.String(length=32),
+                              existing_nullable=False)
         batch_op.add_column(sa.Column("cause", sa.String(length=16), nullable=False, server_default="event"))
         batch_op.add_column(sa.Column("source_deployment_id", sa.Integer(), nullable=True))
         batch_op.add_column(sa.Column("requested_by", sa.String(length=64), nullable=True))
@@ -64,6 +67,8 @@ def downgrade() -> None:
         batch_op.drop_constraint("fk_deployments_source_deployment", type_="foreignkey")
         for column in ("decided_at", "decided_by", "requested_by", "source_deployment_id", "cause"):
             batch_op.drop_column(column)
+        batch_op.alter_column("state", existing_type=sa.String(length=32), type_=sa.String(length=16),
+                              existing_nullable=False)
     with op.batch_alter_table("deploy_rules", schema=None) as batch_op:
         batch_op.drop_column("auto")
     with op.batch_alter_table("trigger_rules", schema=None) as batch_op:
