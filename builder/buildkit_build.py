@@ -39,6 +39,7 @@ from builder.buildkit_auth import private_docker_config
 from builder.build_log import CancelCheck
 from builder.build_stops import BuildCancelled
 from builder.buildkit_limits import apply_cap, oom_kills
+from builder.registry_credentials import is_loopback
 from builder.errors import PermanentError
 from builder.image import (BuildSpec, EngineUnavailable, StepFailed, engine_address, engine_name, engine_ping_error,
                            stopped_by)
@@ -255,5 +256,4 @@ def _is_local(address: str) -> bool:
     """Whether the engine runs on this host (a unix socket, or TCP to loopback)."""
     if address.startswith("unix://") or address.startswith("/"):
         return True
-    host = re.sub(r"^[a-z]+://", "", address).split("/")[0].rsplit(":", 1)[0].strip("[]")
-    return host in ("localhost", "::1") or host.startswith("127.")
+    return is_loopback(re.sub(r"^[a-z]+://", "", address).split("/")[0])  # by address, never a name's prefix

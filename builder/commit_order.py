@@ -23,11 +23,11 @@ from git import GitCommandError, Repo
 from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from builder.build_stops import RUNNING
 from builder.clone import GitAuth, git_environment
 from builder.models import Build, BuildState, utcnow
 
-ACTIVE = (BuildState.QUEUED.value, BuildState.CLONING.value, BuildState.BUILDING.value, BuildState.PUSHING.value)
-RUNNING = ACTIVE[1:]
+ACTIVE = (BuildState.QUEUED.value, *RUNNING)
 # How far a before -> commit chain is followed.
 MAX_CHAIN = 200
 

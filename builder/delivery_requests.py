@@ -38,7 +38,7 @@ class Redelivery:
 def request_row(headers: Mapping[str, str], body: bytes) -> dict[str, Any]:
     """The ``delivery_requests`` columns (but the delivery's id) of a request as received."""
     shown = {name: REDACTED if name.lower() in SECRET_HEADERS else value for name, value in headers.items()}
-    return {"headers": shown, "body": bytes(body[:BODY_CAP]), "body_bytes": len(body)}
+    return {"headers": shown, "body": body[:BODY_CAP], "body_bytes": len(body)}
 
 
 def replayable(session: Session, delivery_id: int) -> tuple[Delivery, DeliveryRequest]:

@@ -20,10 +20,10 @@ from typing import Any
 from sqlalchemy import ColumnElement, and_, func, or_, select, update
 from sqlalchemy.orm import Session, aliased, object_session, sessionmaker
 
+from builder.build_stops import RUNNING
 from builder.errors import InputError
 from builder.models import Build, BuildState, Trigger
 
-RUNNING = (BuildState.CLONING.value, BuildState.BUILDING.value, BuildState.PUSHING.value)
 MAX_CONCURRENT_MAX = 1000
 
 

@@ -16,6 +16,7 @@ address); the engine is then contacted at the address that was checked.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import socket
 from collections.abc import Iterable
@@ -104,7 +105,7 @@ def check_url(url: str, policy: TargetPolicy, resolve_names: bool = True) -> Che
         kind = _refused_kind(address)
         if kind and not policy.allows(host, address, port):
             raise TargetRefused(f"refused: {address} is {kind} address; list it in {ALLOW_VARIABLE} to allow it")
-    own = _own_endpoints(policy.own_origins)
+    own = _own_endpoints(policy.own_origins) if addresses else set()  # nothing resolved: no lookup of our own
     for address in addresses:
         if (address, port) in own or (address.is_loopback and (_LOOPBACK, port) in own):
             raise TargetRefused(f"refused: {host}:{port} ({address}) is buildhook itself")
@@ -182,7 +183,8 @@ def _refused_kind(address: IPAddress) -> str | None:
     return None
 
 
-def _own_endpoints(origins: Iterable[str]) -> set[tuple[IPAddress, int]]:
+@functools.lru_cache(maxsize=8)
+def _own_endpoints(origins: tuple[str, ...]) -> frozenset[tuple[IPAddress, int]]:
     """(address, port) where buildhook answers, from its origins resolved; loopback and wildcard
     bind addresses count as every loopback address."""
     endpoints = set()
@@ -194,4 +196,4 @@ def _own_endpoints(origins: Iterable[str]) -> set[tuple[IPAddress, int]]:
             continue
         for address in _resolve(parts.hostname or "", port):
             endpoints.add((_LOOPBACK if address.is_loopback or address.is_unspecified else address, port))
-    return endpoints
+    return frozenset(endpoints)

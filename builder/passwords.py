@@ -3,8 +3,8 @@
 
 A password needs ``MIN_LENGTH`` characters, must not be one of the 30,000 common passwords that
 zxcvbn ships (its ``passwords`` frequency list, from the Xato corpus of 10 million leaked
-passwords), and must not be easy to guess by zxcvbn's estimate (score ``MIN_SCORE`` of 4 or more:
-at least a million guesses, so ``aaaaaaaaaa`` or ``Password123!`` are refused too).
+passwords), and must not be easy to guess by zxcvbn's estimate (a score of at least ``MIN_SCORE`` on
+its 0-4 scale: more than a million guesses, so ``aaaaaaaaaa`` or ``Password123!`` are refused too).
 """
 
 from __future__ import annotations

@@ -15,7 +15,6 @@ cross-builds (``FROM --platform=$BUILDPLATFORM``) needs no emulation.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import replace
 from pathlib import Path
@@ -32,7 +31,7 @@ from builder.image_push import registry_host
 from builder.models import TriggerRule
 from builder.platform_names import PLATFORM
 from builder.registry_credentials import RegistryAccess
-from builder.registry_upload import PushedManifest, RegistryClient, push_by_digest, tag_manifest
+from builder.registry_upload import PushedManifest, RegistryClient, push_by_digest, manifest_digest, tag_manifest
 
 INDEX_TYPE = "application/vnd.oci.image.index.v1+json"
 def rule_platforms(session: Session, rule_id: int | None) -> tuple[str, ...]:
@@ -70,7 +69,7 @@ def build_platforms(client: docker.DockerClient, spec: BuildSpec, platforms: tup
 
 def push_by_digest_index(image: str, body: bytes, registries: RegistryAccess, log: Log) -> PushedManifest:
     """PUT the index under its digest only (no tag yet)."""
-    digest = RegistryClient(registries, image).put_manifest(_digest(body), body, INDEX_TYPE)
+    digest = RegistryClient(registries, image).put_manifest(manifest_digest(body), body, INDEX_TYPE)
     log(f"Pushed the image index {image}@{digest} ({len(json.loads(body)['manifests'])} platforms, no tag yet)")
     return PushedManifest(image=image, digest=digest, body=body, media_type=INDEX_TYPE)
 
@@ -82,10 +81,6 @@ def _entry(pushed: PushedManifest, platform: str) -> dict[str, Any]:
     if found["variant"]:
         described["variant"] = found["variant"]
     return {"mediaType": pushed.media_type, "digest": pushed.digest, "size": len(pushed.body), "platform": described}
-
-
-def _digest(body: bytes) -> str:
-    return f"sha256:{hashlib.sha256(body).hexdigest()}"
 
 
 def _check(cancel: CancelCheck | None) -> None:

@@ -131,10 +131,11 @@ class RegistryClient:
     def put_manifest(self, reference: str, body: bytes, media_type: str = MANIFEST_TYPE) -> str:
         answer = self.expect(self.request("PUT", f"manifests/{reference}", data=body,
                                           headers={"Content-Type": media_type}), 201)
-        return answer.headers.get("Docker-Content-Digest") or _digest(body)
+        return answer.headers.get("Docker-Content-Digest") or manifest_digest(body)
 
 
-def _digest(data: bytes) -> str:
+def manifest_digest(data: bytes) -> str:
+    """The digest a registry gives these bytes (a manifest or a blob)."""
     return f"sha256:{hashlib.sha256(data).hexdigest()}"
 
 
@@ -151,16 +152,16 @@ def push_by_digest(client: docker.DockerClient, image_id: str, image: str, regis
         with tarfile.open(saved) as archive:
             entry = json.load(_member(archive, "manifest.json"))[0]
             config = _member(archive, entry["Config"]).read()
-            registry.upload_blob(_digest(config), io.BytesIO(config))
+            registry.upload_blob(manifest_digest(config), io.BytesIO(config))
             layers = []
             for name in entry["Layers"]:
                 digest, size, uploaded = _upload_layer(registry, _member(archive, name), Path(work))
                 layers.append({"mediaType": LAYER_TYPE, "size": size, "digest": digest})
                 log(f"{digest[7:19]} {'Pushed' if uploaded else 'Layer already exists'}")
     manifest = json.dumps({"schemaVersion": 2, "mediaType": MANIFEST_TYPE,
-                           "config": {"mediaType": CONFIG_TYPE, "size": len(config), "digest": _digest(config)},
+                           "config": {"mediaType": CONFIG_TYPE, "size": len(config), "digest": manifest_digest(config)},
                            "layers": layers}, indent=3).encode()
-    digest = registry.put_manifest(_digest(manifest), manifest)
+    digest = registry.put_manifest(manifest_digest(manifest), manifest)
     log(f"Pushed {image}@{digest} (by digest, no tag yet)")
     return PushedManifest(image=image, digest=digest, body=manifest)
 

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Mapping, TypeVar
 
 from builder.outbound_targets import TargetPolicy, parse_allow_list
-from builder.registry_credentials import Credentials, RegistryAccess, canonical_host, load_docker_config
+from builder.registry_credentials import Credentials, canonical_host, load_docker_config
 
 
 _N = TypeVar("_N", int, float)
@@ -223,10 +223,6 @@ class Settings:
             metrics_token=env.get("BUILDHOOK_METRICS_TOKEN") or None,
             keep_days=_at_least(0, "BUILDHOOK_KEEP_DAYS", _int(env, "BUILDHOOK_KEEP_DAYS", 90)),
         )
-
-    def trusts_registry(self, host: str | None) -> bool:
-        """Registries buildhook may contact to resolve digests and pull: its own and those listed."""
-        return RegistryAccess(self).trusts(host)
 
     def own_origins(self) -> list[str]:
         """Where buildhook itself answers: outbound notifications must not point there."""

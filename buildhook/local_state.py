@@ -35,7 +35,8 @@ def generated_secret(path: Path, create: bool, what: str) -> str | None:
     return path.read_text().strip() if path.exists() else None
 
 
-def _pid_alive(pid: object) -> bool:
+def pid_alive(pid: object) -> bool:
+    """Whether process ``pid`` runs (someone else's counts)."""
     if not isinstance(pid, int) or pid <= 0:
         return False
     try:
@@ -53,7 +54,7 @@ def running_serve(directory: Path) -> dict[str, object] | None:
         state = json.loads((directory / SERVE_STATE_FILE).read_text())
     except (OSError, ValueError):
         return None
-    return state if isinstance(state, dict) and _pid_alive(state.get("pid")) else None
+    return state if isinstance(state, dict) and pid_alive(state.get("pid")) else None
 
 
 def publish_serve(directory: Path, broker_url: str | None) -> None:

@@ -16,6 +16,8 @@ import socket
 import sys
 from pathlib import Path
 
+from buildhook.local_state import pid_alive
+
 ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 
@@ -46,18 +48,8 @@ def _remove_dead_groups(root: Path) -> None:
     host = socket.gethostname()
     for entry in root.iterdir():
         rest, _, pid = entry.name.rpartition("-")
-        if entry.is_dir() and rest.endswith(f"-{host}") and pid.isdigit() and not _alive(int(pid)):
+        if entry.is_dir() and rest.endswith(f"-{host}") and pid.isdigit() and not pid_alive(int(pid)):
             shutil.rmtree(entry, ignore_errors=True)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # someone else's process: alive
-        return True
-    return True
 
 
 def metrics_dirs(data_dir: Path) -> list[Path]:

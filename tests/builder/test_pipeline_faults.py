@@ -271,7 +271,7 @@ def test_an_engine_connection_cut_mid_build_is_retried_then_fails_naming_the_eng
 def test_a_build_cut_off_from_the_engine_succeeds_once_the_engine_is_back(
         sessions, tmp_path, make_repo, engine_proxy, docker_client, own_registry, cleanup_images, build_engine):
     marker = f"faults-{uuid.uuid4().hex}"
-    repo = make_repo(busybox_dockerfile(marker, f'RUN echo {marker}-run""ning; sleep 3\n'))
+    repo = make_repo(busybox_dockerfile(marker, f'RUN echo {marker}-run""ning; sleep 8\n'))
     image = f"{own_registry.host}/acme/faults-{marker[-8:]}"
     cleanup_images.append(image)
     settings = settings_for(tmp_path, own_registry.host, docker_host=engine_proxy.url, engine=build_engine.kind)
@@ -294,7 +294,7 @@ def test_a_build_cut_off_from_the_engine_succeeds_once_the_engine_is_back(
 def test_a_registry_killed_before_the_push_fails_the_build_naming_it(
         sessions, tmp_path, make_repo, engine_proxy, own_registry, cleanup_images, build_engine):
     marker = f"faults-{uuid.uuid4().hex}"
-    repo = make_repo(busybox_dockerfile(marker, f'RUN echo {marker}-last""step; sleep 1\n'))
+    repo = make_repo(busybox_dockerfile(marker, f'RUN echo {marker}-last""step; sleep 4\n'))
     image = f"{own_registry.host}/acme/faults-{marker[-8:]}"
     cleanup_images.append(image)
     settings = settings_for(tmp_path, own_registry.host, docker_host=engine_proxy.url, engine=build_engine.kind)

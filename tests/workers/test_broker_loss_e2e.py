@@ -132,7 +132,7 @@ def own_worker(own_env, tmp_path, docker_client) -> Iterator[Path]:
 def test_a_build_the_broker_lost_in_a_restart_runs_within_seconds_not_after_600(
         own_client, own_app, broker, own_worker, make_repo, registry):
     marker = f"busy-{uuid.uuid4().hex}"
-    repo = make_repo(busybox_dockerfile(marker, f"RUN echo {marker} sleeping; sleep 6\n"))
+    repo = make_repo(busybox_dockerfile(marker, f"RUN echo {marker} sleeping; sleep 15\n"))
     suffix = uuid.uuid4().hex[:8]
     trigger = own_client.post("/api/triggers", json={
         "provider": "github", "repository": f"acme/lost-{suffix}", "clone_url": repo.url, "secret": SECRET,
@@ -150,6 +150,10 @@ def test_a_build_the_broker_lost_in_a_restart_runs_within_seconds_not_after_600(
             return session.get(Build, waiting).dispatched_at is not None
 
     wait_for(marked, 5, "the build to be marked as handed to the broker")
+    # The loss is real: the busy build still holds the worker and the second is only a message in Redis.
+    assert own_client.get(f"/api/builds/{busy}").json["state"] == "building"
+    assert own_client.get(f"/api/builds/{waiting}").json["state"] == "queued"
+    assert waiting in queued_build_ids(broker.port)
 
     broker.stop()
     broker.start()  # empty: the second build's message is gone
