@@ -78,6 +78,33 @@ def docker_client():
     client.close()
 
 
+SESSION_STARTED = int(time.time())
+
+
+@pytest.fixture(scope="module", autouse=True)
+def pushed_images_removed() -> Iterator[None]:
+    """After each module, the images its builds tagged for a test registry (127.0.0.1:<port>/...) are
+    removed from the Engine. Left behind, thousands of them make the classic builder's cache lookup
+    take seconds per step, and the time-limit tests measure that instead of the build."""
+    yield
+    try:
+        client = connect()
+    except Exception:  # a module that never needed the Engine
+        return
+    try:
+        for image in client.api.images():
+            tags = image.get("RepoTags") or []
+            if tags and image.get("Created", 0) >= SESSION_STARTED - 1 and \
+                    all(tag.startswith("127.0.0.1:") for tag in tags):
+                for tag in tags:
+                    try:
+                        client.api.remove_image(tag, force=True)
+                    except Exception:  # gone already, or in use by a container another test still runs
+                        pass
+    finally:
+        client.close()
+
+
 @dataclass
 class Registry:
     host: str
