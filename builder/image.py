@@ -2,7 +2,7 @@
 
 Connecting to the Docker Engine and naming it in errors, ``build_image`` (within the
 spec's ``BuildLimits``; see ``builder.build_context``), and the stream machinery a
-cancel request uses: ``_stop_on_cancel`` shuts the HTTP response docker-py reads down
+cancel request uses: ``stop_on_cancel`` shuts the HTTP response docker-py reads down
 from the cancel check's thread, the engine sees its client go and aborts (a classic
 build kills and removes the step's container), and the build's "Running in"
 containers are removed here too if the engine left one behind. Pushing is in
@@ -40,7 +40,7 @@ Log = Callable[[str], None]
 
 # What a broken connection to the engine raises: docker-py's and requests' errors (OSErrors),
 # and urllib3's, which docker-py's stream reading lets through (e.g. ProtocolError "Connection broken").
-_CONNECTION_ERRORS = (DockerException, OSError, urllib3.exceptions.HTTPError)
+CONNECTION_ERRORS = (DockerException, OSError, urllib3.exceptions.HTTPError)
 
 
 class EngineUnavailable(TransientError):
@@ -57,13 +57,13 @@ def connect(docker_host: str | None = None, timeout: int = 600) -> docker.Docker
             else docker.from_env(timeout=timeout)
         )
         client.ping()
-    except _CONNECTION_ERRORS as exc:
-        raise EngineUnavailable(f"Docker Engine unreachable at {where}: {_reason(exc)}") from None
+    except CONNECTION_ERRORS as exc:
+        raise EngineUnavailable(f"Docker Engine unreachable at {where}: {connection_error_reason(exc)}") from None
     client.buildhook_address = where  # named in error messages
     return client
 
 
-def _reason(exc: BaseException) -> str:
+def connection_error_reason(exc: BaseException) -> str:
     """The root cause of a connection error, without the layers of requests and urllib3 around it."""
     text = str(exc)
     errno = (re.search(r"\[Errno -?\d+\] ([^'\")\]]+)", text)  # "[Errno 111] Connection refused"
@@ -91,8 +91,8 @@ def engine_ping_error(client: docker.DockerClient) -> str | None:
     """Why the engine does not answer now; None when it does."""
     try:
         client.ping()
-    except _CONNECTION_ERRORS as exc:
-        return _reason(exc)
+    except CONNECTION_ERRORS as exc:
+        return connection_error_reason(exc)
     return None
 
 
@@ -159,10 +159,10 @@ def build_image(client: docker.DockerClient, spec: BuildSpec, log: Log, cancel: 
         }
         try:
             response = _post_build(client, archive, params, dict(spec.build_args))
-            with _stop_on_cancel(cancel, response):
+            with stop_on_cancel(cancel, response):
                 image_id = _follow_build(client.api._stream_helper(response, decode=True), log, progress)
         except BuildCancelled:
-            _remove_containers(client, progress.containers, log)
+            remove_build_containers(client, progress.containers, log)
             raise
         except StepFailed as exc:
             if spec.limits.memory and _out_of_memory(client, progress.containers, started):
@@ -171,9 +171,10 @@ def build_image(client: docker.DockerClient, spec: BuildSpec, log: Log, cancel: 
                     f"(BUILDHOOK_BUILD_MEMORY) and was killed; {exc}") from None
             raise
         except APIError as exc:
-            raise _classify(exc, "build", client) from None
-        except _CONNECTION_ERRORS as exc:
-            raise EngineUnavailable(f"{engine_name(client)} unreachable during the build: {_reason(exc)}") from None
+            raise engine_api_error(exc, "build", client) from None
+        except CONNECTION_ERRORS as exc:
+            raise EngineUnavailable(f"{engine_name(client)} unreachable during the build: "
+                                    f"{connection_error_reason(exc)}") from None
     log(f"Layer cache: {progress.cache_hits} of {progress.steps} steps from cache")
     log(f"Built {image_id}, tagged {', '.join(spec.tags)}")
     return image_id
@@ -209,7 +210,7 @@ def _out_of_memory(client: docker.DockerClient, containers: list[str], since: fl
         events = client.api.events(since=int(since) - 1, until=int(time.time()) + 1, decode=True,
                                    filters={"type": "container", "event": "oom"})
         return any(str(event.get("id", "")).startswith(tuple(containers)) for event in events)
-    except _CONNECTION_ERRORS:
+    except CONNECTION_ERRORS:
         return False
 
 
@@ -276,7 +277,7 @@ def _shutdown(response: Any) -> Callable[[], None]:
 
 
 @contextmanager
-def _stop_on_cancel(cancel: CancelCheck | None, response: Any) -> Iterator[None]:
+def stop_on_cancel(cancel: CancelCheck | None, response: Any) -> Iterator[None]:
     """Read a stream in the block; a cancel request shuts its response down and raises ``BuildCancelled``.
 
     Whatever the stream raises once the cancel was requested (a broken connection, an
@@ -306,7 +307,7 @@ def stopped_by(cancel: CancelCheck | None, abort: Callable[[], None]) -> Iterato
         raise
 
 
-def _remove_containers(client: docker.DockerClient, containers: list[str], log: Log,
+def remove_build_containers(client: docker.DockerClient, containers: list[str], log: Log,
                        grace: float = 5.0) -> None:
     """Make sure a stopped build's containers are gone.
 
@@ -359,7 +360,7 @@ def _log_text(text: str, log: Log) -> None:
             log(line.rstrip())
 
 
-def _classify(exc: APIError, step: str, client: docker.DockerClient | None = None) -> Exception:
+def engine_api_error(exc: APIError, step: str, client: docker.DockerClient | None = None) -> Exception:
     """An error answer of the engine's API: 4xx means the request was wrong, anything else may pass."""
     message = exc.explanation or str(exc)
     engine = engine_name(client) if client is not None else "Docker Engine"

@@ -19,13 +19,13 @@ from docker.errors import APIError
 from builder.build_log import CancelCheck
 from builder.errors import PermanentError, TransientError
 from builder.image import (
-    _CONNECTION_ERRORS,
+    CONNECTION_ERRORS,
     EngineUnavailable,
     Log,
-    _classify,
-    _reason,
-    _stop_on_cancel,
+    connection_error_reason,
+    engine_api_error,
     engine_name,
+    stop_on_cancel,
 )
 
 
@@ -63,7 +63,7 @@ def push_image(
         try:
             with _responses(client) as responses:
                 stream = client.api.push(repository, tag=tag, stream=True, decode=True, auth_config=auth)
-            with _stop_on_cancel(cancel, _response_to(responses, "/push")):
+            with stop_on_cancel(cancel, _response_to(responses, "/push")):
                 for chunk in stream:
                     if "error" in chunk:
                         error = str(chunk["error"]).strip()
@@ -79,10 +79,10 @@ def push_image(
                 if digest is None:  # the engine always ends a push with an error or the digest
                     raise ConnectionError(f"the push of {repository}:{tag} ended before the registry's answer")
         except APIError as exc:
-            raise _classify(exc, "push", client) from None
-        except _CONNECTION_ERRORS as exc:
+            raise engine_api_error(exc, "push", client) from None
+        except CONNECTION_ERRORS as exc:
             raise EngineUnavailable(f"{engine_name(client)} unreachable during the push to registry "
-                                    f"{registry}: {_reason(exc)}") from None
+                                    f"{registry}: {connection_error_reason(exc)}") from None
     if digest is None:
         raise PermanentError(f"no tags to push for {repository}")
     log(f"Pushed {repository}@{digest}")

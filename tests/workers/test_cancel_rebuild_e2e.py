@@ -25,7 +25,7 @@ from builder.build_actions import cancel_build
 from builder.build_log import CancelCheck
 from builder.build_stops import BuildCancelled
 from builder.errors import Conflict
-from builder.image import _remove_containers
+from builder.image import remove_build_containers
 from builder.image_push import push_image
 from builder.models import Build, BuildLogLine, BuildState, Trigger, utcnow
 from tests.build_engines import step_processes
@@ -294,7 +294,7 @@ def test_a_build_container_the_engine_left_behind_is_removed(docker_client, tmp_
                                              network_mode="none")
     try:
         lines: list[str] = []
-        _remove_containers(docker_client, [container.id[:12]], lines.append, grace=0.3)
+        remove_build_containers(docker_client, [container.id[:12]], lines.append, grace=0.3)
         with pytest.raises(NotFound):
             docker_client.api.inspect_container(container.id)
         assert lines == [f"Removed the build's container {container.id[:12]}"]
