@@ -103,15 +103,6 @@ def note_token_use(row: ApiToken, now: datetime | None = None) -> bool:
     return True
 
 
-def user_for_token(session: Session, token: str) -> User | None:
-    """The user of an unrevoked token, its use noted (see ``note_token_use``)."""
-    row = find_token(session, token)
-    if row is None:
-        return None
-    note_token_use(row)
-    return row.user
-
-
 def revoke_token(session: Session, token_id: int) -> ApiToken:
     row = session.get(ApiToken, token_id)
     if row is None:

@@ -75,17 +75,6 @@ def started_by_text(build: Build) -> str:
     return f"push{' by ' + build.author if build.author else ''}"
 
 
-def list_builds(session: Session, limit: int = 50, before: int | None = None,
-                trigger_id: int | None = None) -> list[Build]:
-    """Newest first; ``before`` is the cursor (a build id) to page backwards."""
-    query = select(Build).order_by(Build.id.desc()).limit(limit)
-    if before is not None:
-        query = query.where(Build.id < before)
-    if trigger_id is not None:
-        query = query.where(Build.trigger_id == trigger_id)
-    return list(session.scalars(query))
-
-
 def get_build(session: Session, build_id: int) -> Build:
     build = session.get(Build, build_id)
     if build is None:

@@ -54,8 +54,3 @@ def split_ref(ref: str) -> tuple[RefType, str]:
     if ref.startswith("refs/tags/"):
         return "tag", ref.removeprefix("refs/tags/")
     raise Ignored(f"ref {ref!r} is neither a branch nor a tag")
-
-
-def previous_commit(value: object) -> str | None:
-    """A payload's "before" commit, or None when missing or all zeros (a new ref)."""
-    return value if isinstance(value, str) and value and value != ZERO_SHA else None

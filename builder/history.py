@@ -15,7 +15,7 @@ from datetime import date, datetime, time, timezone
 from typing import Any, Iterable
 from urllib.parse import urlsplit
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from builder.ansi import strip_ansi
@@ -322,10 +322,6 @@ def fold_log(lines: Iterable[BuildLogLine]) -> list[LogGroup]:
         else:
             current.lines.append(line)
     return groups
-
-
-def last_log_seq(session: Session, build_id: int) -> int:
-    return session.scalar(select(func.max(BuildLogLine.seq)).where(BuildLogLine.build_id == build_id)) or 0
 
 
 # --- a trigger's inbound deliveries ----------------------------------------------------------

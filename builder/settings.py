@@ -1,7 +1,7 @@
 """Typed settings, mapped by hand from environment variables.
 
 Every variable is listed here and in the README. Tests build a ``Settings``
-directly and hand it to ``create_app`` / ``make_celery``.
+directly and hand it to ``create_app``.
 """
 
 from __future__ import annotations
