@@ -19,7 +19,7 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import delete, select, update
 
-from builder import pipeline
+from builder import build_outcome, pipeline
 from builder.build_log import BuildLog
 from builder.build_stops import Fence
 from builder.db import make_engine, make_sessionmaker, migrate
@@ -110,7 +110,7 @@ def test_a_final_write_waits_out_a_briefly_locked_database(sessions, database):
     locked = Locked(database)
     timer = locked.release_in(1.5)
     try:
-        outcome = pipeline._fail(build_log, Fence(build_id, WORKER, 1), "docker build failed: boom",
+        outcome = build_outcome.fail(build_log, Fence(build_id, WORKER, 1), "docker build failed: boom",
                                  lambda b, s: states.append((b, s)))
     finally:
         timer.join()
@@ -208,11 +208,11 @@ def test_an_attempt_whose_build_was_reaped_writes_not_even_its_last_line(session
     build_log("a line the stalled attempt wrote after it lost the build")
     fence = Fence(build_id, WORKER, 1)
     if end == "failed":
-        outcome = pipeline._fail(build_log, fence, "docker build failed", pipeline.no_listener)
+        outcome = build_outcome.fail(build_log, fence, "docker build failed", pipeline.no_listener)
     elif end == "cancelled":
-        outcome = pipeline._cancelled(build_log, fence, "cancelled by alice", pipeline.no_listener)
+        outcome = build_outcome.cancelled(build_log, fence, "cancelled by alice", pipeline.no_listener)
     else:
-        outcome = pipeline.Outcome.LOST if not pipeline._requeue(build_log, fence, "will retry") else None
+        outcome = pipeline.Outcome.LOST if not build_outcome.requeue(build_log, fence, "will retry") else None
     assert outcome is pipeline.Outcome.LOST
     assert lines(sessions, build_id) == reaped_log
     build = row(sessions, build_id)

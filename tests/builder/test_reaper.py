@@ -19,7 +19,7 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import delete, select, update
 
-from builder import pipeline
+from builder import build_outcome, pipeline
 from builder.build_log import BuildLog, CancelCheck
 from builder.build_stops import Heartbeat, StopKind
 from builder.db import make_engine, make_sessionmaker, migrate
@@ -184,7 +184,7 @@ def test_a_stalled_worker_finds_its_build_taken_and_stops_without_writing(sessio
     assert "a line the stalled worker would still write" not in lines(sessions, build_id)
     # And its final write is fenced: the row stays as the reaper left it.
     fence = pipeline.Fence(build_id, f"{HOST}:4242", 1)
-    assert pipeline._set(sessions, fence, state="succeeded") is False
+    assert build_outcome.set_state(sessions, fence, state="succeeded") is False
     assert row(sessions, build_id).state == "queued"
 
 
