@@ -8,9 +8,9 @@ has) and PUTs the manifest under its digest only (the registry's event names no 
 so nothing deploys). ``tag_manifest`` then PUTs the same manifest bytes under each tag:
 the digest that was tested is exactly the digest every tag points at.
 
-Registry API v2 over ``requests``: basic credentials, or a bearer token fetched from
-the realm a 401 challenge names (Docker Hub, GitLab, Harbor). Only the image's own
-registry gets credentials (``builder.registry_credentials``).
+Registry API v2 through ``builder.registry_api.RegistrySession``: basic credentials, or a bearer
+token fetched from the realm a 401 challenge names (Docker Hub, GitLab, Harbor). Only the image's
+own registry gets credentials (``builder.registry_credentials``).
 """
 
 from __future__ import annotations
@@ -19,21 +19,20 @@ import gzip
 import io
 import hashlib
 import json
-import re
 import shutil
 import tarfile
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
-from urllib.parse import urljoin
 
 import docker
 import requests
 
 from builder.errors import PermanentError, TransientError
 from builder.image_push import registry_host
-from builder.registry_credentials import Credentials, RegistryAccess
+from builder.registry_api import RegistrySession
+from builder.registry_credentials import RegistryAccess
 
 MANIFEST_TYPE = "application/vnd.docker.distribution.manifest.v2+json"
 CONFIG_TYPE = "application/vnd.docker.container.image.v1+json"
@@ -60,28 +59,20 @@ def repository_path(image: str) -> str:
 
 
 class RegistryClient:
-    """Requests to one repository of one registry, answering its auth challenges."""
+    """Pushes to one repository of one registry (``builder.registry_api.RegistrySession``'s requests)."""
 
     def __init__(self, registries: RegistryAccess, image: str, timeout: float = 60.0) -> None:
-        self.host = registry_host(image)
-        self.path = repository_path(image)
-        self.base = registries.base_url(self.host)
-        self.credentials: Credentials | None = registries.credentials_for(self.host)
-        self.timeout = timeout
-        self.http = requests.Session()
+        self.session = RegistrySession(registries, registry_host(image), repository_path(image), "pull,push", timeout)
+        self.host, self.path = self.session.host, self.session.path
 
     def request(self, method: str, url: str, **kwargs: Any) -> requests.Response:
-        url = urljoin(f"{self.base}/v2/{self.path}/", url)
         try:
-            response = self.http.request(method, url, timeout=self.timeout, **kwargs)
-            if response.status_code == 401 and self._authenticate(response):
-                if hasattr(kwargs.get("data"), "seek"):
-                    kwargs["data"].seek(0)  # a file sent once already
-                response = self.http.request(method, url, timeout=self.timeout, **kwargs)
+            response = self.session.send(method, url, **kwargs)
         except requests.RequestException as exc:
             raise TransientError(f"registry {self.host} unreachable: {type(exc).__name__}: {exc}") from None
         if response.status_code in (401, 403):
-            hint = ("check BUILDHOOK_REGISTRY_USERNAME/PASSWORD or BUILDHOOK_REGISTRY_CREDENTIALS" if self.credentials
+            hint = ("check BUILDHOOK_REGISTRY_USERNAME/PASSWORD or BUILDHOOK_REGISTRY_CREDENTIALS"
+                    if self.session.credentials
                     else "buildhook sends credentials only to BUILDHOOK_REGISTRY and BUILDHOOK_TRUSTED_REGISTRIES")
             raise PermanentError(f"registry {self.host} refused the push of {self.path} ({hint}): "
                                  f"{response.status_code} {response.text[:200]}")
@@ -89,27 +80,6 @@ class RegistryClient:
             raise TransientError(f"registry {self.host} failed during the push of {self.path} "
                                  f"(HTTP {response.status_code})")
         return response
-
-    def _authenticate(self, challenge: requests.Response) -> bool:
-        """Answer a 401: basic credentials, or a bearer token from the challenge's realm. False if none helps."""
-        header = challenge.headers.get("WWW-Authenticate", "")
-        scheme, _space, rest = header.partition(" ")
-        if scheme.lower() == "basic" and self.credentials and self.http.auth is None:
-            self.http.auth = (self.credentials.username, self.credentials.password)
-            return True
-        if scheme.lower() != "bearer" or "Authorization" in self.http.headers:
-            return False
-        params = dict(re.findall(r'(\w+)="([^"]*)"', rest))
-        if not params.get("realm"):
-            return False
-        query = {"service": params.get("service", ""), "scope": f"repository:{self.path}:pull,push"}
-        auth = (self.credentials.username, self.credentials.password) if self.credentials else None
-        answer = requests.get(params["realm"], params=query, auth=auth, timeout=self.timeout)
-        if answer.status_code != 200:
-            return False
-        token = answer.json().get("token") or answer.json().get("access_token")
-        self.http.headers["Authorization"] = f"Bearer {token}"
-        return bool(token)
 
     def expect(self, response: requests.Response, *codes: int) -> requests.Response:
         if response.status_code not in codes:

@@ -23,7 +23,25 @@ class Seen:
     authorization: str | None
 
 
-class ChallengingRegistry:
+class LoopbackServer:
+    """An HTTP server on a free loopback port, serving ``handler`` from a thread."""
+
+    def __init__(self, handler: type[BaseHTTPRequestHandler]) -> None:
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self._server.daemon_threads = True
+        self.port = self._server.server_address[1]
+        threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+
+    @property
+    def host(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+class ChallengingRegistry(LoopbackServer):
     def __init__(self) -> None:
         self.seen: list[Seen] = []
         self._lock = threading.Lock()
@@ -53,22 +71,11 @@ class ChallengingRegistry:
 
             do_GET = do_HEAD = do_POST = do_PUT = do_PATCH = do_DELETE = _challenge
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        self.port = self._server.server_address[1]
-        threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
-
-    @property
-    def host(self) -> str:
-        return f"127.0.0.1:{self.port}"
+        super().__init__(Handler)
 
     def authorizations(self) -> list[str]:
         with self._lock:
             return [s.authorization for s in self.seen if s.authorization is not None]
-
-    def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
 
 
 @pytest.fixture
