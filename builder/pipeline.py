@@ -121,14 +121,16 @@ def run_build(
 
 
 def read_inputs(sessions: sessionmaker[Session], settings: Settings, build_id: int) -> AttemptInputs:
+    """What the claimed build's attempt needs, read in one transaction."""
     with sessions() as session:
         build = session.get(Build, build_id)
         assert build is not None  # claimed a moment ago
         box = SecretBox(settings.secret_key)
+        auth = clone_auth(build.trigger, box) if build.trigger else None
         secret_args, unreadable = _secret_args(session, box, build)
         return AttemptInputs(
             build=build,
-            auth=clone_auth(build.trigger, box) if build.trigger else None,
+            auth=auth,
             trigger_timeout=build.trigger.build_timeout if build.trigger else None,
             secret_args=secret_args,
             unreadable=unreadable,
