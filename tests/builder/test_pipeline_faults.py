@@ -226,7 +226,7 @@ def test_an_engine_that_refuses_from_the_start_fails_the_build_naming_it(session
     dead = SocketProxy(DOCKER_SOCKET).start()
     dead.cut()  # nothing listens on its port any more: connections are refused
     settings = settings_for(tmp_path, "127.0.0.1:1", docker_host=dead.url)
-    build_id = new_build(sessions, repo.url, _head(repo), "127.0.0.1:1/acme/faults")
+    build_id = new_build(sessions, repo.url, head_commit(repo), "127.0.0.1:1/acme/faults")
 
     ended = run_until_finished(sessions, settings, build_id)
 
@@ -246,7 +246,7 @@ def test_an_engine_connection_cut_mid_build_is_retried_then_fails_naming_the_eng
     image = f"{own_registry.host}/acme/faults-{marker[-8:]}"
     cleanup_images.append(image)
     settings = settings_for(tmp_path, own_registry.host, docker_host=engine_proxy.url, engine=build_engine.kind)
-    build_id = new_build(sessions, repo.url, _head(repo), image)
+    build_id = new_build(sessions, repo.url, head_commit(repo), image)
     when_running(build_engine.kind, engine_proxy, sessions, build_id, f"{marker}-running", engine_proxy.cut)
 
     def before_retry(attempt: int) -> None:
@@ -275,7 +275,7 @@ def test_a_build_cut_off_from_the_engine_succeeds_once_the_engine_is_back(
     image = f"{own_registry.host}/acme/faults-{marker[-8:]}"
     cleanup_images.append(image)
     settings = settings_for(tmp_path, own_registry.host, docker_host=engine_proxy.url, engine=build_engine.kind)
-    build_id = new_build(sessions, repo.url, _head(repo), image)
+    build_id = new_build(sessions, repo.url, head_commit(repo), image)
     when_running(build_engine.kind, engine_proxy, sessions, build_id, f"{marker}-running", engine_proxy.cut)
 
     ended = run_until_finished(sessions, settings, build_id, lambda attempt: engine_proxy.resume())
@@ -298,7 +298,7 @@ def test_a_registry_killed_before_the_push_fails_the_build_naming_it(
     image = f"{own_registry.host}/acme/faults-{marker[-8:]}"
     cleanup_images.append(image)
     settings = settings_for(tmp_path, own_registry.host, docker_host=engine_proxy.url, engine=build_engine.kind)
-    build_id = new_build(sessions, repo.url, _head(repo), image)
+    build_id = new_build(sessions, repo.url, head_commit(repo), image)
     # during the build's last step
     when_running(build_engine.kind, engine_proxy, sessions, build_id, f"{marker}-laststep", own_registry.kill)
 
@@ -319,7 +319,7 @@ def push_through(front: SocketProxy, sessions, tmp_path: Path, make_repo, cleanu
     repo = make_repo(busybox_dockerfile(marker))
     image = f"{front.address}/acme/faults-{marker[-8:]}"
     cleanup_images.append(image)
-    build_id = new_build(sessions, repo.url, _head(repo), image)
+    build_id = new_build(sessions, repo.url, head_commit(repo), image)
     try:
         return image, run_until_finished(sessions, settings_for(tmp_path, front.address), build_id)
     finally:
@@ -391,7 +391,7 @@ def test_a_git_server_that_comes_back_lets_the_retry_build(sessions, tmp_path, m
         url = f"http://x-access-token:{TOKEN}@{front.address}/faults.git"
         image = f"{own_registry.host}/acme/faults-{uuid.uuid4().hex[:8]}"
         cleanup_images.append(image)
-        build_id = new_build(sessions, url, _head(repo), image)
+        build_id = new_build(sessions, url, head_commit(repo), image)
         try:
             ended = run_until_finished(sessions, settings_for(tmp_path, own_registry.host), build_id,
                                        lambda attempt: front.resume())
@@ -419,6 +419,6 @@ def test_retries_and_their_backoff_are_bounded():
     assert worst == 15.0  # at most 15 s of waiting between the 3 attempts of a build
 
 
-def _head(repo) -> str:
+def head_commit(repo) -> str:
     return subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo.path, check=True, capture_output=True,
                           text=True).stdout.strip()

@@ -21,8 +21,8 @@ from builder.registry_api import resolve_digest
 from builder.registry_credentials import RegistryAccess
 from builder.settings import Settings
 from tests.builder.test_pipeline_faults import (  # noqa: F401 (cleanup_images, sessions: fixtures)
-    _head,
     cleanup_images,
+    head_commit,
     new_build,
     run_until_finished,
     sessions,
@@ -50,7 +50,7 @@ def auth_registry(tmp_path_factory):
 def build_and_push(sessions, make_repo, settings: Settings, image: str, cleanup: list[str]):  # noqa: F811
     repo = make_repo(busybox_dockerfile(uuid.uuid4().hex))
     cleanup.append(image)
-    return run_until_finished(sessions, settings, new_build(sessions, repo.url, _head(repo), image))
+    return run_until_finished(sessions, settings, new_build(sessions, repo.url, head_commit(repo), image))
 
 
 def test_a_push_to_another_registry_sends_it_no_credentials(
