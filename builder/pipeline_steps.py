@@ -62,6 +62,7 @@ def oci_labels(build: Build, created: datetime) -> dict[str, str]:
 @dataclass
 class AttemptInputs:
     """What one attempt reads once, right after its claim."""
+
     build: Build  # detached: read in the claim's transaction
     auth: GitAuth | None
     trigger_timeout: int | None
@@ -76,6 +77,7 @@ class AttemptInputs:
 @dataclass
 class Attempt:
     """One claimed attempt, as its steps share it."""
+
     sessions: sessionmaker[Session]
     settings: Settings
     inputs: AttemptInputs
@@ -94,6 +96,7 @@ class Attempt:
 @dataclass
 class Result:
     """What an attempt that ran through leaves for the decision."""
+
     skip: str | None = None  # why the path filters skip it
     superseded: str | None = None  # why a newer commit supersedes it
     digest: str = ""
