@@ -7,27 +7,17 @@ import json
 import sys
 
 from builder.audit import cli_actor, record
-from builder.db import migrate
-
-
-def _services():  # type: ignore[no-untyped-def]
-    from buildhook.cli import load_settings
-    from webhooks import create_app
-
-    settings = load_settings()
-    migrate(settings.database_url, settings.secret_key)
-    return create_app(settings).extensions["buildhook"]
+from builder.container import Container
 
 
 def _print(data: object) -> None:
     print(json.dumps(data, indent=2))
 
 
-def cmd_deploy_rules_add(args: argparse.Namespace) -> int:
+def cmd_deploy_rules_add(args: argparse.Namespace, services: Container) -> int:
     from builder.deploy_rules import DeployRuleSpec, TargetSpec, create_rule, rule_to_dict
     from builder.registry_credentials import RegistryAccess
 
-    services = _services()
     targets = []
     if args.webhook_url:
         targets.append(TargetSpec(kind="webhook", url=args.webhook_url, secret=args.webhook_secret))
@@ -50,13 +40,12 @@ def cmd_deploy_rules_add(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_deploy_rules_list(args: argparse.Namespace) -> int:
+def cmd_deploy_rules_list(args: argparse.Namespace, services: Container) -> int:
     from sqlalchemy import select
 
     from builder.deploy_rules import rule_to_dict
     from builder.models import DeployRule
 
-    services = _services()
     with services.sessions() as session:
         rules = [rule_to_dict(r) for r in session.scalars(select(DeployRule).order_by(DeployRule.id))]
     if args.json:
@@ -73,13 +62,12 @@ def cmd_deploy_rules_list(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_deliveries_list(args: argparse.Namespace) -> int:
+def cmd_deliveries_list(args: argparse.Namespace, services: Container) -> int:
     from sqlalchemy import select
 
     from builder.deliveries import delivery_to_dict
     from builder.models import OutboundDelivery
 
-    services = _services()
     with services.sessions() as session:
         shown = [delivery_to_dict(d) for d in session.scalars(
             select(OutboundDelivery).order_by(OutboundDelivery.id.desc()).limit(args.limit))]
@@ -92,10 +80,9 @@ def cmd_deliveries_list(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_deliveries_redeliver(args: argparse.Namespace) -> int:
+def cmd_deliveries_redeliver(args: argparse.Namespace, services: Container) -> int:
     from builder.deliveries import redeliver
 
-    services = _services()
     with services.sessions() as session:
         delivery = redeliver(session, args.id)
         session.commit()
@@ -105,10 +92,9 @@ def cmd_deliveries_redeliver(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_subscriptions_add(args: argparse.Namespace) -> int:
+def cmd_subscriptions_add(args: argparse.Namespace, services: Container) -> int:
     from builder.notifications import create_subscription, subscription_to_dict
 
-    services = _services()
     with services.sessions() as session:
         subscription = create_subscription(
             session, services.box, url=args.url, events=args.event, secret=args.secret, trigger_id=args.trigger,
@@ -120,13 +106,12 @@ def cmd_subscriptions_add(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_subscriptions_list(args: argparse.Namespace) -> int:
+def cmd_subscriptions_list(args: argparse.Namespace, services: Container) -> int:
     from sqlalchemy import select
 
     from builder.models import Subscription
     from builder.notifications import subscription_to_dict
 
-    services = _services()
     with services.sessions() as session:
         shown = [subscription_to_dict(s) for s in session.scalars(select(Subscription).order_by(Subscription.id))]
     if args.json:
@@ -150,13 +135,12 @@ def _new_password(args: argparse.Namespace) -> str | None:
     return password
 
 
-def cmd_users_add(args: argparse.Namespace) -> int:
+def cmd_users_add(args: argparse.Namespace, services: Container) -> int:
     from builder.accounts import add_user
 
     password = _new_password(args)
     if password is None:
         return 2
-    services = _services()
     with services.sessions() as session:
         user = add_user(session, args.name, password, args.role)
         record(session, cli_actor(), "user.created", f"user {user.name}")
@@ -165,10 +149,9 @@ def cmd_users_add(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_users_list(args: argparse.Namespace) -> int:
+def cmd_users_list(args: argparse.Namespace, services: Container) -> int:
     from builder.accounts import list_users, user_to_dict
 
-    services = _services()
     with services.sessions() as session:
         shown = [user_to_dict(user) for user in list_users(session)]
     if args.json:
@@ -181,10 +164,9 @@ def cmd_users_list(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_users_remove(args: argparse.Namespace) -> int:
+def cmd_users_remove(args: argparse.Namespace, services: Container) -> int:
     from builder.accounts import delete_user
 
-    services = _services()
     with services.sessions() as session:
         delete_user(session, args.name, acting=None)
         record(session, cli_actor(), "user.removed", f"user {args.name}")
@@ -193,13 +175,12 @@ def cmd_users_remove(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_users_set_password(args: argparse.Namespace) -> int:
+def cmd_users_set_password(args: argparse.Namespace, services: Container) -> int:
     from builder.accounts import set_password
 
     password = _new_password(args)
     if password is None:
         return 2
-    services = _services()
     with services.sessions() as session:
         set_password(session, args.name, password)
         record(session, cli_actor(), "user.password_changed", f"user {args.name}")
@@ -208,10 +189,9 @@ def cmd_users_set_password(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_tokens_add(args: argparse.Namespace) -> int:
+def cmd_tokens_add(args: argparse.Namespace, services: Container) -> int:
     from builder.accounts import create_token, get_user
 
-    services = _services()
     with services.sessions() as session:
         row, token = create_token(session, get_user(session, args.user))
         record(session, cli_actor(), "token.created", f"token {row.id}", user=args.user)
@@ -221,10 +201,9 @@ def cmd_tokens_add(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_tokens_revoke(args: argparse.Namespace) -> int:
+def cmd_tokens_revoke(args: argparse.Namespace, services: Container) -> int:
     from builder.accounts import revoke_token
 
-    services = _services()
     with services.sessions() as session:
         revoke_token(session, args.id)
         record(session, cli_actor(), "token.revoked", f"token {args.id}")
@@ -233,12 +212,11 @@ def cmd_tokens_revoke(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_tokens_list(args: argparse.Namespace) -> int:
+def cmd_tokens_list(args: argparse.Namespace, services: Container) -> int:
     from sqlalchemy import select
 
     from builder.models import ApiToken
 
-    services = _services()
     with services.sessions() as session:
         for row in session.scalars(select(ApiToken).order_by(ApiToken.id)):
             state = f"revoked {row.revoked_at:%Y-%m-%d}" if row.revoked_at else "active"
@@ -252,28 +230,29 @@ def add_admin_commands(sub) -> None:  # type: ignore[no-untyped-def]
     add.add_argument("name")
     add.add_argument("--role", choices=["admin", "viewer"], required=True)
     add.add_argument("--password", help="default: asked for at a prompt")
-    add.set_defaults(func=cmd_users_add)
+    add.set_defaults(func=cmd_users_add, writes=True)
     lst = users.add_parser("list", help="list users and their roles")
     lst.add_argument("--json", action="store_true")
-    lst.set_defaults(func=cmd_users_list)
+    lst.set_defaults(func=cmd_users_list, writes=False)
     remove = users.add_parser("remove", help="remove a user and their tokens (never the last admin)")
     remove.add_argument("name")
-    remove.set_defaults(func=cmd_users_remove)
+    remove.set_defaults(func=cmd_users_remove, writes=True)
     change = users.add_parser("set-password", help="give a user a new password (ends their sessions, "
                               "clears their failed sign-ins)")
     change.add_argument("name")
     change.add_argument("--password", help="default: asked for at a prompt")
-    change.set_defaults(func=cmd_users_set_password)
+    change.set_defaults(func=cmd_users_set_password, writes=True)
 
     tokens = sub.add_parser("tokens", help="API tokens for scripts").add_subparsers(
         dest="tokens_command", required=True)
     create = tokens.add_parser("add", aliases=["create"], help="add a token for a user (printed once)")
     create.add_argument("--user", required=True)
-    create.set_defaults(func=cmd_tokens_add)
+    create.set_defaults(func=cmd_tokens_add, writes=True)
     revoke = tokens.add_parser("revoke", help="revoke a token")
     revoke.add_argument("id", type=int)
-    revoke.set_defaults(func=cmd_tokens_revoke)
-    tokens.add_parser("list", help="list tokens (never the tokens themselves)").set_defaults(func=cmd_tokens_list)
+    revoke.set_defaults(func=cmd_tokens_revoke, writes=True)
+    tokens.add_parser("list", help="list tokens (never the tokens themselves)").set_defaults(
+        func=cmd_tokens_list, writes=False)
 
     rules = sub.add_parser("deploy-rules", help="deploy pushed images to environments").add_subparsers(
         dest="deploy_rules_command", required=True)
@@ -291,20 +270,20 @@ def add_admin_commands(sub) -> None:  # type: ignore[no-untyped-def]
     add.add_argument("--docker-host", help="the engine of --container (default: DOCKER_HOST / local)")
     add.add_argument("--manual", action="store_true", help="never fire on registry events: promotions and rollbacks only")
     add.add_argument("--json", action="store_true")
-    add.set_defaults(func=cmd_deploy_rules_add)
+    add.set_defaults(func=cmd_deploy_rules_add, writes=True)
     lst = rules.add_parser("list", help="list deploy rules")
     lst.add_argument("--json", action="store_true")
-    lst.set_defaults(func=cmd_deploy_rules_list)
+    lst.set_defaults(func=cmd_deploy_rules_list, writes=False)
 
     deliveries = sub.add_parser("deliveries", help="outbound webhook deliveries").add_subparsers(
         dest="deliveries_command", required=True)
     lst = deliveries.add_parser("list", help="the newest deliveries")
     lst.add_argument("--limit", type=int, default=50)
     lst.add_argument("--json", action="store_true")
-    lst.set_defaults(func=cmd_deliveries_list)
+    lst.set_defaults(func=cmd_deliveries_list, writes=False)
     again = deliveries.add_parser("redeliver", help="send a delivery again")
     again.add_argument("id", type=int)
-    again.set_defaults(func=cmd_deliveries_redeliver)
+    again.set_defaults(func=cmd_deliveries_redeliver, writes=True)
 
     subs = sub.add_parser("subscriptions", help="build, image and deployment event webhooks").add_subparsers(
         dest="subscriptions_command", required=True)
@@ -318,7 +297,7 @@ def add_admin_commands(sub) -> None:  # type: ignore[no-untyped-def]
     add.add_argument("--ref", help="only refs matching this glob, e.g. main or release/*")
     add.add_argument("--style", choices=["json", "slack"], default="json")
     add.add_argument("--json", action="store_true")
-    add.set_defaults(func=cmd_subscriptions_add)
+    add.set_defaults(func=cmd_subscriptions_add, writes=True)
     lst = subs.add_parser("list", help="list subscriptions")
     lst.add_argument("--json", action="store_true")
-    lst.set_defaults(func=cmd_subscriptions_list)
+    lst.set_defaults(func=cmd_subscriptions_list, writes=False)

@@ -3,20 +3,21 @@
 from __future__ import annotations
 
 import argparse
+import atexit
 import gc
 import json
 import os
+import shutil
 import sys
-import threading
-import time
+import tempfile
 from pathlib import Path
 from typing import Sequence
 
 from builder.audit import cli_actor, record
-from builder.db import make_engine, make_sessionmaker, migrate
+from builder.container import Container
+from builder.db import make_engine, migrate
 from builder.errors import BuildhookError, InputError, TransientError
 from builder.rules import RuleSpec
-from builder.secrets import SecretBox
 from builder.settings import ConfigError, Settings
 from builder.triggers import TriggerSpec, create_trigger, trigger_to_dict
 from buildhook.admin_commands import add_admin_commands
@@ -28,6 +29,44 @@ from buildhook.serve import cmd_serve
 
 def load_settings(create_key: bool = False) -> Settings:
     return Settings.from_env(local_env(create=create_key))
+
+
+def start(args: argparse.Namespace) -> Container:
+    """The one start-up path of every command: settings, then the schema (only for commands that write:
+    ``writes``), then the application container, built as the web app and the worker build theirs."""
+    from workers.celery_app import container_for
+
+    settings = load_settings(create_key=getattr(args, "creates_key", False))
+    if getattr(args, "metrics_group", None):
+        use_metrics_dir(settings.data_dir, args.metrics_group)  # before anything imports prometheus_client
+    if getattr(args, "writes", True):
+        migrate(settings.database_url, settings.secret_key)
+    elif not has_schema(settings.database_url):
+        settings = settings.with_(database_url=empty_database())  # nothing there yet: it reads as empty
+    return container_for(settings)
+
+
+def has_schema(url: str) -> bool:
+    """Whether migrations ever ran on ``url`` (without creating a SQLite file that is not there)."""
+    from sqlalchemy import inspect
+
+    if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).exists():
+        return False
+    engine = make_engine(url)
+    try:
+        return inspect(engine).has_table("alembic_version")
+    finally:
+        engine.dispose()
+
+
+def empty_database() -> str:
+    """A throwaway database with the schema and no rows, removed when the command ends: what a read-only
+    command reads when the real one was never migrated (which it leaves untouched)."""
+    directory = tempfile.mkdtemp(prefix="buildhook-empty-")
+    atexit.register(shutil.rmtree, directory, ignore_errors=True)
+    url = f"sqlite:///{directory}/empty.db"
+    migrate(url)
+    return url
 
 
 # --- processes ---------------------------------------------------------------
@@ -57,15 +96,14 @@ def require_build_engine(settings: Settings) -> None:
           file=sys.stderr)
 
 
-def cmd_web(args: argparse.Namespace) -> int:
+def cmd_web(args: argparse.Namespace, container: Container) -> int:
     from gunicorn.app.base import BaseApplication
 
     from webhooks import create_app
 
-    settings = load_settings()
+    settings = container.settings
     settings = settings.with_(listen_address=settings.listen_address or f"{args.host}:{args.port}")
-    use_metrics_dir(settings.data_dir, "web")  # before anything imports prometheus_client
-    migrate(settings.database_url, settings.secret_key)
+    container.engine.dispose()  # each gunicorn worker's app builds its own container from the settings
 
     class WebServer(BaseApplication):  # type: ignore[misc]
         def load_config(self) -> None:
@@ -98,44 +136,29 @@ def _metrics_child_exit(_server: object, worker: object) -> None:
     multiprocess.mark_process_dead(worker.pid)  # type: ignore[attr-defined]
 
 
-def cmd_worker(args: argparse.Namespace) -> int:
-    settings = load_settings()
-    use_metrics_dir(settings.data_dir, "worker")  # before anything imports prometheus_client
-
+def cmd_worker(args: argparse.Namespace, container: Container) -> int:
     from celery.signals import worker_process_shutdown
-    from prometheus_client import multiprocess
 
-    from webhooks import create_app
-    from workers.broker_watch import BrokerWatch
-    from workers.tasks import relay_everything
+    from workers.celery_app import celery_of
+    from workers.periodic import run_when_worker_ready
 
-    require_build_engine(settings)
-    worker_process_shutdown.connect(lambda **_kw: multiprocess.mark_process_dead(os.getpid()), weak=False)
-    migrate(settings.database_url, settings.secret_key)
-    app = create_app(settings)
-    services = app.extensions["buildhook"]
-    watch = BrokerWatch(app.extensions["celery"].conf.broker_url)  # a broker that lost its messages gets them again
-
-    def relay_forever() -> None:
-        while True:
-            try:
-                relay_everything(services, watch)
-            except Exception as exc:  # the broker or database is down: try again soon
-                print(f"buildhook: outbox relay: {exc}", file=sys.stderr)
-            time.sleep(args.relay_interval)
-
-    threading.Thread(target=relay_forever, name="outbox-relay", daemon=True).start()
-    celery = app.extensions["celery"]
-    celery.worker_main(
+    require_build_engine(container.settings)
+    worker_process_shutdown.connect(_metrics_process_dead, weak=False)
+    run_when_worker_ready(container, args.relay_interval)  # the relay, reaper, schedules and retention sweep
+    celery_of(container).worker_main(
         ["worker", "--loglevel=INFO", f"--concurrency={args.concurrency}", "--without-gossip",
          "--without-mingle"]
     )
     return 0
 
 
-def cmd_migrate(_args: argparse.Namespace) -> int:
-    settings = load_settings()
-    migrate(settings.database_url, settings.secret_key)
+def _metrics_process_dead(**_kwargs: object) -> None:
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(os.getpid())
+
+
+def cmd_migrate(_args: argparse.Namespace, _container: Container) -> int:
     print("buildhook: database is up to date")
     return 0
 
@@ -143,9 +166,8 @@ def cmd_migrate(_args: argparse.Namespace) -> int:
 # --- triggers ------------------------------------------------------------------
 
 
-def cmd_triggers_add(args: argparse.Namespace) -> int:
-    settings = load_settings(create_key=True)
-    migrate(settings.database_url, settings.secret_key)
+def cmd_triggers_add(args: argparse.Namespace, container: Container) -> int:
+    settings = container.settings
     rules = []
     for text in args.rule:
         try:
@@ -174,9 +196,8 @@ def cmd_triggers_add(args: argparse.Namespace) -> int:
         schedule=args.schedule,
         public_badge=args.public_badge,
     )
-    sessions = make_sessionmaker(make_engine(settings.database_url))
-    with sessions() as session:
-        trigger = create_trigger(session, SecretBox(settings.secret_key), spec, settings.registry,
+    with container.sessions() as session:
+        trigger = create_trigger(session, container.box, spec, settings.registry,
                                  allow_file_clones=settings.allow_file_clones)
         record(session, cli_actor(), "trigger.created", f"trigger {trigger.id}")
         session.commit()
@@ -201,15 +222,13 @@ def _read(path: str | None) -> str | None:
         raise InputError(f"cannot read {path}: {exc.strerror}") from None
 
 
-def cmd_triggers_list(args: argparse.Namespace) -> int:
+def cmd_triggers_list(args: argparse.Namespace, container: Container) -> int:
     from sqlalchemy import select
 
     from builder.models import Trigger
 
-    settings = load_settings()
-    migrate(settings.database_url, settings.secret_key)
-    sessions = make_sessionmaker(make_engine(settings.database_url))
-    with sessions() as session:
+    settings = container.settings
+    with container.sessions() as session:
         shown = [trigger_to_dict(t, settings.public_url) for t in session.scalars(select(Trigger).order_by(Trigger.id))]
     if args.json:
         print(json.dumps({"triggers": shown}, indent=2))
@@ -236,22 +255,22 @@ def parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--concurrency", type=int, default=2, help="builds run at once")
-    serve.set_defaults(func=cmd_serve)
+    serve.set_defaults(func=cmd_serve, writes=True, creates_key=True)
 
     web = sub.add_parser("web", help="run the web app (gunicorn)")
     web.add_argument("--host", default="127.0.0.1")
     web.add_argument("--port", type=int, default=8000)
     web.add_argument("--workers", type=int, default=2)
     web.add_argument("--threads", type=int, default=8)
-    web.set_defaults(func=cmd_web)
+    web.set_defaults(func=cmd_web, writes=True, metrics_group="web")
 
     worker = sub.add_parser("worker", help="run a Celery build worker")
     worker.add_argument("--concurrency", type=int, default=2)
     worker.add_argument("--relay-interval", type=float, default=5.0,
                         help="seconds between outbox relay passes")
-    worker.set_defaults(func=cmd_worker)
+    worker.set_defaults(func=cmd_worker, writes=True, metrics_group="worker")
 
-    sub.add_parser("migrate", help="create or upgrade the database schema").set_defaults(func=cmd_migrate)
+    sub.add_parser("migrate", help="create or upgrade the database schema").set_defaults(func=cmd_migrate, writes=True)
 
     triggers = sub.add_parser("triggers", help="manage build triggers")
     tsub = triggers.add_subparsers(dest="triggers_command", required=True)
@@ -284,10 +303,10 @@ def parser() -> argparse.ArgumentParser:
     add.add_argument("--public-badge", action="store_true",
                      help="its status badge (/badge/ID.svg) answers without sign-in, for a public README")
     add.add_argument("--json", action="store_true")
-    add.set_defaults(func=cmd_triggers_add)
+    add.set_defaults(func=cmd_triggers_add, writes=True, creates_key=True)
     lst = tsub.add_parser("list", help="list triggers with their webhook URLs")
     lst.add_argument("--json", action="store_true")
-    lst.set_defaults(func=cmd_triggers_list)
+    lst.set_defaults(func=cmd_triggers_list, writes=False)
 
     run = sub.add_parser("run", help="run a trigger now on a branch, a tag or a commit",
                          description="Build a branch tip, a tag, or a commit (of the trigger's default "
@@ -297,23 +316,20 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--tag", help="build the commit of this tag")
     run.add_argument("--sha", help="build this commit (7-40 hex digits)")
     run.add_argument("--json", action="store_true")
-    run.set_defaults(func=cmd_run)
+    run.set_defaults(func=cmd_run, writes=True)
     add_admin_commands(sub)
     add_deploy_commands(sub)
     return top
 
 
-def cmd_run(args: argparse.Namespace) -> int:
+def cmd_run(args: argparse.Namespace, services: Container) -> int:
     """Create the run's builds and hand them to the broker, as ``POST /api/triggers/<id>/runs`` does."""
     from builder.builds import build_to_dict, get_build
     from builder.manual_runs import start_run
     from builder.outbox import dispatch
     from builder.triggers import get_trigger
-    from webhooks import create_app
 
-    settings = load_settings()
-    migrate(settings.database_url, settings.secret_key)
-    services = create_app(settings).extensions["buildhook"]
+    settings = services.settings
     with services.sessions() as session:
         trigger = get_trigger(session, args.trigger)
         ids = [b.id for b in start_run(session, trigger, settings, branch=args.branch, tag=args.tag, sha=args.sha,
@@ -340,7 +356,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
-        return int(args.func(args) or 0)
+        return int(args.func(args, start(args)) or 0)
     except (ConfigError, BuildhookError) as exc:
         print(f"buildhook: {exc}", file=sys.stderr)
         return 2

@@ -9,7 +9,7 @@ import argparse
 import json
 from typing import Any
 
-from buildhook.admin_commands import _services
+from builder.container import Container
 
 
 def _show(deployments: list[dict[str, Any]], as_json: bool) -> None:
@@ -30,12 +30,11 @@ def _started(services: Any, created: list[Any], queued: list[Any], as_json: bool
     return 0
 
 
-def cmd_decide(args: argparse.Namespace) -> int:
+def cmd_decide(args: argparse.Namespace, services: Container) -> int:
     from builder.audit import cli_actor
     from builder.deployments import deployment_to_dict
     from builder.promotions import decide
 
-    services = _services()
     with services.sessions() as session:
         deployment = decide(session, args.id, args.deployments_command == "approve", cli_actor())
         session.commit()
@@ -46,22 +45,20 @@ def cmd_decide(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_promote(args: argparse.Namespace) -> int:
+def cmd_promote(args: argparse.Namespace, services: Container) -> int:
     from builder.audit import cli_actor
     from builder.promotions import promote
 
-    services = _services()
     with services.sessions() as session:
         created, queued = promote(session, services.settings, args.id, args.environment, cli_actor())
         session.commit()
         return _started(services, created, queued, args.json)
 
 
-def cmd_rollback(args: argparse.Namespace) -> int:
+def cmd_rollback(args: argparse.Namespace, services: Container) -> int:
     from builder.audit import cli_actor
     from builder.promotions import rollback
 
-    services = _services()
     with services.sessions() as session:
         created, queued = rollback(session, services.settings, args.name,
                                    {"repository": args.repository, "to": args.to}, cli_actor())
@@ -69,10 +66,9 @@ def cmd_rollback(args: argparse.Namespace) -> int:
         return _started(services, created, queued, args.json)
 
 
-def cmd_environments_list(args: argparse.Namespace) -> int:
+def cmd_environments_list(args: argparse.Namespace, services: Container) -> int:
     from builder.environments import environment_names, environment_to_dict
 
-    services = _services()
     with services.sessions() as session:
         shown = [environment_to_dict(session, name) for name in environment_names(session)]
     if args.json:
@@ -94,20 +90,20 @@ def add_deploy_commands(sub: Any) -> None:
         decide = deployments.add_parser(name, help=text)
         decide.add_argument("id", type=int)
         decide.add_argument("--json", action="store_true")
-        decide.set_defaults(func=cmd_decide)
+        decide.set_defaults(func=cmd_decide, writes=True)
     promote = deployments.add_parser("promote", help="deploy a deployment's digest to another environment")
     promote.add_argument("id", type=int)
     promote.add_argument("--environment", required=True, help="e.g. production")
     promote.add_argument("--json", action="store_true")
-    promote.set_defaults(func=cmd_promote)
+    promote.set_defaults(func=cmd_promote, writes=True)
     environments = sub.add_parser("environments", help="environments: what runs, rollback").add_subparsers(
         dest="environments_command", required=True)
     lst = environments.add_parser("list", help="each environment and what runs there")
     lst.add_argument("--json", action="store_true")
-    lst.set_defaults(func=cmd_environments_list)
+    lst.set_defaults(func=cmd_environments_list, writes=False)
     back = environments.add_parser("rollback", help="deploy the digest that ran before (or --to's)")
     back.add_argument("name")
     back.add_argument("--repository", required=True)
     back.add_argument("--to", type=int, help="the deployment whose digest to deploy")
     back.add_argument("--json", action="store_true")
-    back.set_defaults(func=cmd_rollback)
+    back.set_defaults(func=cmd_rollback, writes=True)

@@ -16,7 +16,8 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from builder.db import make_engine, migrate
+from builder.container import Container
+from builder.db import make_engine
 from builder.settings import Settings
 from buildhook.local_state import data_dir, local_env, publish_serve, unpublish_serve
 from buildhook.metrics_dir import clear_metrics_root
@@ -71,14 +72,15 @@ class Child:
             self.process.wait()
 
 
-def cmd_serve(args: argparse.Namespace) -> int:
+def cmd_serve(args: argparse.Namespace, container: Container) -> int:
+    """``container``: the CLI's start-up made the secret key and brought the schema up to date."""
     from buildhook.cli import require_build_engine, require_docker
 
     own_registry = not os.environ.get("BUILDHOOK_REGISTRY")
     env = local_env(create=True)
     env.setdefault("BUILDHOOK_LISTEN_ADDRESS", f"{args.host}:{args.port}")  # outbound targets may not point here
     settings = Settings.from_env(env)
-    migrate(settings.database_url, settings.secret_key)
+    container.engine.dispose()  # the web app and the worker are processes of their own
     require_docker(settings)
     require_build_engine(settings)
     directory = data_dir(env)

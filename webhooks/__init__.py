@@ -3,67 +3,20 @@
 from __future__ import annotations
 
 import hashlib
-import logging
-from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
 from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
-from sqlalchemy import Engine
-from sqlalchemy.orm import Session, sessionmaker
 from werkzeug.routing import IntegerConverter, Map
 
-from builder.db import make_engine, make_sessionmaker
+from builder.container import Container
 from builder.fair_share import queue_position
 from builder.ids import MAX_ID
-from builder.secrets import SecretBox
 from builder.settings import Settings
 from webhooks.assets import TEMPLATES
 
-log = logging.getLogger(__name__)
-
-@dataclass
-class Services:
-    """What views and tasks need, built once per app."""
-
-    settings: Settings
-    engine: Engine
-    sessions: sessionmaker[Session]
-    box: SecretBox
-    app: Flask
-
-    def send(self, build_id: int) -> None:
-        from workers.celery_app import send_build
-
-        send_build(self.app.extensions["celery"], build_id)
-
-    def start_deployments(self, deployment_ids: list[int]) -> None:
-        from workers.celery_app import send_deployment
-
-        self._best_effort(send_deployment, deployment_ids, "deployment")
-
-    def send_deliveries(self, delivery_ids: list[int]) -> None:
-        from workers.celery_app import send_outbound
-
-        self._best_effort(send_outbound, delivery_ids, "delivery")
-
-    def _best_effort(self, sender, ids: list[int], what: str) -> None:  # type: ignore[no-untyped-def]
-        """Send now; rows the broker does not get are picked up by the worker's relay."""
-        for item in ids:
-            try:
-                sender(self.app.extensions["celery"], item)
-            except Exception as exc:  # the broker is down: the relay sends it later
-                log.warning("%s %s stays queued for the relay: %s", what, item, exc)
-
-    def report(self, build_id: int, state: str) -> None:
-        """Queue the build's state announcement (commit status, subscriptions); never fails anything."""
-        from workers.celery_app import send_status
-
-        try:
-            send_status(self.app.extensions["celery"], build_id, state)
-        except Exception as exc:  # statuses are best effort
-            log.warning("commit status for build %s not queued: %s", build_id, exc)
+Services = Container  # what views get from ``app.extensions["buildhook"]``: the process's application container
 
 
 class IdConverter(IntegerConverter):
@@ -86,16 +39,13 @@ def create_app(settings: Settings | None = None) -> Flask:
     if settings.proxy_hops:  # only then is X-Forwarded-For believed: the client address signs in
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=settings.proxy_hops)  # type: ignore[method-assign]
     app.json.sort_keys = False  # type: ignore[attr-defined]
-    engine = make_engine(settings.database_url)
-    app.extensions["buildhook"] = Services(
-        settings=settings,
-        engine=engine,
-        sessions=make_sessionmaker(engine),
-        box=SecretBox(settings.secret_key),
-        app=app,
-    )
 
-    from workers.celery_app import celery_init_app
+    from workers.celery_app import celery_of, container_for
+
+    container = container_for(settings)  # as the worker and the CLI build theirs
+    app.extensions["buildhook"] = container
+    app.extensions["celery"] = celery_of(container)
+
     from webhooks import api, auth, build_actions, dashboard, deploy_api, errors, hooks, openapi, registry
     from webhooks import security_headers
     from webhooks import badges
@@ -103,7 +53,6 @@ def create_app(settings: Settings | None = None) -> Flask:
     from webhooks import environments_api
     from webhooks import metrics
 
-    celery_init_app(app, settings)
     app.url_map.converters["int"] = IdConverter  # before the routes: <int:...> ids fit the columns
     app.register_blueprint(hooks.bp)
     app.register_blueprint(api.bp)

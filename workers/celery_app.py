@@ -1,11 +1,18 @@
-"""The Celery app, wired the way Flask's own Celery example does it."""
+"""The Celery app ``buildhook`` (Celery's recommended layout: one module-level app) and the container it serves.
+
+``container_for(settings)`` is how the web app, the worker and the CLI build the application
+container: it configures ``app`` from the settings, gives the container a Celery-backed broker and
+binds it, so tasks get it from here (``bound_container()``), not from a Flask app.
+"""
 
 from __future__ import annotations
 
-from celery import Celery, Task
-from celery.signals import worker_process_init
-from flask import Flask
+import threading
 
+from celery import Celery
+from celery.signals import worker_process_init
+
+from builder.container import Container
 from builder.settings import Settings
 from workers.broker_transport import REDIS_SCHEMES, TRANSPORT
 
@@ -13,6 +20,12 @@ RUN_BUILD = "buildhook.run_build"
 REPORT_STATUS = "buildhook.report_status"
 RUN_DEPLOYMENT = "buildhook.deploy"
 DELIVER = "buildhook.deliver"
+
+app = Celery("buildhook", include=["workers.tasks"])  # the worker imports its tasks
+
+_binding = threading.Lock()
+_bound: Container | None = None
+_configured: dict[str, object] | None = None
 
 
 def celery_config(settings: Settings) -> dict[str, object]:
@@ -41,25 +54,71 @@ def celery_config(settings: Settings) -> dict[str, object]:
     return config
 
 
-def celery_init_app(app: Flask, settings: Settings) -> Celery:
-    class FlaskTask(Task):
-        def __call__(self, *args: object, **kwargs: object) -> object:
-            with app.app_context():
-                return self.run(*args, **kwargs)
+class CeleryBroker:
+    """The container's broker: one Celery message per id."""
 
-    celery = Celery("buildhook", task_cls=FlaskTask)
-    celery.config_from_object(celery_config(settings))
-    celery.set_default()
+    def __init__(self, celery: Celery) -> None:
+        self.celery = celery
 
-    def fresh_connections(**_kwargs: object) -> None:
-        # A forked pool process must not share the parent's database connections.
-        app.extensions["buildhook"].engine.dispose(close=False)
+    def send_build(self, build_id: int) -> None:
+        send_build(self.celery, build_id)
 
-    worker_process_init.connect(fresh_connections, weak=False)
-    import workers.tasks  # noqa: F401  (registers the tasks on this app)
+    def send_status(self, build_id: int, state: str) -> None:
+        send_status(self.celery, build_id, state)
 
-    app.extensions["celery"] = celery
-    return celery
+    def send_deployment(self, deployment_id: int) -> None:
+        send_deployment(self.celery, deployment_id)
+
+    def send_delivery(self, delivery_id: int) -> None:
+        send_outbound(self.celery, delivery_id)
+
+
+def configured_celery(settings: Settings) -> Celery:
+    """``app``, configured from ``settings`` the first time. A process serves one broker; a second,
+    different configuration in the same process (tests run several apps) gets a client of its own."""
+    global _configured
+    config = celery_config(settings)
+    with _binding:
+        if _configured is None:
+            app.config_from_object(config)
+            _configured = config
+        if config == _configured:
+            return app
+    other = Celery("buildhook")
+    other.config_from_object(config)
+    return other
+
+
+def container_for(settings: Settings) -> Container:
+    """The process's container: built from ``settings``, sending through Celery, bound for the tasks."""
+    global _bound
+    container = Container.from_settings(settings, CeleryBroker(configured_celery(settings)))
+    _bound = container
+    return container
+
+
+def celery_of(container: Container) -> Celery:
+    """The Celery app ``container`` sends through."""
+    broker = container.broker
+    if not isinstance(broker, CeleryBroker):
+        raise TypeError(f"the container's broker is {type(broker).__name__}, not Celery")
+    return broker.celery
+
+
+def bound_container() -> Container:
+    """The container the tasks of this process work with (the last one ``container_for`` built)."""
+    if _bound is None:
+        raise RuntimeError("no container: build one with workers.celery_app.container_for(settings)")
+    return _bound
+
+
+def _fresh_connections(**_kwargs: object) -> None:
+    # A forked pool process must not share the parent's database connections.
+    if _bound is not None:
+        _bound.engine.dispose(close=False)
+
+
+worker_process_init.connect(_fresh_connections, weak=False)
 
 
 def send_build(celery: Celery, build_id: int) -> None:
