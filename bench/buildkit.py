@@ -39,7 +39,7 @@ from typing import Any
 from bench.common import BusyboxRepo, main_with_runs, median, ratio, rounded
 from bench.pipeline_overhead import SECRET, run_buildhook  # its pushes are signed with SECRET
 from bench.services import Stack
-from builder.build_engines import buildkit_client
+from builder.builds.image.engines import buildkit_client
 
 NAME = "buildkit"
 FULL = {"runs": 5, "warmup": 1, "stage_seconds": 2}

@@ -6,7 +6,7 @@ sent once the first build has finished). Each run commits a new ``marker.txt`` t
 Dockerfile copies first, so the first build of that commit finds nothing in any cache
 (all steps run: busybox install, four RUN steps, a COPY); then the same commit is
 pushed again (a new delivery id), and the worker builds it with the first image as
-``cache_from`` (``builder.pipeline._layer_cache``), so every step comes from the cache
+``cache_from`` (``builder.builds.run.pipeline._layer_cache``), so every step comes from the cache
 and the push finds every layer already in the registry.
 
 Times are the builds' own timestamps: total (``created_at -> finished_at``) and the

@@ -5,7 +5,7 @@ in a second or two, then packed with ``git repack -a -d`` as a hosted repository
 be) is served over ``file://``, which is git's real pack transport (``--no-local`` is
 passed too, so nothing is hard-linked). Each run times:
 
-- buildhook: ``builder.clone.clone_commit`` of the tip commit (``git init`` +
+- buildhook: ``builder.builds.run.clone.clone_commit`` of the tip commit (``git init`` +
   ``git fetch --depth=1 origin <sha>`` + checkout, through GitPython), and
 - baseline: ``git clone --no-local file://...`` (full history, with checkout),
 
@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import FastImport, count_objects, git, median, ratio, rounded
-from builder.clone import clone_commit
+from builder.builds.run.clone import clone_commit
 
 NAME = "clone"
 FULL = {"commits": 20_000, "runs": 5}
@@ -109,7 +109,7 @@ def run(quick: bool = False, workdir: Path | None = None, commits: int | None = 
     for label in ("buildhook", "baseline"):
         result[label] = {"median_s": rounded(median(times[label])),
                          "runs_s": [rounded(t) for t in times[label]], **objects[label]}
-    result["buildhook"]["what"] = "builder.clone.clone_commit (fetch --depth=1 <sha> + checkout)"
+    result["buildhook"]["what"] = "builder.builds.run.clone.clone_commit (fetch --depth=1 <sha> + checkout)"
     result["baseline"]["what"] = "git clone --no-local (full history + checkout)"
     result["ratio"] = ratio(result["buildhook"]["median_s"], result["baseline"]["median_s"])
     result["speedup"] = ratio(result["baseline"]["median_s"], result["buildhook"]["median_s"])

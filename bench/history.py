@@ -1,6 +1,6 @@
 """History: the build history page and API with a large database, against ``/healthz``.
 
-A migrated SQLite database (``builder.db.migrate``) gets 10 triggers and ``builds``
+A migrated SQLite database (``builder.db.engine.migrate``) gets 10 triggers and ``builds``
 builds (100,000 by default) inserted in bulk with SQLAlchemy core (finished builds
 with tags, digests and timestamps, spread over the triggers, branches and states).
 Then ``buildhook web`` (its production defaults) serves it on loopback and each
@@ -30,7 +30,7 @@ from sqlalchemy import insert
 
 from bench.common import latency_summary, ratio
 from bench.services import Stack
-from builder.models import Build
+from builder.db.models import Build
 
 NAME = "history"
 FULL = {"builds": 100_000, "requests": 50, "triggers": 10}

@@ -56,7 +56,7 @@ from bench.common import (
     wait_until,
 )
 from bench.services import Stack
-from builder.build_context import BuildLimits
+from builder.builds.image.context import BuildLimits
 
 NAME = "pipeline_overhead"
 FULL = {"runs": 9, "warmup": 1}

@@ -23,10 +23,10 @@ from pathlib import Path
 from typing import IO, Any
 
 from bench.common import LOOPBACK, ROOT, Web, wait_until
-from builder.db import make_engine, make_sessionmaker, migrate
+from builder.db.engine import make_engine, make_sessionmaker, migrate
 from builder.secrets import SecretBox
 from builder.settings import Settings
-from builder.triggers import TriggerSpec, create_trigger
+from builder.triggers.services import TriggerSpec, create_trigger
 from buildhook.redis_server import RedisServer, free_port
 
 
@@ -264,7 +264,7 @@ class Stack:
         """Headers the API and pages need: an admin's bearer token when this version has sign-in."""
         if self._auth is None:
             try:
-                from builder.accounts import add_user, create_token  # type: ignore[import-not-found]
+                from builder.accounts.users import add_user, create_token  # type: ignore[import-not-found]
             except ImportError:  # a version without sign-in: the API is open
                 self._auth = {}
             else:

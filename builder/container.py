@@ -14,7 +14,7 @@ from typing import Protocol
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from builder.db import make_engine, make_sessionmaker
+from builder.db.engine import make_engine, make_sessionmaker
 from builder.secrets import SecretBox
 from builder.settings import Settings
 

@@ -11,8 +11,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Mapping, TypeVar
 
-from builder.outbound_targets import TargetPolicy, parse_allow_list
-from builder.registry_credentials import Credentials, canonical_host, load_docker_config
+from builder.notify.targets import TargetPolicy, parse_allow_list
+from builder.registries.credentials import Credentials, canonical_host, load_docker_config
 
 
 _N = TypeVar("_N", int, float)
@@ -150,12 +150,12 @@ class Settings:
     # Seconds a sign-in lasts (then the browser signs in again); X-Forwarded-For hops trusted (0: none).
     session_lifetime: int = 12 * 3600
     proxy_hops: int = 0
-    # Outbound targets allowed despite a loopback/private/... address (builder/outbound_targets.py).
+    # Outbound targets allowed despite a loopback/private/... address (builder/notify/targets.py).
     allow_private_targets: tuple[str, ...] = ()
     listen_address: str | None = None  # host:port the web app listens on, when known
     # file:// clone URLs and local paths (tests, local use); off: only network URLs.
     allow_file_clones: bool = False
-    # What builds images: BuildKit through a docker CLI (builder/buildkit_build.py), or docker-py's classic builder.
+    # What builds images: BuildKit through a docker CLI (builder/builds/image/buildkit.py), or docker-py's classic builder.
     build_engine: str = "buildkit"
     docker_cli: str | None = None  # unset: the first docker on PATH (or /usr/bin/docker) that accepts BuildKit
     buildkit_cgroup: str = "docker/buildkit"  # the engine's BuildKit cgroup, below each cgroup root

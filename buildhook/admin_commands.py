@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 
-from builder.audit import cli_actor, record
+from builder.accounts.audit import cli_actor, record
 from builder.container import Container
 
 
@@ -15,8 +15,8 @@ def _print(data: object) -> None:
 
 
 def cmd_deploy_rules_add(args: argparse.Namespace, services: Container) -> int:
-    from builder.deploy_rules import DeployRuleSpec, TargetSpec, create_rule, rule_to_dict
-    from builder.registry_credentials import RegistryAccess
+    from builder.deploys.rules import DeployRuleSpec, TargetSpec, create_rule, rule_to_dict
+    from builder.registries.credentials import RegistryAccess
 
     targets = []
     if args.webhook_url:
@@ -43,8 +43,8 @@ def cmd_deploy_rules_add(args: argparse.Namespace, services: Container) -> int:
 def cmd_deploy_rules_list(args: argparse.Namespace, services: Container) -> int:
     from sqlalchemy import select
 
-    from builder.deploy_rules import rule_to_dict
-    from builder.models import DeployRule
+    from builder.deploys.rules import rule_to_dict
+    from builder.db.models import DeployRule
 
     with services.sessions() as session:
         rules = [rule_to_dict(r) for r in session.scalars(select(DeployRule).order_by(DeployRule.id))]
@@ -65,8 +65,8 @@ def cmd_deploy_rules_list(args: argparse.Namespace, services: Container) -> int:
 def cmd_deliveries_list(args: argparse.Namespace, services: Container) -> int:
     from sqlalchemy import select
 
-    from builder.deliveries import delivery_to_dict
-    from builder.models import OutboundDelivery
+    from builder.notify.deliveries import delivery_to_dict
+    from builder.db.models import OutboundDelivery
 
     with services.sessions() as session:
         shown = [delivery_to_dict(d) for d in session.scalars(
@@ -81,7 +81,7 @@ def cmd_deliveries_list(args: argparse.Namespace, services: Container) -> int:
 
 
 def cmd_deliveries_redeliver(args: argparse.Namespace, services: Container) -> int:
-    from builder.deliveries import redeliver
+    from builder.notify.deliveries import redeliver
 
     with services.sessions() as session:
         delivery = redeliver(session, args.id)
@@ -93,7 +93,7 @@ def cmd_deliveries_redeliver(args: argparse.Namespace, services: Container) -> i
 
 
 def cmd_subscriptions_add(args: argparse.Namespace, services: Container) -> int:
-    from builder.notifications import create_subscription, subscription_to_dict
+    from builder.notify.subscriptions import create_subscription, subscription_to_dict
 
     with services.sessions() as session:
         subscription = create_subscription(
@@ -109,8 +109,8 @@ def cmd_subscriptions_add(args: argparse.Namespace, services: Container) -> int:
 def cmd_subscriptions_list(args: argparse.Namespace, services: Container) -> int:
     from sqlalchemy import select
 
-    from builder.models import Subscription
-    from builder.notifications import subscription_to_dict
+    from builder.db.models import Subscription
+    from builder.notify.subscriptions import subscription_to_dict
 
     with services.sessions() as session:
         shown = [subscription_to_dict(s) for s in session.scalars(select(Subscription).order_by(Subscription.id))]
@@ -136,7 +136,7 @@ def _new_password(args: argparse.Namespace) -> str | None:
 
 
 def cmd_users_add(args: argparse.Namespace, services: Container) -> int:
-    from builder.accounts import add_user
+    from builder.accounts.users import add_user
 
     password = _new_password(args)
     if password is None:
@@ -150,7 +150,7 @@ def cmd_users_add(args: argparse.Namespace, services: Container) -> int:
 
 
 def cmd_users_list(args: argparse.Namespace, services: Container) -> int:
-    from builder.accounts import list_users, user_to_dict
+    from builder.accounts.users import list_users, user_to_dict
 
     with services.sessions() as session:
         shown = [user_to_dict(user) for user in list_users(session)]
@@ -165,7 +165,7 @@ def cmd_users_list(args: argparse.Namespace, services: Container) -> int:
 
 
 def cmd_users_remove(args: argparse.Namespace, services: Container) -> int:
-    from builder.accounts import delete_user
+    from builder.accounts.users import delete_user
 
     with services.sessions() as session:
         delete_user(session, args.name, acting=None)
@@ -176,7 +176,7 @@ def cmd_users_remove(args: argparse.Namespace, services: Container) -> int:
 
 
 def cmd_users_set_password(args: argparse.Namespace, services: Container) -> int:
-    from builder.accounts import set_password
+    from builder.accounts.users import set_password
 
     password = _new_password(args)
     if password is None:
@@ -190,7 +190,7 @@ def cmd_users_set_password(args: argparse.Namespace, services: Container) -> int
 
 
 def cmd_tokens_add(args: argparse.Namespace, services: Container) -> int:
-    from builder.accounts import create_token, get_user
+    from builder.accounts.users import create_token, get_user
 
     with services.sessions() as session:
         row, token = create_token(session, get_user(session, args.user))
@@ -202,7 +202,7 @@ def cmd_tokens_add(args: argparse.Namespace, services: Container) -> int:
 
 
 def cmd_tokens_revoke(args: argparse.Namespace, services: Container) -> int:
-    from builder.accounts import revoke_token
+    from builder.accounts.users import revoke_token
 
     with services.sessions() as session:
         revoke_token(session, args.id)
@@ -215,7 +215,7 @@ def cmd_tokens_revoke(args: argparse.Namespace, services: Container) -> int:
 def cmd_tokens_list(args: argparse.Namespace, services: Container) -> int:
     from sqlalchemy import select
 
-    from builder.models import ApiToken
+    from builder.db.models import ApiToken
 
     with services.sessions() as session:
         for row in session.scalars(select(ApiToken).order_by(ApiToken.id)):

@@ -13,13 +13,13 @@ import tempfile
 from pathlib import Path
 from typing import Sequence
 
-from builder.audit import cli_actor, record
+from builder.accounts.audit import cli_actor, record
 from builder.container import Container
-from builder.db import make_engine, migrate
+from builder.db.engine import make_engine, migrate
 from builder.errors import BuildhookError, InputError, TransientError
-from builder.rules import RuleSpec
+from builder.triggers.rules import RuleSpec
 from builder.settings import ConfigError, Settings
-from builder.triggers import TriggerSpec, create_trigger, trigger_to_dict
+from builder.triggers.services import TriggerSpec, create_trigger, trigger_to_dict
 from buildhook.admin_commands import add_admin_commands
 from buildhook.deploy_commands import add_deploy_commands
 from buildhook.local_state import local_env
@@ -73,7 +73,7 @@ def empty_database() -> str:
 
 
 def require_docker(settings: Settings) -> None:
-    from builder.image import connect
+    from builder.builds.image.classic import connect
 
     try:
         connect(settings.docker_host, timeout=5).close()
@@ -86,7 +86,7 @@ def require_docker(settings: Settings) -> None:
 
 def require_build_engine(settings: Settings) -> None:
     """Say which engine and client build images; refuse to start when BuildKit has no usable client."""
-    from builder.build_engines import engine_for
+    from builder.builds.image.engines import engine_for
 
     try:
         engine = engine_for(settings)
@@ -225,7 +225,7 @@ def _read(path: str | None) -> str | None:
 def cmd_triggers_list(args: argparse.Namespace, container: Container) -> int:
     from sqlalchemy import select
 
-    from builder.models import Trigger
+    from builder.db.models import Trigger
 
     settings = container.settings
     with container.sessions() as session:
@@ -324,10 +324,10 @@ def parser() -> argparse.ArgumentParser:
 
 def cmd_run(args: argparse.Namespace, services: Container) -> int:
     """Create the run's builds and hand them to the broker, as ``POST /api/triggers/<id>/runs`` does."""
-    from builder.builds import build_to_dict, get_build
-    from builder.manual_runs import start_run
-    from builder.outbox import dispatch
-    from builder.triggers import get_trigger
+    from builder.builds.queries import build_to_dict, get_build
+    from builder.builds.manual_runs import start_run
+    from builder.builds.outbox import dispatch
+    from builder.triggers.services import get_trigger
 
     settings = services.settings
     with services.sessions() as session:

@@ -21,7 +21,7 @@ def _show(deployments: list[dict[str, Any]], as_json: bool) -> None:
 
 
 def _started(services: Any, created: list[Any], queued: list[Any], as_json: bool) -> int:
-    from builder.deployments import deployment_to_dict
+    from builder.deploys.deployments import deployment_to_dict
 
     shown = [deployment_to_dict(d) for d in created]
     services.start_deployments([d["id"] for d in shown if d["state"] == "pending"])
@@ -31,9 +31,9 @@ def _started(services: Any, created: list[Any], queued: list[Any], as_json: bool
 
 
 def cmd_decide(args: argparse.Namespace, services: Container) -> int:
-    from builder.audit import cli_actor
-    from builder.deployments import deployment_to_dict
-    from builder.promotions import decide
+    from builder.accounts.audit import cli_actor
+    from builder.deploys.deployments import deployment_to_dict
+    from builder.deploys.promotions import decide
 
     with services.sessions() as session:
         deployment = decide(session, args.id, args.deployments_command == "approve", cli_actor())
@@ -46,8 +46,8 @@ def cmd_decide(args: argparse.Namespace, services: Container) -> int:
 
 
 def cmd_promote(args: argparse.Namespace, services: Container) -> int:
-    from builder.audit import cli_actor
-    from builder.promotions import promote
+    from builder.accounts.audit import cli_actor
+    from builder.deploys.promotions import promote
 
     with services.sessions() as session:
         created, queued = promote(session, services.settings, args.id, args.environment, cli_actor())
@@ -56,8 +56,8 @@ def cmd_promote(args: argparse.Namespace, services: Container) -> int:
 
 
 def cmd_rollback(args: argparse.Namespace, services: Container) -> int:
-    from builder.audit import cli_actor
-    from builder.promotions import rollback
+    from builder.accounts.audit import cli_actor
+    from builder.deploys.promotions import rollback
 
     with services.sessions() as session:
         created, queued = rollback(session, services.settings, args.name,
@@ -67,7 +67,7 @@ def cmd_rollback(args: argparse.Namespace, services: Container) -> int:
 
 
 def cmd_environments_list(args: argparse.Namespace, services: Container) -> int:
-    from builder.environments import environment_names, environment_to_dict
+    from builder.deploys.environments import environment_names, environment_to_dict
 
     with services.sessions() as session:
         shown = [environment_to_dict(session, name) for name in environment_names(session)]

@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass, field
 
 from builder.container import Container
-from builder.db import make_engine
+from builder.db.engine import make_engine
 from builder.settings import Settings
 from buildhook.local_state import data_dir, local_env, publish_serve, unpublish_serve
 from buildhook.metrics_dir import clear_metrics_root
@@ -151,7 +151,7 @@ def _first_admin_hint(settings: Settings, args: argparse.Namespace) -> None:
     """As Gitea and Jenkins do on first start: say how to make the first admin."""
     from sqlalchemy import func, select
 
-    from builder.models import User
+    from builder.db.models import User
 
     engine = make_engine(settings.database_url)
     try:

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from builder.build_context import BuildLimits
-from builder.build_engines import BUILDKIT, CLASSIC_ENGINE, BuildEngine, buildkit_client
-from builder.buildkit_limits import apply_cap
+from builder.builds.image.context import BuildLimits
+from builder.builds.image.engines import BUILDKIT, CLASSIC_ENGINE, BuildEngine, buildkit_client
+from builder.builds.image.buildkit_limits import apply_cap
 
 
 def buildkit_engine() -> BuildEngine:

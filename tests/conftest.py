@@ -21,8 +21,8 @@ from typing import Callable, Iterator
 
 import pytest
 
-from builder.db import migrate
-from builder.image import connect
+from builder.db.engine import migrate
+from builder.builds.image.classic import connect
 from builder.settings import Settings
 from buildhook.redis_server import RedisServer, free_port
 from tests.payloads import FIXTURES  # noqa: F401 (tests import it from here too)
@@ -239,7 +239,7 @@ def app(settings):
 @pytest.fixture(scope="session")
 def admin_token(app) -> str:
     """An admin's API token, made the way ``buildhook users add`` / ``tokens create`` make them."""
-    from builder.accounts import add_user, create_token
+    from builder.accounts.users import add_user, create_token
 
     with app.extensions["buildhook"].sessions() as session:
         user = add_user(session, "test-admin", "test-admin-password", "admin")
@@ -256,7 +256,7 @@ def signed_in(client, token: str):
 
 def admin_client(app, name: str):
     """A test client of ``app`` signed in as a new admin ``name`` (apps with a database of their own)."""
-    from builder.accounts import add_user, create_token
+    from builder.accounts.users import add_user, create_token
 
     with app.extensions["buildhook"].sessions() as session:
         _row, token = create_token(session, add_user(session, name, f"{name}-password", "admin"))

@@ -9,7 +9,7 @@ from __future__ import annotations
 import uuid
 from types import SimpleNamespace
 
-from builder.models import Deployment, utcnow
+from builder.db.models import Deployment, utcnow
 
 CLOSED = "http://127.0.0.1:1"
 MISSING = 987654321

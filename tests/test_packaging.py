@@ -30,7 +30,7 @@ def tracked(folder: str) -> set[str]:
 
 
 @pytest.mark.parametrize("folder, inside", [("templates", "webhooks/templates"), ("static", "webhooks/static"),
-                                            ("builder/migrations", "builder/migrations")])
+                                            ("builder/db/migrations", "builder/db/migrations")])
 def test_the_wheel_carries_every_file_the_service_reads(wheel, folder, inside):
     files = tracked(folder)
     assert files, f"nothing tracked under {folder}?"

@@ -11,7 +11,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from werkzeug.routing import IntegerConverter, Map
 
 from builder.container import Container
-from builder.fair_share import queue_position
+from builder.builds.fair_share import queue_position
 from builder.ids import MAX_ID
 from builder.settings import Settings
 from webhooks.assets import TEMPLATES

@@ -8,11 +8,11 @@ from typing import Iterator
 from flask import Blueprint, Response, jsonify, request
 from sqlalchemy.orm import Session, sessionmaker
 
-from builder.builds import build_to_dict, get_build, log_lines
+from builder.builds.queries import build_to_dict, get_build, log_lines
 from builder.errors import InputError
 from builder.ids import MAX_ID, parse_id
-from builder.history import BuildQuery, history
-from builder.overview import OVERVIEW_DAYS, overview, overview_to_dict
+from builder.builds.history import BuildQuery, history
+from builder.builds.overview import OVERVIEW_DAYS, overview, overview_to_dict
 from webhooks.context import db, services
 
 bp = Blueprint("api", __name__, url_prefix="/api")

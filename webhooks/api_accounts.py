@@ -8,7 +8,7 @@ from typing import Any
 
 from flask import jsonify, request
 
-from builder.accounts import (add_user, create_token, delete_user, get_user, list_tokens, list_users, revoke_token,
+from builder.accounts.users import (add_user, create_token, delete_user, get_user, list_tokens, list_users, revoke_token,
                               set_password, token_to_dict, user_to_dict)
 from builder.errors import InputError
 from webhooks.api import bp

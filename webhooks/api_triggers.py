@@ -8,12 +8,12 @@ from __future__ import annotations
 from flask import jsonify, request
 from sqlalchemy import select
 
-from builder.builds import build_to_dict
-from builder.history import deliveries_page, inbound_delivery_to_dict
-from builder.manual_runs import run_request, start_run
-from builder.models import Trigger
-from builder.outbox import dispatch
-from builder.triggers import (TriggerEdit, TriggerSpec, create_trigger, delete_trigger, get_trigger, trigger_to_dict,
+from builder.builds.queries import build_to_dict
+from builder.builds.history import deliveries_page, inbound_delivery_to_dict
+from builder.builds.manual_runs import run_request, start_run
+from builder.db.models import Trigger
+from builder.builds.outbox import dispatch
+from builder.triggers.services import (TriggerEdit, TriggerSpec, create_trigger, delete_trigger, get_trigger, trigger_to_dict,
                               update_trigger)
 from webhooks.api import bp, int_arg, page_size
 from webhooks.auth import current_user

@@ -3,14 +3,14 @@
 An ``after_request`` hook: a change that succeeded (a non-GET answered below 400) at one of
 the endpoints below adds an entry naming the signed-in user, the action and its subject.
 Approvals, promotions, rollbacks and environment settings record their own entries
-(``builder.promotions``, ``builder.environments``), so the command line's are recorded too.
+(``builder.deploys.promotions``, ``builder.deploys.environments``), so the command line's are recorded too.
 """
 
 from __future__ import annotations
 
 from flask import Flask, Response, request
 
-from builder.audit import record
+from builder.accounts.audit import record
 from webhooks.auth import SAFE_METHODS, current_user
 from webhooks.context import db
 

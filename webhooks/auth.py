@@ -2,7 +2,7 @@
 
 Webhook and registry endpoints keep their own signature checks; ``/healthz`` and
 ``/login`` stay open. Everything else needs a signed-in user; changes need an admin.
-A browser's session lives in the database (``builder/sign_in_sessions.py``): Flask's signed
+A browser's session lives in the database (``builder/accounts/sign_in_sessions.py``): Flask's signed
 cookie carries its token and the CSRF token, nothing that would outlive a sign-out.
 """
 
@@ -17,10 +17,10 @@ from urllib.parse import unquote, urlsplit
 
 from flask import Blueprint, Flask, abort, g, jsonify, redirect, render_template, request, session, url_for
 
-from builder.accounts import authenticate, find_token, note_token_use
-from builder.models import User
-from builder.sign_in_sessions import end_session, session_user, start_session
-from builder.sign_in_throttle import claim_attempt, sign_in_succeeded
+from builder.accounts.users import authenticate, find_token, note_token_use
+from builder.db.models import User
+from builder.accounts.sign_in_sessions import end_session, session_user, start_session
+from builder.accounts.sign_in_throttle import claim_attempt, sign_in_succeeded
 from webhooks.badges import public_badge
 from webhooks.context import db, services
 

@@ -1,4 +1,4 @@
-"""``GET /badge/<trigger>.svg?branch=main``: a README's build status badge (``builder/badges.py``).
+"""``GET /badge/<trigger>.svg?branch=main``: a README's build status badge (``builder/builds/badges.py``).
 
 Open to anyone when the trigger's ``public_badge`` is set; otherwise it needs a signed-in user
 or an API token, and anyone else gets 404, as for a trigger that does not exist, so a private
@@ -10,8 +10,8 @@ from __future__ import annotations
 from flask import Blueprint, Response, abort, request
 from sqlalchemy.orm import Session
 
-from builder.badges import badge_markdown, badge_state, badge_svg
-from builder.models import Trigger
+from builder.builds.badges import badge_markdown, badge_state, badge_svg
+from builder.db.models import Trigger
 from webhooks.context import db, services
 
 bp = Blueprint("badges", __name__)

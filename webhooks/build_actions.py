@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from flask import Blueprint, jsonify
 
-from builder.build_actions import cancel_build, rebuild
-from builder.builds import build_to_dict
-from builder.models import Build, BuildState
-from builder.outbox import dispatch
+from builder.builds.actions import cancel_build, rebuild
+from builder.builds.queries import build_to_dict
+from builder.db.models import Build, BuildState
+from builder.builds.outbox import dispatch
 from webhooks.auth import current_user
 from webhooks.context import db, services
 

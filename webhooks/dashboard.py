@@ -14,12 +14,12 @@ from typing import Iterator
 from flask import Response, render_template, request
 from sqlalchemy import select
 
-from builder.builds import get_build, log_lines
+from builder.builds.queries import get_build, log_lines
 from builder.errors import InputError
 from builder.ids import parse_id
-from builder.ansi import strip_ansi
-from builder.history import HistoryFilter, LogGroup, build_steps, fold_log, history as history_page, is_active
-from builder.models import Build, Delivery, Deployment, OutboundDelivery, Trigger
+from builder.builds.run.ansi import strip_ansi
+from builder.builds.history import HistoryFilter, LogGroup, build_steps, fold_log, history as history_page, is_active
+from builder.db.models import Build, Delivery, Deployment, OutboundDelivery, Trigger
 from webhooks.context import db, services
 from webhooks.log_render import first_error_seq
 from webhooks.pages import bp

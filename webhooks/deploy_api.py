@@ -5,14 +5,14 @@ from __future__ import annotations
 from flask import Blueprint, jsonify, request
 from sqlalchemy import select
 
-from builder.deliveries import delivery_to_dict, redeliver
-from builder.deploy_rules import create_rule, rule_to_dict, spec_from_json
-from builder.deployments import deployment_to_dict
+from builder.notify.deliveries import delivery_to_dict, redeliver
+from builder.deploys.rules import create_rule, rule_to_dict, spec_from_json
+from builder.deploys.deployments import deployment_to_dict
 from builder.errors import InputError, NotFound
 from builder.ids import is_id, parse_id
-from builder.models import DeployRule, Deployment, OutboundDelivery, RegistryEvent, Subscription
-from builder.notifications import create_subscription, subscription_to_dict
-from builder.registry_credentials import RegistryAccess
+from builder.db.models import DeployRule, Deployment, OutboundDelivery, RegistryEvent, Subscription
+from builder.notify.subscriptions import create_subscription, subscription_to_dict
+from builder.registries.credentials import RegistryAccess
 from webhooks.context import db, services
 
 bp = Blueprint("deploy_api", __name__, url_prefix="/api")

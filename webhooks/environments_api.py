@@ -11,13 +11,13 @@ from typing import Any
 
 from flask import Blueprint, Flask, jsonify, request
 
-from builder.audit import entry_to_dict, recent
-from builder.deployments import deployment_to_dict
-from builder.environments import environment_names, environment_to_dict, set_requires_approval
+from builder.accounts.audit import entry_to_dict, recent
+from builder.deploys.deployments import deployment_to_dict
+from builder.deploys.environments import environment_names, environment_to_dict, set_requires_approval
 from builder.errors import InputError
 from builder.ids import is_id, parse_id
-from builder.models import Deployment, OutboundDelivery
-from builder.promotions import decide, promote, rollback
+from builder.db.models import Deployment, OutboundDelivery
+from builder.deploys.promotions import decide, promote, rollback
 from webhooks.auth import current_user, require_admin
 from webhooks.context import db, services
 

@@ -10,7 +10,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from werkzeug.exceptions import HTTPException
 
-from builder.db import WriteLockTimeout, database_unavailable
+from builder.db.engine import WriteLockTimeout, database_unavailable
 from builder.errors import InputError, TransientError
 from webhooks.context import close_db
 

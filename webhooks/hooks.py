@@ -9,10 +9,10 @@ from typing import TypeVar
 from flask import Blueprint, Flask, current_app, jsonify, request
 
 from builder.errors import NotFound
-from builder.group_commit import GroupCommit
-from builder.intake import HookRejected, receive_hook
+from builder.db.group_commit import GroupCommit
+from builder.intake.receive import HookRejected, receive_hook
 from builder.metrics import WEBHOOK_DELIVERIES
-from builder.outbox import DispatchMarks, dispatch
+from builder.builds.outbox import DispatchMarks, dispatch
 from builder.providers import PROVIDERS
 from webhooks import Services
 from webhooks.context import services

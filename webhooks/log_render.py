@@ -13,9 +13,9 @@ from __future__ import annotations
 from ansi2html import Ansi2HTMLConverter
 from markupsafe import Markup, escape
 
-from builder.ansi import OSC
-from builder.history import is_error_line
-from builder.models import BuildLogLine
+from builder.builds.run.ansi import OSC
+from builder.builds.history import is_error_line
+from builder.db.models import BuildLogLine
 
 
 def ansi_html(text: str) -> Markup:

@@ -16,7 +16,7 @@ from flask import Blueprint, Response, jsonify, request
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector
 
-from builder.accounts import find_token
+from builder.accounts.users import find_token
 from buildhook.metrics_dir import ENV, metrics_dirs
 from builder.metrics import QueueDepth
 from webhooks.context import db, services

@@ -16,11 +16,11 @@ from typing import Any, Callable
 from flask import flash, redirect, render_template, request, url_for
 from werkzeug.wrappers import Response
 
-from builder.deliveries import redeliver
+from builder.notify.deliveries import redeliver
 from builder.errors import InputError, TransientError
-from builder.manual_runs import check_choice, start_run
-from builder.outbox import dispatch
-from builder.triggers import get_trigger
+from builder.builds.manual_runs import check_choice, start_run
+from builder.builds.outbox import dispatch
+from builder.triggers.services import get_trigger
 from webhooks.auth import current_user, local_next
 from webhooks.build_actions import cancel_and_announce, rebuild_and_dispatch
 from webhooks.context import db, services

@@ -16,11 +16,11 @@ from urllib.parse import urlsplit, urlunsplit
 from flask import Blueprint, jsonify, render_template, request
 from markupsafe import Markup
 
-from builder.builds import started_by_text
-from builder.clone import redact_url
+from builder.builds.queries import started_by_text
+from builder.builds.run.clone import redact_url
 from builder.errors import InputError
-from builder.history import commit_url, is_active, is_error_line, repository_web_url
-from builder.models import Build
+from builder.builds.history import commit_url, is_active, is_error_line, repository_web_url
+from builder.db.models import Build
 from webhooks.log_render import ansi_html
 from webhooks.static_assets import asset, serve_static_files
 

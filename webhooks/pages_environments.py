@@ -7,9 +7,9 @@ from __future__ import annotations
 
 from flask import flash, redirect, render_template, url_for
 
-from builder.audit import recent
-from builder.environments import environment_names, environment_to_dict, history
-from builder.promotions import decide
+from builder.accounts.audit import recent
+from builder.deploys.environments import environment_names, environment_to_dict, history
+from builder.deploys.promotions import decide
 from webhooks.auth import current_user, require_admin
 from webhooks.context import db, services
 from webhooks.pages import bp

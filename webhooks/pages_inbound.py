@@ -5,12 +5,12 @@ from __future__ import annotations
 from flask import flash, render_template, request, url_for
 from sqlalchemy import select
 
-from builder.delivery_requests import BODY_CAP, Redelivery, replayable, shown_body
-from builder.inbound import OUTCOMES, check_outcome, get_delivery, inbound_page
-from builder.history import builds_started
-from builder.intake import receive_hook
-from builder.models import DeliveryRequest, Trigger
-from builder.outbox import dispatch
+from builder.intake.delivery_requests import BODY_CAP, Redelivery, replayable, shown_body
+from builder.intake.inbound import OUTCOMES, check_outcome, get_delivery, inbound_page
+from builder.builds.history import builds_started
+from builder.intake.receive import receive_hook
+from builder.db.models import DeliveryRequest, Trigger
+from builder.builds.outbox import dispatch
 from builder.providers import PROVIDERS
 from webhooks.context import db, services
 from webhooks.page_actions import attempt

@@ -7,8 +7,8 @@ from sqlalchemy import select
 
 from builder.errors import InputError
 from builder.ids import parse_id
-from builder.overview import overview as overview_numbers
-from builder.models import DeployTarget, Deployment, OutboundDelivery
+from builder.builds.overview import overview as overview_numbers
+from builder.db.models import DeployTarget, Deployment, OutboundDelivery
 from webhooks.context import db
 from webhooks.pages import bp
 

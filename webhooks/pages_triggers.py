@@ -10,12 +10,12 @@ from flask import flash, redirect, render_template, request, url_for
 from flask import session as session_cookie
 from sqlalchemy import select
 
-from builder.build_secrets import secret_build_arg_names
+from builder.builds.run.secret_args import secret_build_arg_names
 from builder.errors import InputError
-from builder.history import recent_deliveries
-from builder.models import Trigger
+from builder.builds.history import recent_deliveries
+from builder.db.models import Trigger
 from builder.providers import PROVIDERS
-from builder.triggers import (TriggerEdit, TriggerSpec, build_timeout_from_text, create_trigger, delete_trigger,
+from builder.triggers.services import (TriggerEdit, TriggerSpec, build_timeout_from_text, create_trigger, delete_trigger,
                               get_trigger, rule_spec, update_trigger, webhook_url)
 from webhooks.context import db, services
 from webhooks.page_actions import attempt, needs_confirmation, see_other

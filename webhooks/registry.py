@@ -6,7 +6,7 @@ import hmac
 
 from flask import Blueprint, jsonify, request
 
-from builder.deployments import receive_registry_events
+from builder.deploys.deployments import receive_registry_events
 from builder.errors import BadSignature, NotFound, PayloadTooLarge
 from builder.registries import PARSERS
 from webhooks.context import services

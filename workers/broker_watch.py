@@ -6,7 +6,7 @@ claimed is gone, and the relay would only send it again ``redispatch_after`` (10
 later. The watch keeps a key of its own in the broker's Redis database. A Redis that lost its
 data lost that key too, so each relay pass sets it only where it is missing (``SET NX``): when
 that pass creates it, the broker is new or lost what it had, and the builds it was handed are
-sent again (``builder.outbox.forget_dispatches``). Only the relay whose ``SET`` created the key
+sent again (``builder.builds.outbox.forget_dispatches``). Only the relay whose ``SET`` created the key
 does it, however many workers there are. A broker that was merely unreachable and kept its
 data still has the key: nothing is sent twice. The first pass against a new broker also finds
 no key; the copies it sends then are harmless (a build is claimed once).
@@ -23,7 +23,7 @@ from typing import Callable
 
 import redis
 
-from builder.models import utcnow
+from builder.db.models import utcnow
 
 log = logging.getLogger(__name__)
 

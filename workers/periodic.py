@@ -19,13 +19,13 @@ from dataclasses import dataclass
 from celery.signals import worker_ready
 
 from builder.container import Container
-from builder.deliveries import due_deliveries
+from builder.notify.deliveries import due_deliveries
 from builder.metrics import measured
-from builder.outbox import dispatch, forget_dispatches, relay_pending, undispatched_deployments
-from builder.pruning import prune_old
-from builder.reaper import reap
-from builder.retention import prune_every_rule
-from builder.scheduled_runs import run_due_schedules
+from builder.builds.outbox import dispatch, forget_dispatches, relay_pending, undispatched_deployments
+from builder.db.pruning import prune_old
+from builder.builds.run.reaper import reap
+from builder.registries.retention import prune_every_rule
+from builder.builds.scheduled_runs import run_due_schedules
 from workers.broker_watch import BrokerWatch
 from workers.celery_app import celery_config
 

@@ -11,17 +11,17 @@ import random
 from celery import Task
 from sqlalchemy import select
 
-from builder import pipeline
+from builder.builds.run import pipeline
 from builder.container import Container
-from builder.deliveries import send_delivery
-from builder.deployments import delivery_finished, run_deployment
-from builder.fair_share import next_waiting, release
+from builder.notify.deliveries import send_delivery
+from builder.deploys.deployments import delivery_finished, run_deployment
+from builder.builds.fair_share import next_waiting, release
 from builder.metrics import count_outbound, measured
-from builder.models import Build
-from builder.notifications import BUILD_EVENTS, build_payload, notify
-from builder.outbox import dispatch
-from builder.retention import prune_rule
-from builder.status_reports import report_build_status
+from builder.db.models import Build
+from builder.notify.subscriptions import BUILD_EVENTS, build_payload, notify
+from builder.builds.outbox import dispatch
+from builder.registries.retention import prune_rule
+from builder.notify.status_reports import report_build_status
 from workers.celery_app import DELIVER, REPORT_STATUS, RUN_BUILD, RUN_DEPLOYMENT, app, bound_container
 
 log = logging.getLogger(__name__)

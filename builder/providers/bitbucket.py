@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from typing import Any, Mapping
 
-from builder.events import ZERO_SHA, Ignored, PushEvent
+from builder.intake.events import ZERO_SHA, Ignored, PushEvent
 from builder.providers.pull_requests import ignored_action, request_event, request_number
 from builder.providers.request import (
     HookInfo,

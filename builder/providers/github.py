@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-from builder.events import ZERO_SHA, Ignored, PushEvent
+from builder.intake.events import ZERO_SHA, Ignored, PushEvent
 from builder.providers.pull_requests import github_shaped
 from builder.providers.request import (
     HookInfo,

@@ -12,7 +12,7 @@ import hmac
 from typing import Any, Mapping
 
 from builder.errors import BadSignature
-from builder.events import ZERO_SHA, Ignored, PushEvent
+from builder.intake.events import ZERO_SHA, Ignored, PushEvent
 from builder.providers.pull_requests import ignored_action, request_event, request_number
 from builder.providers.request import (
     HookInfo,

@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from builder.events import Ignored, PushEvent
+from builder.intake.events import Ignored, PushEvent
 from builder.providers.request import clean_text, commit_id, dig, previous_commit, read_ref, shown
 
 # Bitbucket Cloud names commits by their first 12 hex digits in pull request payloads.

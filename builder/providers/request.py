@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any, Mapping
 
 from builder.errors import BadSignature, InputError
-from builder.events import ZERO_SHA, Ignored, RefType, split_ref
+from builder.intake.events import ZERO_SHA, Ignored, RefType, split_ref
 
 
 @dataclass(frozen=True)

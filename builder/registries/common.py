@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 
 from builder.errors import InputError
 from builder.providers.request import clean_text, load_json
-from builder.tags import is_valid_tag
+from builder.triggers.tags import is_valid_tag
 
 
 @dataclass(frozen=True)

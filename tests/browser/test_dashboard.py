@@ -17,7 +17,7 @@ from typing import Iterator
 
 import pytest
 
-from builder.accounts import add_user
+from builder.accounts.users import add_user
 from tests.conftest import busybox_dockerfile
 from tests.payloads import github_headers, github_push
 

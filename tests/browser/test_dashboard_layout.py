@@ -14,10 +14,10 @@ from typing import Iterator
 
 import pytest
 
-from builder.accounts import add_user
-from builder.models import Build, BuildLogLine, Deployment, OutboundDelivery
-from builder.outbound_urls import seal_url
-from builder.triggers import TriggerSpec, create_trigger
+from builder.accounts.users import add_user
+from builder.db.models import Build, BuildLogLine, Deployment, OutboundDelivery
+from builder.notify.urls import seal_url
+from builder.triggers.services import TriggerSpec, create_trigger
 from tests.browser.test_dashboard import ARTIFACTS, chromium  # noqa: F401  (the browser fixture)
 from tests.payloads import github_headers, github_push
 

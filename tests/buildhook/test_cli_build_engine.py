@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from builder.build_engines import BUILDKIT, CLASSIC_ENGINE, buildkit_client, engine_for
+from builder.builds.image.engines import BUILDKIT, CLASSIC_ENGINE, buildkit_client, engine_for
 from builder.settings import ConfigError, Settings
 from buildhook.redis_server import free_port
 from tests.buildhook.test_cli import BUILDHOOK, user_env

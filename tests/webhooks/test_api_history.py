@@ -11,8 +11,8 @@ from typing import Any
 
 from sqlalchemy import update
 
-from builder.overview import overview, overview_to_dict
-from builder.models import Build
+from builder.builds.overview import overview, overview_to_dict
+from builder.db.models import Build
 from tests.payloads import fixture, github_headers, github_push
 
 SECRET = "api-history-secret"

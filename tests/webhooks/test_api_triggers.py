@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 from sqlalchemy import text, update
 
-from builder.accounts import add_user, create_token
-from builder.models import Build
+from builder.accounts.users import add_user, create_token
+from builder.db.models import Build
 from tests.conftest import signed_in
 from tests.payloads import github_headers, github_push
 

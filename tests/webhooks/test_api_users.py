@@ -10,7 +10,7 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import event
 
-from builder.models import ApiToken
+from builder.db.models import ApiToken
 from tests.conftest import signed_in
 
 PASSWORD = "a-long-enough-password"

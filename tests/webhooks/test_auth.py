@@ -14,8 +14,8 @@ from sqlalchemy import text
 
 from werkzeug.security import generate_password_hash
 
-from builder.accounts import add_user, create_token, revoke_token
-from builder.models import User
+from builder.accounts.users import add_user, create_token, revoke_token
+from builder.db.models import User
 from tests.conftest import signed_in
 
 BUILDHOOK = str(Path(sys.executable).with_name("buildhook"))

@@ -8,7 +8,7 @@ import uuid
 import pytest
 from sqlalchemy import select
 
-from builder.models import Build
+from builder.db.models import Build
 from tests.payloads import github_headers, github_push
 
 

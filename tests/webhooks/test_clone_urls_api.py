@@ -14,7 +14,7 @@ import pytest
 from git.exc import UnsafeOptionError, UnsafeProtocolError
 from sqlalchemy import update
 
-from builder.models import Build, Trigger
+from builder.db.models import Build, Trigger
 from tests.conftest import signed_in
 from tests.payloads import github_headers, github_push
 from webhooks import create_app

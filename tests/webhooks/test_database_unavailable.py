@@ -29,10 +29,10 @@ import redis
 from sqlalchemy import func, select as sa_select
 from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
 
-from builder.db import database_unavailable, make_engine, migrate
-from builder.models import Build, Delivery
+from builder.db.engine import database_unavailable, make_engine, migrate
+from builder.db.models import Build, Delivery
 from builder.secrets import SecretBox
-from builder.triggers import TriggerSpec, create_trigger
+from builder.triggers.services import TriggerSpec, create_trigger
 from buildhook.redis_server import RedisServer
 from tests.payloads import github_headers, github_push
 from webhooks import create_app

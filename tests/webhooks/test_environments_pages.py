@@ -10,7 +10,7 @@ import uuid
 import pytest
 from sqlalchemy import update
 
-from builder.models import Deployment
+from builder.db.models import Deployment
 from tests.buildhook.test_cli_deploy import run
 from tests.openapi_environment_cases import succeeded
 from tests.webhooks.test_pages import signed_in_browser

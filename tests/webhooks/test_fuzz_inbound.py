@@ -40,7 +40,7 @@ from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 from sqlalchemy import func, select, update
 
-from builder.models import Build, BuildState, Delivery, RegistryEvent
+from builder.db.models import Build, BuildState, Delivery, RegistryEvent
 from tests.conftest import FIXTURES, signed_in
 
 REGISTRY_DOCS = FIXTURES / "other_registries"

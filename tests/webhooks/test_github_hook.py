@@ -12,7 +12,7 @@ import uuid
 import pytest
 from sqlalchemy import select, text
 
-from builder.models import Build, Delivery
+from builder.db.models import Build, Delivery
 from tests.payloads import fixture, github_headers, github_push
 
 SECRET = "s3cr3t-webhook-value"

@@ -10,7 +10,7 @@ import uuid
 
 from sqlalchemy import select
 
-from builder.models import Build, Delivery
+from builder.db.models import Build, Delivery
 from tests.payloads import github_headers, github_push
 from tests.webhooks.test_page_forms import flashed
 from tests.webhooks.test_pages import SECRET, make_trigger, sessions, set_build, signed_in_browser

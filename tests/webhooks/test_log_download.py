@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from builder.build_log import BuildLog, log_limit_message
-from builder.models import Build
+from builder.builds.run.log import BuildLog, log_limit_message
+from builder.db.models import Build
 
 
 def test_a_log_over_10000_lines_downloads_whole_ending_with_the_log_limit_line(app, client):

@@ -8,8 +8,8 @@ import json
 import re
 from datetime import datetime, timezone
 
-from builder.ansi import strip_ansi
-from builder.history import is_error_line
+from builder.builds.run.ansi import strip_ansi
+from builder.builds.history import is_error_line
 from tests.payloads import FIXTURES
 from tests.webhooks.test_pages import add_build, add_lines, make_trigger
 from webhooks.log_render import ansi_html
@@ -85,8 +85,8 @@ def test_searching_the_log_without_javascript_lists_the_matching_lines(app, clie
 
 
 def test_a_buildkit_log_folds_by_its_step_headers_and_the_failing_step_is_marked():
-    from builder.history import fold_log
-    from builder.models import BuildLogLine
+    from builder.builds.history import fold_log
+    from builder.db.models import BuildLogLine
 
     text = (FIXTURES / "ansi" / "buildkit-plain-progress.txt").read_text()
     lines = [BuildLogLine(seq=n, text=line) for n, line in enumerate(text.splitlines(), 1)]

@@ -7,7 +7,7 @@ import uuid
 import pytest
 from sqlalchemy import select
 
-from builder.models import Build, Delivery
+from builder.db.models import Build, Delivery
 from tests.conftest import busybox_dockerfile, finished_build, git, log_text
 
 

@@ -26,10 +26,10 @@ from referencing import Registry
 from referencing.jsonschema import DRAFT202012
 from sqlalchemy import select, update
 
-from builder.accounts import add_user, create_token
-from builder.build_log import BuildLog
-from builder.deliveries import send_delivery
-from builder.models import Build, Deployment, OutboundDelivery, Trigger, utcnow
+from builder.accounts.users import add_user, create_token
+from builder.builds.run.log import BuildLog
+from builder.notify.deliveries import send_delivery
+from builder.db.models import Build, Deployment, OutboundDelivery, Trigger, utcnow
 from tests.conftest import FIXTURES, GitRepo, git, signed_in
 from tests.openapi_environment_cases import ENVIRONMENT_CASES
 from tests.payloads import fixture, github_headers, github_push

@@ -14,12 +14,12 @@ import uuid
 import pytest
 from sqlalchemy import text
 
-from builder.accounts import add_user, create_token
-from builder.deliveries import new_delivery, redeliver, send_delivery
-from builder.deployments import delivery_finished, run_deployment
-from builder.models import DeployTarget, Deployment
-from builder.notifications import notify
-from builder.outbound_urls import SealedUrl
+from builder.accounts.users import add_user, create_token
+from builder.notify.deliveries import new_delivery, redeliver, send_delivery
+from builder.deploys.deployments import delivery_finished, run_deployment
+from builder.db.models import DeployTarget, Deployment
+from builder.notify.subscriptions import notify
+from builder.notify.urls import SealedUrl
 from tests.conftest import signed_in
 from webhooks import create_app
 

@@ -11,11 +11,11 @@ import uuid
 import redis
 from sqlalchemy import select
 
-from builder.models import Build
-from builder.notifications import create_subscription
-from builder.outbox import relay_pending
+from builder.db.models import Build
+from builder.notify.subscriptions import create_subscription
+from builder.builds.outbox import relay_pending
 from builder.secrets import SecretBox
-from builder.triggers import TriggerSpec, create_trigger
+from builder.triggers.services import TriggerSpec, create_trigger
 from buildhook.redis_server import RedisServer, free_port
 from tests.conftest import signed_in
 from tests.payloads import github_headers, github_push
@@ -135,8 +135,8 @@ def test_each_build_is_sent_once_marked_later_and_queued_is_announced_only_to_li
 def test_dispatch_marks_keeps_marks_the_database_refused_and_writes_them_later(settings, tmp_path):
     from sqlalchemy import update
 
-    from builder.db import make_engine, make_sessionmaker, migrate
-    from builder.outbox import DispatchMarks
+    from builder.db.engine import make_engine, make_sessionmaker, migrate
+    from builder.builds.outbox import DispatchMarks
 
     path = tmp_path / "marks.db"
     migrate(f"sqlite:///{path}")
@@ -181,8 +181,8 @@ def test_relay_resends_an_unclaimed_build_at_growing_intervals_and_a_never_sent_
     ten minutes; a build the broker never got is sent on the next pass, whatever its age."""
     from datetime import timedelta
 
-    from builder.models import utcnow
-    from builder.outbox import next_dispatch_mark
+    from builder.db.models import utcnow
+    from builder.builds.outbox import next_dispatch_mark
 
     app = create_app(settings)
     services = app.extensions["buildhook"]

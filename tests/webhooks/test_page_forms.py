@@ -9,9 +9,9 @@ import uuid
 
 from sqlalchemy import func, select
 
-from builder.models import Build, OutboundDelivery, Trigger
-from builder.outbound_urls import seal_url
-from builder.triggers import TriggerSpec, create_trigger
+from builder.db.models import Build, OutboundDelivery, Trigger
+from builder.notify.urls import seal_url
+from builder.triggers.services import TriggerSpec, create_trigger
 from tests.webhooks.test_pages import add_build, make_trigger, sessions, set_build, signed_in_browser
 
 

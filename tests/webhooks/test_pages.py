@@ -15,14 +15,14 @@ from typing import Any
 import pytest
 from sqlalchemy import event, insert, text
 
-from builder.accounts import add_user
-from builder.db import make_engine, make_sessionmaker, migrate
-from builder.history import commit_url, fold_log
-from builder.outbound_urls import seal_url
-from builder.overview import overview
-from builder.models import Build, BuildLogLine, Deployment, OutboundDelivery, Trigger
+from builder.accounts.users import add_user
+from builder.db.engine import make_engine, make_sessionmaker, migrate
+from builder.builds.history import commit_url, fold_log
+from builder.notify.urls import seal_url
+from builder.builds.overview import overview
+from builder.db.models import Build, BuildLogLine, Deployment, OutboundDelivery, Trigger
 from builder.settings import Settings
-from builder.triggers import TriggerSpec, create_trigger
+from builder.triggers.services import TriggerSpec, create_trigger
 from tests.payloads import fixture, github_headers, github_push
 from webhooks import create_app
 

@@ -12,7 +12,7 @@ import uuid
 import pytest
 from sqlalchemy import select
 
-from builder.models import Build, Delivery
+from builder.db.models import Build, Delivery
 from tests.payloads import FIXTURES, hmac_hex, signed_headers
 
 GITLAB_PUSH = {"X-Gitlab-Event": "Push Hook"}

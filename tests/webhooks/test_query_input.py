@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 
 from builder.errors import InputError
-from builder.triggers import build_timeout_from_text
+from builder.triggers.services import build_timeout_from_text
 
 HUGE = "99999999999999999999999"
 

@@ -13,7 +13,7 @@ import uuid
 import pytest
 from sqlalchemy import select
 
-from builder.models import Deployment, RegistryEvent
+from builder.db.models import Deployment, RegistryEvent
 from tests.challenging_registry import challenging_registry  # noqa: F401 (a fixture)
 from tests.conftest import FIXTURES, ROOT
 

@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from builder.accounts import add_user
-from builder.models import LoginFailure, SignInSession
+from builder.accounts.users import add_user
+from builder.db.models import LoginFailure, SignInSession
 from webhooks import create_app
 
 PASSWORD = "a-strong-enough-passphrase"

@@ -24,8 +24,8 @@ from typing import Iterator
 import pytest
 import redis
 
-from builder.db import migrate
-from builder.models import Build
+from builder.db.engine import migrate
+from builder.db.models import Build
 from builder.settings import Settings
 from buildhook.redis_server import free_port
 from tests.conftest import ROOT, admin_client, busybox_dockerfile, finished_build, git, log_text, wait_for

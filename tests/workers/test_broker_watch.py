@@ -11,9 +11,9 @@ from datetime import timedelta
 import pytest
 import redis
 
-from builder.db import make_engine, make_sessionmaker, migrate
-from builder.models import Build, Deployment, utcnow
-from builder.outbox import forget_dispatches, relay_pending
+from builder.db.engine import make_engine, make_sessionmaker, migrate
+from builder.db.models import Build, Deployment, utcnow
+from builder.builds.outbox import forget_dispatches, relay_pending
 from workers.broker_watch import KEY, BrokerWatch
 
 

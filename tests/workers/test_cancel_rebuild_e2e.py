@@ -19,15 +19,15 @@ import pytest
 from docker.errors import NotFound
 from sqlalchemy import delete, update
 
-from builder import pipeline
-from builder.accounts import add_user, create_token
-from builder.build_actions import cancel_build
-from builder.build_log import CancelCheck
-from builder.build_stops import BuildCancelled
+from builder.builds.run import pipeline
+from builder.accounts.users import add_user, create_token
+from builder.builds.actions import cancel_build
+from builder.builds.run.log import CancelCheck
+from builder.builds.run.stops import BuildCancelled
 from builder.errors import Conflict
-from builder.image import remove_build_containers
-from builder.image_push import push_image
-from builder.models import Build, BuildLogLine, BuildState, Trigger, utcnow
+from builder.builds.image.classic import remove_build_containers
+from builder.builds.image.push import push_image
+from builder.db.models import Build, BuildLogLine, BuildState, Trigger, utcnow
 from tests.build_engines import step_processes
 from tests.conftest import busybox_dockerfile, log_text, signed_in, wait_for
 from tests.payloads import github_headers, github_push

@@ -14,7 +14,7 @@ import uuid
 
 import pytest
 
-from builder.outbound_webhooks import verify_signature
+from builder.notify.webhooks import verify_signature
 from tests.conftest import FIXTURES, busybox_dockerfile, finished_build, wait_for
 from tests.payloads import github_headers, github_push
 

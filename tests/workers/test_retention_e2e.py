@@ -11,9 +11,9 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select
 
-from builder.models import Build, BuildLogLine, Delivery, RetentionDeletion, TriggerRule, utcnow
-from builder.pruning import prune_old
-from builder.retention import prune_rule
+from builder.db.models import Build, BuildLogLine, Delivery, RetentionDeletion, TriggerRule, utcnow
+from builder.db.pruning import prune_old
+from builder.registries.retention import prune_rule
 from buildhook.redis_server import free_port
 from tests.conftest import finished_build, wait_for
 from tests.workers.test_pipeline_e2e import SECRET, push

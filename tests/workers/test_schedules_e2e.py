@@ -9,8 +9,8 @@ from datetime import timedelta
 
 from sqlalchemy import select, update
 
-from builder.models import Trigger, utcnow
-from builder.scheduled_runs import claim_due
+from builder.db.models import Trigger, utcnow
+from builder.builds.scheduled_runs import claim_due
 from tests.conftest import finished_build, wait_for
 from tests.workers.test_pipeline_e2e import SECRET
 

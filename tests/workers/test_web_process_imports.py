@@ -32,9 +32,9 @@ def imported_by_the_web_app(tmp_path: Path, *names: str) -> list[str]:
 
 @pytest.mark.xfail(strict=True, reason=(
     "issue 15, point 3, still open: the web app reaches docker/GitPython through module-level imports of "
-    "builder.image_test (via builder.rules), builder.manual_runs and builder.clone (via webhooks.api_triggers), "
-    "builder.deployments, builder.docker_deploy, builder.image, builder.image_push, builder.registry_upload, "
-    "builder.build_context, builder.step_containers, builder.commit_order and webhooks.errors, files outside "
+    "builder.builds.image.test (via builder.triggers.rules), builder.builds.manual_runs and builder.builds.run.clone (via webhooks.api_triggers), "
+    "builder.deploys.deployments, builder.deploys.docker_target, builder.builds.image.classic, builder.builds.image.push, builder.registries.upload, "
+    "builder.builds.image.context, builder.builds.run.step_containers, builder.builds.commit_order and webhooks.errors, files outside "
     "the container branch (image*.py are the pipeline helper's)"))
 def test_the_wsgi_app_imports_neither_docker_nor_git(tmp_path: Path) -> None:
     assert imported_by_the_web_app(tmp_path, "docker", "git") == []

@@ -26,9 +26,9 @@ import pytest
 from docker.errors import NotFound
 from sqlalchemy import update
 
-from builder import pipeline
-from builder.db import migrate
-from builder.models import Build
+from builder.builds.run import pipeline
+from builder.db.engine import migrate
+from builder.db.models import Build
 from builder.settings import Settings
 from tests.build_engines import step_output, step_processes
 from tests.conftest import ROOT, admin_client, busybox_dockerfile, finished_build, log_text, wait_for

@@ -13,7 +13,7 @@ import json
 import pytest
 
 from builder.errors import BadSignature
-from builder.events import Ignored, PushEvent
+from builder.intake.events import Ignored, PushEvent
 from builder.providers import PROVIDERS
 from builder.providers.request import HookInfo
 from tests.payloads import FIXTURES

@@ -1,0 +1,1 @@
+"""Users, API tokens, sign-in sessions and throttling, passwords, the audit log."""

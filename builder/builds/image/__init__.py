@@ -1,0 +1,1 @@
+"""Images: the classic and BuildKit engines, build context and cache, push, test, platforms."""

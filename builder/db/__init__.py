@@ -1,0 +1,1 @@
+"""The database: engine and sessions, the SQLite write lock and group commit, models by domain, migrations, pruning."""

@@ -1,0 +1,1 @@
+"""From an image-pushed event to deployments: rules, targets, environments, promotions."""

@@ -1,0 +1,1 @@
+"""What buildhook tells others: commit statuses, subscriptions, outbound webhooks and their deliveries."""

@@ -1,0 +1,158 @@
+"""Retention: a rule's ``"retention": {"keep": N}`` keeps the newest N per-commit tags it pushed.
+
+Per-commit tags are those its templates with ``{sha}``, ``{short_sha}`` or ``{timestamp}`` made
+(``builder.triggers.rules.per_commit_templates``), worked out again for each succeeded build from the build's
+own commit, ref and creation time, and only where the build's recorded tags have them. Walking the
+rule's builds newest first, the first N distinct such tags are kept; each older one is deleted from
+the registry (``builder/registries/deletes.py``): the tag, and its manifest once no tag points at it.
+A registry that can delete only manifests gets the manifest deleted when no other tag points at it,
+and otherwise a refusal recorded. Every deletion, refusal and already-missing tag is a
+``RetentionDeletion`` row; a recorded tag is never tried again. Registry outages are not recorded:
+the next pass tries again.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import replace
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from builder.errors import TransientError
+from builder.intake.events import PushEvent
+from builder.builds.image.push import registry_host
+from builder.db.models import Build, BuildState, RetentionDeletion, TriggerRule
+from builder.registries.credentials import RegistryAccess
+from builder.registries.deletes import DeleteRefused, Registry, TagDeleteUnsupported
+from builder.triggers.rules import TagContext, match, per_commit_templates, render_tags
+from builder.settings import Settings
+from builder.triggers.lookup import rule_spec
+
+log = logging.getLogger(__name__)
+
+DONE = ("deleted", "refused", "missing")
+
+
+def commit_tags(rule: TriggerRule, build: Build, default_branch: str) -> list[str]:
+    """The per-commit tags ``build`` pushed under ``rule``'s current templates."""
+    spec = rule_spec(rule)
+    templates = per_commit_templates(spec.tags)
+    event = PushEvent(provider=build.provider, repository=build.repository, ref=build.ref,
+                      ref_type=build.ref_type, ref_name=build.ref_name, commit=build.commit)  # type: ignore[arg-type]
+    captures = match(spec, event)
+    if not templates or captures is None:  # the rule's pattern changed since: this build cannot be told
+        return []
+    tags, _notes = render_tags(replace(spec, tags=tuple(templates)), event,
+                               TagContext(captures, default_branch, build.created_at))
+    return [tag for tag in tags if tag in build.tags]
+
+
+def expired_tags(session: Session, rule: TriggerRule) -> list[tuple[Build, str]]:
+    """(build, tag) pairs past the rule's ``retention_keep`` and not handled yet, oldest last."""
+    keep = rule.retention_keep or 0
+    builds = session.scalars(select(Build).where(Build.rule_id == rule.id, Build.state == BuildState.SUCCEEDED.value)
+                             .order_by(Build.id.desc()))
+    seen: set[tuple[str, str]] = set()
+    expired = []
+    for build in builds:
+        for tag in commit_tags(rule, build, rule.trigger.default_branch):
+            if (build.image, tag) in seen:
+                continue
+            seen.add((build.image, tag))
+            if len(seen) > keep:
+                expired.append((build, tag))
+    handled = {(build_id, tag) for build_id, tag in session.execute(
+        select(RetentionDeletion.build_id, RetentionDeletion.tag).where(
+            RetentionDeletion.rule_id == rule.id, RetentionDeletion.kind == "tag", RetentionDeletion.outcome.in_(DONE)))}
+    return [(build, tag) for build, tag in expired if (build.id, tag) not in handled]
+
+
+def prune_rule(sessions: sessionmaker[Session], settings: Settings, rule_id: int) -> list[RetentionDeletion]:
+    """Delete the rule's expired tags (and manifests left without a tag); return what was recorded."""
+    recorded: list[RetentionDeletion] = []
+    with sessions() as session:
+        rule = session.get(TriggerRule, rule_id)
+        if rule is None or not rule.retention_keep:
+            return []
+        registries = RegistryAccess(settings)
+        by_image: dict[str, list[tuple[Build, str]]] = {}
+        for build, tag in expired_tags(session, rule):
+            by_image.setdefault(build.image, []).append((build, tag))
+        for image, expired in by_image.items():
+            host = registry_host(image)
+            repository = image.removeprefix(f"{host}/")
+            try:
+                recorded += _prune_image(session, rule, registries, host, repository, expired)
+            except TransientError as exc:
+                log.warning("retention of rule %s: %s (tried again later)", rule.id, exc)
+            session.commit()
+    return recorded
+
+
+def _prune_image(session: Session, rule: TriggerRule, registries: RegistryAccess, host: str, repository: str,
+                 expired: list[tuple[Build, str]]) -> list[RetentionDeletion]:
+    recorded = []
+
+    def record(kind: str, build: Build, tag: str | None, digest: str | None, outcome: str,
+               detail: str | None = None) -> None:
+        row = RetentionDeletion(kind=kind, trigger_id=rule.trigger_id, rule_id=rule.id, build_id=build.id,
+                                repository=f"{host}/{repository}", tag=tag, digest=digest, count=1,
+                                outcome=outcome, detail=detail)
+        session.add(row)
+        recorded.append(row)
+
+    try:
+        registry = Registry(registries, host, repository)
+        pointing = {tag: registry.digest(tag) for tag in registry.tags()}  # what every tag points at now
+    except DeleteRefused as exc:
+        for build, tag in expired:
+            record("tag", build, tag, None, "refused", str(exc))
+        return recorded
+    for build, tag in expired:
+        digest = pointing.pop(tag, None)
+        if digest is None:
+            record("tag", build, tag, None, "missing", "the registry no longer has this tag")
+            continue
+        others = sorted(other for other, points in pointing.items() if points == digest)
+        _delete(registry, tag, digest, others, lambda *row: record(row[0], build, *row[1:]))
+        log.info("retention of rule %s: %s:%s %s", rule.id, repository, tag, recorded[-1].outcome)
+    return recorded
+
+
+def _delete(registry: Registry, tag: str, digest: str, others: list[str], record) -> None:  # type: ignore[no-untyped-def]
+    """Delete ``tag``, then its manifest unless ``others`` (tags) still point at it; record each step."""
+    try:
+        registry.delete_tag(tag)
+    except TagDeleteUnsupported as unsupported:
+        if others:
+            record("tag", tag, digest, "refused", f"{unsupported}, and {', '.join(others)} still point at its "
+                                                 "manifest")
+            return
+        try:  # the manifest goes, and its only tag with it
+            registry.delete_manifest(digest)
+        except DeleteRefused as refused:
+            record("tag", tag, digest, "refused", str(refused))
+            return
+        record("manifest", None, digest, "deleted")
+        record("tag", tag, digest, "deleted", f"{unsupported}: deleted with its manifest")
+        return
+    except DeleteRefused as refused:
+        record("tag", tag, digest, "refused", str(refused))
+        return
+    record("tag", tag, digest, "deleted")
+    if others:
+        return
+    try:
+        registry.delete_manifest(digest)
+    except DeleteRefused as refused:
+        record("manifest", None, digest, "refused", str(refused))
+        return
+    record("manifest", None, digest, "deleted")
+
+
+def prune_every_rule(sessions: sessionmaker[Session], settings: Settings) -> int:
+    """Every rule with a retention: what is expired is deleted (the periodic sweep); the rows recorded."""
+    with sessions() as session:
+        rule_ids = list(session.scalars(select(TriggerRule.id).where(TriggerRule.retention_keep.is_not(None))))
+    return sum(len(prune_rule(sessions, settings, rule_id)) for rule_id in rule_ids)

@@ -1,0 +1,116 @@
+"""The SQLite write lock queues writers across processes (flock), not only across threads."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+from sqlalchemy.orm import Session
+
+from builder.db.engine import SQLiteWriteLock, WriteLockTimeout, database_unavailable, make_engine, write_lock
+
+HOLDER = """
+import sys, time
+from builder.db.engine import SQLiteWriteLock
+with SQLiteWriteLock(sys.argv[1]):
+    print("held", flush=True)
+    time.sleep(float(sys.argv[2]))
+print("released", flush=True)
+"""
+
+
+def start_holder(database: str, seconds: float) -> subprocess.Popen[str]:
+    """Another process that takes the lock, says "held" and keeps it ``seconds``."""
+    holder = subprocess.Popen([sys.executable, "-c", HOLDER, database, str(seconds)], stdout=subprocess.PIPE, text=True)
+    assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+    return holder
+
+
+def test_a_writer_in_another_process_waits_until_the_holder_releases(tmp_path):
+    database = str(tmp_path / "buildhook.db")
+    holder = start_holder(database, 1.0)
+    try:
+        started = time.monotonic()
+        with SQLiteWriteLock(database):
+            waited = time.monotonic() - started
+        assert waited > 0.5, "the lock was taken while another process held it"
+        assert holder.stdout.readline().strip() == "released"
+    finally:
+        holder.wait(10)
+
+
+def test_a_holder_that_dies_releases_the_lock(tmp_path):
+    database = str(tmp_path / "buildhook.db")
+    holder = start_holder(database, 60)
+    holder.kill()
+    holder.wait(10)
+    taken = threading.Event()
+
+    def take() -> None:
+        with SQLiteWriteLock(database):
+            taken.set()
+
+    threading.Thread(target=take, daemon=True).start()
+    assert taken.wait(5), "the dead process's lock was not released"
+
+
+def test_threads_of_one_process_take_turns(tmp_path):
+    lock = SQLiteWriteLock(str(tmp_path / "buildhook.db"))
+    inside, most = [0], [0]
+    guard = threading.Lock()
+
+    def work() -> None:
+        for _ in range(50):
+            with lock:
+                with guard:
+                    inside[0] += 1
+                    most[0] = max(most[0], inside[0])
+                time.sleep(0.0005)
+                with guard:
+                    inside[0] -= 1
+
+    threads = [threading.Thread(target=work) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert most[0] == 1
+
+
+def test_a_writer_gives_up_after_the_timeout_while_another_process_holds_the_lock(tmp_path):
+    database = str(tmp_path / "buildhook.db")
+    holder = start_holder(database, 10)
+    try:
+        started = time.monotonic()
+        with pytest.raises(WriteLockTimeout, match="stayed locked for 0.3 s"):
+            with SQLiteWriteLock(database, timeout=0.3):
+                pass
+        assert 0.25 < time.monotonic() - started < 3
+        assert database_unavailable(WriteLockTimeout("x"))  # answered 503, as a locked database is
+    finally:
+        holder.kill()
+        holder.wait(10)
+
+
+def test_a_forked_child_waits_for_the_parents_hold_instead_of_sharing_it(tmp_path):
+    engine = make_engine(f"sqlite:///{tmp_path / 'buildhook.db'}?timeout=5")
+    with Session(engine) as session:
+        lock = write_lock(session)
+        with lock:
+            pid = os.fork()
+            if pid == 0:  # the child: its copy of the held lock must not count as its own
+                started = time.monotonic()
+                try:
+                    with lock:
+                        code = 0 if time.monotonic() - started > 0.3 else 2  # 2: took it while the parent held it
+                except BaseException:
+                    code = 3  # never got it: the parent's hold was inherited as a stuck thread lock
+                os._exit(code)
+            time.sleep(0.6)
+        _, status = os.waitpid(pid, 0)
+    engine.dispose()
+    assert os.waitstatus_to_exitcode(status) == 0
