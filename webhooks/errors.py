@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 
 from flask import Flask, jsonify, render_template, request
-from git.exc import UnsafeOptionError, UnsafeProtocolError
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from werkzeug.exceptions import HTTPException
@@ -40,13 +39,6 @@ def register(app: Flask) -> None:
         if delivery is not None:
             body["delivery"] = delivery
         return jsonify(body), error.status
-
-    @app.errorhandler(UnsafeProtocolError)
-    @app.errorhandler(UnsafeOptionError)
-    def unsafe_git_input(error: Exception):  # type: ignore[no-untyped-def]
-        """GitPython refused a URL (``ext::``, ``fd::``) or an option before running git: the input was bad."""
-        return jsonify({"error": f"git was not run: the clone URL or an option is unsafe ({error})",
-                        "status": 400}), 400
 
     @app.errorhandler(TransientError)
     def transient_error(error: TransientError):  # type: ignore[no-untyped-def]

@@ -17,7 +17,7 @@ from flask import Blueprint, jsonify, render_template, request
 from markupsafe import Markup
 
 from builder.builds.queries import started_by_text
-from builder.builds.run.clone import redact_url
+from builder.triggers.git_access import redact_url
 from builder.errors import InputError
 from builder.builds.history import commit_url, is_active, is_error_line, repository_web_url
 from builder.db.models import Build

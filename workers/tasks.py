@@ -14,7 +14,8 @@ from sqlalchemy import select
 from builder.builds.run import pipeline
 from builder.container import Container
 from builder.notify.deliveries import send_delivery
-from builder.deploys.deployments import delivery_finished, run_deployment
+from builder.deploys.deployments import delivery_finished
+from builder.deploys.runner import run_deployment
 from builder.builds.fair_share import next_waiting, release
 from builder.metrics import count_outbound, measured
 from builder.db.models import Build

@@ -17,15 +17,17 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from enum import Enum
 from pathlib import Path
-from typing import Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Callable, Iterable, Mapping
 
-from git import GitCommandError, Repo
 from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from builder.builds.run.stops import RUNNING
-from builder.builds.run.clone import GitAuth, git_environment
 from builder.db.models import Build, BuildState, utcnow
+from builder.triggers.git_access import GitAuth, git_environment
+
+if TYPE_CHECKING:
+    from git import Repo
 
 ACTIVE = (BuildState.QUEUED.value, *RUNNING)
 # How far a before -> commit chain is followed.
@@ -104,6 +106,11 @@ def _reaches(links: Mapping[str, str], current: str | None, target: str) -> bool
 def graph_order(checkout: Path, commit: str, other: str, fetch: Callable[[list[str]], None]) -> Order:
     """``commit`` against ``other`` by the commit graph; ``fetch(commits)`` brings both, with their
     history, into the repository at ``checkout`` (a failed fetch leaves the order unknown)."""
+    from git import (  # the worker's: the web process, which plans builds here, loads no git
+        GitCommandError,
+        Repo,
+    )
+
     try:
         fetch([commit, other])
     except GitCommandError:
@@ -117,6 +124,8 @@ def graph_order(checkout: Path, commit: str, other: str, fetch: Callable[[list[s
 
 
 def _is_ancestor(repo: Repo, older: str, newer: str) -> bool:
+    from git import GitCommandError
+
     try:
         repo.git.merge_base("--is-ancestor", older, newer)
     except GitCommandError:
@@ -185,6 +194,8 @@ def history_fetch(clone_url: str, auth: GitAuth | None, checkout: Path,
     """What ``graph_order`` fetches with: the commits with their whole history (the clone is shallow),
     from the build's remote, with its credentials."""
     def fetch(commits: list[str]) -> None:
+        from git import Repo
+
         repo = Repo(checkout)
         log(f"Fetching the history of {', '.join(commit[:7] for commit in commits)} to compare them")
         with git_environment(clone_url, auth, lambda _line: None) as env, repo.git.custom_environment(**env):

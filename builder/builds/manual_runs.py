@@ -12,15 +12,15 @@ bounded by ``LS_REMOTE_TIMEOUT``.
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
 from typing import Any, Mapping, NamedTuple
 from urllib.parse import unquote, urlsplit
 
-import git
-from git import GitCommandError
 from sqlalchemy.orm import Session
 
-from builder.builds.run.clone import git_environment, redact_url
+from builder.triggers.git_access import git_environment, redact_url
 from builder.triggers.clone_urls import check_clone_url
 from builder.errors import Conflict, InputError, NotFound, TransientError
 from builder.intake.events import PushEvent, RefType
@@ -236,29 +236,29 @@ def _ls_remote(clone_url: str, env: Mapping[str, str] | None, *refs: str) -> dic
 
 
 def _git(clone_url: str, env: Mapping[str, str] | None, options: list[str], patterns: list[str]) -> str:
-    """``git ls-remote OPTIONS -- URL PATTERNS`` (``--``: the URL is never taken for an option)."""
-    full_env = {**(env or {}), "GIT_TERMINAL_PROMPT": "0"}
+    """``git ls-remote OPTIONS -- URL PATTERNS`` (``--``: the URL is never taken for an option).
+
+    The git program itself, not GitPython: this runs in the web process, which imports no git code."""
+    full_env = {**os.environ, **(env or {}), "GIT_TERMINAL_PROMPT": "0"}
     where = redact_url(clone_url)
     try:
-        return git.cmd.Git().ls_remote(*options, "--", clone_url, *patterns,
-                                       env=full_env, kill_after_timeout=LS_REMOTE_TIMEOUT)
-    except GitCommandError as exc:
-        message = _stderr(exc, clone_url, env)
-        lowered = message.lower()
-        if "did not complete in" in lowered:
-            raise TransientError(f"git remote {where} did not answer within {LS_REMOTE_TIMEOUT}s") from None
-        if any(marker in lowered for marker in _AUTH):
-            raise InputError(f"git authentication failed for {where}: {message}", status=502) from None
-        raise TransientError(f"git remote {where} unreachable: {message}") from None
+        done = subprocess.run(["git", "ls-remote", *options, "--", clone_url, *patterns], env=full_env,
+                              capture_output=True, text=True, timeout=LS_REMOTE_TIMEOUT, stdin=subprocess.DEVNULL)
+    except subprocess.TimeoutExpired:
+        raise TransientError(f"git remote {where} did not answer within {LS_REMOTE_TIMEOUT}s") from None
+    if done.returncode == 0:
+        return done.stdout
+    message = _stderr(done.stderr, done.returncode, clone_url, env)
+    if any(marker in message.lower() for marker in _AUTH):
+        raise InputError(f"git authentication failed for {where}: {message}", status=502) from None
+    raise TransientError(f"git remote {where} unreachable: {message}") from None
 
 
-def _stderr(exc: GitCommandError, clone_url: str, env: Mapping[str, str] | None) -> str:
-    text = str(exc.stderr or "").strip()
-    text = text.removeprefix("stderr:").strip().strip("'").strip()
-    text = text.replace(clone_url, redact_url(clone_url))
+def _stderr(stderr: str, status: int, clone_url: str, env: Mapping[str, str] | None) -> str:
+    text = stderr.strip().replace(clone_url, redact_url(clone_url))
     secrets = [urlsplit(clone_url).password or "", unquote(urlsplit(clone_url).password or "")]
     secrets += [value for key, value in (env or {}).items()
                 if any(word in key.upper() for word in ("TOKEN", "PASSWORD", "SECRET")) and value]
     for secret in sorted((s for s in secrets if s), key=len, reverse=True):
         text = text.replace(secret, "***")
-    return " ".join(text.split())[:500] or f"git ls-remote failed with exit code {exc.status}"
+    return " ".join(text.split())[:500] or f"git ls-remote failed with exit code {status}"

@@ -15,7 +15,7 @@ from typing import Callable
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from builder.builds.run.clone import git_environment
+from builder.triggers.git_access import git_environment
 from builder.triggers.clone_urls import check_clone_url
 from builder.errors import BuildhookError
 from builder.intake.events import PushEvent

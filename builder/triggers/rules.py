@@ -17,7 +17,7 @@ from typing import Any, Literal
 
 from builder.errors import InputError
 from builder.intake.events import PushEvent
-from builder.builds.image.test import ImageTest
+from builder.triggers.rule_tests import ImageTest
 from builder.triggers.path_filters import check_globs
 from builder.builds.image.platform_names import check_platforms
 from builder.triggers.semver import Version

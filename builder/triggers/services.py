@@ -15,7 +15,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from builder.builds.run.secret_args import seal_secret_build_args, secret_build_arg_names
-from builder.builds.run.clone import GitAuth, redact_url
+from builder.triggers.git_access import GitAuth, redact_url
 from builder.triggers.clone_urls import check_clone_url
 from builder.notify.commit_status import StatusTarget
 from builder.errors import Conflict, InputError, NotFound

@@ -11,7 +11,6 @@ import json
 import uuid
 
 import pytest
-from git.exc import UnsafeOptionError, UnsafeProtocolError
 from sqlalchemy import update
 
 from builder.db.models import Build, Trigger
@@ -93,21 +92,3 @@ def test_a_rebuild_of_a_trigger_whose_url_is_now_refused_is_a_400(app, client, l
         old_id = old.id
     response = client.post(f"/api/builds/{old_id}/rebuild")
     assert response.status_code == 400 and "ext:: transport" in response.json["error"], response.json
-
-
-@pytest.mark.parametrize("error", [
-    UnsafeProtocolError("The `ext::` protocol looks suspicious, use `allow_unsafe_protocols=True` to allow it."),
-    UnsafeOptionError("--upload-pack is not allowed, use `allow_unsafe_options=True` to allow it."),
-])
-def test_gitpython_refusing_a_url_or_option_as_unsafe_is_a_400_not_a_500(settings, admin_token, error):
-    """What GitPython refuses before running git was the client's input: errors.py answers 400 (a manual
-    run of an ``ext::`` URL used to be a 500 this way)."""
-    app = create_app(settings)
-
-    @app.post("/api/unsafe-git")
-    def unsafe_git():  # type: ignore[no-untyped-def]
-        raise error
-
-    response = signed_in(app.test_client(), admin_token).post("/api/unsafe-git")
-    assert response.status_code == 400
-    assert response.json["status"] == 400 and "unsafe" in response.json["error"]

@@ -16,7 +16,8 @@ from sqlalchemy import text
 
 from builder.accounts.users import add_user, create_token
 from builder.notify.deliveries import new_delivery, redeliver, send_delivery
-from builder.deploys.deployments import delivery_finished, run_deployment
+from builder.deploys.deployments import delivery_finished
+from builder.deploys.runner import run_deployment
 from builder.db.models import DeployTarget, Deployment
 from builder.notify.subscriptions import notify
 from builder.notify.urls import SealedUrl

@@ -7,7 +7,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -30,12 +29,6 @@ def imported_by_the_web_app(tmp_path: Path, *names: str) -> list[str]:
     return json.loads(done.stdout.splitlines()[-1])  # type: ignore[no-any-return]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "issue 15, point 3, still open: the web app reaches docker/GitPython through module-level imports of "
-    "builder.builds.image.test (via builder.triggers.rules), builder.builds.manual_runs and builder.builds.run.clone (via webhooks.api_triggers), "
-    "builder.deploys.deployments, builder.deploys.docker_target, builder.builds.image.classic, builder.builds.image.push, builder.registries.upload, "
-    "builder.builds.image.context, builder.builds.run.step_containers, builder.builds.commit_order and webhooks.errors, files outside "
-    "the container branch (image*.py are the pipeline helper's)"))
 def test_the_wsgi_app_imports_neither_docker_nor_git(tmp_path: Path) -> None:
     assert imported_by_the_web_app(tmp_path, "docker", "git") == []
 

@@ -26,7 +26,8 @@ from sqlalchemy.orm import Session
 from builder.builds.run.log import CancelCheck
 from builder.errors import PermanentError
 from builder.builds.image.classic import BuildSpec, Log, build_image
-from builder.builds.image.test import ImageTest, run_test
+from builder.builds.image.test import run_test
+from builder.triggers.rule_tests import ImageTest
 from builder.builds.image.push import registry_host
 from builder.db.models import TriggerRule
 from builder.builds.image.platform_names import PLATFORM

@@ -12,11 +12,9 @@ A failing test fails the build with an error naming the test and its exit code.
 
 from __future__ import annotations
 
-import shlex
 import threading
 import time
 from contextlib import nullcontext
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,46 +26,13 @@ from docker.errors import APIError, NotFound
 from builder.builds.image.context import CPU_PERIOD_US, BuildLimits
 from builder.builds.run.log import CancelCheck
 from builder.builds.run.stops import BuildCancelled
-from builder.errors import InputError, PermanentError, TransientError
+from builder.errors import PermanentError, TransientError
 from builder.builds.image.classic import EngineUnavailable, Log, engine_name
 from builder.builds.image.push import push_image, registry_host
 from builder.db.models import TriggerRule
+from builder.triggers.rule_tests import ImageTest
 from builder.registries.credentials import RegistryAccess
 from builder.registries.upload import push_by_digest, tag_manifest
-
-DEFAULT_TIMEOUT = 600  # seconds
-MAX_TIMEOUT = 24 * 3600
-
-
-@dataclass(frozen=True)
-class ImageTest:
-    """A rule's ``"test"``: a command (exec form, run without a shell) and its timeout in seconds."""
-
-    command: tuple[str, ...]
-    timeout: int = DEFAULT_TIMEOUT
-
-    @classmethod
-    def from_json(cls, data: Any) -> ImageTest | None:
-        if data is None:
-            return None
-        if not isinstance(data, dict) or set(data) - {"command", "timeout"}:
-            raise InputError('rule field \'test\' must be {"command": ["..."], "timeout": seconds}')
-        command = data.get("command")
-        if not isinstance(command, list) or not command or not all(isinstance(c, str) and c for c in command):
-            raise InputError("test command must be a non-empty list of strings (exec form, e.g. "
-                             '["sh", "-c", "make test"])')
-        timeout = data.get("timeout", DEFAULT_TIMEOUT)
-        if isinstance(timeout, bool) or not isinstance(timeout, int) or not 1 <= timeout <= MAX_TIMEOUT:
-            raise InputError(f"test timeout must be a whole number of seconds from 1 to {MAX_TIMEOUT}")
-        return cls(tuple(command), timeout)
-
-    def as_json(self) -> dict[str, Any]:
-        return {"command": list(self.command), "timeout": self.timeout}
-
-    @property
-    def name(self) -> str:
-        return shlex.join(self.command)
-
 
 def rule_test(session: Session, rule_id: int | None) -> ImageTest | None:
     """The test of a build's rule (read when the build runs, as its secret build args are)."""

@@ -33,7 +33,8 @@ from builder.builds.commit_order import Claimed, history_fetch, settle
 from builder.deploys.deployments import link_pushed_build
 from builder.errors import PermanentError
 from builder.builds.image.classic import BuildSpec, build_image
-from builder.builds.image.test import ImageTest, push_tested
+from builder.builds.image.test import push_tested
+from builder.triggers.rule_tests import ImageTest
 from builder.db.models import Build, BuildState, utcnow
 from builder.triggers.path_filters import filter_reason
 from builder.builds.image.platforms import build_platforms
