@@ -11,9 +11,10 @@ from __future__ import annotations
 import re
 from typing import Any, Mapping
 
+from builder.forges.base import Forge
 from builder.intake.events import ZERO_SHA, Ignored, PushEvent
-from builder.providers.pull_requests import ignored_action, request_event, request_number
-from builder.providers.request import (
+from builder.forges.pull_requests import ignored_action, request_event, request_number
+from builder.forges.request import (
     HookInfo,
     clean_text,
     commit_id,
@@ -68,7 +69,7 @@ def parse(headers: Mapping[str, str], body: bytes) -> tuple[PushEvent, ...]:
         raise Ignored(f"event {shown(event)} is recorded but not built")
     payload = load_json(body)
     repository = _repository(payload) or ""
-    if event == CLOUD_PUSH:
+    if is_cloud(event=event):
         changes = dig(payload, "push", "changes")
         parse_change = _cloud_change
     else:
@@ -229,3 +230,38 @@ def _server_repository(repository: Any) -> str | None:
     if isinstance(key, str) and key and isinstance(slug, str) and slug:
         return f"{key}/{slug}"
     return None
+
+
+def is_cloud(event: str | None = None, api_url: str | None = None) -> bool:
+    """THE rule telling Bitbucket Cloud from Bitbucket Data Center (one public name, two hosts).
+
+    Cloud is bitbucket.org: its deliveries' event keys are ``repo:push`` and
+    ``pullrequest:*``, and its API is api.bitbucket.org (the default when a
+    trigger names none). Anything else is a Data Center server: event keys
+    ``repo:refs_changed`` and ``pr:*``, an API on the server's own host.
+    Pass whichever is known: the event key of a delivery or the trigger's API URL.
+    """
+    if event is not None:
+        return event == CLOUD_PUSH or event.startswith(CLOUD_PULL_REQUEST)
+    return api_url is None or "api.bitbucket.org" in api_url
+
+
+class BitbucketForge(Forge):
+    name = NAME
+    display_name = "Bitbucket"
+    signature_header = "X-Hub-Signature (Bitbucket)"
+    repository_hint = "Bitbucket Data Center: PROJECT/slug"
+    default_api_url = "https://api.bitbucket.org/2.0"
+    setup_steps = (
+        "Bitbucket Cloud: Repository settings → Webhooks → Add webhook. "
+        "Bitbucket Data Center: Repository settings → Webhooks → Create webhook.",
+        "URL: the webhook URL below.",
+        "Secret: the secret below.",
+        "Triggers: “Repository push” (Cloud) or Repository → “Push” (Data Center). Save.",
+    )
+    describe = staticmethod(describe)
+    verify = staticmethod(verify)
+    parse = staticmethod(parse)
+
+    def status_key(self, api_url: str) -> str:
+        return NAME if is_cloud(api_url=api_url) else "bitbucket-server"

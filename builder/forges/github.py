@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
+from builder.forges.base import Forge
 from builder.intake.events import ZERO_SHA, Ignored, PushEvent
-from builder.providers.pull_requests import github_shaped
-from builder.providers.request import (
+from builder.forges.pull_requests import github_shaped
+from builder.forges.request import (
     HookInfo,
     clean_text,
     commit_id,
@@ -102,3 +103,21 @@ def _changed_files(payload: dict[str, Any]) -> tuple[str, ...] | None:
     if len(commits) >= MAX_LISTED_COMMITS:
         return None
     return touched_files(commits)
+
+
+class GitHubForge(Forge):
+    name = NAME
+    display_name = "GitHub"
+    signature_header = "X-Hub-Signature-256 (GitHub)"
+    default_api_url = "https://api.github.com"
+    setup_steps = (
+        "Open the repository on GitHub: Settings → Webhooks → Add webhook.",
+        "Payload URL: the webhook URL below.",
+        "Content type: application/json.",
+        "Secret: the secret below.",
+        "Which events: “Just the push event”. Keep “Active” checked, then Add webhook.",
+        "GitHub sends a ping at once: it appears under Recent deliveries on this trigger's page.",
+    )
+    describe = staticmethod(describe)
+    verify = staticmethod(verify)
+    parse = staticmethod(parse)

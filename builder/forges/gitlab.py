@@ -12,9 +12,10 @@ import hmac
 from typing import Any, Mapping
 
 from builder.errors import BadSignature
+from builder.forges.base import Forge
 from builder.intake.events import ZERO_SHA, Ignored, PushEvent
-from builder.providers.pull_requests import ignored_action, request_event, request_number
-from builder.providers.request import (
+from builder.forges.pull_requests import ignored_action, request_event, request_number
+from builder.forges.request import (
     HookInfo,
     clean_text,
     commit_id,
@@ -177,3 +178,21 @@ def _changed_files(payload: dict[str, Any]) -> tuple[str, ...] | None:
     if payload.get("total_commits_count") != len(commits):
         return None
     return touched_files(commits)
+
+
+class GitLabForge(Forge):
+    name = NAME
+    display_name = "GitLab"
+    signature_header = "X-Gitlab-Token (GitLab)"
+    repository_hint = "GitLab: group/subgroup/name"
+    default_api_url = "https://gitlab.com"
+    setup_steps = (
+        "Open the project on GitLab: Settings → Webhooks → Add new webhook.",
+        "URL: the webhook URL below.",
+        "Secret token: the secret below.",
+        "Trigger: “Push events” (all branches) and “Tag push events”.",
+        "Add webhook; “Test → Push events” sends one to try it.",
+    )
+    describe = staticmethod(describe)
+    verify = staticmethod(verify)
+    parse = staticmethod(parse)

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
+from builder.forges.base import Forge
 from builder.intake.events import ZERO_SHA, Ignored, PushEvent
-from builder.providers.pull_requests import github_shaped
-from builder.providers.request import (
+from builder.forges.pull_requests import github_shaped
+from builder.forges.request import (
     HookInfo,
     clean_text,
     commit_id,
@@ -139,3 +140,19 @@ def _changed_files(payload: dict[str, Any]) -> tuple[str, ...] | None:
     if total is not None and total != len(commits):
         return None
     return touched_files(commits)
+
+
+class GiteaForge(Forge):
+    name = NAME
+    display_name = "Gitea / Forgejo"
+    signature_header = "X-Gitea-Signature / X-Forgejo-Signature (Gitea, Forgejo)"
+    default_api_url = None  # derived from the clone URL's host
+    setup_steps = (
+        "Open the repository on Gitea or Forgejo: Settings → Webhooks → Add webhook → Gitea (or Forgejo).",
+        "Target URL: the webhook URL below. HTTP method POST, content type application/json.",
+        "Secret: the secret below.",
+        "Trigger on: “Push events”. Keep “Active” checked, then Add webhook.",
+    )
+    describe = staticmethod(describe)
+    verify = staticmethod(verify)
+    parse = staticmethod(parse)

@@ -1,0 +1,60 @@
+"""The interface every Git host ("forge") offers, Woodpecker ``server/forge/`` style.
+
+A forge knows its host's webhook format (``describe``, ``verify``, ``parse``),
+where its API lives for commit statuses and what the trigger page tells the
+user to click. The forges in use are listed in ``builder.forges.registry``;
+nothing outside ``builder/forges/`` names a Git host.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Mapping
+from urllib.parse import urlsplit
+
+from builder.forges.request import HookInfo
+from builder.intake.events import PushEvent
+
+# The user name sent with a clone token when the trigger names none: the same for every host.
+CLONE_USERNAME = "x-access-token"
+
+
+class Forge(ABC):
+    """One Git host. Subclasses set the class attributes and the three payload methods."""
+
+    name: str
+    """The API's ``provider`` value and the ``/hooks/<name>`` path segment."""
+    display_name: str
+    """How pages name the host."""
+    signature_header: str = ""
+    """Which header signs a delivery, in words (the OpenAPI description of ``/hooks/{provider}``)."""
+    setup_steps: tuple[str, ...] = ()
+    """What to click on the host to send deliveries here (the trigger page)."""
+    repository_hint: str = ""
+    """How the host spells a repository when it is not OWNER/NAME (the new-trigger form)."""
+    default_api_url: str | None = None
+    """The API used for commit statuses when a trigger names none; None: derived from the clone URL."""
+
+    @abstractmethod
+    def describe(self, headers: Mapping[str, str], body: bytes) -> HookInfo:
+        """Event, delivery id and repository, read before the signature is checked."""
+
+    @abstractmethod
+    def verify(self, headers: Mapping[str, str], body: bytes, secret: str) -> None:
+        """Raises ``BadSignature`` unless the delivery was signed with ``secret``."""
+
+    @abstractmethod
+    def parse(self, headers: Mapping[str, str], body: bytes) -> tuple[PushEvent, ...]:
+        """The pushes to build; raises ``Ignored`` for anything else."""
+
+    def api_url(self, configured: str | None, clone_url: str) -> str:
+        """The API for commit statuses: the trigger's, the default, else ``https://host/api/v1``."""
+        url = configured or self.default_api_url
+        if url is None:  # https://user@host/owner/repo.git -> https://host/api/v1
+            parts = urlsplit(clone_url)
+            url = f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}/api/v1"
+        return url.rstrip("/")
+
+    def status_key(self, api_url: str) -> str:
+        """Which commit-status sender serves this forge at ``api_url``."""
+        return self.name
