@@ -13,6 +13,7 @@ from typing import Mapping
 from urllib.parse import urlsplit
 
 from builder.forges.request import HookInfo
+from builder.forges.web_links import web_location
 from builder.intake.events import PushEvent
 
 # The user name sent with a clone token when the trigger names none: the same for every host.
@@ -32,6 +33,10 @@ class Forge(ABC):
     """What to click on the host to send deliveries here (the trigger page)."""
     repository_hint: str = ""
     """How the host spells a repository when it is not OWNER/NAME (the new-trigger form)."""
+    commit_path: str = "/commit/{sha}"
+    """A commit's page, below the repository's."""
+    secret_headers: tuple[str, ...] = ()
+    """Request headers that carry the secret or a signature of it: never shown (stored deliveries)."""
     default_api_url: str | None = None
     """The API used for commit statuses when a trigger names none; None: derived from the clone URL."""
 
@@ -54,6 +59,15 @@ class Forge(ABC):
             parts = urlsplit(clone_url)
             url = f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}/api/v1"
         return url.rstrip("/")
+
+    def repository_url(self, clone_url: str) -> str | None:
+        """The repository's web page, or None when the clone URL has none (file://, a local path)."""
+        location = web_location(clone_url)
+        return location.url if location else None
+
+    def commit_url(self, clone_url: str, sha: str) -> str | None:
+        base = self.repository_url(clone_url)
+        return base + self.commit_path.format(sha=sha) if base else None
 
     def status_key(self, api_url: str) -> str:
         """Which commit-status sender serves this forge at ``api_url``."""

@@ -12,6 +12,7 @@ import re
 from typing import Any, Mapping
 
 from builder.forges.base import Forge
+from builder.forges.web_links import web_location
 from builder.intake.events import ZERO_SHA, Ignored, PushEvent
 from builder.forges.pull_requests import ignored_action, request_event, request_number
 from builder.forges.request import (
@@ -252,6 +253,8 @@ class BitbucketForge(Forge):
     signature_header = "X-Hub-Signature (Bitbucket)"
     repository_hint = "Bitbucket Data Center: PROJECT/slug"
     default_api_url = "https://api.bitbucket.org/2.0"
+    commit_path = "/commits/{sha}"
+    secret_headers = ("X-Hub-Signature",)
     setup_steps = (
         "Bitbucket Cloud: Repository settings → Webhooks → Add webhook. "
         "Bitbucket Data Center: Repository settings → Webhooks → Create webhook.",
@@ -262,6 +265,16 @@ class BitbucketForge(Forge):
     describe = staticmethod(describe)
     verify = staticmethod(verify)
     parse = staticmethod(parse)
+
+    def repository_url(self, clone_url: str) -> str | None:
+        """Data Center clones from ``/scm/PROJECT/repo`` and shows it at ``/projects/PROJECT/repos/repo``."""
+        location = web_location(clone_url)
+        if location is None or location.host == "bitbucket.org":
+            return location.url if location else None
+        scm = re.fullmatch(r"(?:/[^/]+)*?/scm/([^/]+)/([^/]+)", location.path)
+        if not scm:
+            return None
+        return f"{location.scheme}://{location.host}/projects/{scm[1]}/repos/{scm[2]}"
 
     def status_key(self, api_url: str) -> str:
         return NAME if is_cloud(api_url=api_url) else "bitbucket-server"

@@ -146,6 +146,7 @@ class GiteaForge(Forge):
     name = NAME
     display_name = "Gitea / Forgejo"
     signature_header = "X-Gitea-Signature / X-Forgejo-Signature (Gitea, Forgejo)"
+    secret_headers = ("X-Gitea-Signature", "X-Forgejo-Signature", "X-Gogs-Signature")
     default_api_url = None  # derived from the clone URL's host
     setup_steps = (
         "Open the repository on Gitea or Forgejo: Settings → Webhooks → Add webhook → Gitea (or Forgejo).",

@@ -110,6 +110,7 @@ class GitHubForge(Forge):
     display_name = "GitHub"
     signature_header = "X-Hub-Signature-256 (GitHub)"
     default_api_url = "https://api.github.com"
+    secret_headers = ("X-Hub-Signature-256",)
     setup_steps = (
         "Open the repository on GitHub: Settings → Webhooks → Add webhook.",
         "Payload URL: the webhook URL below.",

@@ -186,6 +186,8 @@ class GitLabForge(Forge):
     signature_header = "X-Gitlab-Token (GitLab)"
     repository_hint = "GitLab: group/subgroup/name"
     default_api_url = "https://gitlab.com"
+    commit_path = "/-/commit/{sha}"
+    secret_headers = ("X-Gitlab-Token",)
     setup_steps = (
         "Open the project on GitLab: Settings → Webhooks → Add new webhook.",
         "URL: the webhook URL below.",
