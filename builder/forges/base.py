@@ -12,7 +12,9 @@ from abc import ABC, abstractmethod
 from typing import Mapping
 from urllib.parse import urlsplit
 
+from builder.errors import PermanentError
 from builder.forges.request import HookInfo
+from builder.forges.status_http import CommitStatus, StatusTarget
 from builder.forges.web_links import web_location
 from builder.intake.events import PushEvent
 
@@ -39,6 +41,13 @@ class Forge(ABC):
     """Request headers that carry the secret or a signature of it: never shown (stored deliveries)."""
     default_api_url: str | None = None
     """The API used for commit statuses when a trigger names none; None: derived from the clone URL."""
+    status_words: Mapping[str, str] = {}
+    """The host's word for each phase (pending, running, success, failure, cancelled)."""
+
+    @property
+    def status_keys(self) -> tuple[str, ...]:
+        """The ``StatusTarget.provider`` values this forge's commit statuses go by."""
+        return (self.name,)
 
     @abstractmethod
     def describe(self, headers: Mapping[str, str], body: bytes) -> HookInfo:
@@ -70,5 +79,12 @@ class Forge(ABC):
         return base + self.commit_path.format(sha=sha) if base else None
 
     def status_key(self, api_url: str) -> str:
-        """Which commit-status sender serves this forge at ``api_url``."""
+        """Which of ``status_keys`` serves this forge at ``api_url``."""
         return self.name
+
+    def status_words_for(self, key: str) -> Mapping[str, str] | None:
+        return self.status_words or None
+
+    def send_status(self, target: StatusTarget, status: CommitStatus, state: str, timeout: float) -> None:
+        """Set one commit status; raises ``TransientError`` or ``PermanentError``."""
+        raise PermanentError(f"{self.name} has no commit statuses")

@@ -15,6 +15,7 @@ from builder.forges.base import Forge
 from builder.forges.web_links import web_location
 from builder.intake.events import ZERO_SHA, Ignored, PushEvent
 from builder.forges.pull_requests import ignored_action, request_event, request_number
+from builder.forges.status_http import CommitStatus, StatusTarget, post_status, quoted, split_repository
 from builder.forges.request import (
     HookInfo,
     clean_text,
@@ -39,6 +40,12 @@ SERVER_BUILT_CHANGES = ("ADD", "UPDATE")
 CLOUD_PULL_REQUEST, SERVER_PULL_REQUEST = "pullrequest:", "pr:"
 CLOUD_PULL_REQUEST_BUILT = ("pullrequest:created", "pullrequest:updated")
 SERVER_PULL_REQUEST_BUILT = ("pr:opened", "pr:from_ref_updated")
+# Commit statuses: Data Center's build-status 1.0 resource takes only INPROGRESS, SUCCESSFUL
+# and FAILED (STOPPED is Cloud's); its status key stays "bitbucket-server".
+DATA_CENTER_STATUS = "bitbucket-server"
+CLOUD_STATUS_WORDS = {"pending": "INPROGRESS", "running": "INPROGRESS", "success": "SUCCESSFUL",
+                      "failure": "FAILED", "cancelled": "STOPPED"}
+DATA_CENTER_STATUS_WORDS = {**CLOUD_STATUS_WORDS, "cancelled": "FAILED"}
 # "Jane Doe <jane@example.com>" -> "Jane Doe"
 _EMAIL_SUFFIX = re.compile(r"\s*<[^<>]*>\s*$")
 
@@ -255,6 +262,7 @@ class BitbucketForge(Forge):
     default_api_url = "https://api.bitbucket.org/2.0"
     commit_path = "/commits/{sha}"
     secret_headers = ("X-Hub-Signature",)
+    status_keys = (NAME, DATA_CENTER_STATUS)
     setup_steps = (
         "Bitbucket Cloud: Repository settings → Webhooks → Add webhook. "
         "Bitbucket Data Center: Repository settings → Webhooks → Create webhook.",
@@ -277,4 +285,20 @@ class BitbucketForge(Forge):
         return f"{location.scheme}://{location.host}/projects/{scm[1]}/repos/{scm[2]}"
 
     def status_key(self, api_url: str) -> str:
-        return NAME if is_cloud(api_url=api_url) else "bitbucket-server"
+        return NAME if is_cloud(api_url=api_url) else DATA_CENTER_STATUS
+
+    def status_words_for(self, key: str) -> dict[str, str] | None:
+        return {NAME: CLOUD_STATUS_WORDS, DATA_CENTER_STATUS: DATA_CENTER_STATUS_WORDS}.get(key)
+
+    def send_status(self, target: StatusTarget, status: CommitStatus, state: str, timeout: float) -> None:
+        if target.provider == DATA_CENTER_STATUS:
+            split_repository(target, parts=2)  # PROJECT/slug: checked, though this resource keys on the commit alone
+            url = f"{target.api_url.rstrip('/')}/rest/build-status/1.0/commits/{quoted(status.sha)}"
+        else:
+            workspace, slug = split_repository(target, parts=2)
+            url = (f"{target.api_url.rstrip('/')}/repositories/{quoted(workspace)}/{quoted(slug)}"
+                   f"/commit/{quoted(status.sha)}/statuses/build")
+        # The key identifies the status on the commit: a later post with the same key replaces it.
+        body = {"state": state, "key": status.context, "name": status.context,
+                "url": status.target_url, "description": status.description}
+        post_status(target, url, f"Bearer {target.token}", body, timeout)

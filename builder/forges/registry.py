@@ -31,3 +31,8 @@ def register(forge: Forge) -> None:
 
 def unregister(name: str) -> None:
     FORGES.pop(name, None)
+
+
+def forge_for_status(key: str) -> Forge | None:
+    """The forge whose commit statuses go by ``key`` (a ``StatusTarget.provider``), or None."""
+    return next((forge for forge in FORGES.values() if key in forge.status_keys), None)
