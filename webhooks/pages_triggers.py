@@ -75,12 +75,13 @@ def without_secret_values(raw_rules: str) -> tuple[str, bool]:
 def triggers():  # type: ignore[no-untyped-def]
     rows = list(db().scalars(select(Trigger).order_by(Trigger.repository, Trigger.id)))
     return render_template("triggers.html", triggers=rows, summaries={t.id: rules_summary(t) for t in rows},
-                           public_url=services().settings.public_url, webhook_url=webhook_url)
+                           public_url=services().settings.public_url, webhook_url=webhook_url,
+                           hosts=[forge.display_name for forge in FORGES.values()])
 
 
 @bp.get("/triggers/new")
 def trigger_new():  # type: ignore[no-untyped-def]
-    return render_template("trigger_new.html", form={"provider": "github", "dockerfile": "Dockerfile",
+    return render_template("trigger_new.html", form={"provider": next(iter(FORGES), ""), "dockerfile": "Dockerfile",
                                                       "context": ".", "default_branch": "main"},
                            **_form_choices(), error=None, default_timeout=services().settings.build_timeout)
 

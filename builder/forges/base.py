@@ -18,7 +18,8 @@ from builder.forges.status_http import CommitStatus, StatusTarget
 from builder.forges.web_links import web_location
 from builder.intake.events import PushEvent
 
-# The user name sent with a clone token when the trigger names none: the same for every host.
+# The user name sent with a clone token when the trigger names none, the same for every host
+# (GitLab documents "oauth2", Bitbucket "x-token-auth": a trigger's clone_username sets those).
 CLONE_USERNAME = "x-access-token"
 
 

@@ -229,7 +229,7 @@ def status_target(trigger: Trigger, box: SecretBox) -> StatusTarget | None:
     """Where to report commit statuses, if the trigger has a token for it.
 
     The trigger's forge gives the default API URL (or derives it from the clone
-    URL) and which status sender serves it (Bitbucket: Cloud or Data Center).
+    URL) and which of its status senders serves that API.
     """
     if not trigger.status_token_enc:
         return None

@@ -27,6 +27,7 @@ from git import GitCommandError, Repo
 
 from builder.triggers.clone_urls import GIT_ALLOW_PROTOCOL
 from builder.errors import PermanentError, TransientError
+from builder.forges.base import CLONE_USERNAME
 
 _SHA = re.compile(r"[0-9a-f]{7,64}")
 _UNREACHABLE = ("could not read from remote", "unable to access", "connection refused",
@@ -71,7 +72,7 @@ class GitAuth:
     """
 
     token: str | None = field(default=None, repr=False)
-    username: str = "x-access-token"  # GitLab: "oauth2", Bitbucket: "x-token-auth"
+    username: str = CLONE_USERNAME
     ssh_private_key: str | None = field(default=None, repr=False)
     ssh_known_hosts: str | None = None
 
