@@ -17,6 +17,7 @@ from builder.accounts.audit import cli_actor, record
 from builder.container import Container
 from builder.db.engine import make_engine, migrate
 from builder.errors import BuildhookError, InputError, TransientError
+from builder.forges.registry import provider_names
 from builder.triggers.rules import RuleSpec
 from builder.settings import ConfigError, Settings
 from builder.triggers.services import TriggerSpec, create_trigger, trigger_to_dict
@@ -275,7 +276,7 @@ def parser() -> argparse.ArgumentParser:
     triggers = sub.add_parser("triggers", help="manage build triggers")
     tsub = triggers.add_subparsers(dest="triggers_command", required=True)
     add = tsub.add_parser("add", help="add a trigger")
-    add.add_argument("--provider", required=True, help="github")
+    add.add_argument("--provider", required=True, help="the Git host: " + ", ".join(provider_names()))
     add.add_argument("--repository", required=True, help="OWNER/NAME as the Git host names it")
     add.add_argument("--clone-url", required=True)
     add.add_argument("--secret", required=True, help="the webhook secret set on the Git host")

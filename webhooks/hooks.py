@@ -13,7 +13,7 @@ from builder.db.group_commit import GroupCommit
 from builder.intake.receive import HookRejected, receive_hook
 from builder.metrics import WEBHOOK_DELIVERIES
 from builder.builds.outbox import DispatchMarks, dispatch
-from builder.providers import PROVIDERS
+from builder.forges.registry import forge_for
 from webhooks import Services
 from webhooks.context import services
 
@@ -48,15 +48,15 @@ def group_commit(app: Flask, ctx: Services) -> GroupCommit:
 
 @bp.post("/hooks/<provider>")
 def receive(provider: str):  # type: ignore[no-untyped-def]
-    module = PROVIDERS.get(provider)
-    if module is None:
+    forge = forge_for(provider)
+    if forge is None:
         raise NotFound(f"unknown provider {provider!r}")
     ctx = services()
     # Read one byte past the limit, so an oversized body is recorded as such.
     body = request.stream.read(ctx.settings.max_body_bytes + 1)
     app = current_app._get_current_object()  # type: ignore[attr-defined]
     try:
-        result = receive_hook(ctx.sessions, module, request.headers, body, ctx.settings, ctx.box,
+        result = receive_hook(ctx.sessions, forge, request.headers, body, ctx.settings, ctx.box,
                               commit=group_commit(app, ctx).commit)
     except HookRejected:
         WEBHOOK_DELIVERIES.labels(provider=provider, outcome="rejected").inc()

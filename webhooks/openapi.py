@@ -16,7 +16,8 @@ from typing import Any
 from flask import Blueprint, jsonify
 
 from webhooks.context import services
-from webhooks.openapi_schemas import SCHEMAS, Schema, obj, ref
+from builder.forges.registry import FORGES
+from webhooks.openapi_schemas import PROVIDER, PROVIDER_SCHEMAS, SCHEMAS, Schema, obj, ref
 
 bp = Blueprint("openapi", __name__, url_prefix="/api")
 
@@ -116,8 +117,7 @@ OPEN: list[Any] = []  # no sign-in: the endpoint checks its own signature or tok
 REGISTRY_AUTH = [{"registryToken": []}, {"registryQueryToken": []}]
 EVENT_TYPES = ("application/vnd.docker.distribution.events.v1+json",
                "application/vnd.docker.distribution.events.v2+json", "application/json")
-HOOK_PROVIDER = {"name": "provider", "in": "path", "required": True,
-                 "schema": {"type": "string", "enum": ["github", "gitlab", "bitbucket", "gitea"]}}
+HOOK_PROVIDER = {"name": "provider", "in": "path", "required": True, "schema": PROVIDER}
 REGISTRY_SOURCE = {"name": "source", "in": "path", "required": True,
                    "schema": {"type": "string", "enum": ["dockerhub", "quay", "harbor", "acr"]}}
 
@@ -269,9 +269,8 @@ PATHS: dict[str, Any] = {
         {200: answer("A ping.", ref("HookResult")),
          202: answer("Recorded: accepted (builds queued), ignored, no_trigger or duplicate.", ref("HookResult"))},
         errors=(400, 401, 404, 413, 503), params=[HOOK_PROVIDER], body={"type": "object"}, security=OPEN,
-        description="Signed by the host: X-Hub-Signature-256 (GitHub), X-Gitlab-Token (GitLab), "
-                    "X-Hub-Signature (Bitbucket), X-Gitea-Signature / X-Forgejo-Signature (Gitea, Forgejo), "
-                    "with the trigger's secret. Every delivery is recorded; errors carry its id.")),
+        description="Signed by the host: {signatures}, with the trigger's secret. "
+                    "Every delivery is recorded; errors carry its id.")),
     "/registry/events": path(operation(
         "post", "receiveRegistryEvents", "registry", "A CNCF distribution registry's notifications",
         {202: answer("Recorded; deployments queued.", ref("RegistryResult"))},
@@ -336,7 +335,19 @@ def document(public_url: str | None = None) -> dict[str, Any]:
                                                   "no headers (Docker Hub, Quay)"},
         },
     }
+    _fill_forges(shown)
     return shown
+
+
+def _fill_forges(shown: dict[str, Any]) -> None:
+    """The registered forges, as they are now: provider enums and the hook signatures."""
+    names = list(FORGES)
+    for schema in PROVIDER_SCHEMAS:
+        shown["components"]["schemas"][schema]["properties"]["provider"]["enum"] = names
+    hook = shown["paths"]["/hooks/{provider}"]["post"]
+    hook["parameters"][0]["schema"]["enum"] = names
+    signatures = ", ".join(forge.signature_header for forge in FORGES.values() if forge.signature_header)
+    hook["description"] = hook["description"].format(signatures=signatures)
 
 
 @bp.get("/openapi.json")

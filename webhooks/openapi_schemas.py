@@ -124,6 +124,10 @@ TARGET_FIELDS = ("url", "secret", "container", "docker_host")
 TRIGGER_STRINGS = ("dockerfile", "context", "default_branch", "api_url", "status_token", "clone_username",
                    "clone_token", "ssh_key", "ssh_known_hosts")
 
+# The registered forges' names, filled in when the document is built (webhooks/openapi.py).
+PROVIDER: Schema = {"type": "string", "enum": []}
+PROVIDER_SCHEMAS = ("Trigger", "TriggerInput", "TriggerPatch")
+
 SCHEMAS: dict[str, Schema] = {
     "Error": obj({
         "error": {"type": "string", "description": "what went wrong, in one line"},
@@ -137,7 +141,7 @@ SCHEMAS: dict[str, Schema] = {
                      "A build rule to create; omitted fields take the defaults.", additionalProperties=False),
     "Trigger": obj({
         "id": ID,
-        "provider": {"type": "string", "enum": ["github", "gitlab", "bitbucket", "gitea"]},
+        "provider": PROVIDER,
         "repository": {"type": "string", "description": "as the Git host names it, e.g. OWNER/NAME"},
         "clone_url": {"type": "string", "description": "without a user or password, even when it was given with "
                                                        "them (https://user:TOKEN@host/x.git is https://host/x.git)"},
@@ -157,7 +161,7 @@ SCHEMAS: dict[str, Schema] = {
         "created_at": TIME,
     }, description="A build trigger (trigger_to_dict). Secrets, tokens and keys are never returned."),
     "TriggerInput": obj({
-        "provider": {"type": "string", "enum": ["github", "gitlab", "bitbucket", "gitea"]},
+        "provider": PROVIDER,
         "repository": {"type": "string", "minLength": 1},
         "clone_url": {"type": "string", "minLength": 1},
         "secret": {"type": "string", "minLength": 1, "writeOnly": True},
@@ -171,7 +175,7 @@ SCHEMAS: dict[str, Schema] = {
         **openapi_team.TRIGGER_INPUT,
     }, ["provider", "repository", "clone_url", "secret", "image"], additionalProperties=False),
     "TriggerPatch": obj({
-        "provider": {"type": "string", "enum": ["github", "gitlab", "bitbucket", "gitea"]},
+        "provider": PROVIDER,
         **{name: {"type": "string", "minLength": 1} for name in ("repository", "clone_url", "image", "default_branch")},
         "secret": {"type": "string", "minLength": 1, "writeOnly": True, "description": "a new webhook secret"},
         **{name: nullable("string", "null or empty: removed" if name in SECRET_FIELDS else None,

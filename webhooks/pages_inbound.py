@@ -11,7 +11,7 @@ from builder.builds.history import builds_started
 from builder.intake.receive import receive_hook
 from builder.db.models import DeliveryRequest, Trigger
 from builder.builds.outbox import dispatch
-from builder.providers import PROVIDERS
+from builder.forges.registry import FORGES
 from webhooks.context import db, services
 from webhooks.page_actions import attempt
 from webhooks.pages import bp
@@ -49,7 +49,7 @@ def inbound_redeliver(delivery_id: int):  # type: ignore[no-untyped-def]
     def again() -> str:
         ctx = services()
         delivery, stored = replayable(db(), delivery_id)
-        provider, headers, body = PROVIDERS[delivery.provider], dict(stored.headers), stored.body
+        provider, headers, body = FORGES[delivery.provider], dict(stored.headers), stored.body
         redelivery = Redelivery(of=delivery.id, trigger_id=delivery.trigger_id or 0)
         db().rollback()  # the intake writes in a transaction of its own
         result = receive_hook(ctx.sessions, provider, headers, body, ctx.settings, ctx.box, redelivery=redelivery)

@@ -14,7 +14,7 @@ from builder.builds.run.secret_args import secret_build_arg_names
 from builder.errors import InputError
 from builder.builds.history import recent_deliveries
 from builder.db.models import Trigger
-from builder.providers import PROVIDERS
+from builder.forges.registry import FORGES, display_names, forge_for
 from builder.triggers.services import (TriggerEdit, TriggerSpec, build_timeout_from_text, create_trigger, delete_trigger,
                               get_trigger, rule_spec, update_trigger, webhook_url)
 from webhooks.context import db, services
@@ -24,36 +24,21 @@ from webhooks.pages import bp
 CREATED_KEY = "created_trigger"
 FORM_FIELDS = ("provider", "repository", "clone_url", "image", "dockerfile", "context", "default_branch")
 
-SETUP_STEPS = {
-    "github": [
-        "Open the repository on GitHub: Settings → Webhooks → Add webhook.",
-        "Payload URL: the webhook URL below.",
-        "Content type: application/json.",
-        "Secret: the secret below.",
-        "Which events: “Just the push event”. Keep “Active” checked, then Add webhook.",
-        "GitHub sends a ping at once: it appears under Recent deliveries on this trigger's page.",
-    ],
-    "gitlab": [
-        "Open the project on GitLab: Settings → Webhooks → Add new webhook.",
-        "URL: the webhook URL below.",
-        "Secret token: the secret below.",
-        "Trigger: “Push events” (all branches) and “Tag push events”.",
-        "Add webhook; “Test → Push events” sends one to try it.",
-    ],
-    "bitbucket": [
-        "Bitbucket Cloud: Repository settings → Webhooks → Add webhook. "
-        "Bitbucket Data Center: Repository settings → Webhooks → Create webhook.",
-        "URL: the webhook URL below.",
-        "Secret: the secret below.",
-        "Triggers: “Repository push” (Cloud) or Repository → “Push” (Data Center). Save.",
-    ],
-    "gitea": [
-        "Open the repository on Gitea or Forgejo: Settings → Webhooks → Add webhook → Gitea (or Forgejo).",
-        "Target URL: the webhook URL below. HTTP method POST, content type application/json.",
-        "Secret: the secret below.",
-        "Trigger on: “Push events”. Keep “Active” checked, then Add webhook.",
-    ],
-}
+def setup_steps(provider: str) -> list[str]:
+    """What to click on the trigger's host, from its forge (none for an unknown one)."""
+    forge = forge_for(provider)
+    return list(forge.setup_steps) if forge else []
+
+
+def host_name(provider: str) -> str:
+    forge = forge_for(provider)
+    return forge.display_name if forge else provider
+
+
+def _form_choices() -> dict[str, object]:
+    """The new-trigger form's host choices and repository hint, from the registered forges."""
+    hints = [forge.repository_hint for forge in FORGES.values() if forge.repository_hint]
+    return {"providers": display_names(), "repository_hints": hints}
 
 
 def rules_summary(trigger: Trigger) -> list[str]:
@@ -90,14 +75,15 @@ def without_secret_values(raw_rules: str) -> tuple[str, bool]:
 def triggers():  # type: ignore[no-untyped-def]
     rows = list(db().scalars(select(Trigger).order_by(Trigger.repository, Trigger.id)))
     return render_template("triggers.html", triggers=rows, summaries={t.id: rules_summary(t) for t in rows},
-                           public_url=services().settings.public_url, webhook_url=webhook_url)
+                           public_url=services().settings.public_url, webhook_url=webhook_url,
+                           hosts=[forge.display_name for forge in FORGES.values()])
 
 
 @bp.get("/triggers/new")
 def trigger_new():  # type: ignore[no-untyped-def]
-    return render_template("trigger_new.html", form={"provider": "github", "dockerfile": "Dockerfile",
+    return render_template("trigger_new.html", form={"provider": next(iter(FORGES), ""), "dockerfile": "Dockerfile",
                                                       "context": ".", "default_branch": "main"},
-                           providers=sorted(PROVIDERS), error=None, default_timeout=services().settings.build_timeout)
+                           **_form_choices(), error=None, default_timeout=services().settings.build_timeout)
 
 
 @bp.post("/triggers")
@@ -129,7 +115,7 @@ def trigger_create():  # type: ignore[no-untyped-def]
         db().rollback()
         form["rules"], blanked = without_secret_values(request.form.get("rules") or "")
         error = str(exc) + (" (secret build arg values are not shown again: enter them again)" if blanked else "")
-        return render_template("trigger_new.html", form=form, providers=sorted(PROVIDERS), error=error,
+        return render_template("trigger_new.html", form=form, **_form_choices(), error=error,
                                default_timeout=ctx.settings.build_timeout), 400
     # Post/redirect/get: a reload of the page that follows cannot create a second trigger. The
     # secret rides to it once, sealed with the secret key, in the signed session cookie.
@@ -150,7 +136,7 @@ def trigger_created(trigger_id: int):  # type: ignore[no-untyped-def]
     response = render_template(
         "trigger_created.html", trigger=trigger, secret=secret, generated=bool(held.get("generated")),
         hook_url=webhook_url(ctx.settings.public_url, trigger.provider),
-        steps=SETUP_STEPS.get(trigger.provider, []), summaries=rules_summary(trigger))
+        steps=setup_steps(trigger.provider), host=host_name(trigger.provider), summaries=rules_summary(trigger))
     # The one page that shows a secret: never cached, never kept in the history's back/forward cache.
     return response, 200, {"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"}
 
@@ -162,7 +148,7 @@ def trigger_page(trigger_id: int):  # type: ignore[no-untyped-def]
     return render_template("trigger.html", trigger=trigger, summaries=rules_summary(trigger),
                            deliveries=recent_deliveries(session, trigger),
                            hook_url=webhook_url(services().settings.public_url, trigger.provider),
-                           steps=SETUP_STEPS.get(trigger.provider, []), error=None,
+                           steps=setup_steps(trigger.provider), error=None,
                            default_timeout=services().settings.build_timeout)
 
 
@@ -184,7 +170,7 @@ def trigger_update(trigger_id: int):  # type: ignore[no-untyped-def]
         return render_template("trigger.html", trigger=trigger, summaries=rules_summary(trigger),
                                deliveries=recent_deliveries(session, trigger),
                                hook_url=webhook_url(services().settings.public_url, trigger.provider),
-                               steps=SETUP_STEPS.get(trigger.provider, []), error=str(exc),
+                               steps=setup_steps(trigger.provider), error=str(exc),
                                default_timeout=services().settings.build_timeout), 400
     flash("Trigger saved.")
     return see_other(url_for("dashboard.trigger_page", trigger_id=trigger_id))

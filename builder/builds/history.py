@@ -13,13 +13,14 @@ import re
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timezone
 from typing import Any, Iterable
-from urllib.parse import urlsplit
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from builder.builds.run.ansi import strip_ansi
 from builder.errors import InputError
+from builder.forges.registry import forge_for
+from builder.forges.web_links import web_location
 from builder.ids import is_id
 from builder.db.models import Build, BuildLogLine, Delivery, Trigger
 
@@ -181,53 +182,19 @@ def history(session: Session, filters: HistoryFilter | BuildQuery, before: int |
 
 # --- links to the Git host ------------------------------------------------------------------
 
-_SCP_LIKE = re.compile(r"^(?:[^@/]+@)?(?P<host>[^:/]+):(?P<path>[^/].*)$")
-
-
 def repository_web_url(provider: str, clone_url: str) -> str | None:
     """``https://host/owner/repo`` for an http(s) or ssh clone URL; None for file:// and the unknown."""
-    url = clone_url.strip()
-    if "://" in url:
-        parts = urlsplit(url)
-        if parts.scheme not in ("http", "https", "ssh", "git", "git+ssh", "ssh+git"):
-            return None
-        host = parts.hostname or ""
-        path = parts.path
-        scheme = "http" if parts.scheme == "http" else "https"
-        if scheme == "http" and parts.port:
-            host = f"{host}:{parts.port}"
-        elif parts.scheme == "https" and parts.port and parts.port != 443:
-            host = f"{host}:{parts.port}"
-    else:
-        match = _SCP_LIKE.match(url)
-        if not match:
-            return None
-        host, path, scheme = match["host"], "/" + match["path"], "https"
-    path = path.rstrip("/")
-    if path.endswith(".git"):
-        path = path[:-4]
-    if not host or path.count("/") < 2:
-        return None
-    if provider == "bitbucket" and host != "bitbucket.org":  # Data Center: /scm/PROJECT/repo
-        scm = re.fullmatch(r"(?:/[^/]+)*?/scm/([^/]+)/([^/]+)", path)
-        if not scm:
-            return None
-        return f"{scheme}://{host}/projects/{scm[1]}/repos/{scm[2]}"
-    return f"{scheme}://{host}{path}"
+    forge = forge_for(provider)
+    if forge:
+        return forge.repository_url(clone_url)
+    location = web_location(clone_url)
+    return location.url if location else None
 
 
 def commit_url(provider: str, clone_url: str, sha: str) -> str | None:
     """The commit's page on its host, or None when the host is unknown (file://, a local path)."""
-    if provider not in ("github", "gitea", "gitlab", "bitbucket"):
-        return None
-    base = repository_web_url(provider, clone_url)
-    if base is None:
-        return None
-    if provider == "gitlab":
-        return f"{base}/-/commit/{sha}"
-    if provider == "bitbucket":
-        return f"{base}/commits/{sha}"
-    return f"{base}/commit/{sha}"
+    forge = forge_for(provider)
+    return forge.commit_url(clone_url, sha) if forge else None
 
 
 # --- one build -------------------------------------------------------------------------------

@@ -18,13 +18,18 @@ from sqlalchemy.orm import Session
 
 from builder.errors import Conflict, NotFound
 from builder.db.models import Delivery, DeliveryRequest
+from builder.forges.registry import FORGES
 
 BODY_CAP = 256 * 1024
 REDACTED = "****"
-SECRET_HEADERS = frozenset(name.lower() for name in (
-    "X-Hub-Signature-256", "X-Hub-Signature", "X-Gitlab-Token", "X-Gitea-Signature", "X-Forgejo-Signature",
-    "X-Gogs-Signature", "Authorization", "Cookie", "Proxy-Authorization",
-))
+# Besides each forge's signature headers (secret_headers()).
+HTTP_SECRET_HEADERS = ("Authorization", "Cookie", "Proxy-Authorization")
+
+
+def secret_headers() -> frozenset[str]:
+    """Lower-case names of the headers never shown: the registered forges' and HTTP's own."""
+    names = [name for forge in FORGES.values() for name in forge.secret_headers]
+    return frozenset(name.lower() for name in (*names, *HTTP_SECRET_HEADERS))
 
 
 @dataclass(frozen=True)
@@ -37,7 +42,8 @@ class Redelivery:
 
 def request_row(headers: Mapping[str, str], body: bytes) -> dict[str, Any]:
     """The ``delivery_requests`` columns (but the delivery's id) of a request as received."""
-    shown = {name: REDACTED if name.lower() in SECRET_HEADERS else value for name, value in headers.items()}
+    secret = secret_headers()
+    shown = {name: REDACTED if name.lower() in secret else value for name, value in headers.items()}
     return {"headers": shown, "body": body[:BODY_CAP], "body_bytes": len(body)}
 
 

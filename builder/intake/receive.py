@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field, replace
-from types import ModuleType
 from typing import Any, Mapping
 
 from sqlalchemy import select
@@ -21,7 +20,8 @@ from builder.intake.events import Ignored
 from builder.db.group_commit import Committer, DeliveryWrite, commit_alone
 from builder.db.models import Delivery, DeliveryRequest, Subscription, utcnow
 from builder.intake.planning import plan_builds
-from builder.providers.request import HookInfo, clean_text
+from builder.forges.base import Forge
+from builder.forges.request import HookInfo, clean_text
 from builder.secrets import SecretBox
 from builder.settings import Settings
 from builder.triggers.lookup import HookTrigger, find_triggers
@@ -56,7 +56,7 @@ class HookRejected(InputError):
 
 def receive_hook(
     sessions: sessionmaker[Session],
-    provider: ModuleType,
+    provider: Forge,
     headers: Mapping[str, str],
     body: bytes,
     settings: Settings,
@@ -79,13 +79,13 @@ def receive_hook(
             return _receive(session, provider, info, headers, body, settings, box,
                             commit or (lambda write: commit_alone(sessions, write)), request, redelivery)
     except InputError as error:
-        delivery = _record(sessions, provider.NAME, info, "rejected", str(error), error.status, request)
+        delivery = _record(sessions, provider.name, info, "rejected", str(error), error.status, request)
         raise HookRejected(error, delivery) from error
 
 
 def _receive(
     session: Session,
-    provider: ModuleType,
+    provider: Forge,
     info: HookInfo,
     headers: Mapping[str, str],
     body: bytes,
@@ -99,15 +99,15 @@ def _receive(
     redelivery_of = redelivery.of if redelivery is not None else None
 
     def answer(outcome: str, reason: str | None, status: int = 202) -> HookResult:
-        delivery = _record_in(session, provider.NAME, info, outcome, reason, status, trigger_id, request,
+        delivery = _record_in(session, provider.name, info, outcome, reason, status, trigger_id, request,
                               redelivery_of)
         return HookResult(status, outcome, reason, delivery)
 
     if not info.repository:
         raise InputError("payload names no repository")
-    triggers = find_triggers(session, provider.NAME, info.repository)
+    triggers = find_triggers(session, provider.name, info.repository)
     if not triggers:
-        return answer("no_trigger", f"no trigger for {provider.NAME} repository {info.repository[:REPOSITORY_CHARS]}")
+        return answer("no_trigger", f"no trigger for {provider.name} repository {info.repository[:REPOSITORY_CHARS]}")
     verified = [t for t in triggers if t.id == redelivery.trigger_id] if redelivery is not None else \
         [t for t in triggers if _signed_by(provider, headers, body, _webhook_secret(box, t))]
     if not verified:
@@ -136,7 +136,7 @@ def _receive(
     # on SQLite it holds the database's write lock. ``commit`` may run it together with other
     # requests' (``GroupCommit``); it returns once these rows are committed.
     write = DeliveryWrite(plans, now, {
-        "provider": provider.NAME,
+        "provider": provider.name,
         "delivery_id": info.delivery_id,
         "event": info.event,
         "repository": _cut(info.repository, REPOSITORY_CHARS),
@@ -232,7 +232,7 @@ def _webhook_secret(box: SecretBox, trigger: HookTrigger) -> str:
     return secret
 
 
-def _signed_by(provider: ModuleType, headers: Mapping[str, str], body: bytes, secret: str) -> bool:
+def _signed_by(provider: Forge, headers: Mapping[str, str], body: bytes, secret: str) -> bool:
     try:
         provider.verify(headers, body, secret)
     except BadSignature:

@@ -16,7 +16,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from builder.errors import InputError
-from builder.providers.request import clean_text, load_json
+from builder.forges.request import clean_text, load_json
 from builder.triggers.tags import is_valid_tag
 
 

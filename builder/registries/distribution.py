@@ -34,7 +34,7 @@ from __future__ import annotations
 from typing import Any, Mapping
 
 from builder.errors import InputError
-from builder.providers.request import header
+from builder.forges.request import header
 from builder.registries.common import (
     IgnoredEvent,
     Parsed,

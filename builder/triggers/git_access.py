@@ -17,6 +17,7 @@ from typing import Callable, Iterator
 from urllib.parse import quote, urlsplit, urlunsplit
 
 from builder.errors import PermanentError
+from builder.forges.base import CLONE_USERNAME
 from builder.triggers.clone_urls import GIT_ALLOW_PROTOCOL
 
 # A git credential helper given inline through the environment (see GitAuth). It only answers
@@ -52,7 +53,7 @@ class GitAuth:
     """
 
     token: str | None = field(default=None, repr=False)
-    username: str = "x-access-token"  # GitLab: "oauth2", Bitbucket: "x-token-auth"
+    username: str = CLONE_USERNAME
     ssh_private_key: str | None = field(default=None, repr=False)
     ssh_known_hosts: str | None = None
 

@@ -9,7 +9,6 @@ import re
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 from typing import Any
-from urllib.parse import urlsplit
 
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
@@ -22,7 +21,8 @@ from builder.errors import Conflict, InputError, NotFound
 from builder.builds.fair_share import check_max_concurrent
 from builder.triggers.schedules import check_schedule, next_due
 from builder.db.models import Build, Trigger, TriggerRule, utcnow
-from builder.providers import PROVIDERS
+from builder.forges.base import CLONE_USERNAME
+from builder.forges.registry import forge_for, provider_names
 from builder.triggers.rules import RuleSpec, check_secret_build_args
 from builder.triggers.lookup import rule_spec
 from builder.secrets import SecretBox
@@ -131,8 +131,8 @@ def _inside_repository(path: str, what: str) -> str:
 
 
 def _check_target(provider: str, repository: str, image: str, registry: str) -> None:
-    if provider not in PROVIDERS:
-        raise InputError(f"unknown provider {provider!r}; known: {', '.join(sorted(PROVIDERS))}")
+    if forge_for(provider) is None:
+        raise InputError(f"unknown provider {provider!r}; known: {', '.join(provider_names())}")
     if "/" not in repository.strip("/"):
         raise InputError("repository must be OWNER/NAME as the Git host names it")
     image_repository(image, registry)  # validates the name
@@ -215,40 +215,29 @@ def _set_schedule(trigger: Trigger, schedule: str | None) -> None:
     trigger.schedule_next_at = next_due(schedule, utcnow()) if schedule else None
 
 
-DEFAULT_API_URLS = {
-    "github": "https://api.github.com",
-    "gitlab": "https://gitlab.com",
-    "bitbucket": "https://api.bitbucket.org/2.0",
-}
-
-
 def clone_auth(trigger: Trigger, box: SecretBox) -> GitAuth | None:
     """The credentials to fetch a private repository with, if the trigger has any."""
     if trigger.ssh_key_enc:
         return GitAuth(ssh_private_key=box.open(trigger.ssh_key_enc), ssh_known_hosts=trigger.ssh_known_hosts)
     if trigger.clone_token_enc:
         return GitAuth(token=box.open(trigger.clone_token_enc),
-                       username=trigger.clone_username or "x-access-token")
+                       username=trigger.clone_username or CLONE_USERNAME)
     return None
 
 
 def status_target(trigger: Trigger, box: SecretBox) -> StatusTarget | None:
     """Where to report commit statuses, if the trigger has a token for it.
 
-    Bitbucket Cloud is told from Data Center by the API URL: Cloud's is
-    api.bitbucket.org (the default); any other is a Data Center server.
-    Gitea has no default: its API URL is derived from the clone URL's host.
+    The trigger's forge gives the default API URL (or derives it from the clone
+    URL) and which of its status senders serves that API.
     """
     if not trigger.status_token_enc:
         return None
-    api_url = trigger.api_url or DEFAULT_API_URLS.get(trigger.provider)
-    if api_url is None:  # gitea: https://host/owner/repo.git -> https://host/api/v1
-        parts = urlsplit(trigger.clone_url)
-        api_url = f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}/api/v1"
-    provider = trigger.provider
-    if provider == "bitbucket" and "api.bitbucket.org" not in api_url:
-        provider = "bitbucket-server"
-    return StatusTarget(provider=provider, api_url=api_url.rstrip("/"), repository=trigger.repository,
+    forge = forge_for(trigger.provider)
+    if forge is None:  # no longer registered (made-up test forges): nowhere to report to
+        return None
+    api_url = forge.api_url(trigger.api_url, trigger.clone_url)
+    return StatusTarget(provider=forge.status_key(api_url), api_url=api_url, repository=trigger.repository,
                         token=box.open(trigger.status_token_enc))
 
 

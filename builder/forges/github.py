@@ -6,11 +6,19 @@ Headers: ``X-GitHub-Event``, ``X-GitHub-Delivery``, ``X-GitHub-Hook-ID`` and
 
 from __future__ import annotations
 
+import math
 from typing import Any, Mapping
 
+import github as pygithub
+import requests
+from github import GithubException
+
+from builder.errors import PermanentError
+from builder.forges.base import Forge
 from builder.intake.events import ZERO_SHA, Ignored, PushEvent
-from builder.providers.pull_requests import github_shaped
-from builder.providers.request import (
+from builder.forges.pull_requests import github_shaped
+from builder.forges.status_http import CommitStatus, StatusTarget, classify, redact, split_repository, unreachable
+from builder.forges.request import (
     HookInfo,
     clean_text,
     commit_id,
@@ -102,3 +110,71 @@ def _changed_files(payload: dict[str, Any]) -> tuple[str, ...] | None:
     if len(commits) >= MAX_LISTED_COMMITS:
         return None
     return touched_files(commits)
+
+
+class GitHubForge(Forge):
+    name = NAME
+    display_name = "GitHub"
+    signature_header = "X-Hub-Signature-256 (GitHub)"
+    default_api_url = "https://api.github.com"
+    secret_headers = ("X-Hub-Signature-256",)
+    # No "cancelled": "error" is non-green but tells it apart from a failed build.
+    status_words = {"pending": "pending", "running": "pending", "success": "success",
+                    "failure": "failure", "cancelled": "error"}
+    setup_steps = (
+        "Open the repository on GitHub: Settings → Webhooks → Add webhook.",
+        "Payload URL: the webhook URL below.",
+        "Content type: application/json.",
+        "Secret: the secret below.",
+        "Which events: “Just the push event”. Keep “Active” checked, then Add webhook.",
+        "GitHub sends a ping at once: it appears under Recent deliveries on this trigger's page.",
+    )
+    describe = staticmethod(describe)
+    verify = staticmethod(verify)
+    parse = staticmethod(parse)
+
+    def send_status(self, target: StatusTarget, status: CommitStatus, state: str, timeout: float) -> None:
+        send_status(target, status, state, timeout)
+
+
+# --- commit status, through PyGithub ----------------------------------------
+
+DESCRIPTION_MAX = 140
+
+
+def send_status(target: StatusTarget, status: CommitStatus, state: str, timeout: float) -> None:
+    owner, name = split_repository(target, parts=2)
+    client = pygithub.Github(
+        base_url=target.api_url.rstrip("/"),
+        auth=pygithub.Auth.Token(target.token),
+        timeout=max(1, math.ceil(timeout)),  # PyGithub insists on whole seconds
+        retry=None,  # retries are ours to make
+        lazy=True,  # no GET /repos/{owner}/{repo} before the POST; get_commit is lazy already
+    )
+    description = status.description
+    if len(description) > DESCRIPTION_MAX:
+        description = description[: DESCRIPTION_MAX - 1] + "…"
+    try:
+        client.get_repo(f"{owner}/{name}").get_commit(status.sha).create_status(
+            state, target_url=status.target_url, description=description, context=status.context
+        )
+    except GithubException as exc:
+        raise classify(target, exc.status, _error_message(exc)) from None
+    except requests.RequestException as exc:
+        raise unreachable(target, exc) from None
+    except RuntimeError as exc:  # PyGithub's answer to a redirect elsewhere
+        raise PermanentError(redact(f"github: {exc}", target.token)) from None
+    finally:
+        client.close()
+
+
+def _error_message(exc: GithubException) -> str:
+    data = exc.data
+    if isinstance(data, dict):
+        message = str(data.get("message") or "")
+        errors = data.get("errors")
+        if isinstance(errors, list) and errors:
+            details = [e.get("message") or e.get("code") if isinstance(e, dict) else str(e) for e in errors]
+            message = f"{message} ({'; '.join(str(d) for d in details)})"
+        return message or str(data)
+    return str(data or exc.message or "")

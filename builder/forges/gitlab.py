@@ -11,10 +11,15 @@ from __future__ import annotations
 import hmac
 from typing import Any, Mapping
 
+import gitlab as python_gitlab
+import requests
+
 from builder.errors import BadSignature
+from builder.forges.base import Forge
 from builder.intake.events import ZERO_SHA, Ignored, PushEvent
-from builder.providers.pull_requests import ignored_action, request_event, request_number
-from builder.providers.request import (
+from builder.forges.pull_requests import ignored_action, request_event, request_number
+from builder.forges.status_http import CommitStatus, StatusTarget, classify, split_repository, unreachable
+from builder.forges.request import (
     HookInfo,
     clean_text,
     commit_id,
@@ -177,3 +182,49 @@ def _changed_files(payload: dict[str, Any]) -> tuple[str, ...] | None:
     if payload.get("total_commits_count") != len(commits):
         return None
     return touched_files(commits)
+
+
+class GitLabForge(Forge):
+    name = NAME
+    display_name = "GitLab"
+    signature_header = "X-Gitlab-Token (GitLab)"
+    repository_hint = "GitLab: group/subgroup/name"
+    default_api_url = "https://gitlab.com"
+    commit_path = "/-/commit/{sha}"
+    secret_headers = ("X-Gitlab-Token",)
+    status_words = {"pending": "pending", "running": "running", "success": "success",
+                    "failure": "failed", "cancelled": "canceled"}
+    setup_steps = (
+        "Open the project on GitLab: Settings → Webhooks → Add new webhook.",
+        "URL: the webhook URL below.",
+        "Secret token: the secret below.",
+        "Trigger: “Push events” (all branches) and “Tag push events”.",
+        "Add webhook; “Test → Push events” sends one to try it.",
+    )
+    describe = staticmethod(describe)
+    verify = staticmethod(verify)
+    parse = staticmethod(parse)
+
+    def send_status(self, target: StatusTarget, status: CommitStatus, state: str, timeout: float) -> None:
+        send_status(target, status, state, timeout)
+
+
+# --- commit status, through python-gitlab -------------------------------------
+
+def send_status(target: StatusTarget, status: CommitStatus, state: str, timeout: float) -> None:
+    split_repository(target, parts=None)
+    client = python_gitlab.Gitlab(target.api_url.rstrip("/"), private_token=target.token, timeout=timeout)
+    try:
+        project = client.projects.get(target.repository, lazy=True)
+        project.commits.get(status.sha, lazy=True).statuses.create(
+            {"state": state, "target_url": status.target_url,
+             "description": status.description, "name": status.context},
+            obey_rate_limit=False,  # a 429 is a TransientError for our caller to retry
+            retry_transient_errors=False,
+        )
+    except python_gitlab.exceptions.GitlabError as exc:
+        raise classify(target, exc.response_code, str(exc.error_message)) from None
+    except requests.RequestException as exc:
+        raise unreachable(target, exc) from None
+    finally:
+        client.session.close()

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
+from builder.forges.base import Forge
 from builder.intake.events import ZERO_SHA, Ignored, PushEvent
-from builder.providers.pull_requests import github_shaped
-from builder.providers.request import (
+from builder.forges.pull_requests import github_shaped
+from builder.forges.status_http import CommitStatus, StatusTarget, post_status, quoted, split_repository
+from builder.forges.request import (
     HookInfo,
     clean_text,
     commit_id,
@@ -139,3 +141,30 @@ def _changed_files(payload: dict[str, Any]) -> tuple[str, ...] | None:
     if total is not None and total != len(commits):
         return None
     return touched_files(commits)
+
+
+class GiteaForge(Forge):
+    name = NAME
+    display_name = "Gitea / Forgejo"
+    signature_header = "X-Gitea-Signature / X-Forgejo-Signature (Gitea, Forgejo)"
+    secret_headers = ("X-Gitea-Signature", "X-Forgejo-Signature", "X-Gogs-Signature")
+    # No "cancelled": "error" is non-green but tells it apart from a failed build.
+    status_words = {"pending": "pending", "running": "pending", "success": "success",
+                    "failure": "failure", "cancelled": "error"}
+    default_api_url = None  # derived from the clone URL's host
+    setup_steps = (
+        "Open the repository on Gitea or Forgejo: Settings → Webhooks → Add webhook → Gitea (or Forgejo).",
+        "Target URL: the webhook URL below. HTTP method POST, content type application/json.",
+        "Secret: the secret below.",
+        "Trigger on: “Push events”. Keep “Active” checked, then Add webhook.",
+    )
+    describe = staticmethod(describe)
+    verify = staticmethod(verify)
+    parse = staticmethod(parse)
+
+    def send_status(self, target: StatusTarget, status: CommitStatus, state: str, timeout: float) -> None:
+        owner, name = split_repository(target, parts=2)
+        url = f"{target.api_url.rstrip('/')}/repos/{quoted(owner)}/{quoted(name)}/statuses/{quoted(status.sha)}"
+        body = {"state": state, "target_url": status.target_url,
+                "description": status.description, "context": status.context}
+        post_status(target, url, f"token {target.token}", body, timeout)

@@ -14,8 +14,8 @@ import pytest
 
 from builder.errors import BadSignature
 from builder.intake.events import Ignored, PushEvent
-from builder.providers import PROVIDERS
-from builder.providers.request import HookInfo
+from builder.forges.registry import forge_for
+from builder.forges.request import HookInfo
 from tests.payloads import FIXTURES
 
 HOSTS = ("github", "gitlab", "bitbucket", "gitea")
@@ -261,7 +261,7 @@ def test_table_covers_every_fixture():
 
 @pytest.mark.parametrize(("fixture", "provider", "headers", "expected"), CASES, ids=[case[0] for case in CASES])
 def test_parse_fixture(fixture, provider, headers, expected):
-    module = PROVIDERS[provider]
+    module = forge_for(provider)
     body = fixture_bytes(fixture)
     if all(isinstance(item, PushEvent) for item in expected):
         assert module.parse(headers, body) == expected
@@ -304,25 +304,25 @@ SIGNED_FIXTURES = [
 
 def test_github_known_vector():
     headers = {"X-Hub-Signature-256": GITHUB_KNOWN_SIGNATURE}
-    PROVIDERS["github"].verify(headers, fixture_bytes("github/push_branch.json"), "topsecret")
+    forge_for("github").verify(headers, fixture_bytes("github/push_branch.json"), "topsecret")
     assert signed("github", "github/push_branch.json", "topsecret") == headers
 
 
 @pytest.mark.parametrize(("provider", "fixture"), SIGNED_FIXTURES)
 def test_verify_accepts_the_right_secret(provider, fixture):
-    PROVIDERS[provider].verify(signed(provider, fixture, "topsecret"), fixture_bytes(fixture), "topsecret")
+    forge_for(provider).verify(signed(provider, fixture, "topsecret"), fixture_bytes(fixture), "topsecret")
 
 
 @pytest.mark.parametrize(("provider", "fixture"), SIGNED_FIXTURES)
 def test_verify_rejects_a_wrong_secret(provider, fixture):
     with pytest.raises(BadSignature):
-        PROVIDERS[provider].verify(signed(provider, fixture, "wrong"), fixture_bytes(fixture), "topsecret")
+        forge_for(provider).verify(signed(provider, fixture, "wrong"), fixture_bytes(fixture), "topsecret")
 
 
 @pytest.mark.parametrize(("provider", "fixture"), SIGNED_FIXTURES)
 def test_verify_rejects_a_missing_header(provider, fixture):
     with pytest.raises(BadSignature):
-        PROVIDERS[provider].verify({"Content-Type": "application/json"}, fixture_bytes(fixture), "topsecret")
+        forge_for(provider).verify({"Content-Type": "application/json"}, fixture_bytes(fixture), "topsecret")
 
 
 # GitLab's token does not cover the body, so it has no tampering case.
@@ -330,18 +330,18 @@ def test_verify_rejects_a_missing_header(provider, fixture):
 def test_verify_rejects_a_tampered_body(provider, fixture):
     headers = signed(provider, fixture, "topsecret")
     with pytest.raises(BadSignature):
-        PROVIDERS[provider].verify(headers, fixture_bytes(fixture) + b" ", "topsecret")
+        forge_for(provider).verify(headers, fixture_bytes(fixture) + b" ", "topsecret")
 
 
 def test_bitbucket_signature_needs_its_prefix():
     body = fixture_bytes("bitbucket/cloud_repo_push_branch.json")
     with pytest.raises(BadSignature):
-        PROVIDERS["bitbucket"].verify({"X-Hub-Signature": hex_hmac("topsecret", body)}, body, "topsecret")
+        forge_for("bitbucket").verify({"X-Hub-Signature": hex_hmac("topsecret", body)}, body, "topsecret")
 
 
 def test_forgejo_signature_header():
     body = fixture_bytes("gitea/push_branch.json")
-    PROVIDERS["gitea"].verify({"X-Forgejo-Signature": hex_hmac("topsecret", body)}, body, "topsecret")
+    forge_for("gitea").verify({"X-Forgejo-Signature": hex_hmac("topsecret", body)}, body, "topsecret")
 
 
 # --- describe ---------------------------------------------------------------
@@ -368,19 +368,19 @@ DESCRIBE_CASES = [
 @pytest.mark.parametrize(("provider", "fixture", "headers", "expected"), DESCRIBE_CASES,
                          ids=[case[1] for case in DESCRIBE_CASES])
 def test_describe(provider, fixture, headers, expected):
-    assert PROVIDERS[provider].describe(headers, fixture_bytes(fixture)) == expected
+    assert forge_for(provider).describe(headers, fixture_bytes(fixture)) == expected
 
 
 def test_gitlab_describe_without_idempotency_key_keys_on_event_uuid_and_ref():
     headers = {k: v for k, v in gitlab("Push Hook").items() if k != "Idempotency-Key"}
-    info = PROVIDERS["gitlab"].describe(headers, fixture_bytes("gitlab/push_hook.json"))
+    info = forge_for("gitlab").describe(headers, fixture_bytes("gitlab/push_hook.json"))
     assert info.delivery_id == "1671f880-67c6-45cb-9dfa-f4707face4ba"
     assert info.dedupe_key == "gitlab:1671f880-67c6-45cb-9dfa-f4707face4ba:refs/heads/master"
 
 
 def test_describe_without_delivery_header_has_no_dedupe_key():
     for provider, fixture, _, _ in DESCRIBE_CASES:
-        info = PROVIDERS[provider].describe({}, fixture_bytes(fixture))
+        info = forge_for(provider).describe({}, fixture_bytes(fixture))
         assert (info.delivery_id, info.dedupe_key) == (None, None), provider
 
 
@@ -389,43 +389,43 @@ def test_describe_without_delivery_header_has_no_dedupe_key():
 def test_gitlab_system_hook_and_missing_header_use_object_kind():
     body = fixture_bytes("gitlab/push_hook.json")
     for headers in ({"X-Gitlab-Event": "System Hook"}, {}):
-        (event,) = PROVIDERS["gitlab"].parse(headers, body)
+        (event,) = forge_for("gitlab").parse(headers, body)
         assert event.commit == "2adc9465c4edfc33834e173fe89436a7cb899a1d"
     with pytest.raises(Ignored, match="pull request event without an action: recorded, not built"):
-        PROVIDERS["gitlab"].parse({"X-Gitlab-Event": "Merge Request Hook"}, body)
+        forge_for("gitlab").parse({"X-Gitlab-Event": "Merge Request Hook"}, body)
     merge_request = fixture_bytes("gitlab/merge_request_hook_open.json")
     for headers in ({"X-Gitlab-Event": "System Hook"}, {}):
-        (event,) = PROVIDERS["gitlab"].parse(headers, merge_request)
+        (event,) = forge_for("gitlab").parse(headers, merge_request)
         assert (event.pull_request, event.ref) == (1, "refs/merge-requests/1/head")
 
 
 def test_requests_from_forks_are_marked_and_updates_carry_the_previous_head():
     payload = json.loads(fixture_bytes("github/pull_request_synchronize.json"))
     payload["pull_request"]["head"]["repo"]["full_name"] = "mallory/Hello-World"
-    (event,) = PROVIDERS["github"].parse(github("pull_request"), json.dumps(payload).encode())
+    (event,) = forge_for("github").parse(github("pull_request"), json.dumps(payload).encode())
     assert (event.from_fork, event.before) == (True, "f95f852bd8fca8fcc58a9a2d6c842781e32a215e")
     payload = json.loads(fixture_bytes("gitlab/merge_request_hook_open.json"))
     payload["object_attributes"].update(action="update", oldrev="a" * 40, source_project_id=99)
-    (event,) = PROVIDERS["gitlab"].parse(gitlab("Merge Request Hook"), json.dumps(payload).encode())
+    (event,) = forge_for("gitlab").parse(gitlab("Merge Request Hook"), json.dumps(payload).encode())
     assert (event.from_fork, event.before) == (True, "a" * 40)
     payload = json.loads(fixture_bytes("bitbucket/server_pr_open.json"))
     payload["pullRequest"]["fromRef"]["repository"]["project"]["key"] = "~MALLORY"
-    (event,) = PROVIDERS["bitbucket"].parse(bitbucket_server("pr:opened"), json.dumps(payload).encode())
+    (event,) = forge_for("bitbucket").parse(bitbucket_server("pr:opened"), json.dumps(payload).encode())
     assert event.from_fork is True
     payload = json.loads(fixture_bytes("bitbucket/cloud_pullrequest_created.json"))
     payload["pullrequest"]["source"]["repository"]["full_name"] = "mallory/foo"
     with pytest.raises(Ignored, match="Bitbucket Cloud has no pull request refs"):
-        PROVIDERS["bitbucket"].parse(bitbucket_cloud("pullrequest:created"), json.dumps(payload).encode())
+        forge_for("bitbucket").parse(bitbucket_cloud("pullrequest:created"), json.dumps(payload).encode())
 
 
 def test_bitbucket_server_ping():
     with pytest.raises(Ignored) as caught:
-        PROVIDERS["bitbucket"].parse({"X-Event-Key": "diagnostics:ping"}, b'{"test": true}')
+        forge_for("bitbucket").parse({"X-Event-Key": "diagnostics:ping"}, b'{"test": true}')
     assert (caught.value.reason, caught.value.status) == ("ping", 200)
 
 
 def test_forgejo_event_header():
-    (event,) = PROVIDERS["gitea"].parse({"X-Forgejo-Event": "push"}, fixture_bytes("gitea/push_branch.json"))
+    (event,) = forge_for("gitea").parse({"X-Forgejo-Event": "push"}, fixture_bytes("gitea/push_branch.json"))
     assert event.ref_name == "master"
 
 
@@ -436,15 +436,15 @@ def test_gitea_newer_payload_shape():
     # head_commit wins over the list; total_commits larger than the list -> files unknown.
     payload = dict(base, commits=[other, listed], total_commits=3,
                    head_commit=dict(listed, message="from head_commit\n"))
-    (event,) = PROVIDERS["gitea"].parse(gitea("push"), json.dumps(payload).encode())
+    (event,) = forge_for("gitea").parse(gitea("push"), json.dumps(payload).encode())
     assert (event.message, event.changed_files) == ("from head_commit\n", None)
     # Without head_commit, the listed commit whose id is `after`; complete list -> union of files.
     payload = dict(base, commits=[listed, other], total_commits=2)
-    (event,) = PROVIDERS["gitea"].parse(gitea("push"), json.dumps(payload).encode())
+    (event,) = forge_for("gitea").parse(gitea("push"), json.dumps(payload).encode())
     assert (event.message, event.changed_files) == ("Updated readme\n", ("README.md", "b.txt"))
     # `after` not listed: the last listed commit.
     payload = dict(base, commits=[dict(listed, id="2" * 40), other])
-    (event,) = PROVIDERS["gitea"].parse(gitea("push"), json.dumps(payload).encode())
+    (event,) = forge_for("gitea").parse(gitea("push"), json.dumps(payload).encode())
     assert (event.commit, event.message) == ("4522cbcefc20728a5b72b3a86af35e608622c514", "older\n")
 
 
@@ -452,5 +452,5 @@ def test_bitbucket_cloud_push_with_a_deletion_and_an_update_builds_the_update():
     updated = json.loads(fixture_bytes("bitbucket/cloud_repo_push_branch.json"))
     deleted = json.loads(fixture_bytes("bitbucket/cloud_repo_push_branch_deleted.json"))
     updated["push"]["changes"] = deleted["push"]["changes"] + updated["push"]["changes"]
-    events = PROVIDERS["bitbucket"].parse(bitbucket_cloud("repo:push"), json.dumps(updated).encode())
+    events = forge_for("bitbucket").parse(bitbucket_cloud("repo:push"), json.dumps(updated).encode())
     assert [(e.ref, e.commit) for e in events] == [("refs/heads/master", "141977fedf5cf35aa290ac87d4b5177ac4cd9de1")]

@@ -13,7 +13,7 @@ import re
 from typing import Any
 
 from builder.intake.events import Ignored, PushEvent
-from builder.providers.request import clean_text, commit_id, dig, previous_commit, read_ref, shown
+from builder.forges.request import clean_text, commit_id, dig, previous_commit, read_ref, shown
 
 # Bitbucket Cloud names commits by their first 12 hex digits in pull request payloads.
 _ABBREVIATED = re.compile(r"[0-9a-f]{7,39}")
