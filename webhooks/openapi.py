@@ -317,11 +317,12 @@ def document(public_url: str | None = None) -> dict[str, Any]:
     shown["security"] = [{"bearerAuth": []}]
     shown["tags"] = [{"name": name} for name in ("triggers", "builds", "deployments", "deliveries",
                                                   "subscriptions", "accounts", "hooks", "registry", "meta")]
+    from webhooks.openapi_deploys import DEPLOY_SCHEMAS
     from webhooks.openapi_environments import ENVIRONMENT_PATHS, ENVIRONMENT_SCHEMAS
 
     shown["paths"] = copy.deepcopy({**PATHS, **ENVIRONMENT_PATHS})
     shown["components"] = {
-        "schemas": copy.deepcopy({**SCHEMAS, **ENVIRONMENT_SCHEMAS}),
+        "schemas": copy.deepcopy({**SCHEMAS, **DEPLOY_SCHEMAS, **ENVIRONMENT_SCHEMAS}),
         "responses": {name: answer(text, ref("Error")) for name, text in ERRORS.values()},
         "parameters": PARAMETERS,
         "securitySchemes": {
