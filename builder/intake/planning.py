@@ -15,7 +15,7 @@ from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import Session
 
 from builder.triggers.clone_urls import clone_url_problem
-from builder.builds.commit_order import RUNNING, Order, chain_links, chain_order, siblings
+from builder.builds.commit_order import RUNNING, Order, chain_links, chain_order, chain_siblings
 from builder.intake.events import PushEvent
 from builder.db.models import Build, BuildState, Trigger, TriggerRule, utcnow
 from builder.triggers.path_filters import filter_reason
@@ -147,7 +147,7 @@ def _order(session: Session, plan: Plan, rule_id: int, cancel_running: bool, eve
     """Why the new build is superseded at once (a build of a newer commit came first), or None; then
     the builds of older commits (or the same one) it supersedes, and cancels, are added to ``plan``.
     Builds whose order the payloads cannot settle are left to the worker (``builder/builds/commit_order.py``)."""
-    found = siblings(session, rule_id, event.ref)
+    found = chain_siblings(session, rule_id, event.ref, event.commit, event.before)
     links = chain_links(found)
     orders = [(other, chain_order(event.commit, event.before, other, links)) for other in found]
     for other, order in orders:

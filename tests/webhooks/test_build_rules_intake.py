@@ -142,6 +142,22 @@ def test_pushes_the_payloads_cannot_order_are_left_for_the_worker_to_order(app, 
     assert [b.state for b in builds(app, trigger)] == ["queued", "queued"]
 
 
+def test_a_push_supersedes_every_queued_build_down_its_chain_and_nothing_off_it(app, client):
+    """Queued builds linked by their payloads (left queued while superseding was off) are followed
+    link by link: a push on top of the last supersedes them all; an unrelated push stays queued."""
+    trigger = trigger_with(client, supersede=False)
+    first, second = uuid.uuid4().hex + "abcdef01", uuid.uuid4().hex + "abcdef02"
+    push(client, trigger, "refs/heads/main", sha=first)
+    push(client, trigger, "refs/heads/main")  # unrelated: no link to the others
+    push(client, trigger, "refs/heads/main", sha=second, before=first)
+    assert client.patch(f"/api/triggers/{trigger['id']}", json={"supersede": True}).status_code == 200
+    push(client, trigger, "refs/heads/main", before=second)
+    oldest, unrelated, middle, newest = builds(app, trigger)
+    assert (oldest.state, middle.state, unrelated.state, newest.state) == \
+        ("superseded", "superseded", "queued", "queued")
+    assert oldest.reason == middle.reason == f"superseded by a newer push of {newest.commit[:7]}"
+
+
 def test_superseding_can_be_turned_off_per_trigger(app, client):
     trigger = trigger_with(client, supersede=False)
     push(client, trigger, "refs/heads/main")
