@@ -17,9 +17,9 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from enum import Enum
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping
 
-from sqlalchemy import bindparam, select, union_all, update
+from sqlalchemy import Select, bindparam, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from builder.builds.run.stops import RUNNING
@@ -75,36 +75,41 @@ def siblings(session: Session, rule_id: int, ref: str, exclude: int | None = Non
     return [Sibling(*row) for row in rows if row[0] != exclude]
 
 
-# One link of the chain, both ways: the active builds of these commits, and those pushed on top of them.
-# Two SELECTs, so that each is found through its own index (``ix_builds_rule_ref_commit`` and
-# ``ix_builds_rule_ref_before``, migration 0019) however many builds the ref has queued.
+# One link of the chain: the active builds of these commits (a step back), or those pushed on top of
+# them (a step forward), each through its own index (migration 0019), however many builds the ref has queued.
 _LINKED = bindparam("commits", expanding=True)
-_CHAIN_STEP = union_all(*(select(*_SIBLING_COLUMNS).where(*_SAME_RULE_AND_REF, Build.state.in_(ACTIVE), column.in_(_LINKED))
-                          for column in (Build.commit, Build.before)))
+_OF_COMMITS = select(*_SIBLING_COLUMNS).where(*_SAME_RULE_AND_REF, Build.state.in_(ACTIVE), Build.commit.in_(_LINKED))
+_ON_TOP_OF = select(*_SIBLING_COLUMNS).where(*_SAME_RULE_AND_REF, Build.state.in_(ACTIVE), Build.before.in_(_LINKED))
 
 
 def chain_siblings(session: Session, rule_id: int, ref: str, commit: str, before: str | None) -> list[Sibling]:
-    """The ``siblings`` joined to ``commit`` (pushed on top of ``before``) by before -> commit links,
-    either way: the only ones whose order ``chain_order`` can settle, the others being UNKNOWN to it.
+    """The ``siblings`` on ``commit``'s before -> commit chain (pushed on top of ``before``): back from
+    it (and those of the same commit), and forward from it; the only ones whose order ``chain_order``
+    can settle, every other sibling being UNKNOWN to it.
 
-    Webhook intake asks this instead of ``siblings``: it follows the links an indexed query at a time,
+    Webhook intake asks this instead of ``siblings``: it follows the chain an indexed query per link,
     so a ref with thousands of queued builds (pushes whose order is left to the worker) costs a
     delivery no more than a ref with one."""
     values = {"rule_id": rule_id, "ref": ref}
     connection = session.connection()
     last = connection.execute(_LAST_SUCCEEDED, values).first()
+    last = Sibling(*last) if last is not None else None
     found: dict[int, Sibling] = {}
-    frontier, seen = {commit, before} - {None}, set()
-    for _ in range(MAX_CHAIN):
-        if not frontier:
-            break
-        seen |= frontier
-        rows = list(connection.execute(_CHAIN_STEP, {**values, "commits": sorted(frontier)}))
-        if last is not None and (last.commit in frontier or last.before in frontier):
-            rows.append(last)
-        new = [Sibling(*row) for row in rows if row[0] not in found]
-        found.update((sibling.id, sibling) for sibling in new)
-        frontier = {c for sibling in new for c in (sibling.commit, sibling.before) if c and c not in seen}
+
+    def walk(statement: Select[Any], start: set[str], key: Callable[[Sibling], str | None],
+             step: Callable[[Sibling], str | None]) -> None:
+        frontier, seen = start, set()
+        for _ in range(MAX_CHAIN):
+            if not frontier:
+                return
+            seen |= frontier
+            linked = [Sibling(*row) for row in connection.execute(statement, {**values, "commits": sorted(frontier)})]
+            linked += [last] if last is not None and key(last) in frontier else []
+            found.update((sibling.id, sibling) for sibling in linked)
+            frontier = {c for c in map(step, linked) if c and c not in seen}
+
+    walk(_OF_COMMITS, {commit, before} - {None}, lambda s: s.commit, lambda s: s.before)  # back
+    walk(_ON_TOP_OF, {commit}, lambda s: s.before, lambda s: s.commit)  # forward
     return list(found.values())
 
 

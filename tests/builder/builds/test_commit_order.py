@@ -12,7 +12,7 @@ import uuid
 import pytest
 from sqlalchemy import insert, select, text
 
-from builder.builds.commit_order import _CHAIN_STEP, Order, chain_links, chain_order, chain_siblings
+from builder.builds.commit_order import _OF_COMMITS, _ON_TOP_OF, Order, chain_links, chain_order, chain_siblings
 from builder.db.models import Build, TriggerRule, utcnow
 
 REF = "refs/heads/main"
@@ -68,6 +68,16 @@ def test_a_push_finds_only_the_builds_its_chain_links_it_to(branch):
         assert {s.id for s in chain_siblings(session, rule_id, REF, a, None)} == {first}
 
 
+def test_other_pushes_on_the_same_parent_are_not_on_the_chain(branch):
+    """Pushes on top of one commit (force pushes, or payloads all naming the same ``before``) cannot be
+    ordered by the payloads: none of them is read."""
+    sessions, rule_id, add = branch
+    parent = sha()
+    add([{"commit": sha(), "before": parent} for _ in range(50)])
+    with sessions() as session:
+        assert chain_siblings(session, rule_id, REF, sha(), parent) == []
+
+
 def test_a_chain_through_the_last_successful_build_is_followed(branch):
     sessions, rule_id, add = branch
     a, b = sha(), sha()
@@ -83,7 +93,9 @@ def test_each_link_is_read_through_an_index_of_its_own(app, branch):
     with sessions() as session:
         if session.bind.dialect.name != "sqlite":
             pytest.skip("the query plan checked here is SQLite's")
-        step = _CHAIN_STEP.params(rule_id=1, ref=REF, commits=["a" * 40, "b" * 40])
-        sql = str(step.compile(dialect=session.bind.dialect, compile_kwargs={"literal_binds": True}))
-        plan = " | ".join(row[-1] for row in session.execute(text(f"EXPLAIN QUERY PLAN {sql}")))
-    assert "ix_builds_rule_ref_commit" in plan and "ix_builds_rule_ref_before" in plan, plan
+        plans = []
+        for statement in (_OF_COMMITS, _ON_TOP_OF):
+            step = statement.params(rule_id=1, ref=REF, commits=["a" * 40, "b" * 40])
+            sql = str(step.compile(dialect=session.bind.dialect, compile_kwargs={"literal_binds": True}))
+            plans.append(" | ".join(row[-1] for row in session.execute(text(f"EXPLAIN QUERY PLAN {sql}"))))
+    assert "ix_builds_rule_ref_commit" in plans[0] and "ix_builds_rule_ref_before" in plans[1], plans
