@@ -19,7 +19,7 @@ from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping
 
-from sqlalchemy import Select, bindparam, select, update
+from sqlalchemy import Select, bindparam, func, literal, select, union_all, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from builder.builds.run.stops import RUNNING
@@ -78,8 +78,17 @@ def siblings(session: Session, rule_id: int, ref: str, exclude: int | None = Non
 # One link of the chain: the active builds of these commits (a step back), or those pushed on top of
 # them (a step forward), each through its own index (migration 0019), however many builds the ref has queued.
 _LINKED = bindparam("commits", expanding=True)
-_OF_COMMITS = select(*_SIBLING_COLUMNS).where(*_SAME_RULE_AND_REF, Build.state.in_(ACTIVE), Build.commit.in_(_LINKED))
-_ON_TOP_OF = select(*_SIBLING_COLUMNS).where(*_SAME_RULE_AND_REF, Build.state.in_(ACTIVE), Build.before.in_(_LINKED))
+_ACTIVE_OF_RULE_AND_REF = (*_SAME_RULE_AND_REF, Build.state.in_(ACTIVE))
+_OF_COMMITS = select(*_SIBLING_COLUMNS).where(*_ACTIVE_OF_RULE_AND_REF, Build.commit.in_(_LINKED))
+_ON_TOP_OF = select(*_SIBLING_COLUMNS).where(*_ACTIVE_OF_RULE_AND_REF, Build.before.in_(_LINKED))
+# The first step both ways and the last successful build, in one statement: most pushes need no other.
+_FIRST_LINKS = union_all(
+    select(literal("back"), *_SIBLING_COLUMNS).where(*_ACTIVE_OF_RULE_AND_REF,
+                                                     Build.commit.in_(bindparam("back", expanding=True))),
+    select(literal("forward"), *_SIBLING_COLUMNS).where(*_ACTIVE_OF_RULE_AND_REF, Build.before == bindparam("commit")),
+    select(literal("last"), *_SIBLING_COLUMNS).where(Build.id == select(func.max(Build.id)).where(
+        *_SAME_RULE_AND_REF, Build.state == BuildState.SUCCEEDED.value).scalar_subquery()),
+)
 
 
 def chain_siblings(session: Session, rule_id: int, ref: str, commit: str, before: str | None) -> list[Sibling]:
@@ -92,24 +101,27 @@ def chain_siblings(session: Session, rule_id: int, ref: str, commit: str, before
     delivery no more than a ref with one."""
     values = {"rule_id": rule_id, "ref": ref}
     connection = session.connection()
-    last = connection.execute(_LAST_SUCCEEDED, values).first()
-    last = Sibling(*last) if last is not None else None
+    back = {commit, before} - {None}
+    first: dict[str, list[Sibling]] = {"back": [], "forward": [], "last": []}
+    for kind, *columns in connection.execute(_FIRST_LINKS, {**values, "back": sorted(back), "commit": commit}):
+        first[kind].append(Sibling(*columns))
+    last = first["last"][0] if first["last"] else None
     found: dict[int, Sibling] = {}
 
-    def walk(statement: Select[Any], start: set[str], key: Callable[[Sibling], str | None],
-             step: Callable[[Sibling], str | None]) -> None:
-        frontier, seen = start, set()
+    def walk(statement: Select[Any], frontier: set[str], linked: list[Sibling],
+             key: Callable[[Sibling], str | None], step: Callable[[Sibling], str | None]) -> None:
+        seen = set(frontier)
         for _ in range(MAX_CHAIN):
+            linked = linked + ([last] if last is not None and key(last) in frontier else [])
+            found.update((sibling.id, sibling) for sibling in linked)
+            frontier = {c for c in map(step, linked) if c and c not in seen}
             if not frontier:
                 return
             seen |= frontier
             linked = [Sibling(*row) for row in connection.execute(statement, {**values, "commits": sorted(frontier)})]
-            linked += [last] if last is not None and key(last) in frontier else []
-            found.update((sibling.id, sibling) for sibling in linked)
-            frontier = {c for c in map(step, linked) if c and c not in seen}
 
-    walk(_OF_COMMITS, {commit, before} - {None}, lambda s: s.commit, lambda s: s.before)  # back
-    walk(_ON_TOP_OF, {commit}, lambda s: s.before, lambda s: s.commit)  # forward
+    walk(_OF_COMMITS, back, first["back"], lambda s: s.commit, lambda s: s.before)
+    walk(_ON_TOP_OF, {commit}, first["forward"], lambda s: s.before, lambda s: s.commit)
     return list(found.values())
 
 
