@@ -85,16 +85,18 @@ def require_docker(settings: Settings) -> None:
         ) from None
 
 
-def require_build_engine(settings: Settings) -> None:
-    """Say which engine and client build images; refuse to start when BuildKit has no usable client."""
+def require_build_engine(settings: Settings, say: bool = True) -> None:
+    """Say which engine and client build images (unless ``say`` is false: ``serve`` checks early and leaves
+    the saying to its worker); refuse to start when BuildKit has no usable client."""
     from builder.builds.image.engines import engine_for
 
     try:
         engine = engine_for(settings)
     except ConfigError as exc:
         raise SystemExit(f"buildhook: {exc}") from None
-    print(f"buildhook: images are built with {engine.describe()} (BUILDHOOK_BUILD_ENGINE={engine.kind})",
-          file=sys.stderr)
+    if say:
+        print(f"buildhook: images are built with {engine.describe()} (BUILDHOOK_BUILD_ENGINE={engine.kind})",
+              file=sys.stderr)
 
 
 def cmd_web(args: argparse.Namespace, container: Container) -> int:

@@ -82,7 +82,7 @@ def cmd_serve(args: argparse.Namespace, container: Container) -> int:
     settings = Settings.from_env(env)
     container.engine.dispose()  # the web app and the worker are processes of their own
     require_docker(settings)
-    require_build_engine(settings)
+    require_build_engine(settings, say=False)  # the worker says which engine builds
     directory = data_dir(env)
     clear_metrics_root(directory)  # the web app and worker each make their group's metrics directory anew
     servers: list[RedisServer | RegistryServer] = []

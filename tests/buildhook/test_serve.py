@@ -62,6 +62,7 @@ def test_serve_supervises_its_worker_and_shares_its_broker(tmp_path, registry, d
         assert "no user yet" in hint and "users add admin --role admin" in hint
         wait_for(lambda: re.search(r"\.> app:\s+buildhook:0x", stderr.read_text()), 30,
                  "the worker's banner to name the Celery app buildhook")
+        assert stderr.read_text().count("images are built with") == 1, "said once, by the worker"
 
         first = wait_for(lambda: _worker_pid(serve.pid), 30, "the worker to start")
         os.kill(first, signal.SIGKILL)
