@@ -21,9 +21,6 @@ FORBIDDEN = "glpat-NoAccessT0ken-5555555555"
 
 class GitHandler(BaseHTTPRequestHandler):
     server: "GitHttpServer"
-    # As the hosts answer: HTTP/1.1, every answer with its length, so git may keep the connection. (With
-    # HTTP/1.0 a loaded machine once saw git read "Empty reply from server" after the 401.)
-    protocol_version = "HTTP/1.1"
 
     def log_message(self, *args) -> None:
         pass
