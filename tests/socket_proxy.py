@@ -239,10 +239,19 @@ def silent_server() -> Iterator[SilentServer]:
                 return
             silent.held.append(connection)  # read nothing, answer nothing
 
-    threading.Thread(target=accept, daemon=True).start()
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
     try:
         yield silent
     finally:
+        # Wake the blocked accept() and let its thread end before the descriptor is closed: a thread still
+        # in accept() on a closed descriptor took the connections of the next socket given that number
+        # (a later test's git server, whose clone then read "Empty reply from server").
+        try:
+            server.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        thread.join(5)
         server.close()
         for connection in silent.held:
             connection.close()

@@ -19,7 +19,7 @@ from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping
 
-from sqlalchemy import Select, bindparam, func, literal, select, union_all, update
+from sqlalchemy import Select, bindparam, func, literal_column, select, union_all, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from builder.builds.run.stops import RUNNING
@@ -83,11 +83,13 @@ _OF_COMMITS = select(*_SIBLING_COLUMNS).where(*_ACTIVE_OF_RULE_AND_REF, Build.co
 _ON_TOP_OF = select(*_SIBLING_COLUMNS).where(*_ACTIVE_OF_RULE_AND_REF, Build.before.in_(_LINKED))
 # The first step both ways and the last successful build, in one statement: most pushes need no other.
 _FIRST_LINKS = union_all(
-    select(literal("back"), *_SIBLING_COLUMNS).where(*_ACTIVE_OF_RULE_AND_REF,
-                                                     Build.commit.in_(bindparam("back", expanding=True))),
-    select(literal("forward"), *_SIBLING_COLUMNS).where(*_ACTIVE_OF_RULE_AND_REF, Build.before == bindparam("commit")),
-    select(literal("last"), *_SIBLING_COLUMNS).where(Build.id == select(func.max(Build.id)).where(
-        *_SAME_RULE_AND_REF, Build.state == BuildState.SUCCEEDED.value).scalar_subquery()),
+    select(literal_column("'back'"), *_SIBLING_COLUMNS)
+    .where(*_ACTIVE_OF_RULE_AND_REF, Build.commit.in_(bindparam("back", expanding=True))),
+    select(literal_column("'forward'"), *_SIBLING_COLUMNS)
+    .where(*_ACTIVE_OF_RULE_AND_REF, Build.before == bindparam("commit")),
+    select(literal_column("'last'"), *_SIBLING_COLUMNS)
+    .where(Build.id == select(func.max(Build.id))
+           .where(*_SAME_RULE_AND_REF, Build.state == BuildState.SUCCEEDED.value).scalar_subquery()),
 )
 
 
