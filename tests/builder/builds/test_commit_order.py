@@ -1,7 +1,7 @@
 """Commit order at intake: the builds a push is linked to by its payloads' before -> commit chain.
 
 Against the suite's database (SQLite, or PostgreSQL with BUILDHOOK_TEST_POSTGRES=1), with builds
-written as intake writes them: a branch with a thousand queued builds whose order the payloads
+written as intake writes them: a branch with hundreds of queued builds whose order the payloads
 cannot settle, and a chain among them.
 """
 
@@ -10,7 +10,7 @@ from __future__ import annotations
 import uuid
 
 import pytest
-from sqlalchemy import insert, select, text
+from sqlalchemy import delete, insert, select, text
 
 from builder.builds.commit_order import _OF_COMMITS, _ON_TOP_OF, Order, chain_links, chain_order, chain_siblings
 from builder.db.models import Build, TriggerRule, utcnow
@@ -24,7 +24,8 @@ def sha() -> str:
 
 @pytest.fixture
 def branch(app, client):
-    """A trigger's rule whose branch has 1,000 unrelated queued builds."""
+    """A trigger's rule whose branch has 300 unrelated queued builds. They are marked sent, so the
+    suite's worker is not handed them, and removed afterwards."""
     repository = f"acme/order-{uuid.uuid4().hex[:8]}"
     trigger = client.post("/api/triggers", json={
         "provider": "github", "repository": repository, "clone_url": "file:///never-cloned",
@@ -33,8 +34,12 @@ def branch(app, client):
     with sessions() as session:
         rule_id = session.scalar(select(TriggerRule.id).where(TriggerRule.trigger_id == trigger["id"]))
     add = _writer(sessions, trigger["id"], rule_id)
-    add([{"commit": sha(), "before": sha()} for _ in range(1000)])
-    return sessions, rule_id, add
+    add([{"commit": sha(), "before": sha()} for _ in range(300)])
+    yield sessions, rule_id, add
+    with sessions() as session:
+        session.execute(delete(Build).where(Build.trigger_id == trigger["id"]))
+        session.commit()
+    client.delete(f"/api/triggers/{trigger['id']}")
 
 
 def _writer(sessions, trigger_id: int, rule_id: int):
@@ -43,7 +48,7 @@ def _writer(sessions, trigger_id: int, rule_id: int):
         rows = [{"trigger_id": trigger_id, "rule_id": rule_id, "provider": "github", "repository": "r",
                  "clone_url": "file:///never-cloned", "ref": REF, "ref_type": "branch", "ref_name": "main",
                  "image": "r", "tags": ["main"], "dockerfile": "Dockerfile", "context": ".", "state": "queued", "attempts": 0, "created_at": now,
-                 "build_args": {}, **build} for build in builds]
+                 "build_args": {}, "dispatched_at": now, **build} for build in builds]
         with sessions() as session:
             ids = [session.execute(insert(Build.__table__), row).inserted_primary_key[0] for row in rows]
             session.commit()
