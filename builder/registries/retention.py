@@ -14,15 +14,18 @@ the next pass tries again.
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import replace
+from datetime import datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from builder.errors import TransientError
 from builder.intake.events import PushEvent
 from builder.builds.image.push import registry_host
-from builder.db.models import Build, BuildState, RetentionDeletion, TriggerRule
+from builder.db.engine import write_lock
+from builder.db.models import Build, BuildState, RetentionDeletion, TriggerRule, utcnow
 from builder.registries.credentials import RegistryAccess
 from builder.registries.deletes import DeleteRefused, Registry, TagDeleteUnsupported
 from builder.triggers.rules import TagContext, match, per_commit_templates, render_tags
@@ -68,8 +71,48 @@ def expired_tags(session: Session, rule: TriggerRule) -> list[tuple[Build, str]]
     return [(build, tag) for build, tag in expired if (build.id, tag) not in handled]
 
 
-def prune_rule(sessions: sessionmaker[Session], settings: Settings, rule_id: int) -> list[RetentionDeletion]:
-    """Delete the rule's expired tags (and manifests left without a tag); return what was recorded."""
+# How long a worker may prune one rule before another may take over (the lease of a worker that died).
+LEASE = timedelta(minutes=15)
+# How long a worker waits for another one's pass over the same rule before leaving the rule to the sweep.
+LEASE_WAIT = 120.0
+
+
+def prune_rule(sessions: sessionmaker[Session], settings: Settings, rule_id: int,
+               wait: float = LEASE_WAIT) -> list[RetentionDeletion]:
+    """Delete the rule's expired tags (and manifests left without a tag); return what was recorded.
+
+    One worker at a time per rule (a lease on the rule's row): two builds of a rule that succeed
+    together would otherwise both delete the same tags and record each deletion twice. The second
+    waits for the first's pass, then makes its own (its build's tags are in it); after ``wait``
+    seconds it leaves the rule to the next sweep."""
+    deadline = time.monotonic() + wait
+    while not _take_lease(sessions, rule_id):
+        if time.monotonic() >= deadline:
+            log.info("retention of rule %s: another worker is at it; left to the next sweep", rule_id)
+            return []
+        time.sleep(0.2)
+    try:
+        return _prune(sessions, settings, rule_id)
+    finally:
+        _set_lease(sessions, rule_id, None)
+
+
+def _take_lease(sessions: sessionmaker[Session], rule_id: int) -> bool:
+    now = utcnow()
+    free = or_(TriggerRule.retention_lease_until.is_(None), TriggerRule.retention_lease_until < now)
+    return _set_lease(sessions, rule_id, now + LEASE, free)
+
+
+def _set_lease(sessions: sessionmaker[Session], rule_id: int, until: datetime | None,
+               *where: ColumnElement[bool]) -> bool:
+    with sessions() as session, write_lock(session):
+        result = session.execute(update(TriggerRule).where(TriggerRule.id == rule_id, *where)
+                                 .values(retention_lease_until=until))
+        session.commit()
+        return result.rowcount == 1
+
+
+def _prune(sessions: sessionmaker[Session], settings: Settings, rule_id: int) -> list[RetentionDeletion]:
     recorded: list[RetentionDeletion] = []
     with sessions() as session:
         rule = session.get(TriggerRule, rule_id)

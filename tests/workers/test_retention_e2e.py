@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import threading
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 import pytest
@@ -133,3 +135,68 @@ def test_logs_and_deliveries_older_than_keep_days_are_pruned_and_recorded(app):
         assert session.get(Delivery, delivery_id) is None
         assert session.scalars(select(BuildLogLine).where(BuildLogLine.build_id == build_id)).all() == []
         assert session.scalar(select(RetentionDeletion).where(RetentionDeletion.kind == "deliveries")).count >= 1
+
+
+@pytest.fixture
+def three_pushed_builds(app, client, settings, registry, docker_client, tmp_path, make_repo):
+    """A rule keeping 1 per-commit tag, and three succeeded builds of it whose images are in the registry."""
+    name = f"acme/lease-{uuid.uuid4().hex[:8]}"
+    image = f"{registry.host}/{name}"
+    context = tmp_path / "ctx"
+    context.mkdir()
+    shutil.copy("/bin/busybox", context / "busybox")
+    trigger = client.post("/api/triggers", json={
+        "provider": "github", "repository": name, "clone_url": make_repo().url, "secret": SECRET, "image": name,
+        "rules": [{"source": "branch", "tags": ["{short_sha}"], "retention": {"keep": 1}}]}).json
+    sessions = app.extensions["buildhook"].sessions
+    with sessions() as session:
+        rule = session.scalar(select(TriggerRule).where(TriggerRule.trigger_id == trigger["id"]))
+        for letter in "abc":
+            tag = letter * 7
+            (context / "Dockerfile").write_text(f"FROM scratch\nCOPY busybox /bin/busybox\nLABEL v={tag}\n")
+            docker_client.images.build(path=str(context), tag=f"{image}:{tag}")
+            docker_client.images.push(image, tag=tag)
+            session.add(Build(trigger_id=trigger["id"], rule_id=rule.id, provider="github", repository=name,
+                              clone_url="file:///x", ref="refs/heads/main", ref_type="branch", ref_name="main",
+                              commit=letter * 40, image=image, tags=[tag], dockerfile="Dockerfile", context=".",
+                              state="succeeded", digest=registry.digest(name, tag), created_at=utcnow()))
+        session.commit()
+        return sessions, name, rule.id
+
+
+def test_two_workers_pruning_a_rule_at_once_delete_and_record_each_tag_once(app, settings, registry,
+                                                                            three_pushed_builds):
+    sessions, name, rule_id = three_pushed_builds
+    start = threading.Barrier(2)
+
+    def prune() -> list:
+        start.wait()
+        return prune_rule(sessions, settings, rule_id)
+
+    with ThreadPoolExecutor(2) as pool:
+        passes = [future.result() for future in [pool.submit(prune), pool.submit(prune)]]
+
+    assert registry.tags(name) == ["ccccccc"]
+    assert sorted(records(app, rule_id), key=str) == sorted(
+        [("manifest", None, "deleted"), ("manifest", None, "deleted"),
+         ("tag", "aaaaaaa", "deleted"), ("tag", "bbbbbbb", "deleted")], key=str), "each deletion recorded once"
+    assert sorted(len(recorded) for recorded in passes) == [0, 4], "the second found nothing left to do"
+
+
+def test_a_rule_another_worker_is_pruning_is_left_to_it_and_a_dead_workers_lease_runs_out(
+        app, settings, registry, three_pushed_builds):
+    sessions, name, rule_id = three_pushed_builds
+
+    def lease(until) -> None:
+        with sessions() as session:
+            session.get(TriggerRule, rule_id).retention_lease_until = until
+            session.commit()
+
+    lease(utcnow() + timedelta(minutes=5))
+    assert prune_rule(sessions, settings, rule_id, wait=0.5) == []
+    assert registry.tags(name) == ["aaaaaaa", "bbbbbbb", "ccccccc"], "nothing deleted beside the holder"
+    lease(utcnow() - timedelta(seconds=1))  # its worker died mid-pass: the lease ran out
+    assert len(prune_rule(sessions, settings, rule_id, wait=0)) == 4
+    assert registry.tags(name) == ["ccccccc"]
+    with sessions() as session:
+        assert session.get(TriggerRule, rule_id).retention_lease_until is None, "released after the pass"

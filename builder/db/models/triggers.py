@@ -96,6 +96,8 @@ class TriggerRule(Base):
     rebuild: Mapped[str | None] = mapped_column(String(16))
     # Per-commit tags kept in the registry (builder/registries/retention.py); None: all.
     retention_keep: Mapped[int | None] = mapped_column(Integer)
+    # While a worker prunes the rule's tags: until when its lease holds (migration 0020); None: nobody.
+    retention_lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
     # ["linux/amd64", "linux/arm64"]: one image per platform and an OCI index (builder/builds/image/platforms.py); None: one
     platforms: Mapped[list[str] | None] = mapped_column(JSON)
 
