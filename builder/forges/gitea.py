@@ -12,7 +12,7 @@ from typing import Any, Mapping
 
 from builder.forges.base import Forge
 from builder.intake.events import ZERO_SHA, Ignored, PushEvent
-from builder.forges.pull_requests import github_shaped
+from builder.forges import github_shaped
 from builder.forges.status_http import CommitStatus, StatusTarget, post_status, quoted, split_repository
 from builder.forges.request import (
     HookInfo,
@@ -21,7 +21,6 @@ from builder.forges.request import (
     dig,
     header,
     load_json,
-    previous_commit,
     read_ref,
     require_hmac_sha256,
     shown,
@@ -75,24 +74,12 @@ def parse(headers: Mapping[str, str], body: bytes) -> tuple[PushEvent, ...]:
     if commit is None or commit == ZERO_SHA:
         raise Ignored("push without a head commit" if not sent else f"head commit {shown(sent)} is not a commit id")
     head = _head_commit(payload, commit)
-    return (
-        PushEvent(
-            provider=NAME,
-            repository=clean_text(dig(payload, "repository", "full_name")) or "",
-            ref=ref,
-            ref_type=ref_type,
-            ref_name=ref_name,
-            commit=commit,
-            author=_author(head, payload),
-            message=clean_text(head.get("message")),
-            changed_files=_changed_files(payload),
-            before=previous_commit(payload.get("before")),
-        ),
-    )
+    return github_shaped.push(NAME, payload, (ref, ref_type, ref_name), commit, head, _author(head, payload),
+                              _changed_files(payload))
 
 
 def _pull_request(payload: dict[str, Any]) -> tuple[PushEvent, ...]:
-    return github_shaped(NAME, payload, PULL_REQUEST_ACTIONS)
+    return github_shaped.pull_request(NAME, payload, PULL_REQUEST_ACTIONS)
 
 
 def _first_header(headers: Mapping[str, str], names: tuple[str, ...]) -> str | None:

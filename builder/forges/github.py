@@ -16,7 +16,7 @@ from github import GithubException
 from builder.errors import PermanentError
 from builder.forges.base import Forge
 from builder.intake.events import ZERO_SHA, Ignored, PushEvent
-from builder.forges.pull_requests import github_shaped
+from builder.forges import github_shaped
 from builder.forges.status_http import CommitStatus, StatusTarget, classify, redact, split_repository, unreachable
 from builder.forges.request import (
     HookInfo,
@@ -25,7 +25,6 @@ from builder.forges.request import (
     dig,
     header,
     load_json,
-    previous_commit,
     read_ref,
     require_hmac_sha256,
     shown,
@@ -75,24 +74,12 @@ def parse(headers: Mapping[str, str], body: bytes) -> tuple[PushEvent, ...]:
         raise Ignored(f"{ref_type} {shown(ref_name)} was deleted")
     if commit is None:
         raise Ignored("push without a head commit" if not sent else f"head commit {shown(sent)} is not a commit id")
-    return (
-        PushEvent(
-            provider=NAME,
-            repository=clean_text(dig(payload, "repository", "full_name")) or "",
-            ref=ref,
-            ref_type=ref_type,
-            ref_name=ref_name,
-            commit=commit,
-            author=_author(head, payload),
-            message=clean_text(head.get("message")),
-            changed_files=_changed_files(payload),
-            before=previous_commit(payload.get("before")),
-        ),
-    )
+    return github_shaped.push(NAME, payload, (ref, ref_type, ref_name), commit, head, _author(head, payload),
+                              _changed_files(payload))
 
 
 def _pull_request(payload: dict[str, Any]) -> tuple[PushEvent, ...]:
-    return github_shaped(NAME, payload, PULL_REQUEST_ACTIONS)
+    return github_shaped.pull_request(NAME, payload, PULL_REQUEST_ACTIONS)
 
 
 def _author(head: dict[str, Any], payload: dict[str, Any]) -> str | None:

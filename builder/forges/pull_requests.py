@@ -13,7 +13,7 @@ import re
 from typing import Any
 
 from builder.intake.events import Ignored, PushEvent
-from builder.forges.request import clean_text, commit_id, dig, previous_commit, read_ref, shown
+from builder.forges.request import clean_text, commit_id, previous_commit, read_ref, shown
 
 # Bitbucket Cloud names commits by their first 12 hex digits in pull request payloads.
 _ABBREVIATED = re.compile(r"[0-9a-f]{7,39}")
@@ -84,31 +84,3 @@ def _branch(value: Any, which: str) -> str:
         return read_ref(f"refs/heads/{name}")[2]
     except Ignored:
         raise Ignored(f"pull request {which} branch {shown(value)} is not a valid git ref name") from None
-
-
-def github_shaped(provider: str, payload: dict[str, Any], actions: tuple[str, ...]) -> tuple[PushEvent]:
-    """A GitHub or Gitea ``pull_request`` payload (the same shape): ``number``, ``action``,
-    ``pull_request.head``/``base`` with ``sha``, ``ref`` and ``repo.full_name``; ``before`` on an update."""
-    action, number = payload.get("action"), payload.get("number")
-    request = payload.get("pull_request") if isinstance(payload.get("pull_request"), dict) else {}
-    if action not in actions:
-        if action == "closed" and request.get("merged"):
-            action = "closed (merged)"
-        raise ignored_action(number, action, actions)
-    number = request_number(number)
-    head_repository = dig(request, "head", "repo", "full_name")
-    base_repository = dig(request, "base", "repo", "full_name") or dig(payload, "repository", "full_name")
-    return request_event(
-        provider=provider,
-        repository=dig(payload, "repository", "full_name"),
-        number=number,
-        request_ref=f"refs/pull/{number}/head",
-        head_branch=dig(request, "head", "ref"),
-        base_branch=dig(request, "base", "ref"),
-        commit=dig(request, "head", "sha"),
-        # a deleted fork has no head repository: a fork all the same
-        from_fork=not head_repository or head_repository != base_repository,
-        before=payload.get("before") if action != actions[0] else None,
-        author=dig(request, "user", "login") or dig(payload, "sender", "login"),
-        message=request.get("title"),
-    )
