@@ -86,21 +86,22 @@ def prune_rule(sessions: sessionmaker[Session], settings: Settings, rule_id: int
     waits for the first's pass, then makes its own (its build's tags are in it); after ``wait``
     seconds it leaves the rule to the next sweep."""
     deadline = time.monotonic() + wait
-    while not _take_lease(sessions, rule_id):
+    while (lease := _take_lease(sessions, rule_id)) is None:
         if time.monotonic() >= deadline:
             log.info("retention of rule %s: another worker is at it; left to the next sweep", rule_id)
             return []
         time.sleep(0.2)
     try:
         return _prune(sessions, settings, rule_id)
-    finally:
-        _set_lease(sessions, rule_id, None)
+    finally:  # only this lease: one that ran out meanwhile may be another worker's now
+        _set_lease(sessions, rule_id, None, TriggerRule.retention_lease_until == lease)
 
 
-def _take_lease(sessions: sessionmaker[Session], rule_id: int) -> bool:
+def _take_lease(sessions: sessionmaker[Session], rule_id: int) -> datetime | None:
+    """The rule's lease (until when it holds), or None while another worker holds it."""
     now = utcnow()
     free = or_(TriggerRule.retention_lease_until.is_(None), TriggerRule.retention_lease_until < now)
-    return _set_lease(sessions, rule_id, now + LEASE, free)
+    return now + LEASE if _set_lease(sessions, rule_id, now + LEASE, free) else None
 
 
 def _set_lease(sessions: sessionmaker[Session], rule_id: int, until: datetime | None,
