@@ -78,14 +78,38 @@ def docker_client():
     client.close()
 
 
-SESSION_STARTED = int(time.time())
+def _image_ids(client) -> set[str]:
+    return {image["Id"] for image in client.api.images(all=True)}
+
+
+@pytest.fixture(scope="session", autouse=True)
+def images_before_the_suite() -> set[str]:
+    """The Engine's images when the session starts: never removed by the suite."""
+    try:
+        client = connect()
+    except Exception:  # no Engine: the tests that need one fail saying so
+        return set()
+    try:
+        return _image_ids(client)
+    finally:
+        client.close()
+
+
+def _made_by_the_suite(image: dict, before: set[str]) -> bool:
+    """An image this session made: new since it started, and tagged only for a test registry
+    (127.0.0.1:<port>/...) or with a test's own ``buildhook-test-`` name, or untagged (a later build
+    took its tag). Its creation time says nothing: a build's image may carry its commit's."""
+    tags = [tag for tag in image.get("RepoTags") or [] if tag != "<none>:<none>"]
+    return image["Id"] not in before and all(tag.startswith(("127.0.0.1:", "buildhook-test-")) for tag in tags)
 
 
 @pytest.fixture(scope="module", autouse=True)
-def pushed_images_removed() -> Iterator[None]:
-    """After each module, the images its builds tagged for a test registry (127.0.0.1:<port>/...) are
-    removed from the Engine. Left behind, thousands of them make the classic builder's cache lookup
-    take seconds per step, and the time-limit tests measure that instead of the build."""
+def pushed_images_removed(images_before_the_suite: set[str]) -> Iterator[None]:
+    """After each module, the images its builds made are removed from the Engine (see
+    ``_made_by_the_suite``). Left behind, a thousand of them make the classic builder's cache lookup
+    for a ``FROM scratch`` step read every image's config (seconds per build on a busy machine), and
+    the time-limit tests measure that instead of the build; the PostgreSQL run in CI would inherit
+    the SQLite run's."""
     yield
     try:
         client = connect()
@@ -93,12 +117,11 @@ def pushed_images_removed() -> Iterator[None]:
         return
     try:
         for image in client.api.images():
-            tags = image.get("RepoTags") or []
-            if tags and image.get("Created", 0) >= SESSION_STARTED - 1 and \
-                    all(tag.startswith("127.0.0.1:") for tag in tags):
-                for tag in tags:
+            if _made_by_the_suite(image, images_before_the_suite):
+                tags = [tag for tag in image.get("RepoTags") or [] if tag != "<none>:<none>"]
+                for name in tags or [image["Id"]]:
                     try:
-                        client.api.remove_image(tag, force=True)
+                        client.api.remove_image(name, force=True)
                     except Exception:  # gone already, or in use by a container another test still runs
                         pass
     finally:

@@ -201,8 +201,11 @@ def test_a_build_whose_worker_is_killed_is_retried_by_another_worker_and_succeed
 
     # A message delivered late, after the build finished, claims nothing.
     send_build(own_app.extensions["celery"], build_id)
-    text = wait_for(lambda: (t := second_log.read_text()).count("buildhook.run_build[") >= 6 and t, 20,
-                    "the survivor to take every message of the build")
+    try:
+        text = wait_for(lambda: (t := second_log.read_text()).count("buildhook.run_build[") >= 6 and t, 60,
+                        "the survivor to take every message of the build")
+    except AssertionError as missing:
+        raise AssertionError(f"{missing}; the survivor's log ends:\n{second_log.read_text()[-3000:]}") from None
     outcomes = re.findall(r"Task buildhook\.run_build\[[^\]]+\] succeeded in [\d.]+s: '(\w+)'", text)
     assert sorted(outcomes) == ["not_claimed", "not_claimed", "succeeded"], text[-3000:]
     again = own_client.get(f"/api/builds/{build_id}").json

@@ -26,6 +26,7 @@ from sqlalchemy.orm import Session
 from builder.builds.run.log import CancelCheck
 from builder.errors import PermanentError
 from builder.builds.image.classic import BuildSpec, Log, build_image
+from builder.builds.image.local_images import remove_untagged
 from builder.builds.image.test import run_test
 from builder.triggers.rule_tests import ImageTest
 from builder.builds.image.push import registry_host
@@ -65,7 +66,9 @@ def build_platforms(client: docker.DockerClient, spec: BuildSpec, platforms: tup
         run_test(client, f"{spec.repository}@{index.digest}", test, spec.limits, log,
                  registries.docker_auth(registry_host(spec.repository)), cancel)
         _check(cancel)
-    return tag_manifest(index, spec.tags, registries, log)
+    digest = tag_manifest(index, spec.tags, registries, log)
+    remove_untagged(client, [image_id for _platform, image_id in images])  # pushed; BuildKit keeps its cache
+    return digest
 
 
 def push_by_digest_index(image: str, body: bytes, registries: RegistryAccess, log: Log) -> PushedManifest:

@@ -34,6 +34,7 @@ from builder.deploys.deployments import link_pushed_build
 from builder.errors import PermanentError
 from builder.builds.image.classic import BuildSpec, build_image
 from builder.builds.image.test import push_tested
+from builder.builds.image import local_images
 from builder.triggers.rule_tests import ImageTest
 from builder.db.models import Build, BuildState, utcnow
 from builder.triggers.path_filters import filter_reason
@@ -148,6 +149,7 @@ def build_and_push(attempt: Attempt, checkout: Path, build_engine: BuildEngine) 
         return build_platforms(client, spec, inputs.platforms, inputs.test, registries, attempt.workdir,
                                attempt.build_log, attempt.cancel, lambda: pushing(attempt))
     # one image; a build that does not push (a request's) is built for the engine's platform
+    displaced = local_images.tagged(client, build.image, build.tags)
     image_id = build_image(client, spec, attempt.build_log, attempt.cancel)
     if build_engine.buildkit:
         keep_unchanged(client, image_id, build, previous, attempt.build_log)
@@ -155,8 +157,10 @@ def build_and_push(attempt: Attempt, checkout: Path, build_engine: BuildEngine) 
         attempt.build_log(not_pushed(build))
         return ""
     pushing(attempt)
-    return push_tested(client, image_id, build.image, tuple(build.tags), inputs.test, registries, spec.limits,
-                       attempt.workdir, attempt.build_log, attempt.cancel)
+    digest = push_tested(client, image_id, build.image, tuple(build.tags), inputs.test, registries, spec.limits,
+                         attempt.workdir, attempt.build_log, attempt.cancel)
+    local_images.keep_first_tag(client, build.image, tuple(build.tags), displaced | {image_id}, attempt.build_log)
+    return digest
 
 
 def build_spec(attempt: Attempt, checkout: Path, build_engine: BuildEngine, cache_from: tuple[str, ...]) -> BuildSpec:

@@ -113,11 +113,14 @@ def test_a_rule_with_two_platforms_pushes_one_index_whose_arm64_image_ran_its_st
 
 
 def test_a_cross_build_from_the_build_platform_runs_its_steps_natively(app, client, settings, registry,
-                                                                        platform_repo):
+                                                                        platform_repo, docker_client):
     repo, sha = platform_repo(CROSS)
+    images_before = {image["Id"] for image in docker_client.api.images(all=True)}
 
     build, lines = built(app, client, settings, repo, sha, ["linux/arm64"])
 
+    left = {image["Id"] for image in docker_client.api.images(all=True)} - images_before
+    assert left == set(), "the per-platform image, pushed by digest, is not kept on the engine"
     made = docker_run(build["pull"], "linux/arm64")
     assert made.startswith("cross-built for arm64 on x86_64"), made  # the RUN step ran on the host's platform
     index = index_of(registry, build["image"].split("/", 1)[1], "main")
