@@ -11,15 +11,18 @@ the images its tags were taken from, unless something still uses them: a contain
 refuses), another tag, or a child image. The image under the first tag stays: it is the next
 build's layer cache (``cache.cache_sources``) and what an unchanged rebuild pushes again
 (``cache.keep_unchanged``). A multi-platform build's per-platform images, pushed by digest and
-never tagged, are removed too (BuildKit keeps its own cache).
+never tagged, are removed too (BuildKit keeps its own cache). The build is pushed by then: an
+engine that cannot be asked leaves the images for the next build, and never fails this one.
 """
 
 from __future__ import annotations
 
-from typing import Callable, Iterable
+from contextlib import contextmanager
+from typing import Callable, Iterable, Iterator
 
 import docker
 from docker.errors import DockerException
+from requests.exceptions import RequestException
 
 Log = Callable[[str], None]
 
@@ -30,7 +33,7 @@ def tagged(client: docker.DockerClient, repository: str, tags: Iterable[str]) ->
     for tag in tags:
         try:
             found.add(client.api.inspect_image(f"{repository}:{tag}")["Id"])
-        except DockerException:  # not on this engine
+        except (DockerException, RequestException):  # not on this engine (or no engine: the build says so)
             continue
     return found
 
@@ -39,10 +42,12 @@ def keep_first_tag(client: docker.DockerClient, repository: str, tags: tuple[str
                    log: Log) -> None:
     """After the push of ``repository`` under ``tags``: untag all but the first, and remove the images in
     ``displaced`` (what the tags named before the build) that no tag names any more."""
-    for tag in tags[1:]:
-        _remove(client, f"{repository}:{tag}")
-    kept = tagged(client, repository, tags[:1])
-    removed = [image for image in sorted(displaced - kept) if _untagged(client, image) and _remove(client, image)]
+    removed: list[str] = []
+    with _left_for_later(log):
+        for tag in tags[1:]:
+            _remove(client, f"{repository}:{tag}")
+        kept = tagged(client, repository, tags[:1])
+        removed = [image for image in sorted(displaced - kept) if _untagged(client, image) and _remove(client, image)]
     if removed:
         log(f"Removed {len(removed)} older image(s) of {repository} from the engine: "
             f"{', '.join(image.removeprefix('sha256:')[:12] for image in removed)}")
@@ -50,9 +55,18 @@ def keep_first_tag(client: docker.DockerClient, repository: str, tags: tuple[str
 
 def remove_untagged(client: docker.DockerClient, images: Iterable[str]) -> None:
     """Remove these images unless a tag or a container still uses them."""
-    for image in images:
-        if _untagged(client, image):
-            _remove(client, image)
+    with _left_for_later(lambda _line: None):
+        for image in images:
+            if _untagged(client, image):
+                _remove(client, image)
+
+
+@contextmanager
+def _left_for_later(log: Log) -> Iterator[None]:
+    try:
+        yield
+    except (DockerException, RequestException, OSError) as exc:  # the engine went away after the push
+        log(f"Older images stay on the engine for now: {exc}")
 
 
 def _untagged(client: docker.DockerClient, image: str) -> bool:

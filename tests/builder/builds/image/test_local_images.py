@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import uuid
 
+import docker
+
+from builder.builds.image.local_images import keep_first_tag, remove_untagged
 from builder.builds.run import pipeline
 from builder.db.models import Build
 from tests.build_engines import build_engine  # noqa: F401 - the engine fixture
@@ -68,3 +71,14 @@ def test_an_older_image_a_container_uses_stays_on_the_engine(app, settings, proj
         assert not any(line.startswith("Removed ") for line in lines), lines
     finally:
         docker_client.api.remove_container(container["Id"], force=True)
+
+
+def test_an_engine_gone_after_the_push_leaves_the_images_and_fails_nothing(tmp_path):
+    gone = docker.DockerClient(base_url=f"unix://{tmp_path / 'gone.sock'}", version="1.41")
+    lines: list[str] = []
+
+    keep_first_tag(gone, "127.0.0.1:5000/acme/gone", ("main", "abc1234", "latest"), {"sha256:" + "0" * 64},
+                   lines.append)
+    remove_untagged(gone, ["sha256:" + "1" * 64])
+
+    assert len(lines) == 1 and lines[0].startswith("Older images stay on the engine for now: "), lines
