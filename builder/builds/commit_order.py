@@ -60,8 +60,10 @@ class Sibling:
 _SIBLING_COLUMNS = (Build.id, Build.commit, Build.before, Build.state)
 _SAME_RULE_AND_REF = (Build.rule_id == bindparam("rule_id"), Build.ref == bindparam("ref"))
 _ACTIVE_SIBLINGS = select(*_SIBLING_COLUMNS).where(*_SAME_RULE_AND_REF, Build.state.in_(ACTIVE))
-_LAST_SUCCEEDED = (select(*_SIBLING_COLUMNS).where(*_SAME_RULE_AND_REF, Build.state == BuildState.SUCCEEDED.value)
-                   .order_by(Build.id.desc()).limit(1))
+# The last build of the rule and ref that succeeded: its tags are the current ones.
+_IS_LAST_SUCCEEDED = Build.id == select(func.max(Build.id)).where(
+    *_SAME_RULE_AND_REF, Build.state == BuildState.SUCCEEDED.value).scalar_subquery()
+_LAST_SUCCEEDED = select(*_SIBLING_COLUMNS).where(_IS_LAST_SUCCEEDED)
 
 
 def siblings(session: Session, rule_id: int, ref: str, exclude: int | None = None) -> list[Sibling]:
@@ -87,9 +89,7 @@ _FIRST_LINKS = union_all(
     .where(*_ACTIVE_OF_RULE_AND_REF, Build.commit.in_(bindparam("back", expanding=True))),
     select(literal_column("'forward'"), *_SIBLING_COLUMNS)
     .where(*_ACTIVE_OF_RULE_AND_REF, Build.before == bindparam("commit")),
-    select(literal_column("'last'"), *_SIBLING_COLUMNS)
-    .where(Build.id == select(func.max(Build.id))
-           .where(*_SAME_RULE_AND_REF, Build.state == BuildState.SUCCEEDED.value).scalar_subquery()),
+    select(literal_column("'last'"), *_SIBLING_COLUMNS).where(_IS_LAST_SUCCEEDED),
 )
 
 
