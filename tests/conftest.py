@@ -78,10 +78,6 @@ def docker_client():
     client.close()
 
 
-def _image_ids(client) -> set[str]:
-    return {image["Id"] for image in client.api.images(all=True)}
-
-
 @pytest.fixture(scope="session", autouse=True)
 def images_before_the_suite() -> set[str]:
     """The Engine's images when the session starts: never removed by the suite."""
@@ -90,17 +86,20 @@ def images_before_the_suite() -> set[str]:
     except Exception:  # no Engine: the tests that need one fail saying so
         return set()
     try:
-        return _image_ids(client)
+        return {image["Id"] for image in client.api.images(all=True)}
     finally:
         client.close()
+
+
+def _tags(image: dict) -> list[str]:
+    return [tag for tag in image.get("RepoTags") or [] if tag != "<none>:<none>"]
 
 
 def _made_by_the_suite(image: dict, before: set[str]) -> bool:
     """An image this session made: new since it started, and tagged only for a test registry
     (127.0.0.1:<port>/...) or with a test's own ``buildhook-test-`` name, or untagged (a later build
     took its tag). Its creation time says nothing: a build's image may carry its commit's."""
-    tags = [tag for tag in image.get("RepoTags") or [] if tag != "<none>:<none>"]
-    return image["Id"] not in before and all(tag.startswith(("127.0.0.1:", "buildhook-test-")) for tag in tags)
+    return image["Id"] not in before and all(tag.startswith(("127.0.0.1:", "buildhook-test-")) for tag in _tags(image))
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -118,8 +117,7 @@ def pushed_images_removed(images_before_the_suite: set[str]) -> Iterator[None]:
     try:
         for image in client.api.images():
             if _made_by_the_suite(image, images_before_the_suite):
-                tags = [tag for tag in image.get("RepoTags") or [] if tag != "<none>:<none>"]
-                for name in tags or [image["Id"]]:
+                for name in _tags(image) or [image["Id"]]:
                     try:
                         client.api.remove_image(name, force=True)
                     except Exception:  # gone already, or in use by a container another test still runs

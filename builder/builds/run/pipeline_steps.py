@@ -149,7 +149,7 @@ def build_and_push(attempt: Attempt, checkout: Path, build_engine: BuildEngine) 
         return build_platforms(client, spec, inputs.platforms, inputs.test, registries, attempt.workdir,
                                attempt.build_log, attempt.cancel, lambda: pushing(attempt))
     # one image; a build that does not push (a request's) is built for the engine's platform
-    displaced = local_images.tagged(client, build.image, build.tags)
+    displaced = local_images.tagged(client, build.image, build.tags) if build.push else set()
     image_id = build_image(client, spec, attempt.build_log, attempt.cancel)
     if build_engine.buildkit:
         keep_unchanged(client, image_id, build, previous, attempt.build_log)

@@ -31,7 +31,7 @@ def built(app, settings, trigger: dict, sha: str) -> tuple[object, list[str]]:
     return build, lines
 
 
-def local_images(docker_client, repository: str) -> dict[str, list[str]]:
+def engine_images(docker_client, repository: str) -> dict[str, list[str]]:
     """The engine's images of ``repository`` (untagged ones included): id -> tags."""
     return {image["Id"]: sorted(image.get("RepoTags") or []) for image in docker_client.api.images(name=repository)} | {
         image["Id"]: [] for image in docker_client.api.images(filters={"dangling": True})
@@ -50,7 +50,7 @@ def test_the_engine_keeps_the_last_image_under_the_branch_tag_and_the_registry_k
     assert registry.digest(trigger["image"], "main") == second.digest
     image = second.image
     kept = docker_client.api.inspect_image(f"{image}:main")["Id"]
-    assert local_images(docker_client, image) == {kept: [f"{image}:main"]}
+    assert engine_images(docker_client, image) == {kept: [f"{image}:main"]}
     assert any(line.startswith(f"Removed 1 older image(s) of {image} from the engine: ") for line in lines), lines
     assert f"Using {image}" in "\n".join(lines)  # the first image was still the second build's layer cache
 
@@ -67,7 +67,7 @@ def test_an_older_image_a_container_uses_stays_on_the_engine(app, settings, proj
                               repo.commit({"Dockerfile": busybox_dockerfile(uuid.uuid4().hex)}, "two"))
         newer = docker_client.api.inspect_image(f"{image}:main")["Id"]
         assert newer != older
-        assert local_images(docker_client, image) == {newer: [f"{image}:main"], older: []}
+        assert engine_images(docker_client, image) == {newer: [f"{image}:main"], older: []}
         assert not any(line.startswith("Removed ") for line in lines), lines
     finally:
         docker_client.api.remove_container(container["Id"], force=True)
