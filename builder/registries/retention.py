@@ -85,6 +85,9 @@ def prune_rule(sessions: sessionmaker[Session], settings: Settings, rule_id: int
     together would otherwise both delete the same tags and record each deletion twice. The second
     waits for the first's pass, then makes its own (its build's tags are in it); after ``wait``
     seconds it leaves the rule to the next sweep."""
+    with sessions() as session:  # most rules keep every tag: nothing to lease, nothing to write
+        if not session.scalar(select(TriggerRule.retention_keep).where(TriggerRule.id == rule_id)):
+            return []
     deadline = time.monotonic() + wait
     while (lease := _take_lease(sessions, rule_id)) is None:
         if time.monotonic() >= deadline:

@@ -200,3 +200,18 @@ def test_a_rule_another_worker_is_pruning_is_left_to_it_and_a_dead_workers_lease
     assert registry.tags(name) == ["ccccccc"]
     with sessions() as session:
         assert session.get(TriggerRule, rule_id).retention_lease_until is None, "released after the pass"
+
+
+def test_a_rule_without_retention_is_never_leased_or_written(app, settings, registry, three_pushed_builds):
+    sessions, name, rule_id = three_pushed_builds
+    expired = utcnow() - timedelta(minutes=1)  # free to take: a pass over the rule would take and release it
+    with sessions() as session:
+        rule = session.get(TriggerRule, rule_id)
+        rule.retention_keep, rule.retention_lease_until = None, expired
+        session.commit()
+
+    assert prune_rule(sessions, settings, rule_id) == []
+
+    assert registry.tags(name) == ["aaaaaaa", "bbbbbbb", "ccccccc"], "every tag kept"
+    with sessions() as session:
+        assert session.get(TriggerRule, rule_id).retention_lease_until == expired, "the rule's row was not written"
