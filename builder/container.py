@@ -14,6 +14,7 @@ from typing import Protocol
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from builder.builds.outbox import dispatch
 from builder.db.engine import make_engine, make_sessionmaker
 from builder.secrets import SecretBox
 from builder.settings import Settings
@@ -51,6 +52,12 @@ class Container:
 
     def send(self, build_id: int) -> None:
         self.broker.send_build(build_id)
+
+    def start_builds(self, build_ids: Iterable[int]) -> list[int]:
+        """Announce each new (committed) build as queued, for its commit status and the subscriptions to
+        ``build.queued``, and hand it to the broker; return the ids the broker did not take (the relay
+        sends them). Webhook intake announces only the builds someone listens to (``webhooks/hooks.py``)."""
+        return dispatch(self.sessions, self.send, build_ids, on_queued=self.report)
 
     def start_deployments(self, deployment_ids: list[int]) -> None:
         _best_effort(self.broker.send_deployment, deployment_ids, "deployment")

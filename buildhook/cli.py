@@ -329,7 +329,6 @@ def cmd_run(args: argparse.Namespace, services: Container) -> int:
     """Create the run's builds and hand them to the broker, as ``POST /api/triggers/<id>/runs`` does."""
     from builder.builds.queries import build_to_dict, get_build
     from builder.builds.manual_runs import start_run
-    from builder.builds.outbox import dispatch
     from builder.triggers.services import get_trigger
 
     settings = services.settings
@@ -337,7 +336,7 @@ def cmd_run(args: argparse.Namespace, services: Container) -> int:
         trigger = get_trigger(session, args.trigger)
         ids = [b.id for b in start_run(session, trigger, settings, branch=args.branch, tag=args.tag, sha=args.sha,
                                        by=cli_actor())]
-    pending = dispatch(services.sessions, services.send, ids)
+    pending = services.start_builds(ids)
     with services.sessions() as session:
         builds = [build_to_dict(get_build(session, build_id)) for build_id in ids]
     for build in builds:

@@ -12,7 +12,6 @@ from builder.builds.queries import build_to_dict
 from builder.builds.history import deliveries_page, inbound_delivery_to_dict
 from builder.builds.manual_runs import run_request, start_run
 from builder.db.models import Trigger
-from builder.builds.outbox import dispatch
 from builder.triggers.services import (TriggerEdit, TriggerSpec, create_trigger, delete_trigger, get_trigger, trigger_to_dict,
                               update_trigger)
 from webhooks.api import bp, int_arg, page_size
@@ -83,5 +82,5 @@ def triggers_run(trigger_id: int):  # type: ignore[no-untyped-def]
     trigger = get_trigger(session, trigger_id)
     user = current_user()
     builds = start_run(session, trigger, ctx.settings, **choice, by=user.name if user is not None else None)
-    dispatch(ctx.sessions, ctx.send, [build.id for build in builds])
+    ctx.start_builds([build.id for build in builds])
     return jsonify({"builds": [build_to_dict(build) for build in builds]}), 201

@@ -11,7 +11,6 @@ from flask import Blueprint, jsonify
 from builder.builds.actions import cancel_build, rebuild
 from builder.builds.queries import build_to_dict
 from builder.db.models import Build, BuildState
-from builder.builds.outbox import dispatch
 from webhooks.auth import current_user
 from webhooks.context import db, services
 
@@ -40,7 +39,7 @@ def rebuild_and_dispatch(build_id: int) -> Build:
     session = db()
     build = rebuild(session, build_id, ctx.settings, by=_who())
     session.commit()
-    dispatch(ctx.sessions, ctx.send, [build.id], on_queued=ctx.report)
+    ctx.start_builds([build.id])
     return build
 
 

@@ -19,7 +19,6 @@ from werkzeug.wrappers import Response
 from builder.notify.deliveries import redeliver
 from builder.errors import InputError, TransientError
 from builder.builds.manual_runs import check_choice, start_run
-from builder.builds.outbox import dispatch
 from builder.triggers.services import get_trigger
 from webhooks.auth import current_user, local_next
 from webhooks.build_actions import cancel_and_announce, rebuild_and_dispatch
@@ -110,7 +109,7 @@ def trigger_run(trigger_id: int):  # type: ignore[no-untyped-def]
         user = current_user()
         builds = start_run(session, get_trigger(session, trigger_id), ctx.settings, **choice,
                            by=user.name if user is not None else None)
-        dispatch(ctx.sessions, ctx.send, [build.id for build in builds])
+        ctx.start_builds([build.id for build in builds])
         numbers = ", ".join(f"#{build.id}" for build in builds)
         flash(f"Started {numbers} from {kind} {ref}.")
         return url_for("dashboard.build_page", build_id=builds[0].id) if len(builds) == 1 else \

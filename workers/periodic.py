@@ -21,7 +21,7 @@ from celery.signals import worker_ready
 from builder.container import Container
 from builder.notify.deliveries import due_deliveries
 from builder.metrics import measured
-from builder.builds.outbox import dispatch, forget_dispatches, relay_pending, undispatched_deployments
+from builder.builds.outbox import forget_dispatches, relay_pending, undispatched_deployments
 from builder.db.pruning import prune_old
 from builder.builds.run.reaper import reap
 from builder.registries.retention import prune_every_rule
@@ -63,7 +63,7 @@ def relay_outbox(container: Container, _watch: BrokerWatch) -> None:
 def run_schedules(container: Container, _watch: BrokerWatch) -> None:
     """Schedules that are due (each due time runs once, whichever worker claims it)."""
     run_due_schedules(container.sessions, container.settings,
-                      lambda ids: dispatch(container.sessions, container.send, ids))
+                      container.start_builds)
 
 
 def sweep_retention(container: Container, _watch: BrokerWatch) -> None:
