@@ -70,7 +70,8 @@ def report_status(build_id: int, state: str) -> bool | None:
             build = session.get(Build, build_id)
             if build is not None:
                 payload = {**build_payload(build, container.settings.public_url), "state": state}
-                queued = notify(session, event, payload, trigger_id=build.trigger_id, ref_name=build.ref_name,
+                queued = notify(session, event, payload, max_attempts=container.settings.delivery_attempts,
+                                trigger_id=build.trigger_id, ref_name=build.ref_name,
                                 build_id=build.id)
                 session.commit()
                 container.send_deliveries([d.id for d in queued])

@@ -97,7 +97,8 @@ def _receive(session: Session, source: str, events: list[ImagePushed | IgnoredEv
         payload = {"repository": event.repository, "tag": event.tag, "digest": event.digest,
                    "registry": event.registry, "build": build.id if build else None,
                    "commit": build.commit if build else None}
-        notified += notify(session, "image.pushed", payload, trigger_id=build.trigger_id if build else None,
+        notified += notify(session, "image.pushed", payload, max_attempts=settings.delivery_attempts,
+                           trigger_id=build.trigger_id if build else None,
                            ref_name=build.ref_name if build else None, build_id=build.id if build else None)
         for rule in rules:
             for target in rule.targets:
@@ -109,7 +110,7 @@ def _receive(session: Session, source: str, events: list[ImagePushed | IgnoredEv
                 session.add(deployment)
                 created.append(deployment)
     session.flush()
-    notified += hold_for_approval(session, created)
+    notified += hold_for_approval(session, created, settings)
     session.flush()
     result.deployments = [d.id for d in created]
     result.deliveries = [d.id for d in notified]
@@ -190,7 +191,8 @@ def finish(session: Session, deployment: Deployment, state: str, error: str | No
     DEPLOYMENTS.labels(environment=deployment.environment, state=state).inc()
     build = session.get(Build, deployment.build_id) if deployment.build_id else None
     payload = {**deployment_payload(deployment, build), "error": error}
-    deliveries = notify(session, f"deployment.{state}", payload, trigger_id=build.trigger_id if build else None,
+    deliveries = notify(session, f"deployment.{state}", payload, max_attempts=settings.delivery_attempts,
+                        trigger_id=build.trigger_id if build else None,
                         ref_name=build.ref_name if build else None, deployment_id=deployment.id,
                         build_id=deployment.build_id)
     session.commit()

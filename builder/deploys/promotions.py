@@ -27,7 +27,8 @@ from builder.settings import Settings
 AWAITING = "awaiting_approval"
 
 
-def hold_for_approval(session: Session, deployments: list[Deployment]) -> list[OutboundDelivery]:
+def hold_for_approval(session: Session, deployments: list[Deployment],
+                      settings: Settings) -> list[OutboundDelivery]:
     """New deployments in environments that require approval wait for it; subscribers hear of each."""
     from builder.deploys.deployments import deployment_payload  # deployments imports this module
 
@@ -38,7 +39,7 @@ def hold_for_approval(session: Session, deployments: list[Deployment]) -> list[O
         deployment.state = AWAITING
         build = session.get(Build, deployment.build_id) if deployment.build_id else None
         queued += notify(session, "deployment.awaiting_approval", deployment_payload(deployment, build),
-                         trigger_id=build.trigger_id if build else None, ref_name=build.ref_name if build else None,
+                         max_attempts=settings.delivery_attempts, trigger_id=build.trigger_id if build else None, ref_name=build.ref_name if build else None,
                          deployment_id=deployment.id, build_id=deployment.build_id)
     return queued
 
@@ -80,7 +81,7 @@ def _redeploy(session: Session, settings: Settings, source: Deployment, environm
                 source_deployment_id=source.id, requested_by=actor))
     session.add_all(created)
     session.flush()
-    return created, hold_for_approval(session, created)
+    return created, hold_for_approval(session, created, settings)
 
 
 def promote(session: Session, settings: Settings, deployment_id: int, environment: Any,

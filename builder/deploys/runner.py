@@ -54,7 +54,8 @@ def run_deployment(sessions: sessionmaker[Session], settings: Settings, deployme
             if target.kind == "webhook":
                 url = SealedUrl(target.url_enc or "", target.url_redacted or "")
                 delivery = new_delivery("deployment.requested", url, deployment_payload(deployment, build),
-                                        target.secret_enc, deployment_id=deployment.id, build_id=deployment.build_id)
+                                        target.secret_enc, max_attempts=settings.delivery_attempts,
+                                        deployment_id=deployment.id, build_id=deployment.build_id)
                 session.add(delivery)
                 session.commit()
                 return [delivery.id]

@@ -29,7 +29,7 @@ LEASE_SECONDS = 120  # a claimed delivery whose worker died is due again after t
 
 
 def new_delivery(event: str, url: SealedUrl, payload: dict[str, Any], secret_enc: str | None, *,
-                 style: str = "json", max_attempts: int = 8, **links: int | None) -> OutboundDelivery:
+                 max_attempts: int, style: str = "json", **links: int | None) -> OutboundDelivery:
     return OutboundDelivery(
         uuid=new_delivery_id(), event=event, url_enc=url.enc, url_redacted=url.redacted,
         body=render_body(event, payload, style).decode(), secret_enc=secret_enc, max_attempts=max_attempts,

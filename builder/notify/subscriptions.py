@@ -40,9 +40,10 @@ def create_subscription(session: Session, box: SecretBox, *, url: str, events: l
     return subscription
 
 
-def notify(session: Session, event: str, payload: dict[str, Any], *, trigger_id: int | None = None,
+def notify(session: Session, event: str, payload: dict[str, Any], *, max_attempts: int, trigger_id: int | None = None,
            ref_name: str | None = None, **links: int | None) -> list[OutboundDelivery]:
-    """Queue a delivery of ``event`` for every subscription that wants it (not committed)."""
+    """Queue a delivery of ``event`` for every subscription that wants it (not committed), each tried at most
+    ``max_attempts`` times (``BUILDHOOK_DELIVERY_ATTEMPTS``)."""
     deliveries = []
     for subscription in session.scalars(select(Subscription).where(Subscription.enabled.is_(True))):
         if event not in subscription.events and "*" not in subscription.events:
@@ -52,7 +53,8 @@ def notify(session: Session, event: str, payload: dict[str, Any], *, trigger_id:
         if subscription.ref_pattern and not (ref_name and fnmatch.fnmatchcase(ref_name, subscription.ref_pattern)):
             continue
         delivery = new_delivery(event, SealedUrl(subscription.url_enc, subscription.url_redacted), payload,
-                                subscription.secret_enc, style=subscription.style, subscription_id=subscription.id,
+                                subscription.secret_enc, max_attempts=max_attempts, style=subscription.style,
+                                subscription_id=subscription.id,
                                 **links)
         session.add(delivery)
         deliveries.append(delivery)

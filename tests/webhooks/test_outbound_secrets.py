@@ -58,11 +58,11 @@ def outbound(app, admin_token):
     assert (hook.status_code, slack.status_code, rule.status_code) == (201, 201, 201), (hook.json, slack.json)
     with app.extensions["buildhook"].sessions() as session:
         ours = {hook.json["id"], slack.json["id"]}  # other tests' subscriptions to every ref are notified too
-        deliveries = [d for d in notify(session, "build.failed", {"state": "failed"}, ref_name=ref)
+        deliveries = [d for d in notify(session, "build.failed", {"state": "failed"}, max_attempts=8, ref_name=ref)
                       if d.subscription_id in ours]
         target = session.get(DeployTarget, rule.json["targets"][0]["id"])
         deliveries.append(new_delivery("deployment.requested", SealedUrl(target.url_enc, target.url_redacted),
-                                       {"environment": "staging"}, None))
+                                       {"environment": "staging"}, None, max_attempts=8))
         session.add(deliveries[-1])
         for delivery in deliveries:  # failed already: no worker sends them
             delivery.state, delivery.attempts = "failed", 1
@@ -189,7 +189,8 @@ def test_a_target_allowed_when_created_but_not_when_sent_is_refused_and_not_retr
         session.add(deployment)
         session.flush()
         delivery = new_delivery("deployment.requested", SealedUrl(target.url_enc, target.url_redacted),
-                                {"environment": "staging"}, None, deployment_id=deployment.id)
+                                {"environment": "staging"}, None, max_attempts=8,
+                                deployment_id=deployment.id)
         session.add(delivery)
         session.commit()
         delivery_id, deployment_id = delivery.id, deployment.id
