@@ -13,6 +13,7 @@ from builder.ids import is_id, parse_id
 from builder.db.models import DeployRule, Deployment, OutboundDelivery, RegistryEvent, Subscription
 from builder.notify.subscriptions import create_subscription, subscription_to_dict
 from builder.registries.credentials import RegistryAccess
+from builder.registries.retention import RETENTION_OUTCOMES, retention_records, retention_to_dict
 from webhooks.context import db, services
 
 bp = Blueprint("deploy_api", __name__, url_prefix="/api")
@@ -53,6 +54,19 @@ def registry_events_index():  # type: ignore[no-untyped-def]
         {"id": e.id, "source": e.source, "event_id": e.event_id, "action": e.action, "registry": e.registry_host,
          "repository": e.repository, "tag": e.tag, "digest": e.digest, "outcome": e.outcome, "reason": e.reason,
          "build": e.build_id, "received_at": e.received_at.isoformat()} for e in events]})
+
+
+@bp.get("/retention-deletions")
+def retention_deletions_index():  # type: ignore[no-untyped-def]
+    """What retention deleted or tried to (registry tags and manifests, old logs and deliveries), newest first."""
+    trigger = request.args.get("trigger")
+    if trigger is not None and not is_id(trigger):
+        raise InputError("trigger must be a trigger id")
+    outcome = request.args.get("outcome")
+    if outcome is not None and outcome not in RETENTION_OUTCOMES:
+        raise InputError(f"outcome must be one of {', '.join(RETENTION_OUTCOMES)}")
+    rows = retention_records(db(), trigger_id=int(trigger) if trigger else None, outcome=outcome, limit=_limit())
+    return jsonify({"retention_deletions": [retention_to_dict(row) for row in rows]})
 
 
 @bp.get("/subscriptions")

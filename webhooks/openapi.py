@@ -223,6 +223,11 @@ PATHS: dict[str, Any] = {
         "get", "listRegistryEvents", "deployments", "Registry notifications received, newest first",
         {200: answer("The events, with their outcome.", listing("registry_events", "RegistryEvent"))},
         errors=(400,), params=[param("Limit")])),
+    "/api/retention-deletions": path(operation(
+        "get", "listRetentionDeletions", "deployments", "What retention deleted (or tried to), newest first",
+        {200: answer("The records.", listing("retention_deletions", "RetentionDeletion"))},
+        errors=(400,), params=[param("Limit"), query("trigger", "only this trigger's"),
+                               query("outcome", "only these: deleted, refused, missing or kept")])),
     "/api/deliveries": path(operation(
         "get", "listDeliveries", "deliveries", "Outbound webhook deliveries, newest first",
         {200: answer("The deliveries.", listing("deliveries", "Delivery"))},

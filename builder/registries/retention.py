@@ -17,6 +17,7 @@ import logging
 import time
 from dataclasses import replace
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import ColumnElement, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
@@ -34,7 +35,9 @@ from builder.triggers.lookup import rule_spec
 
 log = logging.getLogger(__name__)
 
+# Final outcomes: a tag recorded so is never tried again. "kept" is not: the tags in its way may move.
 DONE = ("deleted", "refused", "missing")
+RETENTION_OUTCOMES = (*DONE, "kept")
 
 
 def commit_tags(rule: TriggerRule, build: Build, default_branch: str) -> list[str]:
@@ -140,9 +143,15 @@ def _prune(sessions: sessionmaker[Session], settings: Settings, rule_id: int) ->
 def _prune_image(session: Session, rule: TriggerRule, registries: RegistryAccess, host: str, repository: str,
                  expired: list[tuple[Build, str]]) -> list[RetentionDeletion]:
     recorded = []
+    kept_before = {(build_id, tag, detail) for build_id, tag, detail in session.execute(
+        select(RetentionDeletion.build_id, RetentionDeletion.tag, RetentionDeletion.detail).where(
+            RetentionDeletion.rule_id == rule.id, RetentionDeletion.outcome == "kept"))}
 
     def record(kind: str, build: Build, tag: str | None, digest: str | None, outcome: str,
                detail: str | None = None) -> None:
+        log.info("retention of rule %s: %s:%s %s %s", rule.id, repository, tag or digest, kind, outcome)
+        if outcome == "kept" and (build.id, tag, detail) in kept_before:
+            return  # still in the way, as recorded on an earlier pass
         row = RetentionDeletion(kind=kind, trigger_id=rule.trigger_id, rule_id=rule.id, build_id=build.id,
                                 repository=f"{host}/{repository}", tag=tag, digest=digest, count=1,
                                 outcome=outcome, detail=detail)
@@ -163,7 +172,6 @@ def _prune_image(session: Session, rule: TriggerRule, registries: RegistryAccess
             continue
         others = sorted(other for other, points in pointing.items() if points == digest)
         _delete(registry, tag, digest, others, lambda *row: record(row[0], build, *row[1:]))
-        log.info("retention of rule %s: %s:%s %s", rule.id, repository, tag, recorded[-1].outcome)
     return recorded
 
 
@@ -173,8 +181,9 @@ def _delete(registry: Registry, tag: str, digest: str, others: list[str], record
         registry.delete_tag(tag)
     except TagDeleteUnsupported as unsupported:
         if others:
-            record("tag", tag, digest, "refused", f"{unsupported}, and {', '.join(others)} still point at its "
-                                                 "manifest")
+            record("tag", tag, digest, "kept", f"{unsupported}, and {', '.join(others)} "
+                       f"{'still points' if len(others) == 1 else 'still point'} at its manifest: tried again "
+                       "on a later pass")
             return
         try:  # the manifest goes, and its only tag with it
             registry.delete_manifest(digest)
@@ -203,3 +212,20 @@ def prune_every_rule(sessions: sessionmaker[Session], settings: Settings) -> int
     with sessions() as session:
         rule_ids = list(session.scalars(select(TriggerRule.id).where(TriggerRule.retention_keep.is_not(None))))
     return sum(len(prune_rule(sessions, settings, rule_id)) for rule_id in rule_ids)
+
+
+def retention_records(session: Session, trigger_id: int | None = None, outcome: str | None = None,
+                      limit: int = 50) -> list[RetentionDeletion]:
+    """The newest records of what retention deleted (or tried to), of one trigger or all."""
+    query = select(RetentionDeletion).order_by(RetentionDeletion.id.desc()).limit(limit)
+    if trigger_id is not None:
+        query = query.where(RetentionDeletion.trigger_id == trigger_id)
+    if outcome is not None:
+        query = query.where(RetentionDeletion.outcome == outcome)
+    return list(session.scalars(query))
+
+
+def retention_to_dict(row: RetentionDeletion) -> dict[str, Any]:
+    return {"id": row.id, "kind": row.kind, "trigger": row.trigger_id, "rule": row.rule_id, "build": row.build_id,
+            "repository": row.repository, "tag": row.tag, "digest": row.digest, "count": row.count,
+            "outcome": row.outcome, "detail": row.detail, "at": row.at.isoformat()}

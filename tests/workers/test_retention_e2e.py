@@ -137,6 +137,27 @@ def test_logs_and_deliveries_older_than_keep_days_are_pruned_and_recorded(app):
         assert session.scalar(select(RetentionDeletion).where(RetentionDeletion.kind == "deliveries")).count >= 1
 
 
+def test_a_backlog_larger_than_a_batch_is_pruned_in_one_pass(app):
+    sessions = app.extensions["buildhook"].sessions
+    old = utcnow() - timedelta(days=40)
+    with sessions() as session:
+        builds = [Build(provider="github", repository="acme/backlog", clone_url="file:///x", ref="refs/heads/main",
+                        ref_type="branch", ref_name="main", commit=f"{n:040x}", image="x/y", tags=["t"],
+                        dockerfile="Dockerfile", context=".", state="failed", created_at=old, finished_at=old)
+                  for n in range(5)]
+        session.add_all(builds)
+        session.flush()
+        session.add_all([BuildLogLine(build_id=b.id, seq=n, text=f"line {n}") for b in builds for n in (1, 2, 3)])
+        session.commit()
+        ids = [b.id for b in builds]
+
+    made = [r for r in prune_old(sessions, 30, batch=4) if r.kind == "build_logs"]
+
+    assert len(made) >= 4 and sum(r.count for r in made) >= 15, "15 lines, 4 at a time, in one pass"
+    with sessions() as session:
+        assert session.scalars(select(BuildLogLine).where(BuildLogLine.build_id.in_(ids))).all() == []
+
+
 @pytest.fixture
 def three_pushed_builds(app, client, settings, registry, docker_client, tmp_path, make_repo):
     """A rule keeping 1 per-commit tag, and three succeeded builds of it whose images are in the registry."""
@@ -215,3 +236,28 @@ def test_a_rule_without_retention_is_never_leased_or_written(app, settings, regi
     assert registry.tags(name) == ["aaaaaaa", "bbbbbbb", "ccccccc"], "every tag kept"
     with sessions() as session:
         assert session.get(TriggerRule, rule_id).retention_lease_until == expired, "the rule's row was not written"
+
+
+def test_a_tag_whose_manifest_another_tag_holds_is_kept_then_deleted_once_that_tag_moves(
+        app, client, settings, registry, docker_client, three_pushed_builds):
+    sessions, name, rule_id = three_pushed_builds
+    image = f"{registry.host}/{name}"
+
+    def pin(tag: str) -> None:  # a tag outside the rule (as a branch tag would be) points at tag's manifest
+        docker_client.images.get(f"{image}:{tag}").tag(image, "pinned")
+        docker_client.images.push(image, tag="pinned")
+
+    pin("aaaaaaa")
+    prune_rule(sessions, settings, rule_id)
+    prune_rule(sessions, settings, rule_id)  # still in the way: not recorded again
+    assert registry.tags(name) == ["aaaaaaa", "ccccccc", "pinned"]
+    shown = client.get("/api/retention-deletions?outcome=kept&limit=500").json["retention_deletions"]
+    [kept] = [row for row in shown if row["rule"] == rule_id]
+    assert (kept["kind"], kept["tag"], kept["repository"]) == ("tag", "aaaaaaa", f"{registry.host}/{name}")
+    assert kept["detail"].endswith("and pinned still points at its manifest: tried again on a later pass")
+
+    pin("ccccccc")  # the other tag moves on
+    prune_rule(sessions, settings, rule_id)
+
+    assert registry.tags(name) == ["ccccccc", "pinned"]
+    assert ("tag", "aaaaaaa", "deleted") in records(app, rule_id)
