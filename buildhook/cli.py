@@ -118,6 +118,8 @@ def cmd_web(args: argparse.Namespace, container: Container) -> int:
             self.cfg.set("logger_class", "buildhook.access_log.RedactingLogger")  # no ?token= in the log
             self.cfg.set("graceful_timeout", 10)
             self.cfg.set("child_exit", _metrics_child_exit)
+            if "control_socket_disable" in self.cfg.settings:  # gunicorn 27's one socket per user: two
+                self.cfg.set("control_socket_disable", True)   # servers (or users' and tests') would clash
 
         def load(self):  # type: ignore[no-untyped-def]
             app = create_app(settings)

@@ -9,13 +9,16 @@ import secrets
 from flask import flash, redirect, render_template, request, url_for
 from flask import session as session_cookie
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from builder.builds.run.secret_args import secret_build_arg_names
 from builder.errors import InputError
 from builder.builds.history import recent_deliveries
 from builder.db.models import Trigger
 from builder.forges.registry import FORGES, display_names, forge_for
+from builder.registries.retention import retention_records
 from builder.triggers.services import (TriggerEdit, TriggerSpec, build_timeout_from_text, create_trigger, delete_trigger,
+                                       max_concurrent_from_text,
                               get_trigger, rule_spec, update_trigger, webhook_url)
 from webhooks.context import db, services
 from webhooks.page_actions import attempt, needs_confirmation, see_other
@@ -51,7 +54,9 @@ def rules_summary(trigger: Trigger) -> list[str]:
             f" ({spec.dockerfile}, context {spec.context})"
         names = secret_build_arg_names(rule.secret_build_args_enc)
         secret = f" · secret build args {', '.join(names)}" if names else ""
-        shown.append(f"{spec.source} {pattern} → {', '.join(spec.tags)}{where}{secret}")
+        kept = f" · retention keeps {rule.retention_keep}" if rule.retention_keep else ""
+        always = " · rebuilds unchanged commits on schedule" if rule.rebuild == "always" else ""
+        shown.append(f"{spec.source} {pattern} → {', '.join(spec.tags)}{where}{secret}{kept}{always}")
     return shown
 
 
@@ -143,12 +148,16 @@ def trigger_created(trigger_id: int):  # type: ignore[no-untyped-def]
 
 @bp.get("/triggers/<int:trigger_id>")
 def trigger_page(trigger_id: int):  # type: ignore[no-untyped-def]
-    session = db()
+    return _trigger_page(db(), trigger_id)
+
+
+def _trigger_page(session: Session, trigger_id: int, error: str | None = None) -> str:
     trigger = get_trigger(session, trigger_id)
     return render_template("trigger.html", trigger=trigger, summaries=rules_summary(trigger),
                            deliveries=recent_deliveries(session, trigger),
+                           retention=retention_records(session, trigger_id=trigger.id, limit=10),
                            hook_url=webhook_url(services().settings.public_url, trigger.provider),
-                           steps=setup_steps(trigger.provider), error=None,
+                           steps=setup_steps(trigger.provider), error=error,
                            default_timeout=services().settings.build_timeout)
 
 
@@ -161,17 +170,14 @@ def trigger_update(trigger_id: int):  # type: ignore[no-untyped-def]
                                       "default_branch": request.form.get("default_branch") or "",
                                       "enabled": request.form.get("enabled") == "on",
                                       "public_badge": request.form.get("public_badge") == "on",
-                                      "build_timeout": build_timeout_from_text(request.form.get("build_timeout"))})
+                                      "build_timeout": build_timeout_from_text(request.form.get("build_timeout")),
+                                      "max_concurrent": max_concurrent_from_text(request.form.get("max_concurrent")),
+                                      "schedule": (request.form.get("schedule") or "").strip() or None})
         update_trigger(session, services().box, trigger, edit, services().settings.registry)
         session.commit()
     except InputError as exc:
         session.rollback()
-        trigger = get_trigger(session, trigger_id)
-        return render_template("trigger.html", trigger=trigger, summaries=rules_summary(trigger),
-                               deliveries=recent_deliveries(session, trigger),
-                               hook_url=webhook_url(services().settings.public_url, trigger.provider),
-                               steps=setup_steps(trigger.provider), error=str(exc),
-                               default_timeout=services().settings.build_timeout), 400
+        return _trigger_page(session, trigger_id, error=str(exc)), 400
     flash("Trigger saved.")
     return see_other(url_for("dashboard.trigger_page", trigger_id=trigger_id))
 

@@ -51,14 +51,26 @@ def check_build_timeout(value: Any) -> int | None:
     return value
 
 
-def build_timeout_from_text(text: str | None) -> int | None:
-    """A form's build timeout field: empty for the default, else whole seconds."""
+def _whole_number_text(text: str | None, refusal: str) -> int | None:
+    """A form's whole-number field: None when empty."""
     text = (text or "").strip()
     if not text:
         return None
     if not re.fullmatch(r"-?[0-9]{1,18}", text):
-        raise InputError("build timeout must be a whole number of seconds (empty: the default)")
-    return check_build_timeout(int(text))
+        raise InputError(refusal)
+    return int(text)
+
+
+def build_timeout_from_text(text: str | None) -> int | None:
+    """A form's build timeout field: empty for the default, else whole seconds."""
+    value = _whole_number_text(text, "build timeout must be a whole number of seconds (empty: the default)")
+    return None if value is None else check_build_timeout(value)
+
+
+def max_concurrent_from_text(text: str | None) -> int | None:
+    """A form's max_concurrent field: empty for no limit of the trigger's own, else a whole number."""
+    value = _whole_number_text(text, "max_concurrent must be a whole number of builds (empty: no limit)")
+    return None if value is None else check_max_concurrent(value)
 
 
 @dataclass(frozen=True)

@@ -178,3 +178,23 @@ def test_triggers_add_public_badge_makes_the_badge_public(tmp_path):
     private = run([*base[:5], "acme/private", *base[6:]], env, tmp_path)
     assert private.returncode == 0, private.stderr
     assert json.loads(private.stdout)["public_badge"] is False
+
+
+def test_two_web_servers_of_one_user_run_side_by_side_without_a_control_socket(tmp_path, service_env):
+    """gunicorn 27 opens a control socket at one path per user (~/.gunicorn/gunicorn.ctl): buildhook web
+    turns it off, so a second server (another data directory, or the tests beside a running service)
+    never takes over or removes the first one's."""
+    env = {**os.environ, **service_env, "HOME": str(tmp_path)}
+    ports = [free_port(), free_port()]
+    webs = [subprocess.Popen([BUILDHOOK, "web", "--port", str(port), "--workers", "1", "--threads", "1"], env=env,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT) for port in ports]
+    try:
+        for web, port in zip(webs, ports):
+            wait_for(lambda: web.poll() is not None or port_open(port), 60, "buildhook web to listen")
+            assert web.poll() is None
+            assert urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=10).status == 200
+    finally:
+        for web in webs:
+            web.terminate()
+            web.wait(20)
+    assert not (tmp_path / ".gunicorn").exists()

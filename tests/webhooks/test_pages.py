@@ -20,7 +20,7 @@ from builder.db.engine import make_engine, make_sessionmaker, migrate
 from builder.builds.history import commit_url, fold_log
 from builder.notify.urls import seal_url
 from builder.builds.overview import overview
-from builder.db.models import Build, BuildLogLine, Deployment, OutboundDelivery, Trigger
+from builder.db.models import Build, BuildLogLine, Deployment, OutboundDelivery, RetentionDeletion, Trigger
 from builder.settings import Settings
 from builder.triggers.services import TriggerSpec, create_trigger
 from tests.payloads import fixture, github_headers, github_push
@@ -487,6 +487,51 @@ def test_creating_a_trigger_with_the_form_shows_the_secret_once(app):
     refused = browser.post("/triggers", data={**form, "image": "Not A Valid Image", "csrf_token": csrf})
     assert refused.status_code == 400 and "not a valid repository name" in refused.text
     assert name in refused.text and "form-secret-shown-once" not in refused.text
+
+
+def test_the_trigger_page_shows_and_edits_its_limit_schedule_and_retention(app):
+    browser, csrf = signed_in_browser(app)
+    name = f"acme/pages-{uuid.uuid4().hex[:8]}"
+    spec = TriggerSpec.from_json({
+        "provider": "github", "repository": name, "clone_url": f"https://github.com/{name}.git", "secret": SECRET,
+        "image": name, "rules": [{"source": "branch", "tags": ["{short_sha}"], "retention": {"keep": 3},
+                                  "rebuild": "always"}]})
+    with sessions(app)() as session:
+        trigger = create_trigger(session, app.extensions["buildhook"].box, spec,
+                                 app.extensions["buildhook"].settings.registry)
+        session.add(RetentionDeletion(kind="tag", trigger_id=trigger.id, repository=f"127.0.0.1:5000/{name}",
+                                      tag="abc1234", outcome="kept", detail="main still points at its manifest"))
+        session.commit()
+    page = browser.get(f"/triggers/{trigger.id}").text
+    assert "no limit of its own" in page and re.search(r'id="schedule"><span class="muted">none', page)
+    assert "retention keeps 3" in page and "rebuilds unchanged commits on schedule" in page
+    table = re.search(r'<table class="retention" id="retention">(.*?)</table>', page, re.S).group(1)
+    assert "kept" in table and "abc1234" in table and "main still points at its manifest" in table
+
+    saved = browser.post(f"/triggers/{trigger.id}", data={
+        "image": name, "default_branch": "main", "enabled": "on", "max_concurrent": "2", "schedule": "0 3 * * 1",
+        "csrf_token": csrf})
+    assert saved.status_code == 303
+    page = browser.get(f"/triggers/{trigger.id}").text
+    assert re.search(r'id="max-concurrent">at most 2 ', page)
+    assert re.search(r'id="schedule"><code>0 3 \* \* 1</code> \(UTC\) · next run .+ of <code>main</code>', page)
+    with sessions(app)() as session:
+        saved_trigger = session.get(Trigger, trigger.id)
+        assert (saved_trigger.max_concurrent, saved_trigger.schedule) == (2, "0 3 * * 1")
+        assert saved_trigger.schedule_next_at.weekday() == 0 and saved_trigger.schedule_next_at.hour == 3
+
+    bad = browser.post(f"/triggers/{trigger.id}", data={
+        "image": name, "default_branch": "main", "max_concurrent": "0", "csrf_token": csrf})
+    assert bad.status_code == 400 and "max_concurrent must be a whole number" in bad.text
+    bad = browser.post(f"/triggers/{trigger.id}", data={
+        "image": name, "default_branch": "main", "schedule": "every day", "csrf_token": csrf})
+    assert bad.status_code == 400 and "must have five fields" in bad.text
+    cleared = browser.post(f"/triggers/{trigger.id}", data={"image": name, "default_branch": "main",
+                                                            "enabled": "on", "csrf_token": csrf})
+    assert cleared.status_code == 303
+    with sessions(app)() as session:
+        assert (session.get(Trigger, trigger.id).max_concurrent, session.get(Trigger, trigger.id).schedule) == \
+            (None, None)
 
 
 def test_editing_disabling_and_deleting_a_trigger(app):
