@@ -23,8 +23,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from builder.db.models import Build, BuildState
 
-DURATION_BUCKETS = (1, 5, 10, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200)
-WAIT_BUCKETS = (0.5, 1, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 7200)
+DURATION_BUCKETS = (0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200)
+WAIT_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 7200)
 
 BUILDS = Counter("buildhook_builds_total", "Builds that ended, by final state and trigger id.", ["state", "trigger"])
 BUILD_DURATION = Histogram("buildhook_build_duration_seconds",
