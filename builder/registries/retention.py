@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from builder.errors import TransientError
 from builder.intake.events import PushEvent
-from builder.builds.image.push import registry_host
+from builder.registries.image_names import registry_host
 from builder.db.engine import write_lock
 from builder.db.models import Build, BuildState, RetentionDeletion, TriggerRule, utcnow
 from builder.registries.credentials import RegistryAccess

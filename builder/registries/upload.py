@@ -30,7 +30,7 @@ import docker
 import requests
 
 from builder.errors import PermanentError, TransientError
-from builder.builds.image.push import registry_host
+from builder.registries.image_names import registry_host, repository_path
 from builder.registries.api import RegistrySession
 from builder.registries.credentials import RegistryAccess
 
@@ -48,14 +48,6 @@ class PushedManifest:
     digest: str
     body: bytes
     media_type: str = MANIFEST_TYPE  # or an image index's (builder/builds/image/platforms.py)
-
-
-def repository_path(image: str) -> str:
-    """The repository's path in its registry: ``127.0.0.1:5000/acme/widget`` -> ``acme/widget``."""
-    host = registry_host(image)
-    if image.startswith(f"{host}/"):
-        return image[len(host) + 1:]
-    return image if "/" in image else f"library/{image}"
 
 
 class RegistryClient:

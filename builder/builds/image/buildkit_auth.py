@@ -17,7 +17,7 @@ import json
 import os
 from pathlib import Path
 
-from builder.builds.image.push import registry_host
+from builder.registries.image_names import registry_host
 from builder.registries.credentials import DOCKER_HUB, Credentials, RegistryAccess
 
 # The key the docker CLI looks Docker Hub's credentials up by.

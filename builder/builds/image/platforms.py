@@ -29,7 +29,7 @@ from builder.builds.image.classic import BuildSpec, Log, build_image
 from builder.builds.image.local_images import remove_untagged
 from builder.builds.image.test import run_test
 from builder.triggers.rule_tests import ImageTest
-from builder.builds.image.push import registry_host
+from builder.registries.image_names import registry_host
 from builder.db.models import TriggerRule
 from builder.builds.image.platform_names import PLATFORM
 from builder.registries.credentials import RegistryAccess

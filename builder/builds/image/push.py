@@ -18,6 +18,7 @@ from docker.errors import APIError
 
 from builder.builds.run.log import CancelCheck
 from builder.errors import PermanentError, TransientError
+from builder.registries.image_names import registry_host
 from builder.builds.image.classic import (
     CONNECTION_ERRORS,
     EngineUnavailable,
@@ -27,14 +28,6 @@ from builder.builds.image.classic import (
     engine_name,
     stop_on_cancel,
 )
-
-
-def registry_host(repository: str) -> str:
-    """The registry a repository name points at: its first component when that is a host, else Docker Hub."""
-    first, slash, _rest = repository.partition("/")
-    if slash and ("." in first or ":" in first or first == "localhost"):
-        return first
-    return "docker.io"
 
 
 def push_image(

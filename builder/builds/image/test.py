@@ -28,7 +28,8 @@ from builder.builds.run.log import CancelCheck
 from builder.builds.run.stops import BuildCancelled
 from builder.errors import PermanentError, TransientError
 from builder.builds.image.classic import EngineUnavailable, Log, engine_name
-from builder.builds.image.push import push_image, registry_host
+from builder.builds.image.push import push_image
+from builder.registries.image_names import registry_host
 from builder.db.models import TriggerRule
 from builder.triggers.rule_tests import ImageTest
 from builder.registries.credentials import RegistryAccess
