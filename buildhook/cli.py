@@ -245,9 +245,14 @@ def cmd_triggers_list(args: argparse.Namespace, container: Container) -> int:
         print(f"{t['id']:>4}  {t['provider']:<9} {t['repository']:<30} -> {t['image']}{state}")
         print(f"      webhook: {t['webhook_url']}  clone: {t['clone_url']}  default branch: {t['default_branch']}"
               + (f"  build timeout: {t['build_timeout']} s" if t["build_timeout"] else ""))
+        if t["max_concurrent"] or t["schedule"]:
+            print("     " + (f" max concurrent: {t['max_concurrent']}" if t["max_concurrent"] else "")
+                  + (f" schedule: {t['schedule']} UTC (next {t['schedule_next_at']})" if t["schedule"] else ""))
         for number, rule in enumerate(t["rules"], 1):
+            extras = (f", rebuild {rule['rebuild']}" if rule["rebuild"] != "changed" else "") + (
+                f", keep {rule['retention']['keep']}" if rule["retention"] else "")
             print(f"      rule {number}: {rule['source']} {rule['match']} {rule['pattern']!r} -> "
-                  f"{', '.join(rule['tags'])} ({rule['dockerfile']}, context {rule['context']})")
+                  f"{', '.join(rule['tags'])} ({rule['dockerfile']}, context {rule['context']}{extras})")
     return 0
 
 

@@ -13,7 +13,7 @@ from builder.ids import is_id, parse_id
 from builder.db.models import DeployRule, Deployment, OutboundDelivery, RegistryEvent, Subscription
 from builder.notify.subscriptions import create_subscription, subscription_to_dict
 from builder.registries.credentials import RegistryAccess
-from builder.registries.retention import RETENTION_OUTCOMES, retention_records, retention_to_dict
+from builder.registries.retention_records import RETENTION_OUTCOMES, retention_records, retention_to_dict
 from webhooks.context import db, services
 
 bp = Blueprint("deploy_api", __name__, url_prefix="/api")

@@ -16,7 +16,7 @@ from builder.errors import InputError
 from builder.builds.history import recent_deliveries
 from builder.db.models import Trigger
 from builder.forges.registry import FORGES, display_names, forge_for
-from builder.registries.retention import retention_records
+from builder.registries.retention_records import retention_records
 from builder.triggers.services import (TriggerEdit, TriggerSpec, build_timeout_from_text, create_trigger, delete_trigger,
                                        max_concurrent_from_text,
                               get_trigger, rule_spec, update_trigger, webhook_url)
@@ -101,10 +101,13 @@ def trigger_create():  # type: ignore[no-untyped-def]
         secret = secrets.token_hex(20)
     data: dict[str, object] = {key: value for key, value in form.items() if value}
     data["secret"] = secret
-    form["build_timeout"] = (request.form.get("build_timeout") or "").strip()
+    for key in ("build_timeout", "max_concurrent", "schedule"):
+        form[key] = (request.form.get(key) or "").strip()
     form["public_badge"] = data["public_badge"] = request.form.get("public_badge") == "on"
     try:
         data["build_timeout"] = build_timeout_from_text(form["build_timeout"])
+        data["max_concurrent"] = max_concurrent_from_text(form["max_concurrent"])
+        data["schedule"] = form["schedule"] or None
         raw_rules = (request.form.get("rules") or "").strip()
         if raw_rules:
             try:

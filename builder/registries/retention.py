@@ -17,7 +17,6 @@ import logging
 import time
 from dataclasses import replace
 from datetime import datetime, timedelta
-from typing import Any
 
 from sqlalchemy import ColumnElement, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
@@ -29,15 +28,12 @@ from builder.db.engine import write_lock
 from builder.db.models import Build, BuildState, RetentionDeletion, TriggerRule, utcnow
 from builder.registries.credentials import RegistryAccess
 from builder.registries.deletes import DeleteRefused, Registry, TagDeleteUnsupported
+from builder.registries.retention_records import DONE
 from builder.triggers.rules import TagContext, match, per_commit_templates, render_tags
 from builder.settings import Settings
 from builder.triggers.lookup import rule_spec
 
 log = logging.getLogger(__name__)
-
-# Final outcomes: a tag recorded so is never tried again. "kept" is not: the tags in its way may move.
-DONE = ("deleted", "refused", "missing")
-RETENTION_OUTCOMES = (*DONE, "kept")
 
 
 def commit_tags(rule: TriggerRule, build: Build, default_branch: str) -> list[str]:
@@ -212,20 +208,3 @@ def prune_every_rule(sessions: sessionmaker[Session], settings: Settings) -> int
     with sessions() as session:
         rule_ids = list(session.scalars(select(TriggerRule.id).where(TriggerRule.retention_keep.is_not(None))))
     return sum(len(prune_rule(sessions, settings, rule_id)) for rule_id in rule_ids)
-
-
-def retention_records(session: Session, trigger_id: int | None = None, outcome: str | None = None,
-                      limit: int = 50) -> list[RetentionDeletion]:
-    """The newest records of what retention deleted (or tried to), of one trigger or all."""
-    query = select(RetentionDeletion).order_by(RetentionDeletion.id.desc()).limit(limit)
-    if trigger_id is not None:
-        query = query.where(RetentionDeletion.trigger_id == trigger_id)
-    if outcome is not None:
-        query = query.where(RetentionDeletion.outcome == outcome)
-    return list(session.scalars(query))
-
-
-def retention_to_dict(row: RetentionDeletion) -> dict[str, Any]:
-    return {"id": row.id, "kind": row.kind, "trigger": row.trigger_id, "rule": row.rule_id, "build": row.build_id,
-            "repository": row.repository, "tag": row.tag, "digest": row.digest, "count": row.count,
-            "outcome": row.outcome, "detail": row.detail, "at": row.at.isoformat()}

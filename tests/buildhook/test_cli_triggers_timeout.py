@@ -1,4 +1,4 @@
-"""``buildhook triggers add --build-timeout SECONDS`` as a user runs it."""
+"""``buildhook triggers add`` and ``triggers list`` as a user runs them: build timeout, limit, schedule, retention."""
 
 from __future__ import annotations
 
@@ -40,3 +40,16 @@ def test_a_bad_build_timeout_is_a_clear_error(service_env, value):
     refused = add(service_env, f"--build-timeout={value}")
     assert refused.returncode == 2
     assert "build" in refused.stderr and "timeout" in refused.stderr and "Traceback" not in refused.stderr
+
+
+def test_triggers_list_shows_the_limit_the_schedule_and_each_rules_retention(service_env):
+    rule = json.dumps({"source": "branch", "match": "exact", "pattern": "main", "tags": ["{branch}-{short_sha}"],
+                       "retention": {"keep": 3}, "rebuild": "always"})
+    added = add(service_env, "--max-concurrent", "2", "--schedule", "0 3 * * 1", "--rule", rule, "--json")
+    assert added.returncode == 0, added.stderr
+    shown = json.loads(added.stdout)
+    listed = subprocess.run([BUILDHOOK, "triggers", "list"], env={**os.environ, **service_env}, capture_output=True,
+                            text=True, timeout=60).stdout
+    ours = listed[listed.index(shown["repository"]):]
+    assert "max concurrent: 2" in ours and "schedule: 0 3 * * 1 UTC" in ours
+    assert f"next {shown['schedule_next_at']}" in ours and "rebuild always, keep 3" in ours

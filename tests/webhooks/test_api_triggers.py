@@ -222,6 +222,28 @@ def test_the_trigger_pages_set_and_show_the_build_timeout(app, client):
         assert new.status_code == 400, bad
 
 
+
+def test_the_new_trigger_form_sets_the_limit_and_the_schedule(app, client):
+    browser, csrf = browser_with_csrf(app)
+    blank = browser.get("/triggers/new").text
+    assert 'name="max_concurrent"' in blank and 'name="schedule"' in blank
+    form = {key: value for key, value in body().items() if key != "secret"}
+    created = browser.post("/triggers", data={**form, "max_concurrent": "2", "schedule": "0 3 * * 1",
+                                              "csrf_token": csrf}, follow_redirects=True)
+    assert created.status_code == 200
+    trigger_id = int(re.search(r'href="/triggers/(\d+)">Done', created.text).group(1))
+    shown = client.get(f"/api/triggers/{trigger_id}").json
+    assert (shown["max_concurrent"], shown["schedule"]) == (2, "0 3 * * 1") and shown["schedule_next_at"]
+    page = browser.get(f"/triggers/{trigger_id}").text
+    assert "at most 2" in page and "<code>0 3 * * 1</code> (UTC)" in page
+    for field, bad, words in (("max_concurrent", "0", "max_concurrent"), ("max_concurrent", "two", "max_concurrent"),
+                              ("schedule", "every monday", "schedule")):
+        refused = browser.post("/triggers", data={**form, "repository": form["repository"] + "-bad", field: bad,
+                                                  "csrf_token": csrf})
+        assert refused.status_code == 400 and words in refused.text, (field, bad)
+        assert f'value="{bad}"' in refused.text  # what was typed is kept for correcting
+
+
 # --- secret build args: write-only, shown by name -------------------------------------------
 
 NPM_TOKEN = "npm-secret-value-7c1e9b2d"

@@ -52,6 +52,11 @@ def test_older_per_commit_tags_are_deleted_from_the_registry_and_recorded(client
         assert tag_row.build_id == builds[0]["id"] and tag_row.digest == builds[0]["digest"]
         assert tag_row.repository == builds[0]["image"]
     assert registry.digest(name, "main") == builds[2]["digest"], "tags of kept builds are untouched"
+    gone = client.get(f"/builds/{builds[0]['id']}").text
+    assert "Removed by retention" in gone and f'<code class="tag">{shas[0][:7]}</code>' in gone
+    assert "no longer pullable" in gone and f"docker pull {builds[0]['image']}@" not in gone
+    kept = client.get(f"/builds/{builds[2]['id']}").text
+    assert "Removed by retention" not in kept and f"docker pull {builds[2]['image']}@{builds[2]['digest']}" in kept
 
 
 @pytest.fixture
