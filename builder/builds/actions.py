@@ -98,6 +98,10 @@ def rebuild(session: Session, build_id: int, settings: Settings, by: str | None 
         context=old.context,
         build_args=dict(old.build_args),
         target=old.target,
+        pull_request=old.pull_request,  # a request's build stays one: a fork's gets no secrets and no push
+        base_branch=old.base_branch,
+        fork=old.fork,
+        push=old.push,
         included_files=[],
         ignored_files=[],
         state=BuildState.QUEUED.value,

@@ -136,6 +136,11 @@ def test_a_forks_request_gets_no_secret_build_args_and_no_push_unless_the_rule_t
     if forks == "untrusted":
         assert "a fork the rule does not trust" in answer["reason"]
         assert (build["fork"], build["push"], written) == ("untrusted", False, "token=[]")
+        rebuilt = client.post(f"/api/builds/{build['id']}/rebuild")
+        assert rebuilt.status_code == 201, rebuilt.json
+        rebuilt = finished_build(client, rebuilt.json["build"]["id"])
+        assert (rebuilt["state"], rebuilt["pull_request"], rebuilt["fork"], rebuilt["push"]) == (
+            "succeeded", 5, "untrusted", False), "a rebuild of a fork's request is still one"
         assert registry.tags(trigger["image"]) == []
     else:
         assert (build["fork"], build["push"], written) == ("trusted", True, f"token=[{token}]")
