@@ -29,9 +29,12 @@ def int_arg(name: str, default: int | None = None, maximum: int | None = None) -
     return min(value, maximum) if maximum is not None else value
 
 
-def page_size() -> int:
-    """``limit``: 1 to 500, 50 when absent (or 0)."""
-    return int_arg("limit", PAGE_DEFAULT, maximum=PAGE_MAX) or PAGE_DEFAULT
+def page_size(default: int = PAGE_DEFAULT) -> int:
+    """``limit``: 1 to 500 (more is 500), ``default`` when absent; 0 is refused (400)."""
+    size = int_arg("limit", default, maximum=PAGE_MAX)
+    if not size:
+        raise InputError(f"query parameter 'limit' must be a whole number from 1 to {PAGE_MAX}")
+    return size
 
 
 @bp.get("/builds")

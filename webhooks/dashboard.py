@@ -20,7 +20,7 @@ from builder.ids import parse_id
 from builder.builds.run.ansi import strip_ansi
 from builder.builds.history import HistoryFilter, LogGroup, build_steps, fold_log, history as history_page, is_active
 from builder.db.models import Build, Delivery, Deployment, OutboundDelivery, Trigger
-from builder.registries.retention_records import image_removal, retention_records
+from builder.registries.retention_records import image_removal
 from webhooks.context import db, services
 from webhooks.log_render import first_error_seq
 from webhooks.pages import bp
@@ -76,7 +76,7 @@ def build_page(build_id: int):  # type: ignore[no-untyped-def]
                            last_seq=lines[-1].seq if lines else 0, active=is_active(build.state),
                            deployments=list(deployments), deliveries=list(deliveries),
                            delivery=session.get(Delivery, build.delivery_id) if build.delivery_id else None,
-                           removed=image_removal(retention_records(session, build_id=build_id), build.digest))
+                           removed=image_removal(session, build))
 
 
 def _event(data: str, event: str | None = None, event_id: int | None = None) -> str:

@@ -9,18 +9,15 @@ from builder.notify.deliveries import delivery_to_dict, redeliver
 from builder.deploys.rules import create_rule, rule_to_dict, spec_from_json
 from builder.deploys.deployments import deployment_to_dict
 from builder.errors import InputError, NotFound
-from builder.ids import is_id, parse_id
+from builder.ids import is_id
 from builder.db.models import DeployRule, Deployment, OutboundDelivery, RegistryEvent, Subscription
 from builder.notify.subscriptions import create_subscription, subscription_to_dict
 from builder.registries.credentials import RegistryAccess
 from builder.registries.retention_records import RETENTION_OUTCOMES, retention_records, retention_to_dict
+from webhooks.api import page_size
 from webhooks.context import db, services
 
 bp = Blueprint("deploy_api", __name__, url_prefix="/api")
-
-
-def _limit() -> int:
-    return max(1, min(parse_id(request.args.get("limit", "50"), "limit must be a positive integer"), 500))
 
 
 @bp.get("/deploy-rules")
@@ -41,7 +38,7 @@ def deploy_rules_create():  # type: ignore[no-untyped-def]
 
 @bp.get("/deployments")
 def deployments_index():  # type: ignore[no-untyped-def]
-    query = select(Deployment).order_by(Deployment.id.desc()).limit(_limit())
+    query = select(Deployment).order_by(Deployment.id.desc()).limit(page_size())
     if is_id(request.args.get("build")):
         query = query.where(Deployment.build_id == int(request.args["build"]))
     return jsonify({"deployments": [deployment_to_dict(d) for d in db().scalars(query)]})
@@ -49,7 +46,7 @@ def deployments_index():  # type: ignore[no-untyped-def]
 
 @bp.get("/registry-events")
 def registry_events_index():  # type: ignore[no-untyped-def]
-    events = db().scalars(select(RegistryEvent).order_by(RegistryEvent.id.desc()).limit(_limit()))
+    events = db().scalars(select(RegistryEvent).order_by(RegistryEvent.id.desc()).limit(page_size()))
     return jsonify({"registry_events": [
         {"id": e.id, "source": e.source, "event_id": e.event_id, "action": e.action, "registry": e.registry_host,
          "repository": e.repository, "tag": e.tag, "digest": e.digest, "outcome": e.outcome, "reason": e.reason,
@@ -65,7 +62,7 @@ def retention_deletions_index():  # type: ignore[no-untyped-def]
     outcome = request.args.get("outcome")
     if outcome is not None and outcome not in RETENTION_OUTCOMES:
         raise InputError(f"outcome must be one of {', '.join(RETENTION_OUTCOMES)}")
-    rows = retention_records(db(), trigger_id=int(trigger) if trigger else None, outcome=outcome, limit=_limit())
+    rows = retention_records(db(), trigger_id=int(trigger) if trigger else None, outcome=outcome, limit=page_size())
     return jsonify({"retention_deletions": [retention_to_dict(row) for row in rows]})
 
 
@@ -98,7 +95,7 @@ def subscriptions_create():  # type: ignore[no-untyped-def]
 
 @bp.get("/deliveries")
 def deliveries_index():  # type: ignore[no-untyped-def]
-    query = select(OutboundDelivery).order_by(OutboundDelivery.id.desc()).limit(_limit())
+    query = select(OutboundDelivery).order_by(OutboundDelivery.id.desc()).limit(page_size())
     for field, column in (("deployment", OutboundDelivery.deployment_id), ("build", OutboundDelivery.build_id)):
         if is_id(request.args.get(field)):
             query = query.where(column == int(request.args[field]))

@@ -15,10 +15,11 @@ from builder.accounts.audit import entry_to_dict, recent
 from builder.deploys.deployments import deployment_to_dict
 from builder.deploys.environments import environment_names, environment_to_dict, set_requires_approval
 from builder.errors import InputError
-from builder.ids import is_id, parse_id
+from builder.ids import is_id
 from builder.db.models import Deployment, OutboundDelivery
 from builder.deploys.promotions import decide, promote, rollback
 from webhooks.auth import current_user, require_admin
+from webhooks.api import page_size
 from webhooks.context import db, services
 
 bp = Blueprint("environments_api", __name__, url_prefix="/api")
@@ -90,7 +91,7 @@ def deployments_reject(deployment_id: int):  # type: ignore[no-untyped-def]
 @bp.get("/audit")
 def audit_index():  # type: ignore[no-untyped-def]
     require_admin()
-    limit = max(1, min(parse_id(request.args.get("limit", "100"), "limit must be a positive integer"), 500))
+    limit = page_size(100)
     before = int(request.args["before"]) if is_id(request.args.get("before")) else None
     entries = recent(db(), limit, before, request.args.get("action") or None)
     return jsonify({"audit": [entry_to_dict(e) for e in entries]})

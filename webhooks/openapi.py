@@ -17,6 +17,7 @@ from flask import Blueprint, jsonify
 
 from webhooks.context import services
 from builder.forges.registry import FORGES
+from builder.registries.retention_records import RETENTION_OUTCOMES
 from webhooks.openapi_schemas import PROVIDER, PROVIDER_SCHEMAS, SCHEMAS, Schema, obj, ref
 
 bp = Blueprint("openapi", __name__, url_prefix="/api")
@@ -68,7 +69,8 @@ PARAMETERS = {
     "TriggerId": path_id("trigger_id", "trigger"),
     "BuildId": path_id("build_id", "build"),
     "DeliveryId": path_id("delivery_id", "delivery"),
-    "Limit": query("limit", "at most this many, newest first (1 to 500; default 50)"),
+    "Limit": query("limit", "at most this many, newest first (1 to 500, more is 500; default 50)",
+                   {"type": "integer", "minimum": 1}),
     "Before": query("before", "only older ones: those with a smaller id (the next cursor)"),
     "TokenId": path_id("token_id", "token"),
     "UserName": {"name": "name", "in": "path", "required": True, "description": "the user's name",
@@ -161,7 +163,8 @@ PATHS: dict[str, Any] = {
         {200: answer("A page of builds; pass next as before= for the next one.",
                      obj({"builds": BUILDS["properties"]["builds"],
                           "next": {"type": ["integer", "null"], "description": "null on the last page"}}))},
-        errors=(400,), params=[query("limit", "page size (default 50, at most 500)"),
+        errors=(400,), params=[query("limit", "page size (default 50, at most 500)",
+                                                      {"type": "integer", "minimum": 1}),
                                query("before", "only builds with a smaller id (the next cursor)"),
                                query("trigger", "only this trigger's builds"),
                                query("repository", "only this repository's builds (as the host names it)",
@@ -227,7 +230,8 @@ PATHS: dict[str, Any] = {
         "get", "listRetentionDeletions", "deployments", "What retention deleted (or tried to), newest first",
         {200: answer("The records.", listing("retention_deletions", "RetentionDeletion"))},
         errors=(400,), params=[param("Limit"), query("trigger", "only this trigger's"),
-                               query("outcome", "only these: deleted, refused, missing or kept")])),
+                               query("outcome", "only these: deleted, refused, missing or kept",
+                                     {"type": "string", "enum": list(RETENTION_OUTCOMES)})])),
     "/api/deliveries": path(operation(
         "get", "listDeliveries", "deliveries", "Outbound webhook deliveries, newest first",
         {200: answer("The deliveries.", listing("deliveries", "Delivery"))},

@@ -86,7 +86,7 @@ ENVIRONMENT_PATHS: dict[str, Any] = {
     "/api/audit": path(operation(
         "get", "listAudit", "meta", "The audit log, newest first (admins only)",
         {200: answer("The entries.", listing("audit", "AuditEntry"))}, errors=(400, 403),
-        params=[query("limit", "at most this many (1 to 500; default 100)"),
+        params=[query("limit", "at most this many (1 to 500; default 100)", {"type": "integer", "minimum": 1}),
                 query("before", "only older ones: those with a smaller id"),
                 query("action", "only this action", {"type": "string"})])),
 }

@@ -36,8 +36,9 @@ from builder.triggers.lookup import rule_spec
 log = logging.getLogger(__name__)
 
 
-def commit_tags(rule: TriggerRule, build: Build, default_branch: str) -> list[str]:
-    """The per-commit tags ``build`` pushed under ``rule``'s current templates."""
+def commit_tags(rule: TriggerRule, build: Build, default_branch: str, rendered_at: datetime | None = None) -> list[str]:
+    """The per-commit tags ``build`` pushed under ``rule``'s current templates; ``{timestamp}`` is of
+    ``rendered_at`` (a rebuild pushes the tags its original made: the original's creation time)."""
     spec = rule_spec(rule)
     templates = per_commit_templates(spec.tags)
     event = PushEvent(provider=build.provider, repository=build.repository, ref=build.ref,
@@ -46,19 +47,19 @@ def commit_tags(rule: TriggerRule, build: Build, default_branch: str) -> list[st
     if not templates or captures is None:  # the rule's pattern changed since: this build cannot be told
         return []
     tags, _notes = render_tags(replace(spec, tags=tuple(templates)), event,
-                               TagContext(captures, default_branch, build.created_at))
+                               TagContext(captures, default_branch, rendered_at or build.created_at))
     return [tag for tag in tags if tag in build.tags]
 
 
 def expired_tags(session: Session, rule: TriggerRule) -> list[tuple[Build, str]]:
     """(build, tag) pairs past the rule's ``retention_keep`` and not handled yet, oldest last."""
     keep = rule.retention_keep or 0
-    builds = session.scalars(select(Build).where(Build.rule_id == rule.id, Build.state == BuildState.SUCCEEDED.value)
-                             .order_by(Build.id.desc()))
+    builds = session.scalars(select(Build).where(Build.rule_id == rule.id, Build.state == BuildState.SUCCEEDED.value,
+                                                 Build.push.is_(True)).order_by(Build.id.desc()))
     seen: set[tuple[str, str]] = set()
     expired = []
-    for build in builds:
-        for tag in commit_tags(rule, build, rule.trigger.default_branch):
+    for build in builds:  # only builds that pushed: a "push": false build's tags were never in the registry
+        for tag in commit_tags(rule, build, rule.trigger.default_branch, _tags_rendered_at(session, build)):
             if (build.image, tag) in seen:
                 continue
             seen.add((build.image, tag))
@@ -68,6 +69,16 @@ def expired_tags(session: Session, rule: TriggerRule) -> list[tuple[Build, str]]
         select(RetentionDeletion.build_id, RetentionDeletion.tag).where(
             RetentionDeletion.rule_id == rule.id, RetentionDeletion.kind == "tag", RetentionDeletion.outcome.in_(DONE)))}
     return [(build, tag) for build, tag in expired if (build.id, tag) not in handled]
+
+
+def _tags_rendered_at(session: Session, build: Build) -> datetime:
+    """When ``build``'s tags were rendered: a rebuild copies its original's tags (rebuilds of rebuilds too)."""
+    while build.origin == "rebuild" and build.rebuild_of is not None:
+        original = session.get(Build, build.rebuild_of)
+        if original is None:  # pruned: its own time is the best left
+            break
+        build = original
+    return build.created_at
 
 
 # How long a worker may prune one rule before another may take over (the lease of a worker that died).
@@ -161,46 +172,62 @@ def _prune_image(session: Session, rule: TriggerRule, registries: RegistryAccess
         for build, tag in expired:
             record("tag", build, tag, None, "refused", str(exc))
         return recorded
+    groups: dict[str, list[tuple[Build, str]]] = {}  # the expired tags of each manifest, oldest last
     for build, tag in expired:
         digest = pointing.pop(tag, None)
         if digest is None:
             record("tag", build, tag, None, "missing", "the registry no longer has this tag")
-            continue
+        else:
+            groups.setdefault(digest, []).append((build, tag))
+    for digest, group in groups.items():
         others = sorted(other for other, points in pointing.items() if points == digest)
-        _delete(registry, tag, digest, others, lambda *row: record(row[0], build, *row[1:]))
+        _delete(registry, group, digest, others, record)
     return recorded
 
 
-def _delete(registry: Registry, tag: str, digest: str, others: list[str], record) -> None:  # type: ignore[no-untyped-def]
-    """Delete ``tag``, then its manifest unless ``others`` (tags) still point at it; record each step."""
-    try:
-        registry.delete_tag(tag)
-    except TagDeleteUnsupported as unsupported:
-        if others:
-            record("tag", tag, digest, "kept", f"{unsupported}, and {', '.join(others)} "
-                       f"{'still points' if len(others) == 1 else 'still point'} at its manifest: tried again "
-                       "on a later pass")
+def _delete(registry: Registry, group: list[tuple[Build, str]], digest: str, others: list[str],
+            record) -> None:  # type: ignore[no-untyped-def]
+    """Delete the expired tags in ``group`` (all pointing at ``digest``), then the manifest unless ``others``
+    (tags that are not expired) still point at it; record each step."""
+    left = list(others)
+    for n, (build, tag) in enumerate(group):
+        try:
+            registry.delete_tag(tag)
+        except TagDeleteUnsupported as unsupported:  # the registry's answer for every tag: only the manifest goes
+            _delete_with_manifest(registry, group[n:], digest, left, str(unsupported), record)
             return
-        try:  # the manifest goes, and its only tag with it
-            registry.delete_manifest(digest)
         except DeleteRefused as refused:
-            record("tag", tag, digest, "refused", str(refused))
-            return
-        record("manifest", None, digest, "deleted")
-        record("tag", tag, digest, "deleted", f"{unsupported}: deleted with its manifest")
-        return
-    except DeleteRefused as refused:
-        record("tag", tag, digest, "refused", str(refused))
-        return
-    record("tag", tag, digest, "deleted")
-    if others:
+            record("tag", build, tag, digest, "refused", str(refused))
+            left.append(tag)
+            continue
+        record("tag", build, tag, digest, "deleted")
+    if left:
         return
     try:
         registry.delete_manifest(digest)
     except DeleteRefused as refused:
-        record("manifest", None, digest, "refused", str(refused))
+        record("manifest", group[0][0], None, digest, "refused", str(refused))
         return
-    record("manifest", None, digest, "deleted")
+    record("manifest", group[0][0], None, digest, "deleted")
+
+
+def _delete_with_manifest(registry: Registry, group: list[tuple[Build, str]], digest: str, others: list[str],
+                          unsupported: str, record) -> None:  # type: ignore[no-untyped-def]
+    """A registry that deletes no tag: the manifest goes, with every tag in ``group``, once ``others`` are gone."""
+    if others:
+        held = f"{', '.join(others)} {'still points' if len(others) == 1 else 'still point'} at its manifest"
+        for build, tag in group:
+            record("tag", build, tag, digest, "kept", f"{unsupported}, and {held}: tried again on a later pass")
+        return
+    try:
+        registry.delete_manifest(digest)
+    except DeleteRefused as refused:
+        for build, tag in group:
+            record("tag", build, tag, digest, "refused", str(refused))
+        return
+    record("manifest", group[0][0], None, digest, "deleted")
+    for build, tag in group:
+        record("tag", build, tag, digest, "deleted", f"{unsupported}: deleted with its manifest")
 
 
 def prune_every_rule(sessions: sessionmaker[Session], settings: Settings) -> int:

@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from builder.db.models import RetentionDeletion
+from builder.db.models import Build, RetentionDeletion
 
 # Final outcomes: a tag recorded so is never tried again. "kept" is not: the tags in its way may move.
 DONE = ("deleted", "refused", "missing")
@@ -34,10 +34,13 @@ def retention_to_dict(row: RetentionDeletion) -> dict[str, Any]:
             "outcome": row.outcome, "detail": row.detail, "at": row.at.isoformat()}
 
 
-def image_removal(rows: list[RetentionDeletion], digest: str | None) -> dict[str, Any]:
+def image_removal(session: Session, build: Build) -> dict[str, Any]:
     """What retention removed of one build's image: its tags gone from the registry, and whether its manifest
-    (``digest``) went too, so that it can no longer be pulled."""
-    gone = [row for row in rows if row.outcome in ("deleted", "missing")]
-    manifest = next((row for row in gone if row.kind == "manifest" and row.digest == digest), None)
+    went too (whichever build's tag took it: builds of the same image share one), so it can no longer be pulled."""
+    gone = [row for row in retention_records(session, build_id=build.id, limit=1000)
+            if row.outcome in ("deleted", "missing")]
+    manifest = build.digest is not None and session.scalar(select(RetentionDeletion.id).where(
+        RetentionDeletion.kind == "manifest", RetentionDeletion.outcome == "deleted",
+        RetentionDeletion.repository == build.image, RetentionDeletion.digest == build.digest).limit(1)) is not None
     return {"tags": sorted({row.tag for row in gone if row.kind == "tag" and row.tag}),
-            "at": max((row.at for row in gone), default=None), "manifest_deleted": manifest is not None}
+            "at": max((row.at for row in gone), default=None), "manifest_deleted": manifest}

@@ -9,6 +9,7 @@ import uuid
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
+import pytest
 from sqlalchemy import update
 
 from builder.builds.overview import overview, overview_to_dict
@@ -118,11 +119,20 @@ def test_bad_filter_values_are_a_400_that_says_what_is_wrong(client):
         ("since=2026-02-02&until=2026-02-01", "since must not be after until"),
         ("trigger=abc", "trigger"),
         ("limit=-1", "limit"),
+        ("limit=0", "'limit' must be a whole number from 1 to 500"),
         ("before=x", "before"),
     ]:
         response = client.get(f"/api/builds?{query}")
         assert response.status_code == 400, query
         assert words in response.json["error"] and response.json["status"] == 400, (query, response.json)
+
+
+@pytest.mark.parametrize("listing", ["/api/builds", "/api/deployments", "/api/registry-events",
+                                     "/api/retention-deletions", "/api/deliveries", "/api/audit"])
+def test_every_listing_refuses_a_page_of_nothing_and_caps_a_large_one(client, listing):
+    empty = client.get(f"{listing}?limit=0")
+    assert empty.status_code == 400 and "from 1 to 500" in empty.json["error"], empty.json
+    assert client.get(f"{listing}?limit=100000").status_code == 200
 
 
 def test_the_overview_has_the_overview_page_s_numbers(app, client):

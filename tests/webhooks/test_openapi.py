@@ -136,6 +136,18 @@ def test_the_document_has_the_openapi_3_1_structure():
                 assert set(requirement) <= set(DOC["components"]["securitySchemes"])
 
 
+def test_text_and_page_size_query_parameters_are_declared_as_the_api_reads_them():
+    retention = {p["name"]: p["schema"] for p in DOC["paths"]["/api/retention-deletions"]["get"]["parameters"]
+                 if "name" in p}
+    assert retention["outcome"] == {"type": "string", "enum": ["deleted", "refused", "missing", "kept"]}
+    for template, item in DOC["paths"].items():
+        for method, op in item.items():
+            for parameter in op.get("parameters", []):
+                parameter = resolve(parameter["$ref"]) if "$ref" in parameter else parameter
+                if parameter["name"] == "limit":
+                    assert parameter["schema"]["minimum"] == 1, (template, method)
+
+
 def test_every_ref_resolves():
     def walk(node: Any, where: str) -> int:
         if isinstance(node, dict):

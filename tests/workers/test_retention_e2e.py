@@ -266,3 +266,79 @@ def test_a_tag_whose_manifest_another_tag_holds_is_kept_then_deleted_once_that_t
 
     assert registry.tags(name) == ["ccccccc", "pinned"]
     assert ("tag", "aaaaaaa", "deleted") in records(app, rule_id)
+
+
+def test_a_rule_that_pushes_nothing_deletes_nothing_another_rule_pushed(app, settings, registry, three_pushed_builds):
+    """A "push": false rule's builds render the same per-commit tags as a pushing rule's, but never pushed them."""
+    sessions, name, rule_id = three_pushed_builds
+    with sessions() as session:
+        for build in session.scalars(select(Build).where(Build.rule_id == rule_id)):
+            build.push, build.digest = False, None
+        session.commit()
+
+    assert prune_rule(sessions, settings, rule_id) == []
+    assert registry.tags(name) == ["aaaaaaa", "bbbbbbb", "ccccccc"]
+
+
+def test_expired_tags_of_one_manifest_go_with_it_and_every_build_sharing_it_says_so(
+        app, client, settings, registry, docker_client, three_pushed_builds):
+    """Two builds whose images are the same (an unchanged Dockerfile at two commits): one manifest, two tags."""
+    sessions, name, rule_id = three_pushed_builds
+    image = f"{registry.host}/{name}"
+    docker_client.images.get(f"{image}:aaaaaaa").tag(image, "bbbbbbb")
+    docker_client.images.push(image, tag="bbbbbbb")
+    with sessions() as session:
+        builds = {b.tags[0]: b for b in session.scalars(select(Build).where(Build.rule_id == rule_id))}
+        builds["bbbbbbb"].digest = builds["aaaaaaa"].digest
+        session.commit()
+        ids = {tag: build.id for tag, build in builds.items()}
+
+    prune_rule(sessions, settings, rule_id)
+
+    assert registry.tags(name) == ["ccccccc"]
+    assert sorted(records(app, rule_id), key=str) == sorted(
+        [("manifest", None, "deleted"), ("tag", "aaaaaaa", "deleted"), ("tag", "bbbbbbb", "deleted")], key=str)
+    assert prune_rule(sessions, settings, rule_id) == [], "nothing left: no tag recorded missing later"
+    for tag in ("aaaaaaa", "bbbbbbb"):
+        page = client.get(f"/builds/{ids[tag]}").text
+        assert "no longer pullable" in page and f"docker pull {image}@" not in page, tag
+
+
+def test_a_rebuild_keeps_its_originals_timestamp_tag_and_retention_deletes_it_in_turn(
+        app, settings, registry, docker_client, tmp_path, client, make_repo):
+    """A rebuild pushes the tags its original rendered, ``{timestamp}`` included: that tag expires like any."""
+    name = f"acme/stamp-{uuid.uuid4().hex[:8]}"
+    image = f"{registry.host}/{name}"
+    trigger = client.post("/api/triggers", json={
+        "provider": "github", "repository": name, "clone_url": make_repo().url, "secret": SECRET, "image": name,
+        "rules": [{"source": "branch", "tags": ["{timestamp}"], "retention": {"keep": 1}}]}).json
+    context = tmp_path / "ctx"
+    context.mkdir()
+    shutil.copy("/bin/busybox", context / "busybox")
+    first, newest = utcnow() - timedelta(hours=2), utcnow() - timedelta(minutes=5)
+    stamps = [first.strftime("%Y%m%d%H%M%S"), newest.strftime("%Y%m%d%H%M%S")]
+    for stamp in stamps:
+        (context / "Dockerfile").write_text(f"FROM scratch\nCOPY busybox /bin/busybox\nLABEL v={stamp}\n")
+        docker_client.images.build(path=str(context), tag=f"{image}:{stamp}")
+        docker_client.images.push(image, tag=stamp)
+    sessions = app.extensions["buildhook"].sessions
+    with sessions() as session:
+        rule = session.scalar(select(TriggerRule).where(TriggerRule.trigger_id == trigger["id"]))
+        row = dict(trigger_id=trigger["id"], rule_id=rule.id, provider="github", repository=name,
+                   clone_url="file:///x", ref="refs/heads/main", ref_type="branch", ref_name="main", image=image,
+                   dockerfile="Dockerfile", context=".")
+        original = Build(**row, commit="a" * 40, tags=[stamps[0]], state="failed", created_at=first)
+        session.add(original)
+        session.flush()
+        session.add_all([  # the failed build's rebuild pushed its tag an hour later; then a newer commit
+            Build(**row, commit="a" * 40, tags=[stamps[0]], state="succeeded", origin="rebuild",
+                  rebuild_of=original.id, digest=registry.digest(name, stamps[0]), created_at=first + timedelta(hours=1)),
+            Build(**row, commit="b" * 40, tags=[stamps[1]], state="succeeded",
+                  digest=registry.digest(name, stamps[1]), created_at=newest)])
+        session.commit()
+        rule_id = rule.id
+
+    prune_rule(sessions, settings, rule_id)
+
+    assert registry.tags(name) == [stamps[1]]
+    assert ("tag", stamps[0], "deleted") in records(app, rule_id)

@@ -149,4 +149,5 @@ class RetentionDeletion(Base):
     __table_args__ = (
         Index("ix_retention_deletions_build_tag", "build_id", "tag"),
         Index("ix_retention_deletions_at", "at"),
+        Index("ix_retention_deletions_digest", "digest"),  # a build's page: was its manifest deleted (0021)
     )
