@@ -29,3 +29,14 @@ def test_the_dashboard_charts_every_metric_and_only_those():
     assert named == METRICS
     documented = (ROOT / "README.md").read_text()
     assert all(f"`{name}" in documented for name in METRICS)
+
+
+def test_the_readme_lists_exactly_the_build_states_counted():
+    """buildhook_builds_total counts every final state (builder.metrics.measured, webhooks/build_actions.py)."""
+    from builder.db.models import BuildState
+
+    [row] = [line for line in (ROOT / "README.md").read_text().splitlines()
+             if line.startswith("| `buildhook_builds_total`")]
+    what_it_counts = row.split(" | ")[2]
+    listed = [word for word in re.findall(r"`(\w+)`", what_it_counts) if word in {s.value for s in BuildState}]
+    assert sorted(set(listed)) == sorted(state.value for state in BuildState if state.finished)

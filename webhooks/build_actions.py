@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from flask import Blueprint, jsonify
 
-from builder.builds.actions import cancel_build, rebuild
+from builder.builds.actions import cancel, rebuild
 from builder.builds.queries import build_to_dict
 from builder.db.models import Build, BuildState
+from builder.metrics import count_build_end
 from webhooks.auth import current_user
 from webhooks.context import db, services
 
@@ -23,12 +24,15 @@ def _who() -> str:
 
 
 def cancel_and_announce(build_id: int) -> Build:
-    """Cancel (or ask the worker to stop) the build, commit, and announce a cancel that is final."""
+    """Cancel (or ask the worker to stop) the build, commit, and count and announce a cancel that is final."""
     ctx = services()
     session = db()
-    build = cancel_build(session, build_id, by=_who())
+    cancellation = cancel(session, build_id, by=_who())
+    build = cancellation.build
+    trigger_id = build.trigger_id
     session.commit()
-    if build.state == BuildState.CANCELLED.value:  # it never ran: nobody else announces it
+    if cancellation.ended:  # it was queued: no worker counts or announces it
+        count_build_end(BuildState.CANCELLED.value, trigger_id)
         ctx.report(build.id, BuildState.CANCELLED.value)
     return build
 

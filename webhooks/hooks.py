@@ -8,10 +8,11 @@ from typing import TypeVar
 
 from flask import Blueprint, Flask, current_app, jsonify, request
 
+from builder.db.models import BuildState
 from builder.errors import NotFound
 from builder.db.group_commit import GroupCommit
 from builder.intake.receive import HookRejected, receive_hook
-from builder.metrics import WEBHOOK_DELIVERIES
+from builder.metrics import WEBHOOK_DELIVERIES, count_build_end
 from builder.builds.outbox import DispatchMarks, dispatch
 from builder.forges.registry import forge_for
 from webhooks import Services
@@ -62,6 +63,8 @@ def receive(provider: str):  # type: ignore[no-untyped-def]
         WEBHOOK_DELIVERIES.labels(provider=provider, outcome="rejected").inc()
         raise
     WEBHOOK_DELIVERIES.labels(provider=provider, outcome=result.outcome).inc()
+    for trigger_id, superseded in result.superseded.items():
+        count_build_end(BuildState.SUPERSEDED.value, trigger_id, superseded)
     if result.build_ids:
         # Stored and committed: now hand the builds to the broker. "queued" is announced only
         # for builds someone listens to; the dispatched_at marks are written in batches.

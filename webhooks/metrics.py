@@ -3,7 +3,8 @@
 In a multiprocess group (``buildhook web``, ``buildhook worker``: ``buildhook/metrics_dir.py``) the
 answer merges the metric files of every group sharing the data directory, so the web app's scrape
 includes what the workers counted; in a single process (tests, ``flask run``) it is that process's
-own registry. The queue depth is read from the database at each scrape.
+own registry. The queue depth is read from the database at each scrape, and each trigger's and deploy
+environment's counters are made there at 0 (``builder.metrics.create_configured_series``).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from prometheus_client.multiprocess import MultiProcessCollector
 
 from builder.accounts.users import find_token
 from buildhook.metrics_dir import ENV, metrics_dirs
-from builder.metrics import QueueDepth
+from builder.metrics import QueueDepth, create_configured_series
 from webhooks.context import db, services
 
 bp = Blueprint("metrics", __name__)
@@ -52,6 +53,7 @@ def metrics():  # type: ignore[no-untyped-def]
         return jsonify({"error": "send Authorization: Bearer TOKEN (an API token or BUILDHOOK_METRICS_TOKEN)",
                         "status": 401}), 401, {"WWW-Authenticate": 'Bearer realm="buildhook metrics"'}
     ctx = services()
+    create_configured_series(ctx.sessions)
     queue = CollectorRegistry()
     queue.register(QueueDepth(ctx.sessions))
     if os.environ.get(ENV):

@@ -6,13 +6,16 @@ from here: the request is recorded in ``cancel_requested_at`` (with who asked,
 in ``reason``) and the worker running it stops it (``builder.builds.run.pipeline``, a
 ``CancelCheck`` polls the row). Each change is one conditional UPDATE, so a
 worker claiming, requeueing or finishing the build at the same moment cannot
-be overwritten. The caller commits.
+be overwritten. The caller commits; ``cancel`` tells it whether the build ended
+here (it was queued: no worker will announce or count it) or a worker was asked.
 
 A rebuild is a new queued build of the same commit with the same image, tags
 and build settings; path filters are not checked again (a rebuild means build).
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
@@ -26,7 +29,18 @@ from builder.settings import Settings
 RUNNING = (BuildState.CLONING.value, BuildState.BUILDING.value, BuildState.PUSHING.value)
 
 
+@dataclass(frozen=True)
+class Cancellation:
+    build: Build
+    ended: bool  # True: it was queued and is cancelled now; False: its worker was asked to stop it
+
+
 def cancel_build(session: Session, build_id: int, by: str) -> Build:
+    """Cancel a queued build now, or ask the worker to stop a running one (``cancel``)."""
+    return cancel(session, build_id, by).build
+
+
+def cancel(session: Session, build_id: int, by: str) -> Cancellation:
     """Cancel a queued build now, or ask the worker to stop a running one.
 
     Asking again while the worker has not stopped it yet changes nothing. Raises
@@ -34,10 +48,12 @@ def cancel_build(session: Session, build_id: int, by: str) -> Build:
     """
     build = get_build(session, build_id)
     reason = f"cancelled by {by}"
+    ended = False
     for _ in range(5):  # the state may move under us (claimed, requeued for a retry): look again
         now = utcnow()
         if _update(session, build_id, Build.state == BuildState.QUEUED.value,
                    state=BuildState.CANCELLED.value, reason=reason, cancel_requested_at=now, finished_at=now):
+            ended = True
             break
         if _update(session, build_id, Build.state.in_(RUNNING), Build.cancel_requested_at.is_(None),
                    cancel_requested_at=now, reason=reason):
@@ -52,7 +68,7 @@ def cancel_build(session: Session, build_id: int, by: str) -> Build:
     else:
         raise Conflict(f"build {build_id} keeps changing state; try again")
     session.refresh(build)
-    return build
+    return Cancellation(build, ended)
 
 
 def _update(session: Session, build_id: int, *where: object, **values: object) -> bool:

@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from builder.builds.run.stops import RUNNING
 from builder.db.models import Build, BuildState, utcnow
+from builder.metrics import count_build_end
 from builder.triggers.git_access import GitAuth, git_environment
 
 if TYPE_CHECKING:
@@ -232,13 +233,16 @@ def _replace(sessions: sessionmaker[Session], build: Claimed, other: Sibling) ->
     reason = f"superseded by a newer push of {build.commit[:7]}"
     now = utcnow()
     with sessions() as session:
-        session.execute(update(Build).where(Build.id == other.id, Build.state == BuildState.QUEUED.value)
-                        .values(state=BuildState.SUPERSEDED.value, reason=reason, finished_at=now))
+        superseded = session.execute(update(Build).where(Build.id == other.id, Build.state == BuildState.QUEUED.value)
+                                     .values(state=BuildState.SUPERSEDED.value, reason=reason, finished_at=now))
         if build.cancel_running:
             session.execute(update(Build).where(Build.id == other.id, Build.state.in_(RUNNING),
                                                 Build.cancel_requested_at.is_(None))
                             .values(cancel_requested_at=now, reason=f"cancelled: {reason}"))
+        trigger_id = session.scalar(select(Build.trigger_id).where(Build.id == other.id))
         session.commit()
+    if superseded.rowcount:
+        count_build_end(BuildState.SUPERSEDED.value, trigger_id)
 
 
 def history_fetch(clone_url: str, auth: GitAuth | None, checkout: Path,

@@ -37,6 +37,8 @@ class Plan:
     supersedes: list[tuple[int, str]] = field(default_factory=list)
     # ... and the running ones they cancel (rules with ``cancel_running``).
     cancels: list[tuple[int, str]] = field(default_factory=list)
+    # How many of ``supersedes`` were still queued and are superseded now (set by ``supersede``).
+    superseded: int = 0
 
     @cached_property
     def builds(self) -> list[Build]:
@@ -194,6 +196,10 @@ _CANCEL = (
 def supersede(session: Session, plan: Plan, now: datetime | None = None) -> None:
     """Mark superseded the still-queued builds the plan's builds replace, and ask the running ones it
     cancels to stop (before its builds are added)."""
+    plan.superseded = 0  # a transaction run again counts again
     for statement, targets in ((_SUPERSEDE, plan.supersedes), (_CANCEL, plan.cancels)):
         for build_id, reason in targets:
-            session.connection().execute(statement, {"s_id": build_id, "s_reason": reason, "s_now": now or utcnow()})
+            result = session.connection().execute(statement, {"s_id": build_id, "s_reason": reason,
+                                                              "s_now": now or utcnow()})
+            if statement is _SUPERSEDE:
+                plan.superseded += result.rowcount

@@ -19,7 +19,7 @@ from builder.errors import BadSignature, InputError, PayloadTooLarge
 from builder.intake.events import Ignored
 from builder.db.group_commit import Committer, DeliveryWrite, commit_alone
 from builder.db.models import Delivery, DeliveryRequest, Subscription, utcnow
-from builder.intake.planning import plan_builds
+from builder.intake.planning import Plan, plan_builds
 from builder.forges.base import Forge
 from builder.forges.request import HookInfo, clean_text
 from builder.secrets import SecretBox
@@ -36,6 +36,8 @@ class HookResult:
     build_ids: list[int] = field(default_factory=list)
     # The builds whose "queued" state someone listens for (a commit status or a subscription).
     announce: list[int] = field(default_factory=list)
+    # Builds this delivery superseded (queued ones of older commits, or its own of an older one), by trigger.
+    superseded: dict[int, int] = field(default_factory=dict)
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -160,7 +162,21 @@ def _receive(
     triggers_of = dict(zip(build_ids, (row["trigger_id"] for row in rows)))
     queued = {b for b, row in zip(build_ids, rows) if row["state"] == "queued"}  # not those superseded at once
     return HookResult(202, "accepted", reason, write.delivery_id, build_ids,
-                      [b for b in build_ids if b in queued and _listened(triggers_of[b], listeners)])
+                      [b for b in build_ids if b in queued and _listened(triggers_of[b], listeners)],
+                      _superseded(plans))
+
+
+def _superseded(plans: list[Plan]) -> dict[int, int]:
+    """By trigger: the builds the plans superseded once committed, and those born superseded."""
+    counts: dict[int, int] = {}
+    for plan in plans:
+        for row in plan.rows:
+            if row["state"] == "superseded":
+                counts[row["trigger_id"]] = counts.get(row["trigger_id"], 0) + 1
+        if plan.superseded:
+            trigger_id = plan.rows[0]["trigger_id"]
+            counts[trigger_id] = counts.get(trigger_id, 0) + plan.superseded
+    return counts
 
 
 ALL_TRIGGERS = 0  # in ``_queued_listeners``: some listener wants every trigger's builds
