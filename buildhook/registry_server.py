@@ -2,17 +2,21 @@
 
 Its notifications go back to buildhook's own ``/registry/events`` with a bearer token, so a push
 reaches deploy rules without any registry configuration. The address is kept in the data
-directory, so image names stay the same from one ``buildhook serve`` to the next.
+directory, so image names stay the same from one ``buildhook serve`` to the next; when another
+program has taken that port since, the registry moves to a free port and keeps that one instead
+(one an earlier, killed ``buildhook serve`` left running is stopped and its port kept).
 """
 
 from __future__ import annotations
 
 import os
+import signal
+import sys
+import time
 import urllib.request
 from pathlib import Path
-from typing import IO
 
-from buildhook.local_server import LocalServer, free_port, port_is_free
+from buildhook.local_server import LocalServer, PortTaken, command_line, free_port, port_is_free
 
 DEFAULT_PORT = 5000
 
@@ -22,10 +26,14 @@ def private_registry_address(data_dir: Path) -> str:
     address_file = data_dir / "address"
     if address_file.exists():
         return address_file.read_text().strip()
-    port = DEFAULT_PORT if port_is_free(DEFAULT_PORT) else free_port()
+    return pin_address(data_dir, DEFAULT_PORT if port_is_free(DEFAULT_PORT) else free_port())
+
+
+def pin_address(data_dir: Path, port: int) -> str:
+    """Keep ``127.0.0.1:PORT`` as the private registry's address, for this serve and the next."""
     data_dir.mkdir(parents=True, exist_ok=True)
     address = f"127.0.0.1:{port}"
-    address_file.write_text(address + "\n")
+    (data_dir / "address").write_text(address + "\n")
     return address
 
 
@@ -57,40 +65,65 @@ class RegistryServer(LocalServer):
     program = "docker-registry"
     package = "docker-registry"
     setting = "BUILDHOOK_REGISTRY"
+    log_name = "registry.log"
 
     def __init__(self, data_dir: Path, events_url: str, events_token: str) -> None:
         port = int(private_registry_address(data_dir).rsplit(":", 1)[1])
         super().__init__(data_dir, port)
         self.events_url = events_url
         self.events_token = events_token
-        self._log: IO[bytes] | None = None
+
+    @property
+    def title(self) -> str:
+        return "registry"
 
     @property
     def address(self) -> str:
         return f"127.0.0.1:{self.port}"
 
     @property
-    def log_path(self) -> Path:
-        return self.data_dir / "registry.log"
+    def config_path(self) -> Path:
+        return self.data_dir / "config.yml"
 
     def command(self, binary: str) -> list[str]:
-        config = self.data_dir / "config.yml"
         # The file holds the events token: readable by its owner only.
-        fd = os.open(config, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        fd = os.open(self.config_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as handle:
             handle.write(registry_config(self.data_dir, self.port, self.events_url, self.events_token))
-        return [binary, "serve", str(config)]
-
-    def output(self) -> IO[bytes]:
-        self._log = open(self.log_path, "ab")
-        return self._log
+        return [binary, "serve", str(self.config_path)]
 
     def answers(self) -> bool:
         with urllib.request.urlopen(f"http://{self.address}/v2/", timeout=0.5) as response:
             return response.status == 200
 
-    def stop(self) -> None:
-        super().stop()
-        if self._log:
-            self._log.close()
-            self._log = None
+    def start(self, timeout: float = 10.0) -> "RegistryServer":
+        """Start on the kept address; when another program has taken it, on a free port kept instead."""
+        try:
+            super().start(timeout)
+        except PortTaken as taken:
+            if not self._stop_an_earlier_one(taken.holders):
+                self._move(taken)
+            super().start(timeout)
+        return self
+
+    def _stop_an_earlier_one(self, holders: list[int]) -> bool:
+        """Stop the registry an earlier ``buildhook serve`` of this directory left running (it was
+        killed), which holds the port; say whether there was one."""
+        ours = [pid for pid in holders if command_line(pid).endswith(f" serve {self.config_path}")]
+        for pid in ours:
+            os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + 5
+        while ours and not port_is_free(self.port) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if ours:
+            print(f"buildhook: stopped the private registry an earlier buildhook serve left running on "
+                  f"{self.address} (pid {', '.join(map(str, ours))})", file=sys.stderr)
+        return bool(ours)
+
+    def _move(self, taken: PortTaken) -> None:
+        before = self.address
+        self.port = free_port()
+        pin_address(self.data_dir, self.port)
+        print(f"buildhook: {taken}. The private registry moves from {before} to {self.address} (kept in "
+              f"{self.data_dir / 'address'}): images are named {self.address}/... from now on, and those "
+              f"pushed before are in it under that name", file=sys.stderr)

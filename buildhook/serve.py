@@ -1,7 +1,9 @@
 """``buildhook serve``: the web app and a worker, with a private Redis and registry when none is set.
 
 The children are supervised: one that dies is started again (after a pause that doubles while it
-keeps dying), so a worker killed by the kernel does not take the web app down with it.
+keeps dying), so a worker killed by the kernel does not take the web app down with it. So are the
+private Redis and registry; a registry that comes back on another port (another program took its
+own) has the web app and the worker started again with its new address.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from dataclasses import dataclass, field
 from builder.container import Container
 from builder.db.engine import make_engine
 from builder.settings import Settings
+from buildhook.local_server import LocalServer, ServerError
 from buildhook.local_state import data_dir, local_env, publish_serve, unpublish_serve
 from buildhook.metrics_dir import clear_metrics_root
 from buildhook.redis_server import RedisServer
@@ -30,6 +33,8 @@ STABLE_AFTER = 60.0  # a child that ran this long is healthy again: its next res
 
 @dataclass
 class Child:
+    """A command, or a private ``server`` (no ``argv``), which is started again by ``start``."""
+
     name: str
     argv: list[str]
     env: dict[str, str]
@@ -37,11 +42,23 @@ class Child:
     pause: float = 0.0
     started: float = 0.0
     restart_at: float | None = field(default=None)
+    server: LocalServer | None = None
 
     def start(self) -> None:
-        self.process = subprocess.Popen(self.argv, env=self.env)
         self.started = time.monotonic()
         self.restart_at = None
+        if self.server is None:
+            self.process = subprocess.Popen(self.argv, env=self.env)
+            return
+        self.server.stop()  # the one that died: closes its log
+        try:
+            self.process = self.server.start().process
+        except (ServerError, OSError) as exc:
+            print(f"buildhook: {exc}", file=sys.stderr)
+            self.process = None
+            self._schedule(time.monotonic(), "did not start")
+            return
+        print(f"buildhook: the {self.name} answers again on 127.0.0.1:{self.server.port}", file=sys.stderr)
 
     def check(self, now: float) -> None:
         """Notice a death and schedule the restart; restart when due."""
@@ -52,10 +69,12 @@ class Child:
             return
         if self.process is None or self.process.poll() is None:
             return
+        self._schedule(now, f"exited with {self.process.returncode}")
+
+    def _schedule(self, now: float, what: str) -> None:
         healthy = now - self.started >= STABLE_AFTER
         self.pause = 0.0 if healthy else min(max(self.pause * 2, 1.0), RESTART_PAUSE_MAX)
-        print(f"buildhook: the {self.name} exited with {self.process.returncode}; "
-              f"restarting it in {self.pause:g} s", file=sys.stderr)
+        print(f"buildhook: the {self.name} {what}; restarting it in {self.pause:g} s", file=sys.stderr)
         self.restart_at = now + self.pause
 
     def stop(self) -> None:
@@ -76,7 +95,6 @@ def cmd_serve(args: argparse.Namespace, container: Container) -> int:
     """``container``: the CLI's start-up made the secret key and brought the schema up to date."""
     from buildhook.cli import require_build_engine, require_docker
 
-    own_registry = not os.environ.get("BUILDHOOK_REGISTRY")
     env = local_env(create=True)
     env.setdefault("BUILDHOOK_LISTEN_ADDRESS", f"{args.host}:{args.port}")  # outbound targets may not point here
     settings = Settings.from_env(env)
@@ -85,34 +103,58 @@ def cmd_serve(args: argparse.Namespace, container: Container) -> int:
     require_build_engine(settings, say=False)  # the worker says which engine builds
     directory = data_dir(env)
     clear_metrics_root(directory)  # the web app and worker each make their group's metrics directory anew
-    servers: list[RedisServer | RegistryServer] = []
+    servers: list[LocalServer] = []
     try:
-        if not settings.broker_url:
-            redis = RedisServer(directory / "redis", persistent=True)
-            servers.append(redis.start())  # type: ignore[arg-type]
-            env["BUILDHOOK_BROKER_URL"] = redis.url
-            print(f"buildhook: started a private redis-server at {redis.url} (queue kept in "
-                  f"{redis.data_dir})", file=sys.stderr)
-        if own_registry:
-            events_url = f"http://127.0.0.1:{args.port}/registry/events"
-            registry = RegistryServer(directory / "registry", events_url, env["BUILDHOOK_REGISTRY_EVENTS_TOKEN"])
-            servers.append(registry.start())  # type: ignore[arg-type]
-            print(f"buildhook: started a private registry at {registry.address}, notifying {events_url} "
-                  f"(log in {registry.log_path})", file=sys.stderr)
+        _start_servers(args, env, settings, servers)
         publish_serve(directory, env.get("BUILDHOOK_BROKER_URL"))
-        return _supervise(args, env, settings)
+        return _supervise(args, env, settings, servers)
     finally:
         unpublish_serve(directory)
         for server in reversed(servers):
             server.stop()
 
 
-def _supervise(args: argparse.Namespace, env: dict[str, str], settings: Settings) -> int:
+def _start_servers(args: argparse.Namespace, env: dict[str, str], settings: Settings,
+                   servers: list[LocalServer]) -> None:
+    """A private Redis and registry where none is set; each joins ``servers`` once it answers."""
+    directory = data_dir(env)
+    if not settings.broker_url:
+        redis = RedisServer(directory / "redis", persistent=True)
+        servers.append(redis.start())
+        env["BUILDHOOK_BROKER_URL"] = redis.url
+        print(f"buildhook: started a private redis-server at {redis.url} (queue kept in "
+              f"{redis.data_dir})", file=sys.stderr)
+    if not os.environ.get("BUILDHOOK_REGISTRY"):
+        events_url = f"http://127.0.0.1:{args.port}/registry/events"
+        registry = RegistryServer(directory / "registry", events_url, env["BUILDHOOK_REGISTRY_EVENTS_TOKEN"])
+        servers.append(registry.start())
+        env["BUILDHOOK_REGISTRY"] = registry.address  # not the kept one if it had to move
+        print(f"buildhook: started a private registry at {registry.address}, notifying {events_url} "
+              f"(log in {registry.log_path})", file=sys.stderr)
+
+
+def _follow_the_registry(env: dict[str, str], servers: list[LocalServer], children: list[Child]) -> None:
+    """The private registry came back on another port: start the web app and the worker again
+    with its new address, so builds push to it and its notifications match."""
+    registry = next((server for server in servers if isinstance(server, RegistryServer)), None)
+    if registry is None or registry.process is None or env.get("BUILDHOOK_REGISTRY") == registry.address:
+        return
+    env["BUILDHOOK_REGISTRY"] = registry.address
+    print(f"buildhook: starting the web app and the worker again, to use the registry at {registry.address}",
+          file=sys.stderr)
+    for child in children:
+        child.stop()
+
+
+def _supervise(args: argparse.Namespace, env: dict[str, str], settings: Settings,
+               servers: list[LocalServer]) -> int:
     me = [sys.executable, "-m", "buildhook.cli"]
     children = [
         Child("web app", me + ["web", "--host", args.host, "--port", str(args.port)], env),
         Child("worker", me + ["worker", "--concurrency", str(args.concurrency)], env),
     ]
+    kept = [Child(server.title, [], env, process=server.process, started=time.monotonic(), server=server)
+            for server in servers]
     stopping = threading.Event()
 
     def stop(signum: int, _frame: object) -> None:
@@ -127,8 +169,9 @@ def _supervise(args: argparse.Namespace, env: dict[str, str], settings: Settings
     try:
         while not stopping.is_set():
             now = time.monotonic()
-            for child in children:
+            for child in kept + children:
                 child.check(now)
+            _follow_the_registry(env, servers, children)
             stopping.wait(0.5)
     finally:
         for child in children:
