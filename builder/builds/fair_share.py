@@ -8,13 +8,16 @@ build moves it from "queued before" to "running", the same count for every young
 concurrent claims on any database cannot pass the limit, without a lock.
 
 A worker handed a build that is not admissible does not hold on to it: the claim fails, the task
-ends at once and ``release`` unmarks it (``dispatched_at`` NULL). When a build of a limited trigger
-ends, its task sends the builds that became admissible (``next_waiting``); the relay sends the
+ends at once and ``release`` marks it handed back (``dispatched_at`` = ``RELEASED``, the epoch: older
+than any send, so the relay sends it again once it is admissible; the late mark of the send that
+brought it, ``DispatchMarks`` writing a moment after the worker, leaves it so). When a build of a
+limited trigger ends, its task sends the builds that became admissible (``next_waiting``); the relay sends the
 released ones too, on its next pass, once they are admissible.
 """
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
 from typing import Any
 
 from sqlalchemy import ColumnElement, and_, func, or_, select, update
@@ -25,6 +28,8 @@ from builder.errors import InputError
 from builder.db.models import Build, BuildState, Trigger
 
 MAX_CONCURRENT_MAX = 1000
+# ``dispatched_at`` of a build a worker handed back: sent once, due for the relay as soon as it may start.
+RELEASED = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 
 def _limit_of_build() -> Any:
@@ -44,11 +49,12 @@ def admissible() -> ColumnElement[bool]:
 
 
 def release(sessions: sessionmaker[Session], build_id: int) -> bool:
-    """A worker was handed a build it may not start: unmark it, so it is sent again once it may."""
+    """A worker was handed a build it may not start: mark it handed back, so it is sent again once it may
+    (a limit raised, a build ahead cancelled or finished)."""
     with sessions() as session:
         result = session.execute(update(Build)
                                  .where(Build.id == build_id, Build.state == BuildState.QUEUED.value)
-                                 .values(dispatched_at=None))
+                                 .values(dispatched_at=RELEASED))
         session.commit()
         return result.rowcount == 1
 

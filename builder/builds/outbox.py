@@ -32,7 +32,7 @@ from sqlalchemy import bindparam, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from builder.db.engine import write_lock
-from builder.builds.fair_share import admissible
+from builder.builds.fair_share import RELEASED, admissible
 from builder.forks import reset_after_fork
 from builder.db.models import Build, BuildState, Deployment, utcnow
 
@@ -76,11 +76,13 @@ def dispatch(
 
 def mark_dispatched(sessions: sessionmaker[Session], build_ids: Iterable[int],
                     when: datetime | None = None) -> None:
-    """Record that these builds were handed to the broker (one transaction)."""
+    """Record that these builds were handed to the broker (one transaction); those a worker already
+    handed back (``RELEASED``: the message came and went before this mark) stay so, for the relay."""
     ids = sorted(set(build_ids))
     with sessions() as session, write_lock(session):
         for start in range(0, len(ids), 500):  # well under every database's bound-parameter limit
-            session.execute(update(Build).where(Build.id.in_(ids[start:start + 500]))
+            session.execute(update(Build).where(Build.id.in_(ids[start:start + 500]),
+                                                or_(Build.dispatched_at.is_(None), Build.dispatched_at > RELEASED))
                             .values(dispatched_at=when or utcnow()))
         session.commit()
 
@@ -195,8 +197,8 @@ def relay_pending(
 ) -> int:
     """Send queued builds that were never sent (or whose message may be lost).
 
-    A build never sent (``dispatched_at`` unset) is sent on every pass until the broker takes
-    it. One sent but still queued ``redispatch_after_seconds`` later is sent again, and then
+    A build never sent (``dispatched_at`` unset) or handed back by a worker (``RELEASED``) is sent on
+    every pass until the broker takes it. One sent but still queued ``redispatch_after_seconds`` later is sent again, and then
     at growing intervals (``next_dispatch_mark``), so a long broker backlog is not flooded with copies.
     """
     now = now or utcnow()
@@ -221,7 +223,7 @@ def relay_pending(
 
     def mark(sent: list[int]) -> None:
         marks = [{"m_id": build_id,
-                  "m_when": now if due[build_id][1] is None else
+                  "m_when": now if due[build_id][1] is None or due[build_id][1] <= RELEASED else
                   next_dispatch_mark(now, due[build_id][0], redispatch_after_seconds, redispatch_max_seconds)}
                  for build_id in sent]
         with sessions() as session:

@@ -3,6 +3,7 @@ their place shown, and no worker held by a build that waits."""
 
 from __future__ import annotations
 
+import time
 import uuid
 
 from tests.conftest import busybox_dockerfile, finished_build, wait_for
@@ -64,3 +65,35 @@ def test_max_concurrent_is_checked_and_can_be_changed(client, make_repo):
     changed = client.patch(f"/api/triggers/{made['id']}", json={"max_concurrent": 3})
     assert changed.status_code == 200 and changed.json["max_concurrent"] == 3
     assert client.patch(f"/api/triggers/{made['id']}", json={"max_concurrent": None}).json["max_concurrent"] is None
+
+
+def test_a_raised_limit_starts_a_waiting_build_that_a_worker_handed_back(app, client, worker, make_repo):
+    """The webhook's send is marked a moment after the worker handed the build back: the mark must not hide
+    it from the relay, which sends it as soon as the raised limit lets it start."""
+    from sqlalchemy import select
+
+    from builder.builds.fair_share import RELEASED
+    from builder.db.models import Build
+
+    repo = make_repo(busybox_dockerfile(uuid.uuid4().hex, "RUN sleep 15\n"), name="raised")
+    suffix = uuid.uuid4().hex[:8]
+    trigger = client.post("/api/triggers", json={
+        "provider": "github", "repository": f"acme/raised-{suffix}", "clone_url": repo.url, "secret": SECRET,
+        "image": f"acme/raised-{suffix}", "rules": [{"source": "branch", "tags": ["{branch}"]}],
+        "max_concurrent": 1}).json
+    sha = repo.commit({"README.md": "one\n"})
+    first, second = (push(client, trigger, f"refs/heads/r{n}", sha).json["builds"][0] for n in (1, 2))
+    wait_for(lambda: client.get(f"/api/builds/{first}").json["state"] in RUNNING, 60, "the first build to start")
+
+    def handed_back() -> bool:
+        with app.extensions["buildhook"].sessions() as session:
+            return session.scalar(select(Build.dispatched_at).where(Build.id == second)) == RELEASED
+
+    wait_for(handed_back, 30, "the worker to hand the waiting build back")
+    time.sleep(1)  # the webhook's batched dispatch marks are written by now
+    assert handed_back(), "the late mark of the webhook's send hid the handed-back build from the relay"
+
+    assert client.patch(f"/api/triggers/{trigger['id']}", json={"max_concurrent": 2}).status_code == 200
+    wait_for(lambda: client.get(f"/api/builds/{second}").json["state"] in RUNNING, 20,
+             "the waiting build to start once the limit allows it")
+    assert client.get(f"/api/builds/{first}").json["state"] in RUNNING, "both run at once under the new limit"
