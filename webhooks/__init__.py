@@ -63,7 +63,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     environments_api.register(app)  # before the dashboard blueprint: its pages join it
     app.register_blueprint(metrics.bp)
     app.register_blueprint(badges.bp)
-    app.jinja_env.globals["queue_position"] = queue_position  # the build page's "2 ahead; trigger limit 1"
+    app.jinja_env.globals["queue_position"] = queue_position  # the build page's "1 ahead; trigger limit 1 (1 running)"
     app.register_blueprint(dashboard.bp)
     errors.register(app)
     auth.register(app)

@@ -40,11 +40,14 @@ BUILD_FIELDS: dict[str, Schema] = {
         "description": "a queued build's place: null unless queued",
         "properties": {
             "ahead": {"type": "integer", "minimum": 0,
-                      "description": "builds queued before it: of its trigger when it has a limit, else all"},
+                      "description": "builds queued before it: of its trigger when its limit holds it back, "
+                                     "else all (it waits for a worker)"},
             "limit": {"type": ["integer", "null"], "minimum": 1, "description": "the trigger's max_concurrent"},
             "running": {"type": ["integer", "null"], "minimum": 0,
                         "description": "builds of its trigger running (with a limit)"},
-            "text": {"type": "string", "description": "e.g. \"2 ahead; trigger limit 1\""},
+            "text": {"type": "string",
+                     "description": "what it waits for, e.g. \"1 ahead; trigger limit 1 (1 running)\" or "
+                                    "\"5 ahead; waiting for a worker\""},
         },
         "required": ["ahead", "limit", "running", "text"],
     },

@@ -28,6 +28,8 @@ from builder.errors import InputError
 from builder.db.models import Build, BuildState, Trigger
 
 MAX_CONCURRENT_MAX = 1000
+API_REFUSAL = f"max_concurrent must be a whole number from 1 to {MAX_CONCURRENT_MAX}, or null for no limit"
+FORM_REFUSAL = f"max_concurrent must be a whole number from 1 to {MAX_CONCURRENT_MAX} (empty: no limit)"
 # ``dispatched_at`` of a build a worker handed back: sent once, due for the relay as soon as it may start.
 RELEASED = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
@@ -75,8 +77,10 @@ def next_waiting(sessions: sessionmaker[Session], build_id: int) -> list[int]:
 def queue_position(build: Build) -> dict[str, Any] | None:
     """Why a queued build waits and how many are ahead of it; None unless it is queued.
 
-    With a trigger limit: the builds of its trigger queued before it ("2 ahead; trigger limit 1");
-    without: every build queued before it ("5 ahead; waiting for a worker").
+    Held back by its trigger's limit (``admissible`` false): the builds of its trigger queued before
+    it ("1 ahead; trigger limit 1 (1 running)"); else it waits for a free worker, behind every build
+    queued before it ("5 ahead; waiting for a worker"). ``limit`` and ``running`` describe its
+    trigger either way (None without a limit).
     """
     session = object_session(build)
     if build.state != BuildState.QUEUED.value or session is None:
@@ -84,20 +88,23 @@ def queue_position(build: Build) -> dict[str, Any] | None:
     limit = build.trigger.max_concurrent if build.trigger is not None else None
     older = select(func.count()).select_from(Build).where(Build.state == BuildState.QUEUED.value,
                                                           Build.id < build.id)
-    if limit is None:
-        ahead = session.scalar(older) or 0
-        return {"ahead": ahead, "limit": None, "running": None, "text": f"{ahead} ahead; waiting for a worker"}
-    ahead = session.scalar(older.where(Build.trigger_id == build.trigger_id)) or 0
-    running = session.scalar(select(func.count()).select_from(Build).where(
-        Build.trigger_id == build.trigger_id, Build.state.in_(RUNNING))) or 0
-    return {"ahead": ahead, "limit": limit, "running": running, "text": f"{ahead} ahead; trigger limit {limit}"}
+    running = None
+    if limit is not None:
+        ahead = session.scalar(older.where(Build.trigger_id == build.trigger_id)) or 0
+        running = session.scalar(select(func.count()).select_from(Build).where(
+            Build.trigger_id == build.trigger_id, Build.state.in_(RUNNING))) or 0
+        if running + ahead >= limit:
+            return {"ahead": ahead, "limit": limit, "running": running,
+                    "text": f"{ahead} ahead; trigger limit {limit} ({running} running)"}
+    ahead = session.scalar(older) or 0
+    return {"ahead": ahead, "limit": limit, "running": running, "text": f"{ahead} ahead; waiting for a worker"}
 
 
-def check_max_concurrent(value: Any) -> int | None:
-    """A trigger's ``max_concurrent``: 1 to 1000 builds, or None for no limit but the workers'."""
+def check_max_concurrent(value: Any, refusal: str = API_REFUSAL) -> int | None:
+    """A trigger's ``max_concurrent``: 1 to 1000 builds, or None for no limit but the workers'.
+    ``refusal``: the error for another value (a form says how to ask for no limit there)."""
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int) or not 0 < value <= MAX_CONCURRENT_MAX:
-        raise InputError(f"max_concurrent must be a whole number from 1 to {MAX_CONCURRENT_MAX}, "
-                         "or null for no limit")
+        raise InputError(refusal)
     return value

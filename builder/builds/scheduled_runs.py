@@ -3,7 +3,14 @@
 ``run_due_schedules`` is periodic work of every worker's relay. For each trigger whose
 ``schedule_next_at`` has come, ``claim_due`` moves it to the next due time with one conditional
 UPDATE (``WHERE schedule_next_at = <the due time read>``): one worker's UPDATE changes the row, the
-others' change nothing, so each due time runs once. The winner runs ``run_schedule``.
+others' change nothing, so each due time runs once. The winner runs ``run_schedule`` (or, for a
+disabled trigger, only records that the due time passed).
+
+A rule builds nothing in a run when its build of the tip is already queued or running (one build per
+rule and commit waits, however many due times pass while the workers are busy), or, unless its
+``"rebuild"`` is ``"always"``, when it already built the tip successfully. For an ``"always"`` rule
+only a queued or running *scheduled* build counts: it fetches the base images again, a push's does
+not (``pulls_base_images``). A rule that builds nothing supersedes and cancels nothing either.
 """
 
 from __future__ import annotations
@@ -12,16 +19,17 @@ import logging
 from datetime import datetime
 from typing import Callable
 
-from sqlalchemy import select, update
+from sqlalchemy import Row, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from builder.triggers.git_access import git_environment
 from builder.triggers.clone_urls import check_clone_url
 from builder.errors import BuildhookError
 from builder.intake.events import PushEvent
+from builder.builds.commit_order import ACTIVE
 from builder.builds.manual_runs import resolve_ref
 from builder.db.models import Build, BuildState, Delivery, Trigger, TriggerRule, utcnow
-from builder.intake.planning import plan_builds, supersede
+from builder.intake.planning import Plan, plan_builds, supersede
 from builder.triggers.schedules import next_due
 from builder.secrets import SecretBox
 from builder.settings import Settings
@@ -52,8 +60,11 @@ def run_due_schedules(sessions: sessionmaker[Session], settings: Settings,
                                    .where(Trigger.schedule.is_not(None), Trigger.schedule_next_at <= now)))
     runs = 0
     for trigger_id, due_at, schedule, enabled in due:
-        if not claim_due(sessions, trigger_id, due_at, schedule, now) or not enabled:
-            continue  # another worker runs it; a disabled trigger's due time passes by
+        if not claim_due(sessions, trigger_id, due_at, schedule, now):
+            continue  # another worker runs it
+        if not enabled:  # its due time passes by (claimed: the next one is set), recorded
+            _record_disabled(sessions, trigger_id, due_at)
+            continue
         runs += 1
         try:
             with sessions() as session:
@@ -67,10 +78,11 @@ def run_due_schedules(sessions: sessionmaker[Session], settings: Settings,
 
 
 def run_schedule(session: Session, trigger: Trigger, settings: Settings, due_at: datetime) -> list[int]:
-    """Build the default branch's tip as a push of it would, marked ``scheduled_for``; rules without
-    ``"rebuild": "always"`` skip a commit they already built successfully. Records the run's delivery
-    and commits; returns the new builds' ids (not yet sent)."""
-    what = f"scheduled run of {due_at.strftime('%Y-%m-%d %H:%M')} UTC"
+    """Build the default branch's tip as a push of it would, marked ``scheduled_for``; a rule whose build
+    of the tip is queued or running, or (without ``"rebuild": "always"``) that built it successfully,
+    builds nothing (the module's docstring). Records the run's delivery and commits; returns the new
+    builds' ids (not yet sent)."""
+    what = _what(due_at)
     try:
         check_clone_url(trigger.clone_url, settings.allow_file_clones)
         auth = clone_auth(trigger, SecretBox(settings.secret_key))
@@ -84,13 +96,13 @@ def run_schedule(session: Session, trigger: Trigger, settings: Settings, due_at:
                       ref_name=tip.ref_name, commit=tip.commit, author=None, message=None, changed_files=None,
                       before=None)
     plan = plan_builds(session, trigger, event, settings, supersede_now=False)
-    builds, notes = _unchanged_skipped(session, plan.builds, list(plan.notes))
+    builds, notes = _not_built_again(session, plan.builds, list(plan.notes))
     where = f"{what} of {trigger.default_branch} at {event.short_sha}"
     if not builds:
         _record(session, trigger, "ignored", f"{where}: {'; '.join(notes) or 'nothing to build'}", 200)
         session.commit()
         return []
-    plan.supersedes = [entry for entry in plan.supersedes if entry[0] in {b.rule_id for b in builds}]
+    _keep_rules_of(session, plan, builds)
     supersede(session, plan)
     delivery = _record(session, trigger, "accepted", "; ".join([f"{where}: queued {len(builds)} build(s)", *notes]),
                        201)
@@ -102,20 +114,73 @@ def run_schedule(session: Session, trigger: Trigger, settings: Settings, due_at:
     return [build.id for build in builds]
 
 
-def _unchanged_skipped(session: Session, builds: list[Build], notes: list[str]) -> tuple[list[Build], list[str]]:
+def _what(due_at: datetime) -> str:
+    return f"scheduled run of {due_at.strftime('%Y-%m-%d %H:%M')} UTC"
+
+
+def _not_built_again(session: Session, builds: list[Build], notes: list[str]) -> tuple[list[Build], list[str]]:
+    """The planned builds to queue; each one left out adds its reason to ``notes``."""
     kept = []
     for build in builds:
-        rule = session.get(TriggerRule, build.rule_id)
-        if rule is not None and rule.rebuild != "always":
-            done = session.scalar(select(Build.id).where(
-                Build.rule_id == build.rule_id, Build.commit == build.commit,
-                Build.state == BuildState.SUCCEEDED.value).order_by(Build.id.desc()).limit(1))
-            if done is not None:
-                notes.append(f"rule {rule.position + 1}: {build.commit[:7]} is unchanged since build {done} "
-                             '(a rule with "rebuild": "always" rebuilds it)')
-                continue
-        kept.append(build)
+        reason = _skip_reason(session, build)
+        if reason:
+            notes.append(reason)
+        else:
+            kept.append(build)
     return kept, notes
+
+
+def _skip_reason(session: Session, build: Build) -> str | None:
+    """Why the rule builds nothing in this run: its build of the commit waits or runs, or (unless it
+    rebuilds always) it built the commit successfully; None to build."""
+    rule = session.get(TriggerRule, build.rule_id)
+    if rule is None:
+        return None
+    short, always = build.commit[:7], rule.rebuild == "always"
+    active = _active_build(session, build, scheduled_only=always)
+    if active is not None:
+        waits = "queued" if active.state == BuildState.QUEUED.value else "running"
+        return f"rule {rule.position + 1}: build #{active.id} of {short} is already {waits}"
+    if always:
+        return None
+    done = session.scalar(select(Build.id).where(
+        Build.rule_id == build.rule_id, Build.commit == build.commit,
+        Build.state == BuildState.SUCCEEDED.value).order_by(Build.id.desc()).limit(1))
+    if done is None:
+        return None
+    return (f"rule {rule.position + 1}: {short} is unchanged since build {done} "
+            '(a rule with "rebuild": "always" rebuilds it)')
+
+
+def _active_build(session: Session, build: Build, scheduled_only: bool) -> Row[tuple[int, str]] | None:
+    """The rule's latest queued or running (and not being cancelled) build of the same ref and commit,
+    as (id, state); with ``scheduled_only``, a scheduled one only."""
+    query = select(Build.id, Build.state).where(
+        Build.rule_id == build.rule_id, Build.ref == build.ref, Build.commit == build.commit,
+        Build.state.in_(ACTIVE), Build.cancel_requested_at.is_(None))
+    if scheduled_only:
+        query = query.where(Build.origin == EVENT)
+    return session.execute(query.order_by(Build.id.desc()).limit(1)).first()
+
+
+def _keep_rules_of(session: Session, plan: Plan, builds: list[Build]) -> None:
+    """Keep in ``plan`` only the superseding and cancelling of the rules whose builds are queued."""
+    targets = [build_id for build_id, _reason in (*plan.supersedes, *plan.cancels)]
+    if not targets:
+        return
+    rule_of = {build_id: rule_id for build_id, rule_id
+               in session.execute(select(Build.id, Build.rule_id).where(Build.id.in_(targets)))}
+    rules = {build.rule_id for build in builds}
+    plan.supersedes = [entry for entry in plan.supersedes if rule_of.get(entry[0]) in rules]
+    plan.cancels = [entry for entry in plan.cancels if rule_of.get(entry[0]) in rules]
+
+
+def _record_disabled(sessions: sessionmaker[Session], trigger_id: int, due_at: datetime) -> None:
+    with sessions() as session:
+        trigger = session.get(Trigger, trigger_id)
+        if trigger is not None:
+            _record(session, trigger, "ignored", f"{_what(due_at)}: trigger is disabled", 200)
+            session.commit()
 
 
 def _record(session: Session, trigger: Trigger, outcome: str, reason: str, status: int) -> Delivery:

@@ -18,7 +18,7 @@ from builder.triggers.git_access import GitAuth, redact_url
 from builder.triggers.clone_urls import check_clone_url
 from builder.notify.commit_status import StatusTarget
 from builder.errors import Conflict, InputError, NotFound
-from builder.builds.fair_share import check_max_concurrent
+from builder.builds.fair_share import FORM_REFUSAL, check_max_concurrent
 from builder.triggers.schedules import check_schedule, next_due
 from builder.db.models import Build, Trigger, TriggerRule, utcnow
 from builder.forges.base import CLONE_USERNAME
@@ -69,8 +69,8 @@ def build_timeout_from_text(text: str | None) -> int | None:
 
 def max_concurrent_from_text(text: str | None) -> int | None:
     """A form's max_concurrent field: empty for no limit of the trigger's own, else a whole number."""
-    value = _whole_number_text(text, "max_concurrent must be a whole number of builds (empty: no limit)")
-    return None if value is None else check_max_concurrent(value)
+    value = _whole_number_text(text, FORM_REFUSAL)
+    return None if value is None else check_max_concurrent(value, FORM_REFUSAL)
 
 
 @dataclass(frozen=True)

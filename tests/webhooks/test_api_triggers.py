@@ -236,8 +236,9 @@ def test_the_new_trigger_form_sets_the_limit_and_the_schedule(app, client):
     assert (shown["max_concurrent"], shown["schedule"]) == (2, "0 3 * * 1") and shown["schedule_next_at"]
     page = browser.get(f"/triggers/{trigger_id}").text
     assert "at most 2" in page and "<code>0 3 * * 1</code> (UTC)" in page
-    for field, bad, words in (("max_concurrent", "0", "max_concurrent"), ("max_concurrent", "two", "max_concurrent"),
-                              ("schedule", "every monday", "schedule")):
+    limit = "max_concurrent must be a whole number from 1 to 1000 (empty: no limit)"  # a form cannot send null
+    for field, bad, words in (("max_concurrent", "0", limit), ("max_concurrent", "two", limit),
+                              ("max_concurrent", "1001", limit), ("schedule", "every monday", "schedule")):
         refused = browser.post("/triggers", data={**form, "repository": form["repository"] + "-bad", field: bad,
                                                   "csrf_token": csrf})
         assert refused.status_code == 400 and words in refused.text, (field, bad)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 import uuid
 
+from tests.builder.builds.test_scheduled_runs import end_builds, stored_build
 from tests.conftest import busybox_dockerfile, finished_build, wait_for
 from tests.workers.test_pipeline_e2e import SECRET, push
 
@@ -32,10 +33,10 @@ def test_builds_past_the_limit_wait_in_order_without_holding_a_worker(client, wo
     wait_for(lambda: client.get(f"/api/builds/{ids[0]}").json["state"] in RUNNING, 60, "the first build to start")
     second, third = (client.get(f"/api/builds/{i}").json for i in ids[1:])
     assert second["state"] == third["state"] == "queued"
-    assert second["queue"] == {"ahead": 0, "limit": 1, "running": 1, "text": "0 ahead; trigger limit 1"}
-    assert third["queue"]["text"] == "1 ahead; trigger limit 1"
+    assert second["queue"] == {"ahead": 0, "limit": 1, "running": 1, "text": "0 ahead; trigger limit 1 (1 running)"}
+    assert third["queue"]["text"] == "1 ahead; trigger limit 1 (1 running)"
     page = client.get(f"/builds/{ids[2]}").get_data(as_text=True)
-    assert "1 ahead; trigger limit 1" in page
+    assert "Waiting in the queue: 1 ahead; trigger limit 1 (1 running)" in page
 
     # Another trigger's build gets a worker meanwhile: the waiting builds hold none (the worker has 2).
     other_repo, other = make_trigger(client, make_repo, "other")
@@ -53,13 +54,35 @@ def test_builds_past_the_limit_wait_in_order_without_holding_a_worker(client, wo
     assert other_build["cloning_at"] < builds[2]["cloning_at"], "the other trigger's build waited for the limited one"
 
 
+def test_a_build_under_its_triggers_limit_says_it_waits_for_a_worker(app, client, make_repo):
+    """Builds of a trigger with max_concurrent 2, one running: the first queued one may start and only
+    waits for a free worker; the second is held back by the limit. Neither is sent to a worker here."""
+    repo, limited = make_trigger(client, make_repo, "waits", max_concurrent=2)
+    sha = repo.commit({"README.md": "two at a time\n"})
+    try:
+        stored_build(app, limited, 0, sha, state="building")
+        under, held = (stored_build(app, limited, 0, sha) for _ in range(2))
+        place = client.get(f"/api/builds/{under}").json["queue"]
+        assert place["text"] == f"{place['ahead']} ahead; waiting for a worker", place
+        assert (place["limit"], place["running"]) == (2, 1)
+        assert f"Waiting in the queue: {place['ahead']} ahead; waiting for a worker" in \
+            client.get(f"/builds/{under}").get_data(as_text=True)
+        assert client.get(f"/api/builds/{held}").json["queue"] == {
+            "ahead": 1, "limit": 2, "running": 1, "text": "1 ahead; trigger limit 2 (1 running)"}
+        assert "Waiting in the queue: 1 ahead; trigger limit 2 (1 running)" in \
+            client.get(f"/builds/{held}").get_data(as_text=True)
+    finally:
+        end_builds(app, limited["repository"])
+
+
 def test_max_concurrent_is_checked_and_can_be_changed(client, make_repo):
     repo = make_repo()
     base = {"provider": "github", "repository": f"acme/mc-{uuid.uuid4().hex[:8]}", "clone_url": repo.url,
             "secret": SECRET, "image": "acme/mc"}
     for bad in (0, -1, "2", True, 1001):
         answer = client.post("/api/triggers", json={**base, "max_concurrent": bad})
-        assert answer.status_code == 400 and "max_concurrent" in answer.json["error"]
+        assert answer.status_code == 400, answer.json
+        assert answer.json["error"] == "max_concurrent must be a whole number from 1 to 1000, or null for no limit"
     made = client.post("/api/triggers", json=base).json
     assert made["max_concurrent"] is None
     changed = client.patch(f"/api/triggers/{made['id']}", json={"max_concurrent": 3})
