@@ -13,6 +13,7 @@ from sqlalchemy import select, update
 from builder.builds.commit_order import ACTIVE
 from builder.builds.scheduled_runs import run_due_schedules, run_schedule
 from builder.db.models import Build, Trigger, TriggerRule, utcnow
+from tests.workers.test_schedules_e2e import schedule_deliveries
 
 SECRET = "scheduled-runs-webhook-secret"
 YEARLY = "0 0 1 1 *"  # never due by itself during a test
@@ -76,11 +77,6 @@ def scheduled_run(app, settings, trigger: dict) -> list[int]:
         return run_schedule(session, session.get(Trigger, trigger["id"]), settings, utcnow().replace(microsecond=0))
 
 
-def schedule_deliveries(client, trigger: dict) -> list[dict]:
-    return [d for d in client.get(f"/api/triggers/{trigger['id']}/deliveries").json["deliveries"]
-            if d["event"] == "schedule"]
-
-
 def test_a_due_time_skips_a_rule_whose_build_of_the_tip_is_already_queued_or_running(app, settings, client,
                                                                                      make_repo):
     repo = make_repo()
@@ -90,7 +86,7 @@ def test_a_due_time_skips_a_rule_whose_build_of_the_tip_is_already_queued_or_run
     nightly = stored_build(app, trigger, 1, sha, origin="schedule")  # rule 2: the last due time's build
 
     assert scheduled_run(app, settings, trigger) == []
-    [run] = schedule_deliveries(client, trigger)
+    [run] = schedule_deliveries(client, trigger["id"])
     assert run["outcome"] == "ignored" and run["builds"] == [], run
     assert f"rule 1: build #{pushed} of {sha[:7]} is already queued" in run["reason"]
     assert f"rule 2: build #{nightly} of {sha[:7]} is already queued" in run["reason"]
@@ -101,7 +97,7 @@ def test_a_due_time_skips_a_rule_whose_build_of_the_tip_is_already_queued_or_run
             state="building", heartbeat_at=utcnow(), worker="test:1"))
         session.commit()
     assert scheduled_run(app, settings, trigger) == []
-    latest = schedule_deliveries(client, trigger)[0]
+    latest = schedule_deliveries(client, trigger["id"])[0]
     assert f"rule 2: build #{nightly} of {sha[:7]} is already running" in latest["reason"], latest
     builds = client.get(f"/api/builds?trigger={trigger['id']}").json["builds"]
     assert sorted(b["id"] for b in builds) == [pushed, nightly]  # no build piled up per due time
@@ -120,7 +116,7 @@ def test_an_always_rule_builds_beside_a_queued_push_of_the_tip_and_supersedes_it
     assert build["origin"] == "schedule" and build["commit"] == sha
     pushed_build = client.get(f"/api/builds/{pushed}").json
     assert pushed_build["state"] == "superseded", pushed_build
-    assert schedule_deliveries(client, trigger)[0]["outcome"] == "accepted"
+    assert schedule_deliveries(client, trigger["id"])[0]["outcome"] == "accepted"
 
 
 def test_only_the_rules_that_build_supersede_older_queued_builds(app, settings, client, make_repo):
@@ -142,7 +138,7 @@ def test_only_the_rules_that_build_supersede_older_queued_builds(app, settings, 
     assert always_rule["state"] == "superseded", always_rule
     assert always_rule["reason"] == f"superseded by a newer push of {tip[:7]}"
     assert changed_rule["state"] == "queued", changed_rule  # its rule queued nothing this run
-    run = schedule_deliveries(client, trigger)[0]
+    run = schedule_deliveries(client, trigger["id"])[0]
     assert run["outcome"] == "accepted" and run["builds"] == [scheduled], run
     assert f"rule 1: {tip[:7]} is unchanged since build {built[0]}" in run["reason"]
 
@@ -159,7 +155,7 @@ def test_a_disabled_triggers_due_time_is_recorded_once_and_passes(app, settings,
 
     run_due_schedules(sessions, settings, sent.append)
     run_due_schedules(sessions, settings, sent.append)  # the next pass: not due again
-    [run] = schedule_deliveries(client, trigger)
+    [run] = schedule_deliveries(client, trigger["id"])
     assert run["outcome"] == "ignored" and run["builds"] == [], run
     assert run["reason"] == f"scheduled run of {due.strftime('%Y-%m-%d %H:%M')} UTC: trigger is disabled"
     assert sent == [] and client.get(f"/api/builds?trigger={trigger['id']}").json["builds"] == []
