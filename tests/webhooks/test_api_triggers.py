@@ -175,6 +175,9 @@ def test_delete_removes_the_trigger_and_keeps_its_builds(app, client, retire):
     assert client.get(f"/api/builds/{build_id}").json["trigger"] is None
     late = push(client, trigger)
     assert late.status_code == 202 and late.json["outcome"] == "no_trigger"
+    newer = make_trigger(client)  # the deleted trigger was the newest: its id is not given again
+    assert newer["id"] > trigger["id"]
+    assert client.get(f"/api/builds/{build_id}").json["trigger"] is None
 
 
 def test_viewers_cannot_edit_disable_or_delete(client, viewer):

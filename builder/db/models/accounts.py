@@ -13,7 +13,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from builder.db.models.base import Base, UTCDateTime, utcnow
+from builder.db.models.base import NEVER_REUSED_IDS, Base, UTCDateTime, utcnow
 
 
 class User(Base):
@@ -30,6 +30,7 @@ class ApiToken(Base):
     """A token for scripts: shown once, stored as a SHA-256 hash, revocable."""
 
     __tablename__ = "api_tokens"
+    __table_args__ = NEVER_REUSED_IDS
 
     id: Mapped[int] = mapped_column(primary_key=True)
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))

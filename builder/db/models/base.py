@@ -37,5 +37,10 @@ class UTCDateTime(TypeDecorator[datetime]):
         return value.astimezone(timezone.utc) if value is not None else None
 
 
+# For tables whose ids people and other systems keep (URLs, badges, metrics labels, the audit log): SQLite
+# otherwise gives a deleted row's id to the next row when it was the highest (PostgreSQL never reuses them).
+NEVER_REUSED_IDS = {"sqlite_autoincrement": True}
+
+
 class Base(DeclarativeBase):
     pass

@@ -14,7 +14,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from builder.db.models.base import Base, UTCDateTime, utcnow
+from builder.db.models.base import NEVER_REUSED_IDS, Base, UTCDateTime, utcnow
 
 
 class RegistryEvent(Base):
@@ -62,7 +62,7 @@ class DeployRule(Base):
         back_populates="rule", order_by="DeployTarget.id", cascade="all, delete-orphan"
     )
 
-    __table_args__ = (Index("ix_deploy_rules_repository", "repository"),)
+    __table_args__ = (Index("ix_deploy_rules_repository", "repository"), NEVER_REUSED_IDS)
 
 
 class DeployTarget(Base):

@@ -14,13 +14,14 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from builder.db.models.base import Base, UTCDateTime, utcnow
+from builder.db.models.base import NEVER_REUSED_IDS, Base, UTCDateTime, utcnow
 
 
 class Subscription(Base):
     """Someone who wants build, image and deployment events as webhooks."""
 
     __tablename__ = "subscriptions"
+    __table_args__ = NEVER_REUSED_IDS
 
     id: Mapped[int] = mapped_column(primary_key=True)
     url_enc: Mapped[str] = mapped_column(Text)  # the URL, sealed (builder/notify/urls.py)

@@ -20,7 +20,7 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 if TYPE_CHECKING:  # relationships across modules resolve by name at mapping time
     from builder.db.models.builds import Build
 
-from builder.db.models.base import Base, UTCDateTime, utcnow
+from builder.db.models.base import NEVER_REUSED_IDS, Base, UTCDateTime, utcnow
 
 
 class Trigger(Base):
@@ -61,7 +61,8 @@ class Trigger(Base):
         back_populates="trigger", order_by="TriggerRule.position", cascade="all, delete-orphan"
     )
 
-    __table_args__ = (Index("ix_triggers_provider_repository", "provider", "repository"),)
+    # Ids never come back after a delete (metrics labels, badges, URLs and the audit log name them): 0022.
+    __table_args__ = (Index("ix_triggers_provider_repository", "provider", "repository"), NEVER_REUSED_IDS)
 
 
 class TriggerRule(Base):

@@ -164,3 +164,33 @@ def test_0011_seals_stored_outbound_urls_and_downgrade_opens_them(tmp_path):
         assert conn.execute(sa.text("SELECT url FROM deploy_targets ORDER BY id")).scalars().all() == [deploy, None]
         assert conn.execute(sa.text("SELECT url FROM subscriptions")).scalars().all() == [slack]
     engine.dispose()
+
+
+def test_0022_keeps_every_row_and_a_deleted_newest_triggers_id_is_never_given_again(tmp_path):
+    url = f"sqlite:///{tmp_path / 'm.db'}"
+    config = alembic_config(url)
+    command.upgrade(config, "0021")
+    engine = make_engine(url)
+    insert_trigger = sa.text(
+        "INSERT INTO triggers (provider, repository, clone_url, secret_enc, image, default_branch, enabled, "
+        "created_at) VALUES ('github', :name, 'file:///x', 'tok', 'a/b', 'main', 1, '2026-01-01 00:00:00')")
+    with engine.begin() as conn:
+        for name in ("a/one", "a/two", "a/three"):
+            conn.execute(insert_trigger, {"name": name})
+        conn.execute(sa.text(
+            "INSERT INTO builds (trigger_id, provider, repository, clone_url, ref, ref_type, ref_name, \"commit\", "
+            "image, tags, dockerfile, context, state, attempts, created_at, origin, push) VALUES (3, 'github', "
+            "'a/three', 'file:///x', 'refs/heads/main', 'branch', 'main', 'c', 'a/b', '[]', 'Dockerfile', '.', "
+            "'succeeded', 1, '2026-01-01 00:00:00', 'push', 1)"))
+    engine.dispose()
+
+    command.upgrade(config, "head")
+
+    with engine.begin() as conn:
+        assert conn.execute(sa.text("SELECT trigger_id FROM builds")).scalar() == 3, "rows referring to it kept"
+        conn.execute(sa.text("DELETE FROM builds"))
+        conn.execute(sa.text("DELETE FROM triggers WHERE id = 3"))
+        conn.execute(insert_trigger, {"name": "a/four"})
+        assert conn.execute(sa.text("SELECT id FROM triggers WHERE repository = 'a/four'")).scalar() == 4
+    command.downgrade(config, "0021")
+    engine.dispose()
