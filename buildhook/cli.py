@@ -18,7 +18,7 @@ from builder.container import Container
 from builder.db.engine import make_engine, migrate
 from builder.errors import BuildhookError, InputError, TransientError
 from builder.forges.registry import provider_names
-from builder.triggers.rules import RuleSpec
+from builder.triggers.rules import RuleSpec, rule_at
 from builder.settings import ConfigError, Settings
 from builder.triggers.services import TriggerSpec, create_trigger, trigger_to_dict
 from buildhook.admin_commands import add_admin_commands
@@ -174,11 +174,12 @@ def cmd_migrate(_args: argparse.Namespace, _container: Container) -> int:
 def cmd_triggers_add(args: argparse.Namespace, container: Container) -> int:
     settings = container.settings
     rules = []
-    for text in args.rule:
-        try:
-            rules.append(RuleSpec.from_json(json.loads(text)))
-        except ValueError as exc:
-            raise InputError(f"--rule must be a JSON object: {exc}") from None
+    for position, text in enumerate(args.rule):
+        with rule_at(position):
+            try:
+                rules.append(RuleSpec.from_json(json.loads(text)))
+            except ValueError as exc:
+                raise InputError(f"--rule must be a JSON object: {exc}") from None
     spec = TriggerSpec(
         provider=args.provider,
         repository=args.repository,

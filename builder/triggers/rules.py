@@ -9,8 +9,10 @@ Dockerfile, context, build args, target stage, tag templates and path filters.
 from __future__ import annotations
 
 import fnmatch
+import json
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
@@ -330,9 +332,28 @@ def _retention_json(value: Any) -> int | None:
     return keep
 
 
+@contextmanager
+def rule_at(position: int) -> Iterator[None]:
+    """An error in the rule at ``position`` (from 0) names it, counted from 1 as builds' notes count rules."""
+    try:
+        yield
+    except InputError as exc:
+        raise InputError(f"rule {position + 1}: {exc}", exc.status) from exc
+
+
+def rules_from_json(rules: list[Any]) -> tuple[RuleSpec, ...]:
+    """A trigger's ``"rules"``, each checked; an error says which rule."""
+    specs = []
+    for position, data in enumerate(rules):
+        with rule_at(position):
+            specs.append(RuleSpec.from_json(data))
+    return tuple(specs)
+
+
 def check_team_fields(rule: RuleSpec) -> None:
     if rule.rebuild is not None and rule.rebuild not in REBUILD_CHOICES:
-        raise InputError(f"rule field 'rebuild' must be one of {', '.join(REBUILD_CHOICES)}, not {rule.rebuild!r}")
+        raise InputError(f"rule field 'rebuild' must be one of {', '.join(REBUILD_CHOICES)}, "
+                         f"not {json.dumps(rule.rebuild)}")
     if rule.retention_keep is None:
         return
     if not 0 < rule.retention_keep <= RETENTION_KEEP_MAX:

@@ -23,7 +23,7 @@ from builder.triggers.schedules import check_schedule, next_due
 from builder.db.models import Build, Trigger, TriggerRule, utcnow
 from builder.forges.base import CLONE_USERNAME
 from builder.forges.registry import forge_for, provider_names
-from builder.triggers.rules import RuleSpec, check_secret_build_args
+from builder.triggers.rules import RuleSpec, check_secret_build_args, rule_at, rules_from_json
 from builder.triggers.lookup import rule_spec
 from builder.secrets import SecretBox
 from builder.triggers.tags import image_repository
@@ -118,7 +118,7 @@ class TriggerSpec:
             raise InputError(f"fields must be true or false: {', '.join(flags)}")
         return cls(
             **{key: data[key] for key in _STRINGS if data.get(key) is not None},
-            rules=tuple(RuleSpec.from_json(rule) for rule in rules),
+            rules=rules_from_json(rules),
             supersede=data.get("supersede", True),
             public_badge=data.get("public_badge", False),
             build_timeout=check_build_timeout(data.get("build_timeout")),
@@ -215,7 +215,8 @@ def create_trigger(session: Session, box: SecretBox, spec: TriggerSpec, registry
     )
     _set_schedule(trigger, check_schedule(spec.schedule))
     for position, rule in enumerate(spec.effective_rules()):
-        trigger.rules.append(TriggerRule(position=position, **_rule_columns(rule, box)))
+        with rule_at(position):
+            trigger.rules.append(TriggerRule(position=position, **_rule_columns(rule, box)))
     session.add(trigger)
     session.flush()
     return trigger
@@ -345,7 +346,7 @@ class TriggerEdit:
             raise InputError("rules must be a list")
         defaults = TriggerSpec(provider="", repository="", clone_url="", secret="", image="",
                                dockerfile=data.get("dockerfile") or "Dockerfile", context=data.get("context") or ".")
-        rules = tuple(RuleSpec.from_json(rule) for rule in data["rules"] or []) or defaults.effective_rules()
+        rules = rules_from_json(data["rules"] or []) or defaults.effective_rules()
         return cls(fields, rules)
 
 
@@ -377,8 +378,10 @@ def update_trigger(session: Session, box: SecretBox, trigger: Trigger, edit: Tri
     if edit.rules is not None:
         kept = list(trigger.rules)
         # checks every rule before changing any
-        columns = [_rule_columns(rule, box, kept[position] if position < len(kept) else None)
-                   for position, rule in enumerate(edit.rules)]
+        columns = []
+        for position, rule in enumerate(edit.rules):
+            with rule_at(position):
+                columns.append(_rule_columns(rule, box, kept[position] if position < len(kept) else None))
         for position, rule_columns in enumerate(columns):
             if position < len(kept):
                 for name, value in rule_columns.items():

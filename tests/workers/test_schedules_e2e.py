@@ -103,3 +103,9 @@ def test_a_schedule_is_checked_when_the_trigger_is_made_and_edited(client, make_
     assert edited["schedule"] == "30 2 * * 1-5" and "T02:30:00+00:00" in edited["schedule_next_at"]
     rule = client.post("/api/triggers", json={**base, "rules": [{"source": "branch", "rebuild": "sometimes"}]})
     assert rule.status_code == 400 and "rebuild" in rule.json["error"]
+    rules = [{"source": "tag"}, {"source": "branch", "rebuild": True}]
+    second = client.post("/api/triggers", json={**base, "rules": rules})
+    assert second.json["error"] == "rule 2: rule field 'rebuild' must be one of always, changed, not true"
+    rules = [{"source": "branch", "tags": ["{sha}"], "retention": {"keep": 0}}]
+    kept = client.patch(f"/api/triggers/{made['id']}", json={"rules": rules})
+    assert kept.status_code == 400 and kept.json["error"] == "rule 1: retention keep must be between 1 and 10000"
