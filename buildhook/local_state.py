@@ -2,7 +2,7 @@
 
 On embedded defaults the data directory (``BUILDHOOK_DATA_DIR``, default ``.buildhook``) holds
 a generated secret key, the private registry's address and events token, and, while ``serve``
-runs, ``serve.json`` naming its private Redis. Every command reads them, so ``buildhook run``
+runs, ``serve.json`` naming its private Redis and its address (the webhook URLs' base). Every command reads them, so ``buildhook run``
 or ``buildhook triggers add`` in the same directory talk to the same broker and registry.
 Variables that are set always win.
 """
@@ -57,8 +57,8 @@ def running_serve(directory: Path) -> dict[str, object] | None:
     return state if isinstance(state, dict) and pid_alive(state.get("pid")) else None
 
 
-def publish_serve(directory: Path, broker_url: str | None) -> None:
-    state = {"pid": os.getpid(), "broker_url": broker_url}
+def publish_serve(directory: Path, broker_url: str | None, public_url: str | None = None) -> None:
+    state = {"pid": os.getpid(), "broker_url": broker_url, "public_url": public_url}
     (directory / SERVE_STATE_FILE).write_text(json.dumps(state) + "\n")
 
 
@@ -90,6 +90,7 @@ def local_env(create: bool = False) -> dict[str, str]:
             if token:
                 env["BUILDHOOK_REGISTRY_EVENTS_TOKEN"] = token
     serve = running_serve(directory)
-    if serve and serve.get("broker_url") and not env.get("BUILDHOOK_BROKER_URL"):
-        env["BUILDHOOK_BROKER_URL"] = str(serve["broker_url"])
+    for key, variable in (("broker_url", "BUILDHOOK_BROKER_URL"), ("public_url", "BUILDHOOK_PUBLIC_URL")):
+        if serve and serve.get(key) and not env.get(variable):
+            env[variable] = str(serve[key])
     return env

@@ -97,6 +97,8 @@ def cmd_serve(args: argparse.Namespace, container: Container) -> int:
 
     env = local_env(create=True)
     env.setdefault("BUILDHOOK_LISTEN_ADDRESS", f"{args.host}:{args.port}")  # outbound targets may not point here
+    local_host = "127.0.0.1" if args.host in ("0.0.0.0", "::", "") else args.host
+    env.setdefault("BUILDHOOK_PUBLIC_URL", f"http://{local_host}:{args.port}")  # webhook and build links
     settings = Settings.from_env(env)
     container.engine.dispose()  # the web app and the worker are processes of their own
     require_docker(settings)
@@ -106,7 +108,7 @@ def cmd_serve(args: argparse.Namespace, container: Container) -> int:
     servers: list[LocalServer] = []
     try:
         _start_servers(args, env, settings, servers)
-        publish_serve(directory, env.get("BUILDHOOK_BROKER_URL"))
+        publish_serve(directory, env.get("BUILDHOOK_BROKER_URL"), env["BUILDHOOK_PUBLIC_URL"])
         return _supervise(args, env, settings, servers)
     finally:
         unpublish_serve(directory)

@@ -81,6 +81,7 @@ def test_serve_supervises_its_worker_and_shares_its_broker(tmp_path, registry, d
         added = run(["triggers", "add", "--provider", "github", "--repository", "acme/run", "--clone-url", repo.url,
                      "--secret", "s", "--image", "acme/run", "--json"], env, tmp_path)
         assert added.returncode == 0, added.stderr
+        assert json.loads(added.stdout)["webhook_url"] == f"{base}/hooks/github", "serve's port, not 8000"
         started = run(["run", str(json.loads(added.stdout)["id"]), "--branch", "main", "--json"], env, tmp_path)
         assert started.returncode == 0, started.stderr
         assert json.loads(started.stdout)["undispatched"] == [], "the build reached the broker at once"
