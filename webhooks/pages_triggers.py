@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import secrets
+from typing import Any
 
 from flask import flash, redirect, render_template, request, url_for
 from flask import session as session_cookie
@@ -154,9 +155,27 @@ def trigger_page(trigger_id: int):  # type: ignore[no-untyped-def]
     return _trigger_page(db(), trigger_id)
 
 
-def _trigger_page(session: Session, trigger_id: int, error: str | None = None) -> str:
+_EDIT_TEXTS = ("image", "default_branch", "build_timeout", "max_concurrent", "schedule")
+_EDIT_CHECKS = ("enabled", "public_badge")
+
+
+def _edit_values(trigger: Trigger) -> dict[str, Any]:
+    """The Edit form's fields as stored."""
+    return {**{name: getattr(trigger, name) or "" for name in _EDIT_TEXTS},
+            **{name: getattr(trigger, name) for name in _EDIT_CHECKS}}
+
+
+def _typed_values() -> dict[str, Any]:
+    """The Edit form's fields as the person typed them (shown again with the error)."""
+    return {**{name: request.form.get(name) or "" for name in _EDIT_TEXTS},
+            **{name: request.form.get(name) == "on" for name in _EDIT_CHECKS}}
+
+
+def _trigger_page(session: Session, trigger_id: int, error: str | None = None,
+                  typed: dict[str, Any] | None = None) -> str:
     trigger = get_trigger(session, trigger_id)
     return render_template("trigger.html", trigger=trigger, summaries=rules_summary(trigger),
+                           edit=typed or _edit_values(trigger),
                            deliveries=recent_deliveries(session, trigger),
                            retention=retention_records(session, trigger_id=trigger.id, limit=10),
                            hook_url=webhook_url(services().settings.public_url, trigger.provider),
@@ -180,7 +199,7 @@ def trigger_update(trigger_id: int):  # type: ignore[no-untyped-def]
         session.commit()
     except InputError as exc:
         session.rollback()
-        return _trigger_page(session, trigger_id, error=str(exc)), 400
+        return _trigger_page(session, trigger_id, error=str(exc), typed=_typed_values()), 400
     flash("Trigger saved.")
     return see_other(url_for("dashboard.trigger_page", trigger_id=trigger_id))
 

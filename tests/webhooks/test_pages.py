@@ -525,8 +525,11 @@ def test_the_trigger_page_shows_and_edits_its_limit_schedule_and_retention(app):
     assert bad.status_code == 400
     assert "max_concurrent must be a whole number from 1 to 1000 (empty: no limit)" in bad.text  # no null in a form
     bad = browser.post(f"/triggers/{trigger.id}", data={
-        "image": name, "default_branch": "main", "schedule": "every day", "csrf_token": csrf})
+        "image": name, "default_branch": "main", "schedule": "every day", "max_concurrent": "5", "csrf_token": csrf})
     assert bad.status_code == 400 and "must have five fields" in bad.text
+    assert 'name="schedule" value="every day"' in bad.text, "the form shows what was typed, to correct it"
+    assert re.search(r'name="max_concurrent"[^>]*value="5"', bad.text)
+    assert not re.search(r'name="enabled"[^>]*checked', bad.text), "the box as it was sent: unchecked"
     cleared = browser.post(f"/triggers/{trigger.id}", data={"image": name, "default_branch": "main",
                                                             "enabled": "on", "csrf_token": csrf})
     assert cleared.status_code == 303
