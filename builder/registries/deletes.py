@@ -28,12 +28,16 @@ class TagDeleteUnsupported(Exception):
     """The registry deletes manifests only, not a tag alone."""
 
 
+# In a refusal's detail: buildhook's own settings refused, not the registry (retention asks again once trusted).
+NOT_TRUSTED = "is not trusted"
+
+
 class Registry:
     """One repository of one trusted registry."""
 
     def __init__(self, registries: RegistryAccess, host: str, repository: str) -> None:
         if not registries.trusts(host):
-            raise DeleteRefused(f"registry {host} is not trusted (BUILDHOOK_REGISTRY, BUILDHOOK_TRUSTED_REGISTRIES): "
+            raise DeleteRefused(f"registry {host} {NOT_TRUSTED} (BUILDHOOK_REGISTRY, BUILDHOOK_TRUSTED_REGISTRIES): "
                                 "buildhook deletes nothing there")
         self._session = RegistrySession(registries, host, repository, "pull,delete", TIMEOUT)
         self.host, self.repository = host, repository

@@ -17,6 +17,7 @@ import logging
 import time
 from dataclasses import replace
 from datetime import datetime, timedelta
+from typing import Callable
 
 from sqlalchemy import ColumnElement, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
@@ -27,7 +28,7 @@ from builder.registries.image_names import registry_host
 from builder.db.engine import write_lock
 from builder.db.models import Build, BuildState, RetentionDeletion, TriggerRule, utcnow
 from builder.registries.credentials import RegistryAccess
-from builder.registries.deletes import DeleteRefused, Registry, TagDeleteUnsupported
+from builder.registries.deletes import NOT_TRUSTED, DeleteRefused, Registry, TagDeleteUnsupported
 from builder.registries.retention_records import DONE
 from builder.triggers.rules import TagContext, match, per_commit_templates, render_tags
 from builder.settings import Settings
@@ -51,8 +52,10 @@ def commit_tags(rule: TriggerRule, build: Build, default_branch: str, rendered_a
     return [tag for tag in tags if tag in build.tags]
 
 
-def expired_tags(session: Session, rule: TriggerRule) -> list[tuple[Build, str]]:
-    """(build, tag) pairs past the rule's ``retention_keep`` and not handled yet, oldest last."""
+def expired_tags(session: Session, rule: TriggerRule,
+                 trusted: Callable[[str], bool] = lambda host: False) -> list[tuple[Build, str]]:
+    """(build, tag) pairs past the rule's ``retention_keep`` and not handled yet, oldest last. A tag refused
+    because its registry was not trusted (``trusted``: is it now?) is handled only while it still is not."""
     keep = rule.retention_keep or 0
     builds = session.scalars(select(Build).where(Build.rule_id == rule.id, Build.state == BuildState.SUCCEEDED.value,
                                                  Build.push.is_(True)).order_by(Build.id.desc()))
@@ -65,9 +68,11 @@ def expired_tags(session: Session, rule: TriggerRule) -> list[tuple[Build, str]]
             seen.add((build.image, tag))
             if len(seen) > keep:
                 expired.append((build, tag))
-    handled = {(build_id, tag) for build_id, tag in session.execute(
-        select(RetentionDeletion.build_id, RetentionDeletion.tag).where(
-            RetentionDeletion.rule_id == rule.id, RetentionDeletion.kind == "tag", RetentionDeletion.outcome.in_(DONE)))}
+    handled = {(build_id, tag) for build_id, tag, outcome, detail, repository in session.execute(
+        select(RetentionDeletion.build_id, RetentionDeletion.tag, RetentionDeletion.outcome, RetentionDeletion.detail,
+               RetentionDeletion.repository).where(
+            RetentionDeletion.rule_id == rule.id, RetentionDeletion.kind == "tag", RetentionDeletion.outcome.in_(DONE)))
+        if not (outcome == "refused" and NOT_TRUSTED in (detail or "") and trusted(registry_host(repository or "")))}
     return [(build, tag) for build, tag in expired if (build.id, tag) not in handled]
 
 
@@ -134,7 +139,7 @@ def _prune(sessions: sessionmaker[Session], settings: Settings, rule_id: int) ->
             return []
         registries = RegistryAccess(settings)
         by_image: dict[str, list[tuple[Build, str]]] = {}
-        for build, tag in expired_tags(session, rule):
+        for build, tag in expired_tags(session, rule, registries.trusts):
             by_image.setdefault(build.image, []).append((build, tag))
         for image, expired in by_image.items():
             host = registry_host(image)

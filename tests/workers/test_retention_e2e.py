@@ -107,11 +107,15 @@ def test_a_registry_that_refuses_deletes_is_recorded_once_and_not_asked_again(ap
                               state="succeeded", digest=f"sha256:{n}", created_at=utcnow()))
         session.commit()
         rule_id = rule.id
+    untrusted = prune_rule(sessions, settings, rule_id)
+    assert [(r.kind, r.tag, r.outcome) for r in untrusted] == [("tag", "aaaaaaa", "refused")]
+    assert "is not trusted" in untrusted[0].detail
+    assert prune_rule(sessions, settings, rule_id) == [], "not asked again while it is not trusted"
     trusting = settings.with_(trusted_registries=(refusing_registry,))
-    first = prune_rule(sessions, trusting, rule_id)
+    first = prune_rule(sessions, trusting, rule_id)  # the operator trusts it now: the registry is asked
     assert [(r.kind, r.tag, r.outcome) for r in first] == [("tag", "aaaaaaa", "refused")]
     assert "405" in first[0].detail
-    assert prune_rule(sessions, trusting, rule_id) == [], "a refusal is not retried"
+    assert prune_rule(sessions, trusting, rule_id) == [], "the registry's own refusal is not retried"
     assert prune_rule(sessions, settings, rule_id) == [], "nothing new, even where the registry is not trusted"
 
 
