@@ -515,6 +515,10 @@ def test_the_trigger_page_shows_and_edits_its_limit_schedule_and_retention(app):
     page = browser.get(f"/triggers/{trigger.id}").text
     assert re.search(r'id="max-concurrent">at most 2 ', page)
     assert re.search(r'id="schedule"><code>0 3 \* \* 1</code> \(UTC\) · next run .+ of <code>main</code>', page)
+    browser.post(f"/triggers/{trigger.id}/enabled", data={"enabled": "0", "confirmed": "1", "csrf_token": csrf})
+    assert "paused: the trigger is disabled" in browser.get(f"/triggers/{trigger.id}").text
+    browser.post(f"/triggers/{trigger.id}/enabled", data={"enabled": "1", "csrf_token": csrf})
+    assert "paused" not in browser.get(f"/triggers/{trigger.id}").text
     with sessions(app)() as session:
         saved_trigger = session.get(Trigger, trigger.id)
         assert (saved_trigger.max_concurrent, saved_trigger.schedule) == (2, "0 3 * * 1")
