@@ -9,6 +9,7 @@ import signal
 import socket
 import subprocess
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -163,12 +164,26 @@ def test_a_registry_left_running_by_a_killed_serve_is_stopped_and_its_port_kept(
 
 
 def _serve(tmp_path: Path) -> tuple[subprocess.Popen[bytes], dict[str, str], Path, str]:
+    pinned = tmp_path / "data" / "registry" / "address"
+    taken = pinned.read_text().strip() if pinned.exists() else ""
     port = free_port()
+    while taken.endswith(f":{port}"):  # free now, but the registry's: the web app must not get it
+        port = free_port()
     env = user_env(tmp_path, BUILDHOOK_ALLOW_FILE_CLONES="1")
     stderr = tmp_path / "serve.err"
     serve = subprocess.Popen([BUILDHOOK, "serve", "--port", str(port)], env=env, cwd=tmp_path,
                              stdout=subprocess.DEVNULL, stderr=stderr.open("w"))
     return serve, env, stderr, f"http://127.0.0.1:{port}"
+
+
+def _wait_answering(serve: subprocess.Popen[bytes], stderr: Path, base: str, timeout: float = 90) -> None:
+    """serve's web app answers; otherwise fail with what serve said (it may have exited)."""
+    deadline = time.monotonic() + timeout
+    while not _healthy(base):
+        if serve.poll() is not None or time.monotonic() > deadline:
+            state = f"exited with {serve.returncode}" if serve.returncode is not None else f"no answer in {timeout:g} s"
+            raise AssertionError(f"buildhook serve: {state}; it said:\n{stderr.read_text()}")
+        time.sleep(0.1)
 
 
 def _registry_pid(serve_pid: int) -> int | None:
@@ -197,7 +212,7 @@ def test_serve_moves_its_registry_off_a_taken_port_and_pushes_to_its_own(tmp_pat
     other = ForeignRegistry(kept)  # since then, another registry took the port
     serve, env, stderr, base = _serve(tmp_path)
     try:
-        wait_for(lambda: _healthy(base), 60, "buildhook serve to answer")
+        _wait_answering(serve, stderr, base)
         moved = _kept_address(tmp_path)
         said = stderr.read_text()
         assert moved != f"127.0.0.1:{kept}"
@@ -220,7 +235,7 @@ def test_serve_restarts_a_killed_registry_and_follows_it_to_a_new_port(tmp_path,
     serve, env, stderr, base = _serve(tmp_path)
     others: list[ForeignRegistry] = []
     try:
-        wait_for(lambda: _healthy(base), 60, "buildhook serve to answer")
+        _wait_answering(serve, stderr, base)
         first = wait_for(lambda: _registry_pid(serve.pid), 30, "serve's registry")
         os.kill(first, signal.SIGKILL)
         wait_for(lambda: f"the registry answers again on {address}" in stderr.read_text(), 30,
