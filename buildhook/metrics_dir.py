@@ -128,5 +128,8 @@ def metrics_dirs(data_dir: Path) -> list[Path]:
 
 
 def clear_metrics_root(data_dir: Path) -> None:
-    """``buildhook serve`` at start: no group of an earlier run is left."""
-    shutil.rmtree(metrics_root(data_dir), ignore_errors=True)
+    """``buildhook serve`` at start: no group of an earlier run is left (a live group's stays: a worker
+    started on its own beside it)."""
+    root = metrics_root(data_dir)
+    if root.is_dir():
+        _remove_dead_groups(root)

@@ -61,6 +61,17 @@ notifications:
 """
 
 
+def _serves_config(pid: int) -> Path | None:
+    """The config file (absolute) a ``docker-registry serve CONFIG`` process runs with, or None."""
+    words = command_line(pid).split()
+    if len(words) < 3 or words[-2] != "serve" or not words[0].endswith("docker-registry"):
+        return None
+    try:
+        return (Path(os.readlink(f"/proc/{pid}/cwd")) / words[-1]).resolve()
+    except OSError:
+        return None
+
+
 class RegistryServer(LocalServer):
     program = "docker-registry"
     package = "docker-registry"
@@ -90,7 +101,7 @@ class RegistryServer(LocalServer):
         fd = os.open(self.config_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as handle:
             handle.write(registry_config(self.data_dir, self.port, self.events_url, self.events_token))
-        return [binary, "serve", str(self.config_path)]
+        return [binary, "serve", str(self.config_path.resolve())]  # absolute: how a leftover is told apart
 
     def answers(self) -> bool:
         with urllib.request.urlopen(f"http://{self.address}/v2/", timeout=0.5) as response:
@@ -109,7 +120,7 @@ class RegistryServer(LocalServer):
     def _stop_an_earlier_one(self, holders: list[int]) -> bool:
         """Stop the registry an earlier ``buildhook serve`` of this directory left running (it was
         killed), which holds the port; say whether there was one."""
-        ours = [pid for pid in holders if command_line(pid).endswith(f" serve {self.config_path}")]
+        ours = [pid for pid in holders if _serves_config(pid) == self.config_path.resolve()]
         for pid in ours:
             os.kill(pid, signal.SIGTERM)
         deadline = time.monotonic() + 5

@@ -22,7 +22,7 @@ from builder.container import Container
 from builder.db.engine import make_engine
 from builder.settings import Settings
 from buildhook.local_server import LocalServer, ServerError
-from buildhook.local_state import data_dir, local_env, publish_serve, unpublish_serve
+from buildhook.local_state import data_dir, local_env, publish_serve, running_serve, unpublish_serve
 from buildhook.metrics_dir import clear_metrics_root
 from buildhook.redis_server import RedisServer
 from buildhook.registry_server import RegistryServer
@@ -98,12 +98,17 @@ def cmd_serve(args: argparse.Namespace, container: Container) -> int:
     env = local_env(create=True)
     env.setdefault("BUILDHOOK_LISTEN_ADDRESS", f"{args.host}:{args.port}")  # outbound targets may not point here
     local_host = "127.0.0.1" if args.host in ("0.0.0.0", "::", "") else args.host
+    local_host = f"[{local_host}]" if ":" in local_host else local_host  # an IPv6 literal in a URL
     env.setdefault("BUILDHOOK_PUBLIC_URL", f"http://{local_host}:{args.port}")  # webhook and build links
     settings = Settings.from_env(env)
     container.engine.dispose()  # the web app and the worker are processes of their own
     require_docker(settings)
     require_build_engine(settings, say=False)  # the worker says which engine builds
     directory = data_dir(env)
+    running = running_serve(directory)
+    if running is not None:  # its registry, Redis and metrics are in use: a second one would take them over
+        raise ServerError(f"buildhook serve already runs for {directory} (pid {running['pid']}): stop it first, "
+                          "or start this one in another directory (BUILDHOOK_DATA_DIR)")
     clear_metrics_root(directory)  # the web app and worker each make their group's metrics directory anew
     servers: list[LocalServer] = []
     try:

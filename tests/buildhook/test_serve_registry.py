@@ -160,6 +160,40 @@ def test_a_registry_left_running_by_a_killed_serve_is_stopped_and_its_port_kept(
         earlier.stop()
 
 
+def test_another_projects_registry_with_the_same_relative_config_is_left_running(tmp_path, monkeypatch, capsys):
+    """Two checkouts with the default data directory both run ``docker-registry serve
+    .buildhook/registry/config.yml``: the one that holds our kept port is not ours to stop."""
+    other_project, ours = tmp_path / "other", tmp_path / "ours"
+    port = free_port()
+    for project in (other_project, ours):
+        pin_address(project / ".buildhook" / "registry", port)
+    monkeypatch.chdir(other_project)
+    theirs = RegistryServer(Path(".buildhook/registry"), EVENTS, "token").start()
+    monkeypatch.chdir(ours)
+    registry = RegistryServer(Path(".buildhook/registry"), EVENTS, "token")
+    try:
+        registry.start()
+        assert theirs.process.poll() is None and listens(theirs.process.pid, port), "the other project's runs on"
+        assert registry.port != port and listens(registry.process.pid, registry.port)
+        assert "stopped the private registry" not in capsys.readouterr().err
+    finally:
+        registry.stop()
+        theirs.stop()
+
+
+def test_a_second_serve_in_the_same_directory_is_refused(tmp_path):
+    serve, env, stderr, base = _serve(tmp_path)
+    try:
+        _wait_answering(serve, stderr, base)
+        second = run(["serve", "--port", str(free_port())], env, tmp_path)
+        assert second.returncode == 2
+        assert f"buildhook serve already runs for {tmp_path / 'data'} (pid {serve.pid})" in second.stderr
+        assert _healthy(base) and serve.poll() is None, "the first one runs on"
+    finally:
+        serve.send_signal(signal.SIGTERM)
+        serve.wait(40)
+
+
 # --- buildhook serve ------------------------------------------------------------------------
 
 
