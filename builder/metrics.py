@@ -20,6 +20,7 @@ database (``create_configured_series``).
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterable
 from datetime import datetime
 
@@ -31,6 +32,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from builder.db.models import Build, BuildState, DeployRule, Trigger
 from builder.forges.registry import provider_names
 from builder.intake.inbound import OUTCOMES as WEBHOOK_OUTCOMES
+
+log = logging.getLogger(__name__)
 
 DURATION_BUCKETS = (0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200)
 WAIT_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 7200)
@@ -102,8 +105,14 @@ def phase_durations(build: Build) -> list[tuple[str, float]]:
 
 
 def count_build_end(state: str, trigger_id: int | None, builds: int = 1) -> None:
-    """``builds`` builds that ended in ``state`` (``buildhook_builds_total``)."""
-    BUILDS.labels(state=state, trigger=_trigger_label(trigger_id)).inc(builds)
+    """``builds`` builds that ended in ``state`` (``buildhook_builds_total``); a metric never fails what it
+    counts (the request or task goes on)."""
+    if builds <= 0:
+        return
+    try:
+        BUILDS.labels(state=state, trigger=_trigger_label(trigger_id)).inc(builds)
+    except Exception:
+        log.exception("could not count %d %s build(s)", builds, state)
 
 
 def _trigger_label(trigger_id: int | None) -> str:

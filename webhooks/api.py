@@ -30,10 +30,12 @@ def int_arg(name: str, default: int | None = None, maximum: int | None = None) -
 
 
 def page_size(default: int = PAGE_DEFAULT) -> int:
-    """``limit``: 1 to 500 (more is 500), ``default`` when absent; 0 is refused (400)."""
-    size = int_arg("limit", default, maximum=PAGE_MAX)
+    """``limit``: 1 to 500 (more is 500), ``default`` when absent; anything else, 0 included, is a 400."""
+    refusal = f"query parameter 'limit' must be a whole number from 1 to {PAGE_MAX}"
+    raw = request.args.get("limit")
+    size = default if raw is None or raw == "" else min(parse_id(raw, refusal), PAGE_MAX)
     if not size:
-        raise InputError(f"query parameter 'limit' must be a whole number from 1 to {PAGE_MAX}")
+        raise InputError(refusal)
     return size
 
 

@@ -24,7 +24,8 @@ from builder.triggers.git_access import git_environment, redact_url
 from builder.triggers.clone_urls import check_clone_url
 from builder.errors import Conflict, InputError, NotFound, TransientError
 from builder.intake.events import PushEvent, RefType
-from builder.db.models import Build, Delivery, Trigger
+from builder.db.models import Build, BuildState, Delivery, Trigger
+from builder.metrics import count_build_end
 from builder.intake.planning import plan_builds
 from builder.secrets import SecretBox
 from builder.settings import Settings
@@ -179,6 +180,7 @@ def start_run(
         build.started_by = by
     session.add_all(plan.builds)
     session.commit()
+    count_build_end(BuildState.SUPERSEDED.value, trigger.id, plan.ended_superseded)
     return plan.builds
 
 

@@ -29,6 +29,7 @@ from builder.intake.events import PushEvent
 from builder.builds.commit_order import ACTIVE
 from builder.builds.manual_runs import resolve_ref
 from builder.db.models import Build, BuildState, Delivery, Trigger, TriggerRule, utcnow
+from builder.metrics import count_build_end
 from builder.intake.planning import Plan, plan_builds, supersede
 from builder.triggers.schedules import next_due
 from builder.secrets import SecretBox
@@ -111,6 +112,8 @@ def run_schedule(session: Session, trigger: Trigger, settings: Settings, due_at:
         build.delivery_id, build.scheduled_for, build.origin = delivery.id, due_at, "schedule"
     session.add_all(builds)
     session.commit()
+    count_build_end(BuildState.SUPERSEDED.value, trigger.id,
+                    plan.superseded + sum(build.state == BuildState.SUPERSEDED.value for build in builds))
     return [build.id for build in builds]
 
 
@@ -175,11 +178,18 @@ def _keep_rules_of(session: Session, plan: Plan, builds: list[Build]) -> None:
     plan.cancels = [entry for entry in plan.cancels if rule_of.get(entry[0]) in rules]
 
 
+DISABLED = "trigger is disabled"
+
+
 def _record_disabled(sessions: sessionmaker[Session], trigger_id: int, due_at: datetime) -> None:
+    """The first due time that passes while the trigger is disabled is recorded; the next ones are not (a
+    disabled every-minute schedule would otherwise push its real deliveries off the page)."""
     with sessions() as session:
         trigger = session.get(Trigger, trigger_id)
-        if trigger is not None:
-            _record(session, trigger, "ignored", f"{_what(due_at)}: trigger is disabled", 200)
+        last = session.scalar(select(Delivery.reason).where(Delivery.trigger_id == trigger_id, Delivery.event == EVENT)
+                              .order_by(Delivery.id.desc()).limit(1))
+        if trigger is not None and not (last or "").endswith(f": {DISABLED}"):
+            _record(session, trigger, "ignored", f"{_what(due_at)}: {DISABLED}", 200)
             session.commit()
 
 

@@ -40,6 +40,11 @@ class Plan:
     # How many of ``supersedes`` were still queued and are superseded now (set by ``supersede``).
     superseded: int = 0
 
+    @property
+    def ended_superseded(self) -> int:
+        """Builds these plans made superseded: queued ones replaced (once run) and their own born so."""
+        return self.superseded + sum(row["state"] == BuildState.SUPERSEDED.value for row in self.rows)
+
     @cached_property
     def builds(self) -> list[Build]:
         """... or as unsaved ``Build``s (made once) for a session to add."""

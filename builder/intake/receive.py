@@ -170,12 +170,9 @@ def _superseded(plans: list[Plan]) -> dict[int, int]:
     """By trigger: the builds the plans superseded once committed, and those born superseded."""
     counts: dict[int, int] = {}
     for plan in plans:
-        for row in plan.rows:
-            if row["state"] == "superseded":
-                counts[row["trigger_id"]] = counts.get(row["trigger_id"], 0) + 1
-        if plan.superseded:
+        if plan.ended_superseded:  # a plan is one trigger's
             trigger_id = plan.rows[0]["trigger_id"]
-            counts[trigger_id] = counts.get(trigger_id, 0) + plan.superseded
+            counts[trigger_id] = counts.get(trigger_id, 0) + plan.ended_superseded
     return counts
 
 

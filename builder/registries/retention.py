@@ -72,8 +72,13 @@ def expired_tags(session: Session, rule: TriggerRule,
         select(RetentionDeletion.build_id, RetentionDeletion.tag, RetentionDeletion.outcome, RetentionDeletion.detail,
                RetentionDeletion.repository).where(
             RetentionDeletion.rule_id == rule.id, RetentionDeletion.kind == "tag", RetentionDeletion.outcome.in_(DONE)))
-        if not (outcome == "refused" and NOT_TRUSTED in (detail or "") and trusted(registry_host(repository or "")))}
+        if not (outcome == "refused" and _untrusted(detail, repository) and trusted(registry_host(repository or "")))}
     return [(build, tag) for build, tag in expired if (build.id, tag) not in handled]
+
+
+def _untrusted(detail: str | None, repository: str | None) -> bool:
+    """Whether a refusal was buildhook's own, its registry not trusted (not the registry's answer)."""
+    return (detail or "").startswith(f"registry {registry_host(repository or '')} {NOT_TRUSTED} ")
 
 
 def _tags_rendered_at(session: Session, build: Build) -> datetime:

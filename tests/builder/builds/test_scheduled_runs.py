@@ -162,3 +162,12 @@ def test_a_disabled_triggers_due_time_is_recorded_once_and_passes(app, settings,
     with sessions() as session:
         assert session.scalar(select(Trigger.schedule_next_at).where(Trigger.id == trigger["id"])) > due
     assert client.get(f"/api/triggers/{trigger['id']}").json["schedule_next_at"] > due.isoformat()
+
+    later = due + timedelta(seconds=0.5)  # the next due time passes too, still disabled: not recorded again
+    with sessions() as session:
+        session.execute(update(Trigger).where(Trigger.id == trigger["id"]).values(schedule_next_at=later))
+        session.commit()
+    run_due_schedules(sessions, settings, sent.append)
+    assert [d["reason"] for d in schedule_deliveries(client, trigger["id"])] == [run["reason"]]
+    with sessions() as session:
+        assert session.scalar(select(Trigger.schedule_next_at).where(Trigger.id == trigger["id"])) > later
