@@ -248,7 +248,9 @@ def cmd_triggers_list(args: argparse.Namespace, container: Container) -> int:
               + (f"  build timeout: {t['build_timeout']} s" if t["build_timeout"] else ""))
         if t["max_concurrent"] or t["schedule"]:
             print("     " + (f" max concurrent: {t['max_concurrent']}" if t["max_concurrent"] else "")
-                  + (f" schedule: {t['schedule']} UTC (next {t['schedule_next_at']})" if t["schedule"] else ""))
+                  + (f" schedule: {t['schedule']} UTC " + (f"(next {t['schedule_next_at']})" if t["enabled"]
+                                                              else "(paused: the trigger is disabled)")
+                     if t["schedule"] else ""))
         for number, rule in enumerate(t["rules"], 1):
             extras = (f", rebuild {rule['rebuild']}" if rule["rebuild"] != "changed" else "") + (
                 f", keep {rule['retention']['keep']}" if rule["retention"] else "")

@@ -10,6 +10,10 @@ import uuid
 from pathlib import Path
 
 import pytest
+from sqlalchemy import update
+
+from builder.db.engine import make_engine
+from builder.db.models import Trigger
 
 BUILDHOOK = str(Path(sys.executable).with_name("buildhook"))
 
@@ -53,3 +57,12 @@ def test_triggers_list_shows_the_limit_the_schedule_and_each_rules_retention(ser
     ours = listed[listed.index(shown["repository"]):]
     assert "max concurrent: 2" in ours and "schedule: 0 3 * * 1 UTC" in ours
     assert f"next {shown['schedule_next_at']}" in ours and "rebuild always, keep 3" in ours
+
+    engine = make_engine(service_env["BUILDHOOK_DATABASE_URL"])  # disabled (as the API or a page does)
+    with engine.begin() as connection:
+        connection.execute(update(Trigger).where(Trigger.id == shown["id"]).values(enabled=False))
+    engine.dispose()
+    listed = subprocess.run([BUILDHOOK, "triggers", "list"], env={**os.environ, **service_env}, capture_output=True,
+                            text=True, timeout=60).stdout
+    ours = listed[listed.index(shown["repository"]):]
+    assert "schedule: 0 3 * * 1 UTC (paused: the trigger is disabled)" in ours and "(next " not in ours.split("\n")[2]
