@@ -102,10 +102,10 @@ def database_unavailable(error: BaseException) -> bool:
 # at a time; a connection that finds its lock taken sleeps in its busy handler (1, 2, 5, 10 ...
 # up to 100 ms between tries) and does not wake when the lock is released, so writers that
 # collide wait far longer than the transactions take: at 150-200 deliveries a second that sleep,
-# not the CPU, was the limit. Queued on this lock instead (threads on a threading.Lock, which
-# wakes the next one at once; processes on flock(2) of ``<database>.write-lock``, polled at
-# 0.2-2 ms and released by the kernel if its holder dies), each writer starts about as soon as
-# the previous one commits.
+# not the CPU, was the limit. Queued on this lock instead (threads on a threading lock, which
+# wakes the next one at once; processes on flock(2) of ``<database>.write-lock``, which the kernel
+# hands to the next waiter the moment it is released, and releases if its holder dies), each
+# writer starts as soon as the previous one commits.
 class WriteLockTimeout(TransientError):
     """The SQLite write lock stayed taken for the database's busy timeout (``?timeout=``, default 30 s)."""
 
@@ -114,19 +114,21 @@ class SQLiteWriteLock:
     """An exclusive lock for one SQLite database file, across the threads and processes using it.
 
     Waits at most ``timeout`` seconds, as SQLite's own busy handler would, then raises
-    ``WriteLockTimeout`` (answered 503). Another process's hold is polled for (``LOCK_NB``, every
-    0.2 ms at first, at most every 2 ms): a blocking ``flock`` could not give up.
+    ``WriteLockTimeout`` (answered 503). Re-entrant: the thread that holds it may take it again
+    (a group commit holds it while it gathers a batch, then writes the batch under it).
     """
 
     def __init__(self, database: str, timeout: float = DEFAULT_BUSY_TIMEOUT) -> None:
         self._path = f"{database}.write-lock" if database and database != ":memory:" else None
         self._timeout = timeout
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
+        self._depth = 0  # how many times the holding thread took it (read and written under _lock)
         self._fd: int | None = None
 
     def after_fork(self) -> None:
         """In a forked child: the parent's threads and their holds are not the child's."""
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
+        self._depth = 0
         if self._fd is not None:
             try:
                 os.close(self._fd)  # the child's copy only: a lock the parent holds stays held
@@ -138,6 +140,9 @@ class SQLiteWriteLock:
         deadline = time.monotonic() + self._timeout
         if not self._lock.acquire(timeout=self._timeout):
             raise WriteLockTimeout(f"the database stayed locked for {self._timeout:g} s")
+        if self._depth:  # this thread holds it already
+            self._depth += 1
+            return self
         try:
             if self._path is not None:
                 self._flock(deadline)
@@ -147,29 +152,72 @@ class SQLiteWriteLock:
         except BaseException:
             self._lock.release()
             raise
+        self._depth = 1
         return self
 
     def _flock(self, deadline: float) -> None:
         if self._fd is None:
             self._fd = os.open(self._path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)  # type: ignore[arg-type]
-        pause = 0.0002
-        while True:
-            try:
-                fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                return
-            except BlockingIOError:
-                if time.monotonic() >= deadline:
-                    raise WriteLockTimeout(f"the database stayed locked for {self._timeout:g} s "
-                                           "(another process holds its write lock)") from None
-                time.sleep(pause)
-                pause = min(pause * 2, 0.002)
+        try:
+            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            pass
+        # Another process holds it: wait in the kernel, which wakes the waiter the moment the
+        # holder releases (polling for it overslept each release by up to a poll interval, and two
+        # gunicorn workers hand it back and forth hundreds of times a second). A blocking flock
+        # cannot give up, so it runs in a thread of its own; past the deadline that thread is
+        # abandoned with this descriptor (it releases the lock and closes it when it gets it).
+        waiter = _FlockWaiter(self._fd)
+        if waiter.wait(deadline - time.monotonic()):
+            return
+        self._fd = None
+        raise WriteLockTimeout(f"the database stayed locked for {self._timeout:g} s "
+                               "(another process holds its write lock)")
 
     def __exit__(self, *_exc: object) -> None:
         try:
-            if self._path is not None and self._fd is not None:
+            self._depth -= 1
+            if not self._depth and self._path is not None and self._fd is not None:
                 fcntl.flock(self._fd, fcntl.LOCK_UN)
         finally:
             self._lock.release()
+
+
+class _FlockWaiter:
+    """A blocking ``flock(fd, LOCK_EX)`` in a thread, waited for with a timeout."""
+
+    def __init__(self, fd: int) -> None:
+        self._fd = fd
+        self._guard = threading.Lock()
+        self._done = threading.Event()
+        self._abandoned = False
+        self._error: OSError | None = None
+        threading.Thread(target=self._run, name="sqlite-write-lock-wait", daemon=True).start()
+
+    def _run(self) -> None:
+        try:
+            fcntl.flock(self._fd, fcntl.LOCK_EX)
+        except OSError as exc:
+            self._error = exc
+        with self._guard:
+            if not self._abandoned:
+                self._done.set()
+                return
+        if self._error is None:  # got it for nobody: give it back
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+        os.close(self._fd)
+
+    def wait(self, timeout: float) -> bool:
+        """True once the lock is taken; False (and abandoned) if ``timeout`` passes first."""
+        if not self._done.wait(max(timeout, 0)):
+            with self._guard:
+                if not self._done.is_set():
+                    self._abandoned = True
+                    return False
+        if self._error is not None:
+            raise self._error
+        return True
 
 
 _WRITE_LOCKS: dict[tuple[str, float], SQLiteWriteLock] = {}

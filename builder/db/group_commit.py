@@ -6,7 +6,9 @@ per delivery (the fsync, and the wait for the GIL between statements) and at 200
 deliveries a second it was busy most of the time: requests queued for it, not for the CPU.
 A ``GroupCommit`` takes the writes that request threads hand it and runs each batch of them
 in one transaction from one thread: one lock, one fsync for everything that arrived
-meanwhile. A request still answers only once its own rows are committed.
+meanwhile. It waits for the database's write lock before it takes its batch, so the
+deliveries that arrive while another process (another gunicorn worker) writes join it. A
+request still answers only once its own rows are committed.
 
 A replay of a delivery accepted before (in an earlier transaction or earlier in the batch)
 inserts nothing (``ON CONFLICT (dedupe_key) DO NOTHING``) and is marked a duplicate; it fails
@@ -127,8 +129,7 @@ class GroupCommit:
                     if not self._queue and not self._ready.wait_for(lambda: self._queue, self._idle_seconds):
                         self._thread = None  # under the lock: a write handed over from now on starts a new thread
                         return
-                    batch, self._queue = self._queue[:self._max_batch], self._queue[self._max_batch:]
-                self._write(batch)
+                self._write_next()
         except BaseException:  # stopped (not expected): no write is left waiting for this thread
             with self._ready:
                 self._thread = None
@@ -137,6 +138,32 @@ class GroupCommit:
                 write.error = RuntimeError("the group commit's writer stopped")
                 write.done.set()
             raise
+
+    def _write_next(self) -> None:
+        """Wait for the database's write lock, then write every delivery handed over by then.
+
+        Taking the batch once the lock is had, not before waiting for it, lets the deliveries
+        that arrive while another process writes join this batch: one commit for them all.
+        """
+        with self._sessions() as session:
+            lock = write_lock(session)
+        try:
+            lock.__enter__()
+        except Exception as exc:  # never had (timed out): whoever is waiting gets the error (503)
+            batch = self._take()
+            for write in batch:
+                write.error = exc
+                write.done.set()
+            return
+        try:
+            self._write(self._take())
+        finally:
+            lock.__exit__(None, None, None)
+
+    def _take(self) -> list[DeliveryWrite]:
+        with self._ready:
+            batch, self._queue = self._queue[:self._max_batch], self._queue[self._max_batch:]
+        return batch
 
     def _write(self, batch: list[DeliveryWrite]) -> None:
         try:

@@ -13,10 +13,10 @@ import os
 import signal
 import time
 import uuid
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
 
 from builder.db.engine import WriteLockTimeout, make_engine, make_sessionmaker, migrate
 from builder.db.group_commit import DeliveryWrite, GroupCommit, commit_batch
@@ -191,3 +191,36 @@ def test_a_forked_child_writes_through_its_own_writer_thread(app, trigger):
     with sessions() as session:
         assert session.scalar(select(func.count()).select_from(Delivery)
                               .where(Delivery.dedupe_key == f"github:{child_key}")) == 1
+
+
+def test_deliveries_that_arrive_while_another_process_writes_are_committed_together(app, trigger):
+    """The writer waits for the database's write lock before it takes its batch: whatever is handed
+    over meanwhile joins it, one commit for all (SQLite: the lock is its cross-process flock)."""
+    services = app.extensions["buildhook"]
+    if services.engine.url.get_backend_name() != "sqlite":
+        pytest.skip("the cross-process write lock is SQLite's")
+
+    commits: list[int] = []
+
+    def count(_connection) -> None:
+        commits.append(1)
+
+    event.listen(services.engine, "commit", count)
+    committer = GroupCommit(services.sessions)
+    rule_id = first_rule(app, trigger)
+    writes = [write_for(trigger, rule_id, uuid.uuid4().hex) for _ in range(6)]
+    fd = os.open(f"{services.engine.url.database}.write-lock", os.O_RDWR | os.O_CREAT, 0o600)
+    fcntl.flock(fd, fcntl.LOCK_EX)  # another process is writing
+    try:
+        with ThreadPoolExecutor(6) as pool:
+            first = pool.submit(committer.commit, writes[0])
+            time.sleep(0.3)  # the writer is waiting for the lock with the first delivery handed over
+            rest = [pool.submit(committer.commit, write) for write in writes[1:]]
+            time.sleep(0.3)
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            wait([first, *rest], timeout=30)
+    finally:
+        os.close(fd)
+        event.remove(services.engine, "commit", count)
+    assert all(write.error is None and len(write.build_ids) == 1 for write in writes)
+    assert len(commits) == 1, f"{len(commits)} commits for deliveries that were all waiting together"

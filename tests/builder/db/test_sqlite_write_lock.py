@@ -114,3 +114,52 @@ def test_a_forked_child_waits_for_the_parents_hold_instead_of_sharing_it(tmp_pat
         _, status = os.waitpid(pid, 0)
     engine.dispose()
     assert os.waitstatus_to_exitcode(status) == 0
+
+
+def test_a_writer_that_gave_up_does_not_keep_the_lock_once_the_holder_releases_it(tmp_path):
+    """The wait that timed out goes on in the kernel; when it gets the lock it gives it back at once."""
+    database = str(tmp_path / "buildhook.db")
+    holder = start_holder(database, 0.8)
+    lock = SQLiteWriteLock(database, timeout=0.2)
+    try:
+        with pytest.raises(WriteLockTimeout):
+            with lock:
+                pass
+        assert holder.stdout.readline().strip() == "released"
+    finally:
+        holder.wait(10)
+    other = subprocess.run([sys.executable, "-c", HOLDER, database, "0"], capture_output=True, text=True, timeout=10)
+    assert other.stdout.split() == ["held", "released"]  # another process takes it: nobody kept it
+    with lock:  # and so does the writer that gave up, on a new descriptor
+        pass
+
+
+def test_the_holding_thread_may_take_the_lock_again_and_others_wait_for_its_last_release(tmp_path):
+    database = str(tmp_path / "buildhook.db")
+    lock = SQLiteWriteLock(database)
+    taken = threading.Event()
+
+    def take() -> None:
+        with lock:
+            taken.set()
+
+    with lock:
+        with lock:  # a group commit holds it while it gathers a batch, then writes under it
+            other = threading.Thread(target=take, daemon=True)
+            other.start()
+        assert not taken.wait(0.3), "another thread got the lock while its holder still held it"
+        probe = subprocess.run([sys.executable, "-c", PROBE, database], capture_output=True, text=True, timeout=10)
+        assert probe.stdout.strip() == "busy"  # the flock is held until the last release too
+    assert taken.wait(5)
+    other.join(5)
+
+
+PROBE = """
+import fcntl, os, sys
+fd = os.open(sys.argv[1] + ".write-lock", os.O_RDWR | os.O_CREAT)
+try:
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    print("free")
+except BlockingIOError:
+    print("busy")
+"""
