@@ -13,7 +13,8 @@ from builder.errors import NotFound
 from builder.db.group_commit import GroupCommit
 from builder.intake.receive import HookRejected, receive_hook
 from builder.metrics import WEBHOOK_DELIVERIES, count_build_end
-from builder.builds.outbox import DispatchMarks, dispatch
+from builder.builds.dispatcher import Dispatcher
+from builder.builds.outbox import DispatchMarks
 from builder.forges.registry import forge_for
 from webhooks import Services
 from webhooks.context import services
@@ -22,7 +23,8 @@ bp = Blueprint("hooks", __name__)
 
 _MARKS_KEY = "buildhook.dispatch_marks"
 _GROUP_COMMIT_KEY = "buildhook.group_commit"
-_per_app_lock = threading.Lock()
+_DISPATCHER_KEY = "buildhook.dispatcher"
+_per_app_lock = threading.RLock()  # a maker may ask for another per-app object
 T = TypeVar("T")
 
 
@@ -40,6 +42,11 @@ def _per_app(app: Flask, key: str, make: Callable[[], T]) -> T:
 def dispatch_marks(app: Flask, ctx: Services) -> DispatchMarks:
     """This app's batched ``dispatched_at`` writer."""
     return _per_app(app, _MARKS_KEY, lambda: DispatchMarks(ctx.sessions))
+
+
+def dispatcher(app: Flask, ctx: Services) -> Dispatcher:
+    """This app's sender of accepted builds to the broker, from a background thread."""
+    return _per_app(app, _DISPATCHER_KEY, lambda: Dispatcher(ctx.sessions, ctx.send, dispatch_marks(app, ctx).add))
 
 
 def group_commit(app: Flask, ctx: Services) -> GroupCommit:
@@ -66,14 +73,9 @@ def receive(provider: str):  # type: ignore[no-untyped-def]
     for trigger_id, superseded in result.superseded.items():
         count_build_end(BuildState.SUPERSEDED.value, trigger_id, superseded)
     if result.build_ids:
-        # Stored and committed: now hand the builds to the broker. "queued" is announced only
-        # for builds someone listens to; the dispatched_at marks are written in batches.
-        announce = set(result.announce)
-
-        def on_queued(build_id: int, state: str) -> None:
-            if build_id in announce:
-                ctx.report(build_id, state)
-
-        dispatch(ctx.sessions, ctx.send, result.build_ids, on_queued=on_queued,
-                 mark=dispatch_marks(app, ctx).add)
+        # Stored and committed: "queued" is announced for the builds someone listens to, then
+        # the builds go to the broker from the dispatcher's thread (those still queued by then).
+        for build_id in result.announce:
+            ctx.report(build_id, "queued")
+        dispatcher(app, ctx).add(result.build_ids)
     return jsonify(result.as_json()), result.status

@@ -7,7 +7,8 @@ later. A build sent twice is harmless: a worker claims it atomically and a
 second claim finds nothing to do.
 
 Marking is one write transaction for all the builds sent together
-(``mark_dispatched``). The webhook path defers even that: ``DispatchMarks``
+(``mark_dispatched``). The webhook path sends from a background thread
+(``builder/builds/dispatcher.py``) and defers the marks too: ``DispatchMarks``
 writes the marks of every build its process sent in the last fraction of a
 second in one transaction from a background thread, so a delivery costs one
 write transaction, not two. A mark that is never written (the process died
@@ -21,10 +22,7 @@ queued build at once and the relay's same pass sends them again.
 
 from __future__ import annotations
 
-import atexit
 import logging
-import threading
-import time
 from datetime import datetime, timedelta
 from typing import Callable, Iterable
 
@@ -33,7 +31,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from builder.db.engine import write_lock
 from builder.builds.fair_share import RELEASED, admissible
-from builder.forks import reset_after_fork
+from builder.background_batch import BackgroundBatch
 from builder.db.models import Build, BuildState, Deployment, utcnow
 
 log = logging.getLogger(__name__)
@@ -87,7 +85,7 @@ def mark_dispatched(sessions: sessionmaker[Session], build_ids: Iterable[int],
         session.commit()
 
 
-class DispatchMarks:
+class DispatchMarks(BackgroundBatch[dict[int, datetime]]):
     """Writes ``dispatched_at`` for sent builds in batches, from a background thread.
 
     ``add`` only records the ids (and when they were sent); a thread of this process
@@ -101,18 +99,15 @@ class DispatchMarks:
     relay's grace period, so the relay does not send these builds a second time.
     """
 
+    thread_name = "dispatch-marks"
+
     def __init__(self, sessions: sessionmaker[Session], interval: float = 0.2, max_pending: int = 50_000) -> None:
         self._sessions = sessions
-        self._interval = interval
         self._max_pending = max_pending
-        self._reset()
-        reset_after_fork(self._reset)  # the parent's thread and lock are not the child's
-        atexit.register(self.flush)
+        super().__init__(interval)
 
-    def _reset(self) -> None:
-        self._lock = threading.Lock()
-        self._pending: dict[int, datetime] = {}
-        self._thread: threading.Thread | None = None
+    def _empty(self) -> dict[int, datetime]:
+        return {}
 
     def add(self, build_ids: Iterable[int]) -> None:
         now = utcnow()
@@ -121,20 +116,9 @@ class DispatchMarks:
                 self._pending.setdefault(build_id, now)
             self._ensure_thread()
 
-    def _ensure_thread(self) -> None:
-        """Start the writer if there is something to write and it is not running (lock held)."""
-        if self._thread is None and self._pending:
-            self._thread = threading.Thread(target=self._run, name="dispatch-marks", daemon=True)
-            self._thread.start()
-
-    def pending(self) -> int:
-        with self._lock:
-            return len(self._pending)
-
     def flush(self) -> bool:
         """Write the marks collected so far; False if the database refused (they are kept)."""
-        with self._lock:
-            batch, self._pending = self._pending, {}
+        batch = self._take()
         if not batch:
             return True
         try:
@@ -150,16 +134,6 @@ class DispatchMarks:
                 self._ensure_thread()  # the writer may have found nothing and ended meanwhile
             return False
         return True
-
-    def _run(self) -> None:
-        delay = self._interval
-        while True:
-            time.sleep(delay)
-            delay = self._interval if self.flush() else min(delay * 2, 5.0)
-            with self._lock:
-                if not self._pending:
-                    self._thread = None
-                    return
 
 
 # A build (or deployment) that was sent but not claimed is sent again after ``redispatch_after``

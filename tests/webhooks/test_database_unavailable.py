@@ -146,8 +146,9 @@ def test_locked_sqlite_gets_503_then_the_retried_delivery_is_built_once(settings
 
     builds, accepted = recorded(app, trigger_id, headers["X-GitHub-Delivery"])
     assert [b.id for b in builds] == [build_id] and accepted == 1
-    assert queued_build_ids(private_redis.url) == [build_id]
+    # marked dispatched only once sent (from the dispatcher's thread, after the answer)
     assert wait_dispatched(app, build_id).dispatched_at is not None
+    assert queued_build_ids(private_redis.url) == [build_id]
     app.extensions["buildhook"].engine.dispose()
 
 
@@ -326,8 +327,8 @@ def test_postgres_unreachable_gets_503_then_202(settings, database_url, private_
         [build_id] = retried.json["builds"]
         builds, accepted = recorded(app, trigger_id, headers["X-GitHub-Delivery"])
         assert accepted == 1 and [b.id for b in builds if b.delivery_id == retried.json["delivery"]] == [build_id]
-        assert queued_build_ids(private_redis.url).count(build_id) == 1
         assert wait_dispatched(app, build_id).dispatched_at is not None
+        assert queued_build_ids(private_redis.url).count(build_id) == 1
         app.extensions["buildhook"].engine.dispose()
     finally:
         proxy.cut()

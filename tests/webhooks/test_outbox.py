@@ -70,6 +70,17 @@ def queued_tasks(port: int) -> list[tuple[str, list]]:
     return tasks
 
 
+def wait_sent(port: int, build_ids: list[int], timeout: float = 5.0) -> list[tuple[str, list]]:
+    """The waiting messages, once every one of ``build_ids`` was sent (the dispatcher's thread sends them)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        tasks = queued_tasks(port)
+        sent = {args[0] for task, args in tasks if task == "buildhook.run_build"}
+        if set(build_ids) <= sent or time.monotonic() > deadline:
+            return tasks
+        time.sleep(0.02)
+
+
 def wait_marked(services, build_ids: list[int], timeout: float = 5.0) -> dict[int, object]:
     deadline = time.monotonic() + timeout
     while True:
@@ -81,7 +92,7 @@ def wait_marked(services, build_ids: list[int], timeout: float = 5.0) -> dict[in
 
 
 def test_each_build_is_sent_once_marked_later_and_queued_is_announced_only_to_listeners(settings, tmp_path):
-    """One broker message per accepted build; dispatched_at written in a batch after the answer;
+    """One broker message per accepted build, sent after the answer; dispatched_at written in a batch;
     a "queued" report only for triggers with a status token or a subscription to build.queued."""
     with RedisServer(tmp_path / "redis") as server:
         app = create_app(settings.with_(broker_url=server.url))
@@ -115,8 +126,8 @@ def test_each_build_is_sent_once_marked_later_and_queued_is_announced_only_to_li
                 assert response.status_code == 202, response.json
                 built[name] += response.json["builds"]
 
-        tasks = queued_tasks(server.port)
         every = [b for ids in built.values() for b in ids]
+        tasks = wait_sent(server.port, every)
         assert sorted(args[0] for task, args in tasks if task == "buildhook.run_build") == sorted(every)
         reports = [args for task, args in tasks if task == "buildhook.report_status"]
         assert sorted(reports) == sorted([b, "queued"] for b in built["status"] + built["subscribed"])
@@ -129,6 +140,46 @@ def test_each_build_is_sent_once_marked_later_and_queued_is_announced_only_to_li
         relay_pending(services.sessions, services.send, grace_seconds=0)
         sent = [args[0] for task, args in queued_tasks(server.port) if task == "buildhook.run_build"]
         assert all(sent.count(b) == 1 for b in every)
+        services.engine.dispose()
+
+
+def test_a_burst_of_pushes_to_one_branch_sends_only_the_build_still_queued(settings, tmp_path):
+    """Each push is on top of the last, so each supersedes the one before: the dispatcher, a moment
+    after the answers, sends only the newest; the others are never a broker message."""
+    with RedisServer(tmp_path / "redis") as server:
+        app = create_app(settings.with_(broker_url=server.url))
+        services = app.extensions["buildhook"]
+        repository = f"acme/burst-{uuid.uuid4().hex[:8]}"
+        with services.sessions() as session:
+            create_trigger(session, SecretBox(settings.secret_key), TriggerSpec(
+                provider="github", repository=repository, clone_url="file:///x", secret="s", image="acme/burst"),
+                settings.registry, allow_file_clones=True)
+            session.commit()
+        from builder.builds.dispatcher import Dispatcher
+        from webhooks.hooks import dispatch_marks
+
+        # This app's dispatcher, with a window no slow machine outruns (the default is 50 ms)
+        app.extensions["buildhook.dispatcher"] = Dispatcher(services.sessions, services.send,
+                                                            dispatch_marks(app, services).add, window=1.0)
+        client = app.test_client()
+        shas = [uuid.uuid4().hex + "00000000" for _ in range(6)]
+        built = []
+        for before, sha in zip(shas, shas[1:]):
+            payload = github_push("push_branch", repository=repository, ref="refs/heads/main", sha=sha,
+                                  clone_url="file:///x")
+            payload["before"] = before
+            body = json.dumps(payload).encode()
+            answer = client.post("/hooks/github", data=body, headers=github_headers(body, "s")).json
+            assert answer["outcome"] == "accepted", answer
+            built += answer["builds"]
+
+        newest = built[-1]
+        assert all(wait_marked(services, [newest]).values())
+        time.sleep(0.3)  # anything else would have gone with it
+        assert [args for task, args in queued_tasks(server.port) if task == "buildhook.run_build"] == [[newest]]
+        with services.sessions() as session:
+            states = {b: session.get(Build, b).state for b in built}
+        assert states == {**{b: "superseded" for b in built[:-1]}, newest: "queued"}
         services.engine.dispose()
 
 
