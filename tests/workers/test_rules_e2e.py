@@ -11,6 +11,10 @@ import subprocess
 import uuid
 from datetime import datetime
 
+import pytest
+from docker.errors import ImageNotFound
+
+from tests.builder.builds.test_scheduled_base_pull import base_image
 from tests.conftest import busybox_dockerfile, finished_build, log_text, wait_for
 from tests.git_http_server import TOKEN
 from tests.payloads import github_headers, github_push
@@ -90,6 +94,52 @@ def test_an_unchanged_rebuild_takes_its_layers_from_the_cache(client, worker, re
     # Reproducible: the labels come from the commit (created is the commit's time), so the same commit
     # rebuilt from a warm cache is the same image, to the digest.
     assert second["digest"] == first["digest"]
+
+
+def test_a_rebuild_of_an_older_commit_pushes_that_commit_s_digest_again(client, worker, registry, make_repo):
+    """The rule pushed a newer commit since: the rebuild is compared with, and cached from, its own
+    commit's image, not the rule's last one, so it is that image again."""
+    repo = make_repo(dockerfile=busybox_dockerfile(f"older {uuid.uuid4()}"))
+    trigger = add_trigger(client, repo.url, supersede=False)
+    older = repo.commit({"a.txt": "1"})
+    first = finished_build(client, push(client, trigger, "refs/heads/main", older)[0])
+    newer = repo.commit({"a.txt": "2"})
+    between = finished_build(client, push(client, trigger, "refs/heads/main", newer, before=older)[0])
+    rebuilt = client.post(f"/api/builds/{first['id']}/rebuild")
+    assert rebuilt.status_code == 201, rebuilt.json
+    again_id = rebuilt.json["build"]["id"]
+    again = finished_build(client, again_id)
+    assert (first["state"], between["state"], again["state"]) == ("succeeded",) * 3
+    assert between["digest"] != first["digest"]
+    log = log_text(client, again_id)
+    assert f"(build {first['id']}) as the layer cache" in log
+    assert f"Unchanged since build {first['id']}" in log
+    assert again["digest"] == first["digest"], log
+
+
+def test_a_rebuild_of_an_older_commit_on_a_fixed_base_is_a_new_image_and_leaves_no_pulled_copy(
+        client, worker, registry, make_repo, docker_client, tmp_path):
+    base = f"{registry.host}/acme/base-{uuid.uuid4().hex[:8]}:latest"
+    base_image(docker_client, tmp_path / "v1", base, "v1")
+    docker_client.images.push(base.rsplit(":", 1)[0], tag="latest")
+    repo = make_repo(dockerfile=f"FROM {base}\nRUN [\"/bin/busybox\", \"true\"]\n")
+    trigger = add_trigger(client, repo.url, supersede=False)
+    older = repo.commit({"a.txt": "1"})
+    first = finished_build(client, push(client, trigger, "refs/heads/main", older)[0])
+    newer = repo.commit({"a.txt": "2"})
+    between = finished_build(client, push(client, trigger, "refs/heads/main", newer, before=older)[0])
+    base_image(docker_client, tmp_path / "v2", base, "v2")  # the base's fix
+    docker_client.images.push(base.rsplit(":", 1)[0], tag="latest")
+
+    rebuilt = client.post(f"/api/builds/{first['id']}/rebuild")
+    assert rebuilt.status_code == 201, rebuilt.json
+    again = finished_build(client, rebuilt.json["build"]["id"])
+    assert (first["state"], between["state"], again["state"]) == ("succeeded",) * 3
+    assert again["digest"] not in (first["digest"], between["digest"])
+    assert "Unchanged since" not in log_text(client, again["id"])
+    # the older commit's image, pulled back only to be compared, is not left on the engine
+    with pytest.raises(ImageNotFound):
+        docker_client.images.get(f"{first['image']}@{first['digest']}")
 
 
 def test_path_filters_are_computed_in_the_clone_when_the_payload_cannot_tell(client, worker, registry, make_repo):

@@ -40,6 +40,7 @@ from builder.db.models import Build, BuildState, utcnow
 from builder.triggers.path_filters import filter_reason
 from builder.builds.image.platforms import build_platforms
 from builder.registries.credentials import RegistryAccess
+from builder.registries.image_names import registry_host
 from builder.builds.request_builds import full_commit, not_pushed
 from builder.settings import ConfigError, Settings
 from builder.builds.run.step_containers import attempt_containers, remove_containers
@@ -152,7 +153,8 @@ def build_and_push(attempt: Attempt, checkout: Path, build_engine: BuildEngine) 
     displaced = local_images.tagged(client, build.image, build.tags) if build.push else set()
     image_id = build_image(client, spec, attempt.build_log, attempt.cancel)
     if build_engine.buildkit:
-        keep_unchanged(client, image_id, build, previous, attempt.build_log)
+        keep_unchanged(client, image_id, build, previous, attempt.build_log,
+                       registries.docker_auth(registry_host(build.image)))
     if not build.push:
         attempt.build_log(not_pushed(build))
         return ""
