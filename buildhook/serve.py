@@ -19,7 +19,7 @@ import time
 from dataclasses import dataclass, field
 
 from builder.container import Container
-from builder.db.engine import make_engine
+from builder.db.engine import make_engine, make_sessionmaker
 from builder.settings import Settings
 from buildhook.local_server import LocalServer, ServerError
 from buildhook.local_state import data_dir, local_env, publish_serve, running_serve, unpublish_serve
@@ -134,8 +134,11 @@ def _start_servers(args: argparse.Namespace, env: dict[str, str], settings: Sett
     if not os.environ.get("BUILDHOOK_REGISTRY"):
         events_url = f"http://127.0.0.1:{args.port}/registry/events"
         registry = RegistryServer(directory / "registry", events_url, env["BUILDHOOK_REGISTRY_EVENTS_TOKEN"])
+        kept = registry.address
         servers.append(registry.start())
         env["BUILDHOOK_REGISTRY"] = registry.address  # not the kept one if it had to move
+        if registry.address != kept:
+            _builds_follow(env, kept, registry.address)
         print(f"buildhook: started a private registry at {registry.address}, notifying {events_url} "
               f"(log in {registry.log_path})", file=sys.stderr)
 
@@ -146,11 +149,27 @@ def _follow_the_registry(env: dict[str, str], servers: list[LocalServer], childr
     registry = next((server for server in servers if isinstance(server, RegistryServer)), None)
     if registry is None or registry.process is None or env.get("BUILDHOOK_REGISTRY") == registry.address:
         return
-    env["BUILDHOOK_REGISTRY"] = registry.address
+    before, env["BUILDHOOK_REGISTRY"] = env.get("BUILDHOOK_REGISTRY"), registry.address
     print(f"buildhook: starting the web app and the worker again, to use the registry at {registry.address}",
           file=sys.stderr)
     for child in children:
         child.stop()
+    if before:
+        _builds_follow(env, before, registry.address)
+
+
+def _builds_follow(env: dict[str, str], old: str, new: str) -> None:
+    """The builds queued (or under way) for the registry at ``old`` push to ``new`` instead."""
+    from builder.builds.registry_move import follow_registry  # imports metrics: not before the CLI set their directory
+
+    engine = make_engine(Settings.from_env(env).database_url)
+    try:
+        moved = follow_registry(make_sessionmaker(engine), old, new)
+    finally:
+        engine.dispose()
+    if moved:
+        print(f"buildhook: {moved} unfinished build(s) named images at {old}: they push to {new} now",
+              file=sys.stderr)
 
 
 def _supervise(args: argparse.Namespace, env: dict[str, str], settings: Settings,

@@ -15,9 +15,12 @@ from pathlib import Path
 
 import pytest
 
+from builder.db.models import Build
 from buildhook.local_server import PortTaken, ServerError, free_port, listens, port_is_free
 from buildhook.redis_server import RedisServer
 from buildhook.registry_server import RegistryServer, pin_address, private_registry_address
+from buildhook.serve import _follow_the_registry
+from tests.builder.builds.test_registry_move import build_in
 from tests.buildhook.test_cli import BUILDHOOK, run, user_env
 from tests.buildhook.test_serve import _children, _healthy
 from tests.conftest import Registry, wait_for
@@ -230,7 +233,7 @@ def _kept_address(tmp_path: Path) -> str:
 
 def _build(tmp_path: Path, env: dict[str, str], make_repo, name: str) -> str:
     """Add a trigger and run it with ``buildhook run``, as a user does; the commit's short sha."""
-    repo = make_repo(name)
+    repo = make_repo(name=name)
     sha = repo.commit({"Dockerfile": "FROM scratch\nCOPY x /x\n", "x": name}, name)
     added = run(["triggers", "add", "--provider", "github", "--repository", f"acme/{name}", "--clone-url", repo.url,
                  "--secret", "s", "--image", f"acme/{name}", "--json"], env, tmp_path)
@@ -243,6 +246,8 @@ def _build(tmp_path: Path, env: dict[str, str], make_repo, name: str) -> str:
 def test_serve_moves_its_registry_off_a_taken_port_and_pushes_to_its_own(tmp_path, docker_client, make_repo):
     kept = free_port()
     pin_address(tmp_path / "data" / "registry", kept)  # an earlier serve's registry was there
+    # a build queued while nothing served (no broker: it waits for a worker's relay), named at the kept address
+    queued = _build(tmp_path, user_env(tmp_path, BUILDHOOK_ALLOW_FILE_CLONES="1"), make_repo, "queued")
     other = ForeignRegistry(kept)  # since then, another registry took the port
     serve, env, stderr, base = _serve(tmp_path)
     try:
@@ -254,13 +259,34 @@ def test_serve_moves_its_registry_off_a_taken_port_and_pushes_to_its_own(tmp_pat
         assert f"The private registry moves from 127.0.0.1:{kept} to {moved}" in said
         assert f"started a private registry at {moved}" in said
 
+        assert f"buildhook: 1 unfinished build(s) named images at 127.0.0.1:{kept}: they push to {moved} now" in said
         short = _build(tmp_path, env, make_repo, "moved")
         wait_for(lambda: short in Registry(moved).tags("acme/moved"), 90, "the image in serve's own registry")
+        wait_for(lambda: queued in Registry(moved).tags("acme/queued"), 90, "the build queued before, there too")
         assert other.seen == [], "nothing was pushed to (or asked of) the other registry"
     finally:
         serve.send_signal(signal.SIGTERM)
         serve.wait(40)
         other.close()
+
+
+def test_when_the_registry_moves_while_serving_the_queued_builds_follow_it(app, client, settings, tmp_path):
+    old = f"127.0.0.1:{free_port()}"
+    trigger = client.post("/api/triggers", json={"provider": "github", "repository": "acme/follow", "secret": "s",
+                                                 "clone_url": "https://example.test/x.git", "image": "acme/follow"})
+    queued = build_in(app, trigger.json["id"], f"{old}/acme/follow", "queued")
+    registry = RegistryServer(tmp_path / "registry", EVENTS, "token")
+    registry.process = subprocess.Popen(["sleep", "30"])  # it came back on another port (its own, here)
+    try:
+        env = {"BUILDHOOK_DATABASE_URL": settings.database_url, "BUILDHOOK_SECRET_KEY": settings.secret_key,
+               "BUILDHOOK_REGISTRY": old}
+        _follow_the_registry(env, [registry], [])
+    finally:
+        registry.process.kill()
+        registry.process.wait()
+    assert env["BUILDHOOK_REGISTRY"] == registry.address != old
+    with app.extensions["buildhook"].sessions() as session:
+        assert session.get(Build, queued).image == f"{registry.address}/acme/follow"
 
 
 def test_serve_restarts_a_killed_registry_and_follows_it_to_a_new_port(tmp_path, docker_client, make_repo):
