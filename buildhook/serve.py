@@ -138,12 +138,13 @@ def _start_servers(args: argparse.Namespace, env: dict[str, str], settings: Sett
         servers.append(registry.start())
         env["BUILDHOOK_REGISTRY"] = registry.address  # not the kept one if it had to move
         if registry.address != kept:
-            _builds_follow(env, kept, registry.address)
+            _builds_follow(settings, kept, registry.address)
         print(f"buildhook: started a private registry at {registry.address}, notifying {events_url} "
               f"(log in {registry.log_path})", file=sys.stderr)
 
 
-def _follow_the_registry(env: dict[str, str], servers: list[LocalServer], children: list[Child]) -> None:
+def _follow_the_registry(env: dict[str, str], settings: Settings, servers: list[LocalServer],
+                         children: list[Child]) -> None:
     """The private registry came back on another port: start the web app and the worker again
     with its new address, so builds push to it and its notifications match."""
     registry = next((server for server in servers if isinstance(server, RegistryServer)), None)
@@ -155,14 +156,14 @@ def _follow_the_registry(env: dict[str, str], servers: list[LocalServer], childr
     for child in children:
         child.stop()
     if before:
-        _builds_follow(env, before, registry.address)
+        _builds_follow(settings, before, registry.address)
 
 
-def _builds_follow(env: dict[str, str], old: str, new: str) -> None:
+def _builds_follow(settings: Settings, old: str, new: str) -> None:
     """The builds queued (or under way) for the registry at ``old`` push to ``new`` instead."""
     from builder.builds.registry_move import follow_registry  # imports metrics: not before the CLI set their directory
 
-    engine = make_engine(Settings.from_env(env).database_url)
+    engine = make_engine(settings.database_url)
     try:
         moved = follow_registry(make_sessionmaker(engine), old, new)
     finally:
@@ -197,7 +198,7 @@ def _supervise(args: argparse.Namespace, env: dict[str, str], settings: Settings
             now = time.monotonic()
             for child in kept + children:
                 child.check(now)
-            _follow_the_registry(env, servers, children)
+            _follow_the_registry(env, settings, servers, children)
             stopping.wait(0.5)
     finally:
         for child in children:

@@ -18,7 +18,7 @@ from collections.abc import Iterable
 from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from builder.builds.outbox import Mark, Send
+from builder.builds.outbox import CHUNK, Mark, Send, dispatch
 from builder.db.models import Build, BuildState
 from builder.background_batch import BackgroundBatch
 
@@ -27,7 +27,6 @@ log = logging.getLogger(__name__)
 # Built once (its values bound per call): which of these builds are still waiting to be sent.
 _STILL_QUEUED = select(Build.id).where(Build.id.in_(bindparam("ids", expanding=True)),
                                        Build.state == BuildState.QUEUED.value, Build.dispatched_at.is_(None))
-_CHUNK = 500  # well under every database's bound-parameter limit
 
 
 class Dispatcher(BackgroundBatch[list[int]]):
@@ -52,7 +51,7 @@ class Dispatcher(BackgroundBatch[list[int]]):
     def flush(self) -> bool:
         """Send what was handed over so far (those still queued). Always True: what the broker
         refused is not kept here but left to the relay, which owns retrying."""
-        batch = self._take()
+        batch = list(dict.fromkeys(self._take()))
         if not batch:
             return True
         try:
@@ -60,23 +59,12 @@ class Dispatcher(BackgroundBatch[list[int]]):
         except Exception as exc:  # the database is unavailable: send them all (a copy is harmless)
             log.warning("could not read the state of %d build(s) before sending them: %s", len(batch), exc)
             queued = set(batch)
-        sent: list[int] = []
-        for build_id in dict.fromkeys(batch):
-            if build_id not in queued:
-                continue
-            try:
-                self._send(build_id)
-            except Exception as exc:  # the broker is down: the relay sends the rest later
-                log.warning("%d build(s) stay in the outbox: %s", len(queued) - len(sent), exc)
-                break
-            sent.append(build_id)
-        if sent:
-            self._mark(sent)
+        dispatch(self._sessions, self._send, [b for b in batch if b in queued], mark=self._mark)
         return True
 
     def _still_queued(self, build_ids: list[int]) -> set[int]:
         found: set[int] = set()
         with self._sessions() as session:
-            for start in range(0, len(build_ids), _CHUNK):
-                found.update(session.scalars(_STILL_QUEUED, {"ids": build_ids[start:start + _CHUNK]}))
+            for start in range(0, len(build_ids), CHUNK):
+                found.update(session.scalars(_STILL_QUEUED, {"ids": build_ids[start:start + CHUNK]}))
         return found

@@ -38,6 +38,7 @@ log = logging.getLogger(__name__)
 
 Send = Callable[[int], None]
 Mark = Callable[[list[int]], None]
+CHUNK = 500  # ids per statement: well under every database's bound-parameter limit
 
 
 def dispatch(
@@ -49,21 +50,24 @@ def dispatch(
 ) -> list[int]:
     """Send each build to the broker; return the ids that could not be sent yet.
 
-    The builds sent are marked dispatched together, in one transaction, or handed
-    to ``mark`` (e.g. ``DispatchMarks.add``) to be marked later.
+    After the broker's first refusal the rest are not tried (each try would wait for the broker
+    again): they stay in the outbox with it, for the relay. The builds sent are marked dispatched
+    together, in one transaction, or handed to ``mark`` (e.g. ``DispatchMarks.add``) to be marked later.
     """
     pending: list[int] = []
     sent: list[int] = []
     for build_id in build_ids:
         if on_queued:
             on_queued(build_id, "queued")
-        try:
-            send(build_id)
-        except Exception as exc:  # the broker is down: the relay will retry
-            log.warning("build %s stays in the outbox: %s", build_id, exc)
-            pending.append(build_id)
-            continue
-        sent.append(build_id)
+        if not pending:
+            try:
+                send(build_id)
+            except Exception as exc:  # the broker is down: the relay will retry
+                log.warning("build %s, and any after it, stay in the outbox: %s", build_id, exc)
+            else:
+                sent.append(build_id)
+                continue
+        pending.append(build_id)
     if sent:
         if mark is not None:
             mark(sent)
@@ -78,8 +82,8 @@ def mark_dispatched(sessions: sessionmaker[Session], build_ids: Iterable[int],
     handed back (``RELEASED``: the message came and went before this mark) stay so, for the relay."""
     ids = sorted(set(build_ids))
     with sessions() as session, write_lock(session):
-        for start in range(0, len(ids), 500):  # well under every database's bound-parameter limit
-            session.execute(update(Build).where(Build.id.in_(ids[start:start + 500]),
+        for start in range(0, len(ids), CHUNK):
+            session.execute(update(Build).where(Build.id.in_(ids[start:start + CHUNK]),
                                                 or_(Build.dispatched_at.is_(None), Build.dispatched_at > RELEASED))
                             .values(dispatched_at=when or utcnow()))
         session.commit()

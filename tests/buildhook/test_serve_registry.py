@@ -275,15 +275,12 @@ def test_when_the_registry_moves_while_serving_the_queued_builds_follow_it(app, 
     trigger = client.post("/api/triggers", json={"provider": "github", "repository": "acme/follow", "secret": "s",
                                                  "clone_url": "https://example.test/x.git", "image": "acme/follow"})
     queued = build_in(app, trigger.json["id"], f"{old}/acme/follow", "queued")
-    registry = RegistryServer(tmp_path / "registry", EVENTS, "token")
-    registry.process = subprocess.Popen(["sleep", "30"])  # it came back on another port (its own, here)
+    registry = RegistryServer(tmp_path / "registry", EVENTS, "token").start()  # it came back on another port
     try:
-        env = {"BUILDHOOK_DATABASE_URL": settings.database_url, "BUILDHOOK_SECRET_KEY": settings.secret_key,
-               "BUILDHOOK_REGISTRY": old}
-        _follow_the_registry(env, [registry], [])
+        env = {"BUILDHOOK_REGISTRY": old}
+        _follow_the_registry(env, settings, [registry], [])
     finally:
-        registry.process.kill()
-        registry.process.wait()
+        registry.stop()
     assert env["BUILDHOOK_REGISTRY"] == registry.address != old
     with app.extensions["buildhook"].sessions() as session:
         assert session.get(Build, queued).image == f"{registry.address}/acme/follow"

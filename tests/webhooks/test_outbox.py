@@ -13,7 +13,7 @@ from sqlalchemy import select
 
 from builder.db.models import Build
 from builder.notify.subscriptions import create_subscription
-from builder.builds.outbox import relay_pending
+from builder.builds.outbox import dispatch, relay_pending
 from builder.secrets import SecretBox
 from builder.triggers.services import TriggerSpec, create_trigger
 from buildhook.redis_server import RedisServer, free_port
@@ -58,6 +58,31 @@ def test_webhook_is_accepted_and_kept_while_redis_is_down_then_relayed(settings,
             undispatched = session.scalars(
                 select(Build.id).where(Build.trigger_id == trigger["id"], Build.dispatched_at.is_(None)))
             assert list(undispatched) == []
+
+
+def test_once_the_broker_refuses_a_build_the_others_are_left_to_the_relay_untried(settings, tmp_path, admin_token):
+    port = free_port()
+    app = create_app(settings.with_(broker_url=f"redis://127.0.0.1:{port}/0"))
+    client = signed_in(app.test_client(), admin_token)
+    client.post("/api/triggers", json={"provider": "github", "repository": "acme/refused", "clone_url": "file:///x",
+                                       "secret": "s", "image": "acme/refused"})
+    build_ids = []
+    for branch in ("main", "dev", "next"):
+        body = json.dumps(github_push("push_branch", repository="acme/refused", ref=f"refs/heads/{branch}",
+                                      sha=uuid.uuid4().hex + "00000000", clone_url="file:///x")).encode()
+        build_ids += client.post("/hooks/github", data=body, headers=github_headers(body, "s")).json["builds"]
+    services = app.extensions["buildhook"]
+    tried = []
+
+    def send(build_id: int) -> None:
+        tried.append(build_id)
+        services.send(build_id)  # Redis is down: each try waits for it
+
+    assert dispatch(services.sessions, send, build_ids) == build_ids
+    assert tried == build_ids[:1]
+    with RedisServer(tmp_path / "redis", port=port):
+        assert relay_pending(services.sessions, services.send, grace_seconds=0) >= 3
+        assert set(build_ids) <= set(queued_build_ids(port))
 
 
 def queued_tasks(port: int) -> list[tuple[str, list]]:

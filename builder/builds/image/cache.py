@@ -105,9 +105,8 @@ def _local_or_pulled(client: docker.DockerClient, reference: str, same_commit: b
     except ImageNotFound:
         if not same_commit:  # another commit's image: not worth a pull to compare
             return None, False
-    for chunk in client.api.pull(reference, auth_config=auth, stream=True, decode=True):
-        if "error" in chunk:
-            return None, False
+    if local_images.pull(client, reference, auth) is not None:
+        return None, False
     return client.images.get(reference), True
 
 

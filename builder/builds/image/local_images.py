@@ -53,6 +53,14 @@ def keep_first_tag(client: docker.DockerClient, repository: str, tags: tuple[str
             f"{', '.join(image.removeprefix('sha256:')[:12] for image in removed)}")
 
 
+def pull(client: docker.DockerClient, reference: str, auth: dict[str, str] | None) -> str | None:
+    """Pull ``reference`` onto the engine; the registry's error, or None once the engine has it."""
+    for chunk in client.api.pull(reference, auth_config=auth, stream=True, decode=True):
+        if "error" in chunk:
+            return str(chunk["error"]).strip()
+    return None
+
+
 def remove_untagged(client: docker.DockerClient, images: Iterable[str]) -> None:
     """Remove these images unless a tag or a container still uses them."""
     with _left_for_later(lambda _line: None):

@@ -28,6 +28,7 @@ from builder.builds.run.log import CancelCheck
 from builder.builds.run.stops import BuildCancelled
 from builder.errors import PermanentError, TransientError
 from builder.builds.image.classic import EngineUnavailable, Log, engine_name
+from builder.builds.image import local_images
 from builder.builds.image.push import push_image
 from builder.registries.image_names import registry_host
 from builder.db.models import TriggerRule
@@ -62,9 +63,9 @@ def run_test(client: docker.DockerClient, reference: str, test: ImageTest, limit
     """Pull ``reference`` (``image@digest``) and run the test in it; ``PermanentError`` unless it exits 0."""
     log(f"Testing {reference}: {test.name} (timeout {test.timeout} s, network none)")
     try:
-        for chunk in client.api.pull(reference, auth_config=auth, stream=True, decode=True):
-            if "error" in chunk:
-                raise TransientError(f"could not pull {reference} to test it: {str(chunk['error']).strip()}")
+        error = local_images.pull(client, reference, auth)
+        if error is not None:
+            raise TransientError(f"could not pull {reference} to test it: {error}")
         container = client.api.create_container(reference, command=list(test.command), entrypoint=[],
                                                 host_config=client.api.create_host_config(**_limits(limits)),
                                                 labels={"buildhook.test": reference})
