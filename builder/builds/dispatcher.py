@@ -15,18 +15,48 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 
-from sqlalchemy import bindparam, select
-from sqlalchemy.orm import Session, sessionmaker
+from dataclasses import dataclass
 
+from sqlalchemy import bindparam, select
+from sqlalchemy.orm import Session, aliased, sessionmaker
+
+from builder.builds.commit_order import ACTIVE
 from builder.builds.outbox import CHUNK, Mark, Send, dispatch
-from builder.db.models import Build, BuildState
+from builder.db.engine import write_lock
+from builder.db.models import Build, BuildState, Trigger, utcnow
 from builder.background_batch import BackgroundBatch
+from builder.intake.planning import Plan, supersede
+from builder.metrics import count_build_end
 
 log = logging.getLogger(__name__)
 
-# Built once (its values bound per call): which of these builds are still waiting to be sent.
-_STILL_QUEUED = select(Build.id).where(Build.id.in_(bindparam("ids", expanding=True)),
-                                       Build.state == BuildState.QUEUED.value, Build.dispatched_at.is_(None))
+# A build of the same rule and ref pushed on top of this one's commit (its ``before``): this one is
+# older. One that is itself superseded had something newer still (``ix_builds_rule_ref_before``).
+_ON_TOP = aliased(Build)
+_PUSHED_ON_TOP = (
+    select(_ON_TOP.commit)
+    .where(_ON_TOP.rule_id == Build.rule_id, _ON_TOP.ref == Build.ref, _ON_TOP.before == Build.commit,
+           _ON_TOP.id != Build.id,
+           _ON_TOP.state.in_((*ACTIVE, BuildState.SUCCEEDED.value, BuildState.SUPERSEDED.value)))
+    .limit(1).correlate(Build).scalar_subquery()
+)
+# Built once (its values bound per call): which of these builds are still waiting to be sent, and
+# for each, the commit pushed on top of it (when its trigger supersedes).
+_STILL_QUEUED = (
+    select(Build.id, Build.trigger_id, Trigger.supersede, _PUSHED_ON_TOP)
+    .outerjoin(Trigger, Trigger.id == Build.trigger_id)
+    .where(Build.id.in_(bindparam("ids", expanding=True)), Build.state == BuildState.QUEUED.value,
+           Build.dispatched_at.is_(None))
+)
+
+
+@dataclass(frozen=True)
+class Waiting:
+    """A build still waiting to be sent; ``newer``: the commit a later push put on top of it."""
+
+    id: int
+    trigger_id: int | None
+    newer: str | None
 
 
 class Dispatcher(BackgroundBatch[list[int]]):
@@ -55,16 +85,42 @@ class Dispatcher(BackgroundBatch[list[int]]):
         if not batch:
             return True
         try:
-            queued = self._still_queued(batch)
+            waiting = self._still_queued(batch)
+            queued = {build.id for build in waiting if build.newer is None}
+            queued |= self._supersede([build for build in waiting if build.newer is not None])
         except Exception as exc:  # the database is unavailable: send them all (a copy is harmless)
             log.warning("could not read the state of %d build(s) before sending them: %s", len(batch), exc)
             queued = set(batch)
         dispatch(self._sessions, self._send, [b for b in batch if b in queued], mark=self._mark)
         return True
 
-    def _still_queued(self, build_ids: list[int]) -> set[int]:
-        found: set[int] = set()
+    def _still_queued(self, build_ids: list[int]) -> list[Waiting]:
+        found: list[Waiting] = []
         with self._sessions() as session:
             for start in range(0, len(build_ids), CHUNK):
-                found.update(session.scalars(_STILL_QUEUED, {"ids": build_ids[start:start + CHUNK]}))
+                for build_id, trigger_id, supersedes, newer in session.execute(
+                        _STILL_QUEUED, {"ids": build_ids[start:start + CHUNK]}):
+                    found.append(Waiting(build_id, trigger_id, newer if supersedes else None))
         return found
+
+    def _supersede(self, replaced: list[Waiting]) -> set[int]:
+        """Supersede the builds a push on top of them replaced; return those to send after all (none,
+        unless the database refused: then the worker settles their order when it claims them)."""
+        if not replaced:
+            return set()
+        plans: dict[int | None, Plan] = {}
+        for build in replaced:
+            plans.setdefault(build.trigger_id, Plan()).supersedes.append(
+                (build.id, f"superseded by a newer push of {build.newer[:7]}"))  # type: ignore[index]
+        try:
+            with self._sessions() as session, write_lock(session):
+                now = utcnow()
+                for plan in plans.values():
+                    supersede(session, plan, now)
+                session.commit()
+        except Exception as exc:
+            log.warning("could not supersede %d replaced build(s); sending them: %s", len(replaced), exc)
+            return {build.id for build in replaced}
+        for trigger_id, plan in plans.items():
+            count_build_end(BuildState.SUPERSEDED.value, trigger_id, plan.superseded)
+        return set()
