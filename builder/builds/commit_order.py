@@ -17,13 +17,15 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from enum import Enum
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Callable, Iterable, Mapping
 
-from sqlalchemy import Select, bindparam, func, literal_column, select, union_all, update
+from sqlalchemy import bindparam, func, literal, literal_column, select, union_all, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from builder.builds.run.stops import RUNNING
 from builder.db.models import Build, BuildState, utcnow
+from builder.db.engine import Reader, connection_of
+from builder.db.prepared import Prepared
 from builder.metrics import count_build_end
 from builder.triggers.git_access import GitAuth, git_environment
 
@@ -78,23 +80,24 @@ def siblings(session: Session, rule_id: int, ref: str, exclude: int | None = Non
     return [Sibling(*row) for row in rows if row[0] != exclude]
 
 
-# One link of the chain: the active builds of these commits (a step back), or those pushed on top of
-# them (a step forward), each through its own index (migration 0019), however many builds the ref has queued.
-_LINKED = bindparam("commits", expanding=True)
-_ACTIVE_OF_RULE_AND_REF = (*_SAME_RULE_AND_REF, Build.state.in_(ACTIVE))
-_OF_COMMITS = select(*_SIBLING_COLUMNS).where(*_ACTIVE_OF_RULE_AND_REF, Build.commit.in_(_LINKED))
-_ON_TOP_OF = select(*_SIBLING_COLUMNS).where(*_ACTIVE_OF_RULE_AND_REF, Build.before.in_(_LINKED))
+# One link of the chain: the active builds of a commit (a step back), or those pushed on top of it (a
+# step forward), each through its own index (migration 0019), however many builds the ref has queued.
+# Run for every delivery (``Prepared``: compiled once, on the driver's cursor), so no expanding lists.
+_IS_ACTIVE = Build.state.in_([literal(state) for state in ACTIVE])
+_ACTIVE_OF_RULE_AND_REF = (*_SAME_RULE_AND_REF, _IS_ACTIVE)
+_OF_COMMIT = Prepared(select(*_SIBLING_COLUMNS).where(*_ACTIVE_OF_RULE_AND_REF, Build.commit == bindparam("link")))
+_ON_TOP_OF = Prepared(select(*_SIBLING_COLUMNS).where(*_ACTIVE_OF_RULE_AND_REF, Build.before == bindparam("link")))
 # The first step both ways and the last successful build, in one statement: most pushes need no other.
-_FIRST_LINKS = union_all(
+_FIRST_LINKS = Prepared(union_all(
     select(literal_column("'back'"), *_SIBLING_COLUMNS)
-    .where(*_ACTIVE_OF_RULE_AND_REF, Build.commit.in_(bindparam("back", expanding=True))),
+    .where(*_ACTIVE_OF_RULE_AND_REF, Build.commit.in_([bindparam("commit"), bindparam("before")])),
     select(literal_column("'forward'"), *_SIBLING_COLUMNS)
     .where(*_ACTIVE_OF_RULE_AND_REF, Build.before == bindparam("commit")),
     select(literal_column("'last'"), *_SIBLING_COLUMNS).where(_IS_LAST_SUCCEEDED),
-)
+))
 
 
-def chain_siblings(session: Session, rule_id: int, ref: str, commit: str, before: str | None) -> list[Sibling]:
+def chain_siblings(reader: Reader, rule_id: int, ref: str, commit: str, before: str | None) -> list[Sibling]:
     """The ``siblings`` on ``commit``'s before -> commit chain (pushed on top of ``before``): back from
     it (and those of the same commit), and forward from it; the only ones whose order ``chain_order``
     can settle, every other sibling being UNKNOWN to it.
@@ -103,15 +106,14 @@ def chain_siblings(session: Session, rule_id: int, ref: str, commit: str, before
     so a ref with thousands of queued builds (pushes whose order is left to the worker) costs a
     delivery no more than a ref with one."""
     values = {"rule_id": rule_id, "ref": ref}
-    connection = session.connection()
-    back = {commit, before} - {None}
+    connection = connection_of(reader)
     first: dict[str, list[Sibling]] = {"back": [], "forward": [], "last": []}
-    for kind, *columns in connection.execute(_FIRST_LINKS, {**values, "back": sorted(back), "commit": commit}):
+    for kind, *columns in _FIRST_LINKS.rows(connection, {**values, "commit": commit, "before": before}):
         first[kind].append(Sibling(*columns))
     last = first["last"][0] if first["last"] else None
     found: dict[int, Sibling] = {}
 
-    def walk(statement: Select[Any], frontier: set[str], linked: list[Sibling],
+    def walk(statement: Prepared, frontier: set[str], linked: list[Sibling],
              key: Callable[[Sibling], str | None], step: Callable[[Sibling], str | None]) -> None:
         seen = set(frontier)
         for _ in range(MAX_CHAIN):
@@ -121,9 +123,10 @@ def chain_siblings(session: Session, rule_id: int, ref: str, commit: str, before
             if not frontier:
                 return
             seen |= frontier
-            linked = [Sibling(*row) for row in connection.execute(statement, {**values, "commits": sorted(frontier)})]
+            linked = [Sibling(*row) for link in sorted(frontier)
+                      for row in statement.rows(connection, {**values, "link": link})]
 
-    walk(_OF_COMMITS, back, first["back"], lambda s: s.commit, lambda s: s.before)
+    walk(_OF_COMMIT, {commit, before} - {None}, first["back"], lambda s: s.commit, lambda s: s.before)  # type: ignore[arg-type]
     walk(_ON_TOP_OF, {commit}, first["forward"], lambda s: s.before, lambda s: s.commit)
     return list(found.values())
 

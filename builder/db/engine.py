@@ -13,7 +13,7 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
@@ -247,6 +247,16 @@ def write_lock(session: Session) -> AbstractContextManager[object]:
         with _WRITE_LOCKS_GUARD:
             lock = _WRITE_LOCKS.setdefault(key, SQLiteWriteLock(*key))
     return lock
+
+
+Reader = Session | Connection
+"""What a read takes: a session, or (webhook intake, which needs no ORM) a bare connection, cheaper to
+check out and give back."""
+
+
+def connection_of(reader: Reader) -> Connection:
+    """The connection ``reader`` runs statements on (a session's, begun on first use)."""
+    return reader if isinstance(reader, Connection) else reader.connection()
 
 
 def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:

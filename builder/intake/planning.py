@@ -12,11 +12,11 @@ from functools import cached_property
 from typing import Any
 
 from sqlalchemy import bindparam, select, update
-from sqlalchemy.orm import Session
 
 from builder.triggers.clone_urls import clone_url_problem
 from builder.builds.commit_order import RUNNING, Order, chain_links, chain_order, chain_siblings
 from builder.intake.events import PushEvent
+from builder.db.engine import Reader, connection_of
 from builder.db.models import Build, BuildState, Trigger, TriggerRule, utcnow
 from builder.triggers.path_filters import filter_reason
 from builder.triggers.rules import LATEST, TagContext, match, render_tags
@@ -57,7 +57,7 @@ def skip_marker(message: str | None) -> str | None:
 
 
 def plan_builds(
-    session: Session,
+    session: Reader,
     trigger: Trigger | HookTrigger,
     event: PushEvent,
     settings: Settings,
@@ -150,7 +150,7 @@ def plan_builds(
     return plan
 
 
-def _order(session: Session, plan: Plan, rule_id: int, cancel_running: bool, event: PushEvent) -> str | None:
+def _order(session: Reader, plan: Plan, rule_id: int, cancel_running: bool, event: PushEvent) -> str | None:
     """Why the new build is superseded at once (a build of a newer commit came first), or None; then
     the builds of older commits (or the same one) it supersedes, and cancels, are added to ``plan``.
     Builds whose order the payloads cannot settle are left to the worker (``builder/builds/commit_order.py``)."""
@@ -171,7 +171,7 @@ def _order(session: Session, plan: Plan, rule_id: int, cancel_running: bool, eve
     return None
 
 
-def _highest_release(session: Session, rule: TriggerRule | HookRule, tag: str) -> bool:
+def _highest_release(session: Reader, rule: TriggerRule | HookRule, tag: str) -> bool:
     """True when ``tag`` is a release version at least as high as every tag this rule built."""
     version = Version.parse(tag)
     if version is None or not version.is_release:
@@ -198,13 +198,13 @@ _CANCEL = (
 )
 
 
-def supersede(session: Session, plan: Plan, now: datetime | None = None) -> None:
+def supersede(session: Reader, plan: Plan, now: datetime | None = None) -> None:
     """Mark superseded the still-queued builds the plan's builds replace, and ask the running ones it
     cancels to stop (before its builds are added)."""
     plan.superseded = 0  # a transaction run again counts again
     for statement, targets in ((_SUPERSEDE, plan.supersedes), (_CANCEL, plan.cancels)):
         for build_id, reason in targets:
-            result = session.connection().execute(statement, {"s_id": build_id, "s_reason": reason,
+            result = connection_of(session).execute(statement, {"s_id": build_id, "s_reason": reason,
                                                               "s_now": now or utcnow()})
             if statement is _SUPERSEDE:
                 plan.superseded += result.rowcount

@@ -11,7 +11,7 @@ import hashlib
 from dataclasses import dataclass, field, replace
 from typing import Any, Mapping
 
-from sqlalchemy import select
+from sqlalchemy import Connection, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from builder.intake.delivery_requests import Redelivery, request_row
@@ -19,6 +19,7 @@ from builder.errors import BadSignature, InputError, PayloadTooLarge
 from builder.intake.events import Ignored
 from builder.db.group_commit import Committer, DeliveryWrite, commit_alone
 from builder.db.models import Delivery, DeliveryRequest, Subscription, utcnow
+from builder.db.prepared import Prepared
 from builder.intake.planning import Plan, plan_builds
 from builder.forges.base import Forge
 from builder.forges.request import HookInfo, clean_text
@@ -77,8 +78,9 @@ def receive_hook(
         info = _storable(provider.describe(headers, body))
         if redelivery is not None:
             info = replace(info, dedupe_key=None)
-        with sessions() as session:
-            return _receive(session, provider, info, headers, body, settings, box,
+        # Intake reads on a bare connection (no ORM session to set up and tear down for each delivery).
+        with sessions.kw["bind"].connect() as connection:
+            return _receive(sessions, connection, provider, info, headers, body, settings, box,
                             commit or (lambda write: commit_alone(sessions, write)), request, redelivery)
     except InputError as error:
         delivery = _record(sessions, provider.name, info, "rejected", str(error), error.status, request)
@@ -86,7 +88,8 @@ def receive_hook(
 
 
 def _receive(
-    session: Session,
+    sessions: sessionmaker[Session],
+    connection: Connection,
     provider: Forge,
     info: HookInfo,
     headers: Mapping[str, str],
@@ -101,13 +104,13 @@ def _receive(
     redelivery_of = redelivery.of if redelivery is not None else None
 
     def answer(outcome: str, reason: str | None, status: int = 202) -> HookResult:
-        delivery = _record_in(session, provider.name, info, outcome, reason, status, trigger_id, request,
-                              redelivery_of)
+        connection.close()  # its reads are done: back to the pool before the write needs one
+        delivery = _record(sessions, provider.name, info, outcome, reason, status, request, trigger_id, redelivery_of)
         return HookResult(status, outcome, reason, delivery)
 
     if not info.repository:
         raise InputError("payload names no repository")
-    triggers = find_triggers(session, provider.name, info.repository)
+    triggers = find_triggers(connection, provider.name, info.repository)
     if not triggers:
         return answer("no_trigger", f"no trigger for {provider.name} repository {info.repository[:REPOSITORY_CHARS]}")
     verified = [t for t in triggers if t.id == redelivery.trigger_id] if redelivery is not None else \
@@ -125,9 +128,9 @@ def _receive(
 
     # Reads (and planning) come before the write transaction: statements run while the write
     # lock is held make other writers wait longer.
-    listeners = _queued_listeners(session, enabled)
+    listeners = _queued_listeners(connection, enabled)
     now = utcnow()
-    plans = [plan_builds(session, trigger, event, settings, now=now, supersede_now=False)
+    plans = [plan_builds(connection, trigger, event, settings, now=now, supersede_now=False)
              for trigger in enabled for event in events]
     rows = [row for plan in plans for row in plan.rows]
     notes = [note for plan in plans for note in plan.notes]
@@ -150,9 +153,9 @@ def _receive(
         "received_at": now,
         "redelivery_of": redelivery_of,
     }, rows, request)
-    # End this session's read transaction first: its pooled connection goes back, so the
-    # writer (which needs one) is never starved by requests that wait for it.
-    session.rollback()
+    # End the read transaction first: its pooled connection goes back, so the writer (which
+    # needs one) is never starved by requests that wait for it.
+    connection.close()
     commit(write)
     if write.duplicate:
         return answer("duplicate", f"delivery {info.delivery_id} was already accepted")
@@ -177,11 +180,11 @@ def _superseded(plans: list[Plan]) -> dict[int, int]:
 
 
 ALL_TRIGGERS = 0  # in ``_queued_listeners``: some listener wants every trigger's builds
-# Built once: constructing a statement costs more CPU than running this one.
-_SUBSCRIPTIONS = select(Subscription.events, Subscription.trigger_id).where(Subscription.enabled.is_(True))
+# Compiled once (``builder/db/prepared.py``): run for every delivery.
+_SUBSCRIPTIONS = Prepared(select(Subscription.events, Subscription.trigger_id).where(Subscription.enabled.is_(True)))
 
 
-def _queued_listeners(session: Session, triggers: list[HookTrigger]) -> set[int]:
+def _queued_listeners(connection: Connection, triggers: list[HookTrigger]) -> set[int]:
     """The ids of the triggers whose builds' "queued" state someone listens for.
 
     A trigger with a status token reports commit statuses; a subscription to
@@ -190,7 +193,7 @@ def _queued_listeners(session: Session, triggers: list[HookTrigger]) -> set[int]
     ref filter itself); announcing none saves a broker message per build.
     """
     ids = {t.id for t in triggers if t.status_token_enc}
-    for events, trigger_id in session.connection().execute(_SUBSCRIPTIONS):
+    for events, trigger_id in _SUBSCRIPTIONS.rows(connection):
         if "build.queued" in (events or ()) or "*" in (events or ()):
             ids.add(ALL_TRIGGERS if trigger_id is None else trigger_id)
     return ids
@@ -291,6 +294,8 @@ def _record(
     reason: str | None,
     status: int,
     request: dict[str, Any],
+    trigger_id: int | None = None,
+    redelivery_of: int | None = None,
 ) -> int:
     with sessions() as session:
-        return _record_in(session, provider, info, outcome, reason, status, request=request)
+        return _record_in(session, provider, info, outcome, reason, status, trigger_id, request, redelivery_of)

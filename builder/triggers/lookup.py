@@ -1,7 +1,7 @@
 """Triggers as the webhook intake reads them: one query, plain values, rules parsed once.
 
 This is the hot path of every webhook (``builder/intake/receive.py``, ``builder/intake/planning.py``), so it
-reads no ORM objects and builds its statement once per process.
+reads no ORM objects and compiles its statement once per process (``builder/db/prepared.py``).
 """
 
 from __future__ import annotations
@@ -11,9 +11,10 @@ from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import bindparam, func, select
-from sqlalchemy.orm import Session
 
+from builder.db.engine import Reader, connection_of
 from builder.db.models import Trigger, TriggerRule
+from builder.db.prepared import Prepared
 from builder.triggers.rules import RuleSpec
 
 
@@ -60,7 +61,7 @@ _HOOK_RULE_COLUMNS = tuple(f.name for f in fields(HookRule))
 # One statement for the triggers of a repository and their rules, built once (building a
 # statement costs more CPU than SQLite takes to run this one). Plain rows: no ORM identity
 # map, no lazy loads, nothing for a later flush to look at.
-_FIND_TRIGGERS = (
+_FIND_TRIGGERS = Prepared(
     select(*(Trigger.__table__.c[name] for name in _HOOK_TRIGGER_COLUMNS),
            *(TriggerRule.__table__.c[name].label(f"rule_{name}") for name in _HOOK_RULE_COLUMNS))
     .select_from(Trigger.__table__.outerjoin(TriggerRule.__table__))
@@ -68,20 +69,20 @@ _FIND_TRIGGERS = (
            func.lower(Trigger.repository) == bindparam("repository"))
     .order_by(Trigger.id, TriggerRule.position)
 )
+_RULE_START = len(_HOOK_TRIGGER_COLUMNS)  # a row: the trigger's columns, then its rule's (id first)
 
 
-def find_triggers(session: Session, provider: str, repository: str) -> list[HookTrigger]:
+def find_triggers(reader: Reader, provider: str, repository: str) -> list[HookTrigger]:
     """The triggers for ``provider``'s ``repository`` (any case), oldest first, with their rules."""
-    rows = session.connection().execute(_FIND_TRIGGERS, {"provider": provider, "repository": repository.lower()})
-    found: dict[int, tuple[dict[str, Any], list[HookRule]]] = {}
+    rows = _FIND_TRIGGERS.rows(connection_of(reader), {"provider": provider, "repository": repository.lower()})
+    found: dict[int, tuple[tuple[Any, ...], list[HookRule]]] = {}
     for row in rows:
-        values = row._mapping
-        trigger_id = values["id"]
+        trigger_id = row[0]
         if trigger_id not in found:
-            found[trigger_id] = ({name: values[name] for name in _HOOK_TRIGGER_COLUMNS}, [])
-        if values["rule_id"] is not None:
-            found[trigger_id][1].append(HookRule(*(values[f"rule_{name}"] for name in _HOOK_RULE_COLUMNS)))
-    return [HookTrigger(**columns, rules=tuple(rules)) for columns, rules in found.values()]
+            found[trigger_id] = (row[:_RULE_START], [])
+        if row[_RULE_START] is not None:
+            found[trigger_id][1].append(HookRule(*row[_RULE_START:]))
+    return [HookTrigger(*columns, rules=tuple(rules)) for columns, rules in found.values()]
 
 
 def rule_spec(rule: TriggerRule | HookRule) -> RuleSpec:

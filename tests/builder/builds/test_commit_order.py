@@ -12,7 +12,7 @@ import uuid
 import pytest
 from sqlalchemy import delete, insert, select, text
 
-from builder.builds.commit_order import _OF_COMMITS, _ON_TOP_OF, Order, chain_links, chain_order, chain_siblings
+from builder.builds.commit_order import _OF_COMMIT, _ON_TOP_OF, Order, chain_links, chain_order, chain_siblings
 from builder.db.models import Build, TriggerRule, utcnow
 
 REF = "refs/heads/main"
@@ -99,8 +99,8 @@ def test_each_link_is_read_through_an_index_of_its_own(app, branch):
         if session.bind.dialect.name != "sqlite":
             pytest.skip("the query plan checked here is SQLite's")
         plans = []
-        for statement in (_OF_COMMITS, _ON_TOP_OF):
-            step = statement.params(rule_id=1, ref=REF, commits=["a" * 40, "b" * 40])
+        for prepared in (_OF_COMMIT, _ON_TOP_OF):
+            step = prepared.statement.params(rule_id=1, ref=REF, link="a" * 40)
             sql = str(step.compile(dialect=session.bind.dialect, compile_kwargs={"literal_binds": True}))
             plans.append(" | ".join(row[-1] for row in session.execute(text(f"EXPLAIN QUERY PLAN {sql}"))))
     assert "ix_builds_rule_ref_commit" in plans[0] and "ix_builds_rule_ref_before" in plans[1], plans
