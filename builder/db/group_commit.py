@@ -39,7 +39,8 @@ from builder.intake.planning import Plan, supersede
 
 log = logging.getLogger(__name__)
 
-_INSERT_BUILD = insert(Build.__table__)
+# Every build of a batch in one statement (SQLAlchemy's "insertmanyvalues"), their ids in the rows' order.
+_INSERT_BUILDS = insert(Build.__table__).returning(Build.__table__.c.id, sort_by_parameter_order=True)
 _INSERT_REQUEST = insert(DeliveryRequest.__table__)
 # A delivery whose dedupe key was accepted before (committed, or earlier in this transaction)
 # inserts nothing and returns no id: a replay is a duplicate without failing the transaction.
@@ -72,21 +73,30 @@ def write_deliveries(session: Session, writes: list[DeliveryWrite]) -> None:
 
     A write whose dedupe key was accepted before, in an earlier transaction or earlier in
     ``writes``, writes nothing and is marked a duplicate (it supersedes nothing either). A
-    write the database refuses otherwise (a trigger deleted meanwhile) raises.
+    write the database refuses otherwise (a trigger deleted meanwhile) raises. The deliveries
+    are inserted one by one (each may be a duplicate); their requests and builds, a statement
+    for all of them (the database's write lock is held meanwhile: the fewer statements, the sooner
+    it is free).
     """
     connection = session.connection()
     insert_delivery = _INSERT_DELIVERY[connection.dialect.name]
+    accepted = []
     for write in writes:
         write.delivery_id = connection.execute(insert_delivery, write.delivery).scalar()
-        if write.delivery_id is None:
-            write.duplicate = True
-            continue
-        if write.request is not None:
-            connection.execute(_INSERT_REQUEST, {**write.request, "delivery_id": write.delivery_id})
+        write.duplicate = write.delivery_id is None
+        if not write.duplicate:
+            accepted.append(write)
+    requests = [{**write.request, "delivery_id": write.delivery_id} for write in accepted if write.request is not None]
+    if requests:
+        connection.execute(_INSERT_REQUEST, requests)
+    for write in accepted:
         for plan in write.plans:
             supersede(session, plan, write.now)
-        write.build_ids = [connection.execute(_INSERT_BUILD, {**row, "delivery_id": write.delivery_id})
-                           .inserted_primary_key[0] for row in write.builds]
+    builds = [{**row, "delivery_id": write.delivery_id} for write in accepted for row in write.builds]
+    if builds:
+        ids = iter(connection.execute(_INSERT_BUILDS, builds).scalars().all())
+        for write in accepted:
+            write.build_ids = [next(ids) for _row in write.builds]
 
 
 class GroupCommit:

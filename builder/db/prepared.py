@@ -62,6 +62,8 @@ class Prepared:
     def _compile(self, dialect: Dialect) -> _Compiled:
         statement: Executable = self.statement
         compiled = statement.compile(dialect=dialect)
+        if compiled.post_compile_params:
+            raise ValueError("a Prepared statement cannot expand a list per call: bind each value (literal(v))")
         names = tuple(compiled.positiontup or ()) if compiled.positional else tuple(compiled.params)
         binds = []
         for name in dict.fromkeys(names):

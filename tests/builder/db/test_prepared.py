@@ -1,0 +1,67 @@
+"""Prepared statements give the rows ``Connection.execute`` gives, on the suite's database.
+
+SQLite, or PostgreSQL with BUILDHOOK_TEST_POSTGRES=1: JSON, booleans, datetimes and NULLs come back
+as Python values, through the columns' types, whatever the driver returns for them.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from sqlalchemy import bindparam, literal, select
+
+from builder.db.models import Build, Trigger, TriggerRule
+from builder.db.prepared import Prepared
+from builder.triggers.lookup import find_triggers
+
+
+@pytest.fixture
+def trigger(client):
+    repository = f"acme/prepared-{uuid.uuid4().hex[:8]}"
+    created = client.post("/api/triggers", json={
+        "provider": "github", "repository": repository, "clone_url": "file:///never-cloned", "secret": "s",
+        "image": repository, "supersede": False, "rules": [
+            {"source": "branch", "match": "exact", "pattern": "main", "tags": ["latest", "{sha}"],
+             "build_args": {"MODE": "prod", "EMPTY": ""}, "included_files": ["src/**"]},
+            {"source": "tag", "tags": ["{tag}"], "push": False},
+        ]})
+    assert created.status_code == 201, created.json
+    return created.json
+
+
+STATEMENTS = {
+    "rules, with JSON and booleans": select(TriggerRule.id, TriggerRule.tags, TriggerRule.build_args,
+                                            TriggerRule.included_files, TriggerRule.push, TriggerRule.target)
+    .where(TriggerRule.trigger_id == bindparam("trigger_id")).order_by(TriggerRule.position),
+    "the trigger, with a datetime": select(Trigger.id, Trigger.created_at, Trigger.enabled, Trigger.supersede)
+    .where(Trigger.id == bindparam("trigger_id")),
+    "a fixed list of values": select(TriggerRule.id).where(
+        TriggerRule.trigger_id == bindparam("trigger_id"),
+        TriggerRule.source.in_([literal("branch"), literal("tag")])).order_by(TriggerRule.id),
+}
+
+
+@pytest.mark.parametrize("name", STATEMENTS)
+def test_rows_are_those_execute_gives(app, trigger, name):
+    statement = STATEMENTS[name]
+    with app.extensions["buildhook"].engine.connect() as connection:
+        expected = [tuple(row) for row in connection.execute(statement, {"trigger_id": trigger["id"]})]
+        assert expected, "the statement finds the trigger's rows"
+        assert Prepared(statement).rows(connection, {"trigger_id": trigger["id"]}) == expected
+
+
+def test_the_trigger_lookup_reads_its_rules_as_stored(app, trigger):
+    with app.extensions["buildhook"].engine.connect() as connection:
+        [found] = find_triggers(connection, "github", trigger["repository"].upper())
+    first, second = found.rules
+    assert (found.id, found.enabled, found.supersede) == (trigger["id"], True, False)
+    assert (first.tags, first.build_args, first.included_files, first.push) == \
+        (["latest", "{sha}"], {"MODE": "prod", "EMPTY": ""}, ["src/**"], True)
+    assert (second.source, second.tags, second.push) == ("tag", ["{tag}"], False)
+
+
+def test_a_list_expanded_per_call_is_refused(app):
+    prepared = Prepared(select(Build.id).where(Build.id.in_(bindparam("ids", expanding=True))))
+    with app.extensions["buildhook"].engine.connect() as connection, pytest.raises(ValueError, match="expand"):
+        prepared.rows(connection, {"ids": [1, 2]})
