@@ -43,6 +43,8 @@ class RedactingLogger(Logger):  # type: ignore[misc]
 
     def atoms(self, resp: Any, req: Any, environ: dict[str, Any], request_time: Any) -> dict[str, Any]:
         atoms = super().atoms(resp, req, environ, request_time)
+        if not environ.get("QUERY_STRING") and "?" not in environ.get("HTTP_REFERER", ""):
+            return atoms  # no query anywhere in the line (every webhook): nothing to redact
         method, _space, rest = str(atoms.get("r", "")).partition(" ")
         target, _space, protocol = rest.rpartition(" ") if rest.count(" ") else (rest, "", "")
         atoms["r"] = " ".join(part for part in (method, redact_target(target), protocol) if part)

@@ -234,9 +234,9 @@ def _write_locks_after_fork() -> None:
 os.register_at_fork(after_in_child=_write_locks_after_fork)
 
 
-def write_lock(session: Session) -> AbstractContextManager[object]:
+def write_lock(session: Session | Connection | Engine) -> AbstractContextManager[object]:
     """Hold around a write transaction (first write to commit); a no-op except on SQLite."""
-    url = session.get_bind().url
+    url = session.get_bind().url if isinstance(session, Session) else session.engine.url
     if url.get_backend_name() != "sqlite":
         return nullcontext()
     # Per database file and busy timeout: two timeouts for one file get two objects, whose

@@ -28,25 +28,27 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import insert
+from sqlalchemy import Connection
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
 from builder.db.engine import database_unavailable, write_lock
 from builder.forks import reset_after_fork
 from builder.db.models import Build, Delivery, DeliveryRequest
+from builder.db.prepared import Inserts
 from builder.intake.planning import Plan, supersede
 
 log = logging.getLogger(__name__)
 
-# Every build of a batch in one statement (SQLAlchemy's "insertmanyvalues"), their ids in the rows' order.
-_INSERT_BUILDS = insert(Build.__table__).returning(Build.__table__.c.id, sort_by_parameter_order=True)
-_INSERT_REQUEST = insert(DeliveryRequest.__table__)
+# Compiled once per dialect and set of columns (``builder/db/prepared.py``): these run while the
+# database's write lock is held, and ``Connection.execute``'s own work took longer than SQLite's.
+_INSERT_BUILD = Inserts(Build.__table__, lambda insert: insert.returning(Build.__table__.c.id))
+_INSERT_REQUEST = Inserts(DeliveryRequest.__table__)
 # A delivery whose dedupe key was accepted before (committed, or earlier in this transaction)
 # inserts nothing and returns no id: a replay is a duplicate without failing the transaction.
 _INSERT_DELIVERY = {
-    name: dialect.insert(Delivery.__table__).on_conflict_do_nothing(index_elements=["dedupe_key"])
-    .returning(Delivery.__table__.c.id)
+    name: Inserts(Delivery.__table__, lambda insert: insert.on_conflict_do_nothing(index_elements=["dedupe_key"])
+                  .returning(Delivery.__table__.c.id), dialect.insert)
     for name, dialect in (("sqlite", sqlite), ("postgresql", postgresql))
 }
 
@@ -68,35 +70,29 @@ class DeliveryWrite:
     done: threading.Event = field(default_factory=threading.Event)
 
 
-def write_deliveries(session: Session, writes: list[DeliveryWrite]) -> None:
-    """Run ``writes`` in ``session``'s transaction (not committed).
+def write_deliveries(connection: Connection, writes: list[DeliveryWrite]) -> None:
+    """Run ``writes`` in ``connection``'s transaction (not committed).
 
     A write whose dedupe key was accepted before, in an earlier transaction or earlier in
     ``writes``, writes nothing and is marked a duplicate (it supersedes nothing either). A
-    write the database refuses otherwise (a trigger deleted meanwhile) raises. The deliveries
-    are inserted one by one (each may be a duplicate); their requests and builds, a statement
-    for all of them (the database's write lock is held meanwhile: the fewer statements, the sooner
-    it is free).
+    write the database refuses otherwise (a trigger deleted meanwhile) raises.
     """
-    connection = session.connection()
     insert_delivery = _INSERT_DELIVERY[connection.dialect.name]
-    accepted = []
+    requests = []
     for write in writes:
-        write.delivery_id = connection.execute(insert_delivery, write.delivery).scalar()
+        found = insert_delivery.rows(connection, write.delivery)
+        write.delivery_id = found[0][0] if found else None
         write.duplicate = write.delivery_id is None
-        if not write.duplicate:
-            accepted.append(write)
-    requests = [{**write.request, "delivery_id": write.delivery_id} for write in accepted if write.request is not None]
-    if requests:
-        connection.execute(_INSERT_REQUEST, requests)
-    for write in accepted:
+        if write.duplicate:
+            continue
+        if write.request is not None:
+            requests.append({**write.request, "delivery_id": write.delivery_id})
         for plan in write.plans:
-            supersede(session, plan, write.now)
-    builds = [{**row, "delivery_id": write.delivery_id} for write in accepted for row in write.builds]
-    if builds:
-        ids = iter(connection.execute(_INSERT_BUILDS, builds).scalars().all())
-        for write in accepted:
-            write.build_ids = [next(ids) for _row in write.builds]
+            supersede(connection, plan, write.now)
+        write.build_ids = [_INSERT_BUILD.rows(connection, values)[0][0]
+                           for values in ({**row, "delivery_id": write.delivery_id} for row in write.builds)]
+    if requests:
+        _INSERT_REQUEST.many(connection, requests)
 
 
 class GroupCommit:
@@ -155,8 +151,7 @@ class GroupCommit:
         Taking the batch once the lock is had, not before waiting for it, lets the deliveries
         that arrive while another process writes join this batch: one commit for them all.
         """
-        with self._sessions() as session:
-            lock = write_lock(session)
+        lock = write_lock(self._sessions.kw["bind"])
         try:
             lock.__enter__()
         except Exception as exc:  # never had (timed out): whoever is waiting gets the error (503)
@@ -210,16 +205,15 @@ def commit_batch(sessions: sessionmaker[Session], writes: list[DeliveryWrite]) -
 
 
 def _in_one_transaction(sessions: sessionmaker[Session], writes: list[DeliveryWrite]) -> None:
-    with sessions() as session:
-        try:
-            with write_lock(session):
-                write_deliveries(session, writes)
-                session.commit()
-        except BaseException:
-            for write in writes:
-                _reset_results(write)
-            session.rollback()
-            raise
+    """On a bare connection: no ORM session is needed to run a few prepared statements."""
+    engine = sessions.kw["bind"]
+    try:
+        with write_lock(engine), engine.begin() as connection:
+            write_deliveries(connection, writes)
+    except BaseException:
+        for write in writes:
+            _reset_results(write)
+        raise
 
 
 def commit_alone(sessions: sessionmaker[Session], write: DeliveryWrite) -> DeliveryWrite:

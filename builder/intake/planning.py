@@ -17,6 +17,7 @@ from builder.triggers.clone_urls import clone_url_problem
 from builder.builds.commit_order import RUNNING, Order, chain_links, chain_order, chain_siblings
 from builder.intake.events import PushEvent
 from builder.db.engine import Reader, connection_of
+from builder.db.prepared import Prepared
 from builder.db.models import Build, BuildState, Trigger, TriggerRule, utcnow
 from builder.triggers.path_filters import filter_reason
 from builder.triggers.rules import LATEST, TagContext, match, render_tags
@@ -183,15 +184,15 @@ def _highest_release(session: Reader, rule: TriggerRule | HookRule, tag: str) ->
     return all(version.key() >= other.key() for other in others)
 
 
-# Built once, with its values bound per call: building an UPDATE costs more CPU than running it.
-# ``ix_builds_rule_ref_state`` finds the rows.
-_SUPERSEDE = (
+# Compiled once, with its values bound per call (``builder/db/prepared.py``): run under the
+# write lock for every delivery that supersedes. ``ix_builds_rule_ref_state`` finds the rows.
+_SUPERSEDE = Prepared(
     update(Build)
     .where(Build.id == bindparam("s_id"), Build.state == BuildState.QUEUED.value)
     .values(state=BuildState.SUPERSEDED.value, reason=bindparam("s_reason"), finished_at=bindparam("s_now"))
 )
 # A cancel request, as ``builder/builds/actions.py`` makes one: the worker running it stops it.
-_CANCEL = (
+_CANCEL = Prepared(
     update(Build)
     .where(Build.id == bindparam("s_id"), Build.state.in_(RUNNING), Build.cancel_requested_at.is_(None))
     .values(cancel_requested_at=bindparam("s_now"), reason=bindparam("s_reason"))
@@ -204,7 +205,7 @@ def supersede(session: Reader, plan: Plan, now: datetime | None = None) -> None:
     plan.superseded = 0  # a transaction run again counts again
     for statement, targets in ((_SUPERSEDE, plan.supersedes), (_CANCEL, plan.cancels)):
         for build_id, reason in targets:
-            result = connection_of(session).execute(statement, {"s_id": build_id, "s_reason": reason,
-                                                              "s_now": now or utcnow()})
+            changed = statement.run(connection_of(session), {"s_id": build_id, "s_reason": reason,
+                                                             "s_now": now or utcnow()})
             if statement is _SUPERSEDE:
-                plan.superseded += result.rowcount
+                plan.superseded += changed

@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import bindparam, literal, select
 
 from builder.db.models import Build, Trigger, TriggerRule
-from builder.db.prepared import Prepared
+from builder.db.prepared import Inserts, Prepared
 from builder.triggers.lookup import find_triggers
 
 
@@ -65,3 +65,19 @@ def test_a_list_expanded_per_call_is_refused(app):
     prepared = Prepared(select(Build.id).where(Build.id.in_(bindparam("ids", expanding=True))))
     with app.extensions["buildhook"].engine.connect() as connection, pytest.raises(ValueError, match="expand"):
         prepared.rows(connection, {"ids": [1, 2]})
+
+
+def test_an_insert_gives_the_columns_left_out_their_defaults(app, trigger):
+    """As ``execute`` would: ``origin`` its scalar default, ``tags`` and ``created_at`` their callables' values."""
+    inserts = Inserts(Build.__table__, lambda insert: insert.returning(Build.__table__.c.id))
+    engine = app.extensions["buildhook"].engine
+    row = {"trigger_id": trigger["id"], "provider": "github", "repository": trigger["repository"],
+           "clone_url": "file:///never-cloned", "ref": "refs/heads/main", "ref_type": "branch", "ref_name": "main",
+           "commit": "d" * 40, "image": trigger["repository"], "dockerfile": "Dockerfile", "context": ".",
+           "state": "superseded"}
+    with engine.begin() as connection:
+        [(build_id,)] = inserts.rows(connection, row)
+    with app.extensions["buildhook"].sessions() as session:
+        build = session.get(Build, build_id)
+        assert (build.origin, build.tags, build.build_args, build.attempts, build.push) == ("push", [], {}, 0, True)
+        assert build.created_at is not None and build.state == "superseded"
