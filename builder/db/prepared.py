@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Connection, Table, bindparam, insert
+from sqlalchemy.dialects import sqlite
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.sql import Executable
@@ -44,6 +45,8 @@ class Prepared:
     def __init__(self, statement: Executable) -> None:
         self.statement = statement
         self._compiled: dict[str, _Compiled] = {}
+        if statement.compile(dialect=sqlite.dialect()).post_compile_params:  # said at import, not at first use
+            raise ValueError("a Prepared statement cannot expand a list per call: bind each value (literal(v))")
 
     def rows(self, connection: Connection, values: Mapping[str, Any] | None = None) -> list[tuple[Any, ...]]:
         compiled = self._for(connection.dialect)
@@ -76,8 +79,6 @@ class Prepared:
 
     def _compile(self, dialect: Dialect) -> _Compiled:
         compiled = self.statement.compile(dialect=dialect)
-        if compiled.post_compile_params:
-            raise ValueError("a Prepared statement cannot expand a list per call: bind each value (literal(v))")
         names = tuple(compiled.positiontup or ()) if compiled.positional else tuple(compiled.params)
         binds = []
         for name in dict.fromkeys(names):

@@ -11,7 +11,7 @@ from datetime import datetime
 from functools import cached_property
 from typing import Any
 
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import bindparam, literal, select, update
 
 from builder.triggers.clone_urls import clone_url_problem
 from builder.builds.commit_order import RUNNING, Order, chain_links, chain_order, chain_siblings
@@ -194,7 +194,8 @@ _SUPERSEDE = Prepared(
 # A cancel request, as ``builder/builds/actions.py`` makes one: the worker running it stops it.
 _CANCEL = Prepared(
     update(Build)
-    .where(Build.id == bindparam("s_id"), Build.state.in_(RUNNING), Build.cancel_requested_at.is_(None))
+    .where(Build.id == bindparam("s_id"), Build.state.in_([literal(state) for state in RUNNING]),
+           Build.cancel_requested_at.is_(None))
     .values(cancel_requested_at=bindparam("s_now"), reason=bindparam("s_reason"))
 )
 

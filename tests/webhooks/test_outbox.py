@@ -116,6 +116,13 @@ def wait_marked(services, build_ids: list[int], timeout: float = 5.0) -> dict[in
         time.sleep(0.05)
 
 
+def assert_only_sent(services, port: int, build_id: int) -> None:
+    """``build_id`` is sent and marked, and is the one build waiting in the broker."""
+    assert all(wait_marked(services, [build_id]).values())
+    time.sleep(0.3)  # anything else would have gone with it
+    assert [args for task, args in queued_tasks(port) if task == "buildhook.run_build"] == [[build_id]]
+
+
 def test_each_build_is_sent_once_marked_later_and_queued_is_announced_only_to_listeners(settings, tmp_path):
     """One broker message per accepted build, sent after the answer; dispatched_at written in a batch;
     a "queued" report only for triggers with a status token or a subscription to build.queued."""
@@ -199,9 +206,7 @@ def test_a_burst_of_pushes_to_one_branch_sends_only_the_build_still_queued(setti
             built += answer["builds"]
 
         newest = built[-1]
-        assert all(wait_marked(services, [newest]).values())
-        time.sleep(0.3)  # anything else would have gone with it
-        assert [args for task, args in queued_tasks(server.port) if task == "buildhook.run_build"] == [[newest]]
+        assert_only_sent(services, server.port, newest)
         with services.sessions() as session:
             states = {b: session.get(Build, b).state for b in built}
         assert states == {**{b: "superseded" for b in built[:-1]}, newest: "queued"}

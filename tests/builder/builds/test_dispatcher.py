@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 
@@ -15,7 +14,7 @@ from builder.secrets import SecretBox
 from builder.triggers.services import TriggerSpec, create_trigger
 from buildhook.redis_server import RedisServer
 from tests.payloads import github_headers, github_push
-from tests.webhooks.test_outbox import queued_tasks, wait_marked
+from tests.webhooks.test_outbox import assert_only_sent, queued_tasks, wait_marked
 from webhooks import create_app
 from webhooks.hooks import dispatch_marks, group_commit
 
@@ -81,9 +80,7 @@ def test_concurrent_pushes_planned_unseen_send_only_the_newest_and_supersede_the
         assert {state for state, _reason in _states(services, built).values()} == {"queued"}  # none saw another
 
         newest = built[-1]
-        assert all(wait_marked(services, [newest]).values())
-        time.sleep(0.3)  # anything else would have gone with it
-        assert [args for task, args in queued_tasks(server.port) if task == "buildhook.run_build"] == [[newest]]
+        assert_only_sent(services, server.port, newest)
         with services.sessions() as session:
             commits = {b: session.get(Build, b).commit for b in built}
         states = _states(services, built)

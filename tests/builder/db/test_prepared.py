@@ -61,10 +61,10 @@ def test_the_trigger_lookup_reads_its_rules_as_stored(app, trigger):
     assert (second.source, second.tags, second.push) == ("tag", ["{tag}"], False)
 
 
-def test_a_list_expanded_per_call_is_refused(app):
-    prepared = Prepared(select(Build.id).where(Build.id.in_(bindparam("ids", expanding=True))))
-    with app.extensions["buildhook"].engine.connect() as connection, pytest.raises(ValueError, match="expand"):
-        prepared.rows(connection, {"ids": [1, 2]})
+@pytest.mark.parametrize("where", [Build.id.in_(bindparam("ids", expanding=True)), Build.state.in_(["queued"])])
+def test_a_list_expanded_per_call_is_refused_when_the_statement_is_made(where):
+    with pytest.raises(ValueError, match="expand"):
+        Prepared(select(Build.id).where(where))
 
 
 def test_an_insert_gives_the_columns_left_out_their_defaults(app, trigger):
