@@ -180,3 +180,23 @@ def test_a_rule_that_cannot_work_is_refused_when_the_trigger_is_created(client, 
         "image": "acme/bad", "rules": rules})
     assert response.status_code == 400
     assert message in response.json["error"]
+
+
+@pytest.mark.parametrize("cancel_running", [True, False])
+def test_a_push_on_top_of_a_running_build_asks_it_to_stop_only_when_the_rule_says_so(app, client, cancel_running):
+    trigger = trigger_with(client, rules=[{"source": "branch", "tags": ["{branch}"], "cancel_running": cancel_running}])
+    first = uuid.uuid4().hex + "abcdef01"
+    push(client, trigger, "refs/heads/main", sha=first)
+    [running] = builds(app, trigger)
+    with app.extensions["buildhook"].sessions() as session:  # a worker took it
+        session.get(Build, running.id).state = "building"
+        session.commit()
+    response = push(client, trigger, "refs/heads/main", before=first)
+    assert response.status_code == 202, response.json
+    running, newest = builds(app, trigger)
+    assert newest.state == "queued"
+    if cancel_running:
+        assert running.cancel_requested_at is not None
+        assert running.reason == f"cancelled: superseded by a newer push of {newest.commit[:7]}"
+    else:
+        assert (running.cancel_requested_at, running.reason) == (None, None)
