@@ -43,7 +43,7 @@ class RedactingLogger(Logger):  # type: ignore[misc]
 
     def atoms(self, resp: Any, req: Any, environ: dict[str, Any], request_time: Any) -> dict[str, Any]:
         atoms = super().atoms(resp, req, environ, request_time)
-        if not environ.get("QUERY_STRING") and "?" not in environ.get("HTTP_REFERER", ""):
+        if "?" not in environ.get("RAW_URI", "?") and "?" not in environ.get("HTTP_REFERER", ""):
             return atoms  # no query anywhere in the line (every webhook): nothing to redact
         method, _space, rest = str(atoms.get("r", "")).partition(" ")
         target, _space, protocol = rest.rpartition(" ") if rest.count(" ") else (rest, "", "")

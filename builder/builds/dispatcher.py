@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session, aliased, sessionmaker
 
-from builder.builds.commit_order import ACTIVE
+from builder.builds.commit_order import ACTIVE, Order, Sibling, chain_links, chain_order, chain_siblings
 from builder.builds.outbox import CHUNK, Mark, Send, dispatch
 from builder.db.engine import write_lock
 from builder.db.models import Build, BuildState, Trigger, utcnow
@@ -30,20 +30,20 @@ from builder.metrics import count_build_end
 
 log = logging.getLogger(__name__)
 
-# A build of the same rule and ref pushed on top of this one's commit (its ``before``): this one is
-# older. One that is itself superseded had something newer still (``ix_builds_rule_ref_before``).
+# Whether a build of the same rule and ref was pushed on top of this one's commit (its ``before``):
+# then this one may be older; ``chain_order`` decides, as intake would have (``ix_builds_rule_ref_before``).
 _ON_TOP = aliased(Build)
 _PUSHED_ON_TOP = (
-    select(_ON_TOP.commit)
+    select(_ON_TOP.id)
     .where(_ON_TOP.rule_id == Build.rule_id, _ON_TOP.ref == Build.ref, _ON_TOP.before == Build.commit,
-           _ON_TOP.id != Build.id,
-           _ON_TOP.state.in_((*ACTIVE, BuildState.SUCCEEDED.value, BuildState.SUPERSEDED.value)))
+           _ON_TOP.id != Build.id, _ON_TOP.state.in_((*ACTIVE, BuildState.SUCCEEDED.value)))
     .limit(1).correlate(Build).scalar_subquery()
 )
 # Built once (its values bound per call): which of these builds are still waiting to be sent, and
-# for each, the commit pushed on top of it (when its trigger supersedes).
+# for each whether a push was made on top of it (when its trigger supersedes).
 _STILL_QUEUED = (
-    select(Build.id, Build.trigger_id, Trigger.supersede, _PUSHED_ON_TOP)
+    select(Build.id, Build.trigger_id, Build.rule_id, Build.ref, Build.commit, Build.before, Trigger.supersede,
+           _PUSHED_ON_TOP)
     .outerjoin(Trigger, Trigger.id == Build.trigger_id)
     .where(Build.id.in_(bindparam("ids", expanding=True)), Build.state == BuildState.QUEUED.value,
            Build.dispatched_at.is_(None))
@@ -52,11 +52,21 @@ _STILL_QUEUED = (
 
 @dataclass(frozen=True)
 class Waiting:
-    """A build still waiting to be sent; ``newer``: the commit a later push put on top of it."""
+    """A build still waiting to be sent; ``newer``: the build of a newer commit that replaced it, if any."""
 
     id: int
     trigger_id: int | None
-    newer: str | None
+    newer: Sibling | None
+
+
+def _newer_sibling(session: Session, build_id: int, rule_id: int, ref: str, commit: str,
+                   before: str | None) -> Sibling | None:
+    """A queued, running or last succeeded build of the rule and ref whose commit is newer than this
+    one's by the payloads' chain: what intake would have found, had it planned this build later."""
+    found = chain_siblings(session, rule_id, ref, commit, before)
+    links = chain_links(found)
+    return next((other for other in found
+                 if other.id != build_id and chain_order(commit, before, other, links) is Order.OLDER), None)
 
 
 class Dispatcher(BackgroundBatch[list[int]]):
@@ -98,9 +108,11 @@ class Dispatcher(BackgroundBatch[list[int]]):
         found: list[Waiting] = []
         with self._sessions() as session:
             for start in range(0, len(build_ids), CHUNK):
-                for build_id, trigger_id, supersedes, newer in session.execute(
-                        _STILL_QUEUED, {"ids": build_ids[start:start + CHUNK]}):
-                    found.append(Waiting(build_id, trigger_id, newer if supersedes else None))
+                rows = list(session.execute(_STILL_QUEUED, {"ids": build_ids[start:start + CHUNK]}))
+                for build_id, trigger_id, rule_id, ref, commit, before, supersedes, on_top in rows:
+                    newer = _newer_sibling(session, build_id, rule_id, ref, commit, before) \
+                        if supersedes and on_top is not None else None
+                    found.append(Waiting(build_id, trigger_id, newer))
         return found
 
     def _supersede(self, replaced: list[Waiting]) -> set[int]:
@@ -111,7 +123,7 @@ class Dispatcher(BackgroundBatch[list[int]]):
         plans: dict[int | None, Plan] = {}
         for build in replaced:
             plans.setdefault(build.trigger_id, Plan()).supersedes.append(
-                (build.id, f"superseded by a newer push of {build.newer[:7]}"))  # type: ignore[index]
+                (build.id, f"superseded by a newer push of {build.newer.short}"))  # type: ignore[union-attr]
         try:
             with self._sessions() as session, write_lock(session):
                 now = utcnow()

@@ -35,6 +35,7 @@ class _Compiled:
     names: tuple[str, ...]  # positional dialects: the order of the parameters; else every name
     positional: bool
     defaults: dict[str, Any]  # the values bound in the statement itself (literals)
+    required: frozenset[str]  # the values each call must give
     binds: tuple[tuple[str, Callable[[Any], Any]], ...]  # (name, processor) of the values that need one
     columns: tuple[Processor, ...]
 
@@ -44,7 +45,7 @@ class Prepared:
 
     def __init__(self, statement: Executable) -> None:
         self.statement = statement
-        self._compiled: dict[str, _Compiled] = {}
+        self._compiled: dict[tuple[str, str], _Compiled] = {}
         if statement.compile(dialect=sqlite.dialect()).post_compile_params:  # said at import, not at first use
             raise ValueError("a Prepared statement cannot expand a list per call: bind each value (literal(v))")
 
@@ -75,7 +76,7 @@ class Prepared:
             cursor.executemany(compiled.sql, params)
 
     def _for(self, dialect: Dialect) -> _Compiled:
-        return self._compiled.get(dialect.name) or self._compile(dialect)
+        return self._compiled.get((dialect.name, dialect.driver)) or self._compile(dialect)
 
     def _compile(self, dialect: Dialect) -> _Compiled:
         compiled = self.statement.compile(dialect=dialect)
@@ -87,8 +88,10 @@ class Prepared:
                 binds.append((name, process))
         returned = getattr(self.statement, "selected_columns", None) or getattr(self.statement, "exported_columns", ())
         columns = tuple(column.type.dialect_impl(dialect).result_processor(dialect, None) for column in returned)
-        found = self._compiled[dialect.name] = _Compiled(str(compiled), names, bool(compiled.positional),
-                                                         dict(compiled.params), tuple(binds), columns)
+        literals = {name: value for name, value in compiled.params.items() if value is not None}
+        found = self._compiled[(dialect.name, dialect.driver)] = _Compiled(
+            str(compiled), names, bool(compiled.positional), literals,
+            frozenset(compiled.params) - set(literals), tuple(binds), columns)
         return found
 
 
@@ -97,9 +100,10 @@ def _cursor(connection: Connection, sql: str, params: Any) -> Iterator[Any]:
     """A DBAPI cursor of ``connection``; the driver's errors raised as ``execute`` raises them (SQLAlchemy's
     ``DBAPIError`` subclasses, the connection invalidated when the error says it was lost)."""
     dbapi_connection = connection.connection
-    cursor = dbapi_connection.cursor()
     dialect = connection.dialect
+    cursor = None
     try:
+        cursor = dbapi_connection.cursor()
         yield cursor
     except dialect.loaded_dbapi.Error as exc:
         lost = dialect.is_disconnect(exc, dbapi_connection, cursor)
@@ -109,13 +113,18 @@ def _cursor(connection: Connection, sql: str, params: Any) -> Iterator[Any]:
                                   connection_invalidated=lost, dialect=dialect) from exc
     finally:
         try:
-            cursor.close()
+            if cursor is not None:
+                cursor.close()
         except Exception:  # an invalidated connection's cursor may be gone already
             pass
 
 
 def _parameters(compiled: _Compiled, values: Mapping[str, Any] | None) -> Any:
-    params = {**compiled.defaults, **(values or {})}
+    values = values or {}
+    missing = compiled.required.difference(values)
+    if missing:
+        raise ValueError(f"no value for {', '.join(sorted(missing))}")
+    params = {**compiled.defaults, **values}
     for name, process in compiled.binds:
         params[name] = process(params[name])
     return tuple(params[name] for name in compiled.names) if compiled.positional else params
@@ -140,8 +149,11 @@ class Inserts:
         return prepared.rows(connection, _with_defaults(values, computed))
 
     def many(self, connection: Connection, values: list[Mapping[str, Any]]) -> None:
-        """All of ``values`` (which name the same columns) in one ``executemany``."""
-        prepared, computed = self._of(tuple(values[0]))
+        """All of ``values`` (which must name the same columns) in one ``executemany``."""
+        keys = tuple(values[0])
+        if any(each.keys() != values[0].keys() for each in values):
+            raise ValueError(f"rows name different columns: {keys} and others")
+        prepared, computed = self._of(keys)
         prepared.many(connection, [_with_defaults(each, computed) for each in values])
 
     def _of(self, keys: tuple[str, ...]) -> tuple[Prepared, tuple[tuple[str, Any], ...]]:

@@ -100,3 +100,33 @@ def test_a_trigger_that_does_not_supersede_gets_every_concurrent_push_built(sett
         assert sent == sorted(built)
         assert {state for state, _reason in _states(services, built).values()} == {"queued"}
         services.engine.dispose()
+
+
+def test_a_branch_pushed_back_to_an_earlier_commit_builds_that_commit_again(settings, tmp_path):
+    """A -> B, both built; then the branch is pushed back to A (before: B). The build of B was pushed on
+    top of A, but A is the newer push now: it is sent, not superseded."""
+    with RedisServer(tmp_path / "redis") as server:
+        app, services, repository = _app_with_trigger(settings, server.url)
+        app.extensions["buildhook.dispatcher"] = Dispatcher(services.sessions, services.send,
+                                                            dispatch_marks(app, services).add, window=1.0)
+        client = app.test_client()
+        a, b, o = (uuid.uuid4().hex + "00000000" for _ in range(3))
+
+        def push(sha: str, before: str) -> int:
+            payload = github_push("push_branch", repository=repository, ref="refs/heads/main", sha=sha,
+                                  clone_url="file:///x")
+            payload["before"] = before
+            body = json.dumps(payload).encode()
+            [build_id] = client.post("/hooks/github", data=body, headers=github_headers(body, "s")).json["builds"]
+            return build_id
+
+        built = [push(a, o), push(b, a)]
+        with services.sessions() as session:  # both were built and pushed
+            for build_id in built:
+                session.get(Build, build_id).state = "succeeded"
+            session.commit()
+        back = push(a, b)
+
+        assert_only_sent(services, server.port, back)
+        assert _states(services, [back]) == {back: ("queued", None)}
+        services.engine.dispose()

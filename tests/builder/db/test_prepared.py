@@ -81,3 +81,9 @@ def test_an_insert_gives_the_columns_left_out_their_defaults(app, trigger):
         build = session.get(Build, build_id)
         assert (build.origin, build.tags, build.build_args, build.attempts, build.push) == ("push", [], {}, 0, True)
         assert build.created_at is not None and build.state == "superseded"
+
+
+def test_a_value_left_out_is_an_error_not_a_null(app):
+    prepared = Prepared(select(Trigger.id).where(Trigger.id == bindparam("trigger_id")))
+    with app.extensions["buildhook"].engine.connect() as connection, pytest.raises(ValueError, match="trigger_id"):
+        prepared.rows(connection, {})
