@@ -30,15 +30,20 @@ from builder.metrics import count_build_end
 
 log = logging.getLogger(__name__)
 
-# Whether a build of the same rule and ref was pushed on top of this one's commit (its ``before``):
-# then this one may be older; ``chain_order`` decides, as intake would have (``ix_builds_rule_ref_before``).
+# The builds of the same rule and ref pushed on top of a commit (their ``before``): then that commit's
+# build may be older; ``chain_order`` decides, as intake would have (``ix_builds_rule_ref_before``). One
+# superseded itself counts: something newer still replaced it.
+_ON_TOP_STATES = (*ACTIVE, BuildState.SUCCEEDED.value, BuildState.SUPERSEDED.value)
 _ON_TOP = aliased(Build)
 _PUSHED_ON_TOP = (
     select(_ON_TOP.id)
     .where(_ON_TOP.rule_id == Build.rule_id, _ON_TOP.ref == Build.ref, _ON_TOP.before == Build.commit,
-           _ON_TOP.id != Build.id, _ON_TOP.state.in_((*ACTIVE, BuildState.SUCCEEDED.value)))
+           _ON_TOP.id != Build.id, _ON_TOP.state.in_(_ON_TOP_STATES))
     .limit(1).correlate(Build).scalar_subquery()
 )
+_ON_TOP_OF = select(Build.id, Build.commit, Build.before, Build.state).where(
+    Build.rule_id == bindparam("rule_id"), Build.ref == bindparam("ref"), Build.before == bindparam("commit"),
+    Build.state.in_(_ON_TOP_STATES))
 # Built once (its values bound per call): which of these builds are still waiting to be sent, and
 # for each whether a push was made on top of it (when its trigger supersedes).
 _STILL_QUEUED = (
@@ -61,9 +66,11 @@ class Waiting:
 
 def _newer_sibling(session: Session, build_id: int, rule_id: int, ref: str, commit: str,
                    before: str | None) -> Sibling | None:
-    """A queued, running or last succeeded build of the rule and ref whose commit is newer than this
-    one's by the payloads' chain: what intake would have found, had it planned this build later."""
-    found = chain_siblings(session, rule_id, ref, commit, before)
+    """A build of the rule and ref whose commit is newer than this one's by the payloads' chain: among
+    what intake would have weighed, had it planned this build later (the queued, running and last
+    succeeded ones), and the builds pushed on top of this one, whatever became of them since."""
+    on_top = [Sibling(*row) for row in session.execute(_ON_TOP_OF, {"rule_id": rule_id, "ref": ref, "commit": commit})]
+    found = chain_siblings(session, rule_id, ref, commit, before) + on_top
     links = chain_links(found)
     return next((other for other in found
                  if other.id != build_id and chain_order(commit, before, other, links) is Order.OLDER), None)

@@ -7,9 +7,11 @@ import threading
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 
+import pytest
+
 from builder.builds.dispatcher import Dispatcher
 from builder.db.group_commit import DeliveryWrite
-from builder.db.models import Build
+from builder.db.models import Build, utcnow
 from builder.secrets import SecretBox
 from builder.triggers.services import TriggerSpec, create_trigger
 from buildhook.redis_server import RedisServer
@@ -102,9 +104,11 @@ def test_a_trigger_that_does_not_supersede_gets_every_concurrent_push_built(sett
         services.engine.dispose()
 
 
-def test_a_branch_pushed_back_to_an_earlier_commit_builds_that_commit_again(settings, tmp_path):
-    """A -> B, both built; then the branch is pushed back to A (before: B). The build of B was pushed on
-    top of A, but A is the newer push now: it is sent, not superseded."""
+@pytest.mark.parametrize("built_first", [True, False])
+def test_a_branch_pushed_back_to_an_earlier_commit_builds_that_commit_again(settings, tmp_path, built_first):
+    """A -> B (built, or still queued: then the push back supersedes B's build); then the branch is pushed
+    back to A (before: B). The build of B was pushed on top of A, but A is the newer push now: it is
+    sent, not superseded."""
     with RedisServer(tmp_path / "redis") as server:
         app, services, repository = _app_with_trigger(settings, server.url)
         app.extensions["buildhook.dispatcher"] = Dispatcher(services.sessions, services.send,
@@ -121,11 +125,14 @@ def test_a_branch_pushed_back_to_an_earlier_commit_builds_that_commit_again(sett
             return build_id
 
         built = [push(a, o), push(b, a)]
-        with services.sessions() as session:  # both were built and pushed
+        with services.sessions() as session:  # built and pushed, or sent and still waiting for a worker
             for build_id in built:
-                session.get(Build, build_id).state = "succeeded"
+                build = session.get(Build, build_id)
+                build.state, build.dispatched_at = ("succeeded", None) if built_first else ("queued", utcnow())
             session.commit()
         back = push(a, b)
+        if not built_first:
+            assert _states(services, built)[built[1]][0] == "superseded"
 
         assert_only_sent(services, server.port, back)
         assert _states(services, [back]) == {back: ("queued", None)}
