@@ -694,7 +694,7 @@ def test_overview_page_shows_the_numbers(tmp_path):
     assert '<span class="stat-value" id="stat-success">75%</span>' in page
     assert '<span class="stat-value" id="stat-build-time">1 min 15 s</span>' in page  # median of 30, 60, 90, 120
     assert '<span class="stat-value" id="stat-queue">5.0 s</span>' in page  # median of 2, 4, 6, 8
-    assert f'data-day="{now.date()}" data-total="4"' in page
+    assert f'data-day="{(now - timedelta(hours=1)).date()}" data-total="4"' in page  # the day they were created
 
 
 # --- secrets ---------------------------------------------------------------------------------------
