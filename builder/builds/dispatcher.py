@@ -18,7 +18,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from sqlalchemy import bindparam, select
-from sqlalchemy.orm import Session, aliased, sessionmaker
+from sqlalchemy.orm import Session, sessionmaker
 
 from builder.builds.commit_order import ACTIVE, Order, Sibling, chain_links, chain_order, chain_siblings
 from builder.builds.outbox import CHUNK, Mark, Send, dispatch
@@ -33,22 +33,12 @@ log = logging.getLogger(__name__)
 # The builds of the same rule and ref pushed on top of a commit (their ``before``): then that commit's
 # build may be older; ``chain_order`` decides, as intake would have (``ix_builds_rule_ref_before``). One
 # superseded itself counts: something newer still replaced it.
-_ON_TOP_STATES = (*ACTIVE, BuildState.SUCCEEDED.value, BuildState.SUPERSEDED.value)
-_ON_TOP = aliased(Build)
-_PUSHED_ON_TOP = (
-    select(_ON_TOP.id)
-    .where(_ON_TOP.rule_id == Build.rule_id, _ON_TOP.ref == Build.ref, _ON_TOP.before == Build.commit,
-           _ON_TOP.id != Build.id, _ON_TOP.state.in_(_ON_TOP_STATES))
-    .limit(1).correlate(Build).scalar_subquery()
-)
 _ON_TOP_OF = select(Build.id, Build.commit, Build.before, Build.state).where(
     Build.rule_id == bindparam("rule_id"), Build.ref == bindparam("ref"), Build.before == bindparam("commit"),
-    Build.state.in_(_ON_TOP_STATES))
-# Built once (its values bound per call): which of these builds are still waiting to be sent, and
-# for each whether a push was made on top of it (when its trigger supersedes).
+    Build.state.in_((*ACTIVE, BuildState.SUCCEEDED.value, BuildState.SUPERSEDED.value)))
+# Built once (its values bound per call): which of these builds are still waiting to be sent.
 _STILL_QUEUED = (
-    select(Build.id, Build.trigger_id, Build.rule_id, Build.ref, Build.commit, Build.before, Trigger.supersede,
-           _PUSHED_ON_TOP)
+    select(Build.id, Build.trigger_id, Build.rule_id, Build.ref, Build.commit, Build.before, Trigger.supersede)
     .outerjoin(Trigger, Trigger.id == Build.trigger_id)
     .where(Build.id.in_(bindparam("ids", expanding=True)), Build.state == BuildState.QUEUED.value,
            Build.dispatched_at.is_(None))
@@ -70,6 +60,8 @@ def _newer_sibling(session: Session, build_id: int, rule_id: int, ref: str, comm
     what intake would have weighed, had it planned this build later (the queued, running and last
     succeeded ones), and the builds pushed on top of this one, whatever became of them since."""
     on_top = [Sibling(*row) for row in session.execute(_ON_TOP_OF, {"rule_id": rule_id, "ref": ref, "commit": commit})]
+    if not on_top:  # the newest of its chain: nothing replaced it
+        return None
     found = chain_siblings(session, rule_id, ref, commit, before) + on_top
     links = chain_links(found)
     return next((other for other in found
@@ -116,9 +108,8 @@ class Dispatcher(BackgroundBatch[list[int]]):
         with self._sessions() as session:
             for start in range(0, len(build_ids), CHUNK):
                 rows = list(session.execute(_STILL_QUEUED, {"ids": build_ids[start:start + CHUNK]}))
-                for build_id, trigger_id, rule_id, ref, commit, before, supersedes, on_top in rows:
-                    newer = _newer_sibling(session, build_id, rule_id, ref, commit, before) \
-                        if supersedes and on_top is not None else None
+                for build_id, trigger_id, rule_id, ref, commit, before, supersedes in rows:
+                    newer = _newer_sibling(session, build_id, rule_id, ref, commit, before) if supersedes else None
                     found.append(Waiting(build_id, trigger_id, newer))
         return found
 

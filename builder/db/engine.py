@@ -259,6 +259,11 @@ def connection_of(reader: Reader) -> Connection:
     return reader if isinstance(reader, Connection) else reader.connection()
 
 
+def engine_of(sessions: sessionmaker[Session]) -> Engine:
+    """The engine ``sessions`` binds to (``make_sessionmaker``'s), for work that needs no ORM session."""
+    return sessions.kw["bind"]  # type: ignore[no-any-return]
+
+
 def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
     return sessionmaker(engine, expire_on_commit=False)
 

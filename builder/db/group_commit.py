@@ -32,7 +32,7 @@ from sqlalchemy import Connection
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
-from builder.db.engine import database_unavailable, write_lock
+from builder.db.engine import database_unavailable, engine_of, write_lock
 from builder.forks import reset_after_fork
 from builder.db.models import Build, Delivery, DeliveryRequest
 from builder.db.prepared import Inserts
@@ -151,7 +151,7 @@ class GroupCommit:
         Taking the batch once the lock is had, not before waiting for it, lets the deliveries
         that arrive while another process writes join this batch: one commit for them all.
         """
-        lock = write_lock(self._sessions.kw["bind"])
+        lock = write_lock(engine_of(self._sessions))
         try:
             lock.__enter__()
         except Exception as exc:  # never had (timed out): whoever is waiting gets the error (503)
@@ -206,7 +206,7 @@ def commit_batch(sessions: sessionmaker[Session], writes: list[DeliveryWrite]) -
 
 def _in_one_transaction(sessions: sessionmaker[Session], writes: list[DeliveryWrite]) -> None:
     """On a bare connection: no ORM session is needed to run a few prepared statements."""
-    engine = sessions.kw["bind"]
+    engine = engine_of(sessions)
     try:
         with write_lock(engine), engine.begin() as connection:
             write_deliveries(connection, writes)

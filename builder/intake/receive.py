@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from builder.intake.delivery_requests import Redelivery, request_row
 from builder.errors import BadSignature, InputError, PayloadTooLarge
 from builder.intake.events import Ignored
+from builder.db.engine import engine_of
 from builder.db.group_commit import Committer, DeliveryWrite, commit_alone
 from builder.db.models import Delivery, DeliveryRequest, Subscription, utcnow
 from builder.db.prepared import Prepared
@@ -79,7 +80,7 @@ def receive_hook(
         if redelivery is not None:
             info = replace(info, dedupe_key=None)
         # Intake reads on a bare connection (no ORM session to set up and tear down for each delivery).
-        with sessions.kw["bind"].connect() as connection:
+        with engine_of(sessions).connect() as connection:
             return _receive(sessions, connection, provider, info, headers, body, settings, box,
                             commit or (lambda write: commit_alone(sessions, write)), request, redelivery)
     except InputError as error:
@@ -256,15 +257,15 @@ def _signed_by(provider: Forge, headers: Mapping[str, str], body: bytes, secret:
     return True
 
 
-def _record_in(
-    session: Session,
+def _record(
+    sessions: sessionmaker[Session],
     provider: str,
     info: HookInfo,
     outcome: str,
     reason: str | None,
     status: int,
+    request: dict[str, Any],
     trigger_id: int | None = None,
-    request: dict[str, Any] | None = None,
     redelivery_of: int | None = None,
 ) -> int:
     delivery = Delivery(
@@ -278,24 +279,9 @@ def _record_in(
         status_code=status,
         redelivery_of=redelivery_of,
     )
-    session.add(delivery)
-    if request is not None:
+    with sessions() as session:
+        session.add(delivery)
         session.flush()
         session.add(DeliveryRequest(delivery_id=delivery.id, **request))
-    session.commit()
-    return delivery.id
-
-
-def _record(
-    sessions: sessionmaker[Session],
-    provider: str,
-    info: HookInfo,
-    outcome: str,
-    reason: str | None,
-    status: int,
-    request: dict[str, Any],
-    trigger_id: int | None = None,
-    redelivery_of: int | None = None,
-) -> int:
-    with sessions() as session:
-        return _record_in(session, provider, info, outcome, reason, status, trigger_id, request, redelivery_of)
+        session.commit()
+        return delivery.id
