@@ -45,6 +45,8 @@ def test_older_per_commit_tags_are_deleted_from_the_registry_and_recorded(client
     wait_for(lambda: registry.tags(name) == sorted(["main", shas[1][:7], shas[2][:7]]), 30,
              "the oldest per-commit tag to be deleted")
     rule_id = builds[0]["rule"]
+    # The worker records the deletions in the transaction it commits after the registry answered.
+    wait_for(lambda: records(app, rule_id), 10, "the deletions to be recorded")
     assert sorted(records(app, rule_id)) == [("manifest", None, "deleted"), ("tag", shas[0][:7], "deleted")]
     with app.extensions["buildhook"].sessions() as session:
         tag_row = session.scalar(select(RetentionDeletion).where(RetentionDeletion.rule_id == rule_id,
