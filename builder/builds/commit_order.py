@@ -97,16 +97,33 @@ _FIRST_LINKS = Prepared(union_all(
 ))
 
 
-def chain_siblings(reader: Reader, rule_id: int, ref: str, commit: str, before: str | None) -> list[Sibling]:
+LinkAnswers = dict[tuple[Prepared, int, str, str], list[Sibling]]
+"""The builds of each link already asked for, by query, rule, ref and link: the dispatcher weighs many builds of one
+chain in one read transaction, and each one's walk passes the links the walks before it asked for."""
+
+
+def chain_siblings(reader: Reader, rule_id: int, ref: str, commit: str, before: str | None,
+                   answers: LinkAnswers | None = None) -> list[Sibling]:
     """The ``siblings`` on ``commit``'s before -> commit chain (pushed on top of ``before``): back from
     it (and those of the same commit), and forward from it; the only ones whose order ``chain_order``
     can settle, every other sibling being UNKNOWN to it.
 
     Webhook intake asks this instead of ``siblings``: it follows the chain an indexed query per link,
     so a ref with thousands of queued builds (pushes whose order is left to the worker) costs a
-    delivery no more than a ref with one."""
+    delivery no more than a ref with one. ``answers`` (shared by walks in one read transaction) keeps
+    each link's builds, so that no link is asked for twice."""
     values = {"rule_id": rule_id, "ref": ref}
     connection = connection_of(reader)
+    answers = {} if answers is None else answers
+
+    def link_rows(statement: Prepared, link: str) -> list[Sibling]:
+        key = (statement, rule_id, ref, link)
+        found = answers.get(key)
+        if found is None:
+            found = answers[key] = [Sibling(*row) for row in
+                                                statement.rows(connection, {**values, "link": link})]
+        return found
+
     first: dict[str, list[Sibling]] = {"back": [], "forward": [], "last": []}
     for kind, *columns in _FIRST_LINKS.rows(connection, {**values, "commit": commit, "before": before}):
         first[kind].append(Sibling(*columns))
@@ -123,8 +140,7 @@ def chain_siblings(reader: Reader, rule_id: int, ref: str, commit: str, before: 
             if not frontier:
                 return
             seen |= frontier
-            linked = [Sibling(*row) for link in sorted(frontier)
-                      for row in statement.rows(connection, {**values, "link": link})]
+            linked = [sibling for link in sorted(frontier) for sibling in link_rows(statement, link)]
 
     walk(_OF_COMMIT, {commit, before} - {None}, first["back"], lambda s: s.commit, lambda s: s.before)  # type: ignore[arg-type]
     walk(_ON_TOP_OF, {commit}, first["forward"], lambda s: s.before, lambda s: s.commit)

@@ -92,6 +92,30 @@ def test_a_chain_through_the_last_successful_build_is_followed(branch):
         assert {s.id for s in found} == {succeeded, queued}
 
 
+def test_walks_sharing_their_answers_find_the_same_builds_and_ask_each_link_once(branch, monkeypatch):
+    """The dispatcher weighs a burst's queued builds in one batch: a chain of 20, each walk passing the
+    links of those before it. Shared answers give each walk what it finds alone, for one query per link."""
+    sessions, rule_id, add = branch
+    commits = [sha() for _ in range(21)]
+    add([{"commit": commit, "before": before} for before, commit in zip(commits, commits[1:])])
+    pushes = list(zip(commits[1:], commits))
+    asked: list[str] = []
+    for statement in (_OF_COMMIT, _ON_TOP_OF):
+        rows = statement.rows
+        monkeypatch.setattr(statement, "rows", lambda connection, values, rows=rows: asked.append(values["link"])
+                            or rows(connection, values))
+
+    def walks(answers: dict | None) -> tuple[list[set[int]], int]:
+        asked.clear()
+        with sessions() as session:
+            return [{s.id for s in chain_siblings(session, rule_id, REF, c, b, answers)} for c, b in pushes], len(asked)
+
+    (alone, asked_alone), (shared, asked_shared) = walks(None), walks({})
+    assert shared == alone and all(len(found) == 20 for found in alone), "every walk reaches the whole chain"
+    assert asked_alone > 20 * 20 / 2, "alone, each walk asks again for the links of the chain behind it"
+    assert asked_shared <= 2 * len(commits), "shared, each link is asked for once, back and forward"
+
+
 def test_each_link_is_read_through_an_index_of_its_own(app, branch):
     """Whatever the number of queued builds of the ref, a link costs two index lookups."""
     sessions, _rule_id, _add = branch
