@@ -86,7 +86,16 @@ def siblings(session: Session, rule_id: int, ref: str, exclude: int | None = Non
 _IS_ACTIVE = Build.state.in_([literal(state) for state in ACTIVE])
 _ACTIVE_OF_RULE_AND_REF = (*_SAME_RULE_AND_REF, _IS_ACTIVE)
 _OF_COMMIT = Prepared(select(*_SIBLING_COLUMNS).where(*_ACTIVE_OF_RULE_AND_REF, Build.commit == bindparam("link")))
-_ON_TOP_OF = Prepared(select(*_SIBLING_COLUMNS).where(*_ACTIVE_OF_RULE_AND_REF, Build.before == bindparam("link")))
+
+
+def pushed_on_top(states: Iterable[str]) -> Prepared:
+    """The builds of the rule and ref in one of ``states`` pushed on top of the commit ``link`` (their
+    ``before``), through ``ix_builds_rule_ref_before``."""
+    return Prepared(select(*_SIBLING_COLUMNS).where(
+        *_SAME_RULE_AND_REF, Build.state.in_([literal(state) for state in states]), Build.before == bindparam("link")))
+
+
+_ON_TOP_OF = pushed_on_top(ACTIVE)
 # The first step both ways and the last successful build, in one statement: most pushes need no other.
 _FIRST_LINKS = Prepared(union_all(
     select(literal_column("'back'"), *_SIBLING_COLUMNS)
@@ -98,8 +107,8 @@ _FIRST_LINKS = Prepared(union_all(
 
 
 LinkAnswers = dict[tuple[Prepared, int, str, str], list[Sibling]]
-"""The builds of each link already asked for, by query, rule, ref and link: the dispatcher weighs many builds of one
-chain in one read transaction, and each one's walk passes the links the walks before it asked for."""
+"""The builds of each link already asked for, by query, rule, ref and link: the dispatcher weighs a batch of
+builds of one chain together, and each one's walk passes the links the walks before it asked for."""
 
 
 def chain_siblings(reader: Reader, rule_id: int, ref: str, commit: str, before: str | None,
@@ -110,8 +119,8 @@ def chain_siblings(reader: Reader, rule_id: int, ref: str, commit: str, before: 
 
     Webhook intake asks this instead of ``siblings``: it follows the chain an indexed query per link,
     so a ref with thousands of queued builds (pushes whose order is left to the worker) costs a
-    delivery no more than a ref with one. ``answers`` (shared by walks in one read transaction) keeps
-    each link's builds, so that no link is asked for twice."""
+    delivery no more than a ref with one. ``answers`` (shared by the walks of one batch, read within
+    milliseconds of each other) keeps each link's builds, so that no link is asked for twice."""
     values = {"rule_id": rule_id, "ref": ref}
     connection = connection_of(reader)
     answers = {} if answers is None else answers

@@ -17,13 +17,13 @@ from collections.abc import Iterable
 
 from dataclasses import dataclass
 
-from sqlalchemy import Connection, bindparam, literal, select
+from sqlalchemy import Connection, bindparam, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from builder.builds.commit_order import ACTIVE, LinkAnswers, Order, Sibling, chain_links, chain_order, chain_siblings
+from builder.builds.commit_order import (ACTIVE, LinkAnswers, Order, Sibling, chain_links, chain_order, chain_siblings,
+                                         pushed_on_top)
 from builder.builds.outbox import CHUNK, Mark, Send, dispatch
 from builder.db.engine import engine_of, write_lock
-from builder.db.prepared import Prepared
 from builder.db.models import Build, BuildState, Trigger, utcnow
 from builder.background_batch import BackgroundBatch
 from builder.intake.planning import Plan, supersede
@@ -34,9 +34,7 @@ log = logging.getLogger(__name__)
 # The builds of the same rule and ref pushed on top of a commit (their ``before``): then that commit's
 # build may be older; ``chain_order`` decides, as intake would have (``ix_builds_rule_ref_before``). One
 # superseded itself counts: something newer still replaced it.
-_ON_TOP_OF = Prepared(select(Build.id, Build.commit, Build.before, Build.state).where(
-    Build.rule_id == bindparam("rule_id"), Build.ref == bindparam("ref"), Build.before == bindparam("commit"),
-    Build.state.in_([literal(state) for state in (*ACTIVE, BuildState.SUCCEEDED.value, BuildState.SUPERSEDED.value)])))
+_ON_TOP_OF = pushed_on_top((*ACTIVE, BuildState.SUCCEEDED.value, BuildState.SUPERSEDED.value))
 # Built once (its values bound per call): which of these builds are still waiting to be sent.
 _STILL_QUEUED = (
     select(Build.id, Build.trigger_id, Build.rule_id, Build.ref, Build.commit, Build.before, Trigger.supersede)
@@ -61,7 +59,7 @@ def _newer_sibling(connection: Connection, build_id: int, rule_id: int, ref: str
     what intake would have weighed, had it planned this build later (the queued, running and last
     succeeded ones), and the builds pushed on top of this one, whatever became of them since.
     ``answers``: the chain's links asked for by the batch's other builds (their walks overlap)."""
-    on_top = [Sibling(*row) for row in _ON_TOP_OF.rows(connection, {"rule_id": rule_id, "ref": ref, "commit": commit})]
+    on_top = [Sibling(*row) for row in _ON_TOP_OF.rows(connection, {"rule_id": rule_id, "ref": ref, "link": commit})]
     if not on_top:  # the newest of its chain: nothing replaced it
         return None
     found = chain_siblings(connection, rule_id, ref, commit, before, answers) + on_top
@@ -108,7 +106,7 @@ class Dispatcher(BackgroundBatch[list[int]]):
     def _still_queued(self, build_ids: list[int]) -> list[Waiting]:
         found: list[Waiting] = []
         answers: LinkAnswers = {}
-        with engine_of(self._sessions).connect() as connection:  # one read transaction for the batch
+        with engine_of(self._sessions).connect() as connection:  # one connection for the batch
             for start in range(0, len(build_ids), CHUNK):
                 rows = list(connection.execute(_STILL_QUEUED, {"ids": build_ids[start:start + CHUNK]}))
                 for build_id, trigger_id, rule_id, ref, commit, before, supersedes in rows:
