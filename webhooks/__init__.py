@@ -54,7 +54,6 @@ def create_app(settings: Settings | None = None) -> Flask:
     from webhooks import metrics
 
     app.url_map.converters["int"] = IdConverter  # before the routes: <int:...> ids fit the columns
-    app.register_blueprint(hooks.bp)
     app.register_blueprint(api.bp)
     app.register_blueprint(build_actions.bp)
     app.register_blueprint(deploy_api.bp)
@@ -68,6 +67,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     errors.register(app)
     auth.register(app)
     security_headers.register(app, https=settings.public_url.startswith("https://"))
+    hooks.install(app, https=settings.public_url.startswith("https://"))  # POST /hooks/<provider>, before Flask
 
     @app.get("/healthz")
     def healthz() -> dict[str, str]:

@@ -34,6 +34,11 @@ HEADERS = {
 HSTS = "max-age=31536000"
 
 
+def headers_for(https: bool) -> tuple[tuple[str, str], ...]:
+    """The headers every answer carries (for an answer made without Flask: ``webhooks/hooks.py``)."""
+    return (*HEADERS.items(), *((("Strict-Transport-Security", HSTS),) if https else ()))
+
+
 def register(app: Flask, https: bool) -> None:
     """Add the headers to every response; ``Strict-Transport-Security`` too when served over HTTPS."""
 

@@ -33,6 +33,7 @@ from builder.db.models import Build, Deployment, OutboundDelivery, Trigger, utcn
 from tests.conftest import FIXTURES, GitRepo, git, signed_in
 from tests.openapi_environment_cases import ENVIRONMENT_CASES
 from tests.payloads import fixture, github_headers, github_push
+from webhooks.hooks import ROUTE, HookFront
 from webhooks.openapi import document
 
 DOC_URI = "urn:buildhook:openapi"
@@ -57,8 +58,10 @@ def shape(template: str) -> str:
 
 
 def routes(app) -> set[tuple[str, str]]:
-    return {(method.lower(), shape(rule.rule)) for rule in app.url_map.iter_rules()
-            for method in (rule.methods or set()) & METHODS}
+    """What the app serves: Flask's routes, and the webhook route its front answers (webhooks/hooks.py)."""
+    front = {("post", shape(ROUTE))} if isinstance(app.wsgi_app, HookFront) else set()
+    return front | {(method.lower(), shape(rule.rule)) for rule in app.url_map.iter_rules()
+                    for method in (rule.methods or set()) & METHODS}
 
 
 def operations(prefix: str = "/") -> set[tuple[str, str]]:
