@@ -68,3 +68,13 @@ def signed_headers(provider: str, event: dict[str, str], body: bytes, secret: st
     else:
         raise ValueError(provider)
     return headers
+
+
+def add_github_trigger(client, secret: str, prefix: str = "acme/widget") -> dict[str, Any]:  # type: ignore[no-untyped-def]
+    """A GitHub trigger for a new repository ``<prefix>-<random>``, added through the API; its JSON."""
+    name = f"{prefix}-{uuid.uuid4().hex[:8]}"
+    response = client.post("/api/triggers", json={
+        "provider": "github", "repository": name, "clone_url": "file:///nonexistent/repo.git",
+        "secret": secret, "image": name})
+    assert response.status_code == 201, response.json
+    return response.json  # type: ignore[no-any-return]

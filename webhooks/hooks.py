@@ -30,6 +30,7 @@ from builder.errors import NotFound
 from builder.forges.registry import forge_for
 from builder.intake.receive import HookRejected, HookResult, receive_hook
 from builder.metrics import WEBHOOK_DELIVERIES, count_build_end
+from builder.triggers.lookup import IntakeConfig
 from webhooks import Services
 from webhooks.errors import JsonError, json_error
 from webhooks.security_headers import headers_for
@@ -42,6 +43,7 @@ ROUTE = PREFIX + "<provider>"  # as Flask would write it (the OpenAPI document l
 _MARKS_KEY = "buildhook.dispatch_marks"
 _GROUP_COMMIT_KEY = "buildhook.group_commit"
 _DISPATCHER_KEY = "buildhook.dispatcher"
+_INTAKE_CONFIG_KEY = "buildhook.intake_config"
 _per_app_lock = threading.RLock()  # a maker may ask for another per-app object
 T = TypeVar("T")
 
@@ -65,6 +67,11 @@ def dispatch_marks(app: Flask, ctx: Services) -> DispatchMarks:
 def dispatcher(app: Flask, ctx: Services) -> Dispatcher:
     """This app's sender of accepted builds to the broker, from a background thread."""
     return _per_app(app, _DISPATCHER_KEY, lambda: Dispatcher(ctx.sessions, ctx.send, dispatch_marks(app, ctx).add))
+
+
+def intake_config(app: Flask) -> IntakeConfig:
+    """This app's triggers and subscriptions as intake reads them, kept while unchanged."""
+    return _per_app(app, _INTAKE_CONFIG_KEY, IntakeConfig)
 
 
 def group_commit(app: Flask, ctx: Services) -> GroupCommit:
@@ -110,7 +117,7 @@ class HookFront:
         body = get_input_stream(environ).read(ctx.settings.max_body_bytes + 1)
         try:
             result = receive_hook(ctx.sessions, forge, EnvironHeaders(environ), body, ctx.settings, ctx.box,
-                                  commit=group_commit(app, ctx).commit)
+                                  commit=group_commit(app, ctx).commit, config=intake_config(app))
         except HookRejected:
             WEBHOOK_DELIVERIES.labels(provider=provider, outcome="rejected").inc()
             raise

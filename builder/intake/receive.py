@@ -11,7 +11,6 @@ import hashlib
 from dataclasses import dataclass, field, replace
 from typing import Any, Mapping
 
-from sqlalchemy import Connection, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from builder.intake.delivery_requests import Redelivery, request_row
@@ -19,14 +18,13 @@ from builder.errors import BadSignature, InputError, PayloadTooLarge
 from builder.intake.events import Ignored
 from builder.db.engine import engine_of
 from builder.db.group_commit import Committer, DeliveryWrite, commit_alone
-from builder.db.models import Delivery, DeliveryRequest, Subscription, utcnow
-from builder.db.prepared import Prepared
+from builder.db.models import Delivery, DeliveryRequest, utcnow
 from builder.intake.planning import Plan, plan_builds
 from builder.forges.base import Forge
 from builder.forges.request import HookInfo, clean_text
 from builder.secrets import SecretBox
 from builder.settings import Settings
-from builder.triggers.lookup import HookTrigger, find_triggers
+from builder.triggers.lookup import HookTrigger, IntakeConfig, IntakeView, SubscriptionRow
 
 
 @dataclass(frozen=True)
@@ -67,10 +65,13 @@ def receive_hook(
     box: SecretBox,
     commit: Committer | None = None,
     redelivery: Redelivery | None = None,
+    config: IntakeConfig | None = None,
 ) -> HookResult:
     """Record the delivery (with its request) and, when it is accepted, its builds; ``commit``
     writes an accepted delivery's rows (a ``GroupCommit``'s ``commit``; by default, a transaction
-    of its own). A ``redelivery`` is taken by its trigger unsigned and never deduplicated."""
+    of its own). A ``redelivery`` is taken by its trigger unsigned and never deduplicated.
+    ``config``: the process's ``IntakeConfig`` (the triggers and subscriptions kept while unchanged);
+    by default they are read for this delivery alone."""
     info = HookInfo(None, None, None, None)
     request = request_row(headers, body)
     try:
@@ -81,7 +82,8 @@ def receive_hook(
             info = replace(info, dedupe_key=None)
         # Intake reads on a bare connection (no ORM session to set up and tear down for each delivery).
         with engine_of(sessions).connect() as connection:
-            return _receive(sessions, connection, provider, info, headers, body, settings, box,
+            view = config.read(connection) if config is not None else IntakeView.uncached(connection)
+            return _receive(sessions, view, provider, info, headers, body, settings, box,
                             commit or (lambda write: commit_alone(sessions, write)), request, redelivery)
     except InputError as error:
         delivery = _record(sessions, provider.name, info, "rejected", str(error), error.status, request)
@@ -90,7 +92,7 @@ def receive_hook(
 
 def _receive(
     sessions: sessionmaker[Session],
-    connection: Connection,
+    view: IntakeView,
     provider: Forge,
     info: HookInfo,
     headers: Mapping[str, str],
@@ -103,6 +105,7 @@ def _receive(
 ) -> HookResult:
     trigger_id: int | None = None
     redelivery_of = redelivery.of if redelivery is not None else None
+    connection = view.connection
 
     def answer(outcome: str, reason: str | None, status: int = 202) -> HookResult:
         connection.close()  # its reads are done: back to the pool before the write needs one
@@ -111,7 +114,7 @@ def _receive(
 
     if not info.repository:
         raise InputError("payload names no repository")
-    triggers = find_triggers(connection, provider.name, info.repository)
+    triggers = view.triggers(provider.name, info.repository)
     if not triggers:
         return answer("no_trigger", f"no trigger for {provider.name} repository {info.repository[:REPOSITORY_CHARS]}")
     verified = [t for t in triggers if t.id == redelivery.trigger_id] if redelivery is not None else \
@@ -129,7 +132,7 @@ def _receive(
 
     # Reads (and planning) come before the write transaction: statements run while the write
     # lock is held make other writers wait longer.
-    listeners = _queued_listeners(connection, enabled)
+    listeners = _queued_listeners(view.subscriptions(), enabled)
     now = utcnow()
     plans = [plan_builds(connection, trigger, event, settings, now=now, supersede_now=False)
              for trigger in enabled for event in events]
@@ -181,11 +184,9 @@ def _superseded(plans: list[Plan]) -> dict[int, int]:
 
 
 ALL_TRIGGERS = 0  # in ``_queued_listeners``: some listener wants every trigger's builds
-# Compiled once (``builder/db/prepared.py``): run for every delivery.
-_SUBSCRIPTIONS = Prepared(select(Subscription.events, Subscription.trigger_id).where(Subscription.enabled.is_(True)))
 
 
-def _queued_listeners(connection: Connection, triggers: list[HookTrigger]) -> set[int]:
+def _queued_listeners(subscriptions: list[SubscriptionRow], triggers: list[HookTrigger]) -> set[int]:
     """The ids of the triggers whose builds' "queued" state someone listens for.
 
     A trigger with a status token reports commit statuses; a subscription to
@@ -194,7 +195,7 @@ def _queued_listeners(connection: Connection, triggers: list[HookTrigger]) -> se
     ref filter itself); announcing none saves a broker message per build.
     """
     ids = {t.id for t in triggers if t.status_token_enc}
-    for events, trigger_id in _SUBSCRIPTIONS.rows(connection):
+    for events, trigger_id in subscriptions:
         if "build.queued" in (events or ()) or "*" in (events or ()):
             ids.add(ALL_TRIGGERS if trigger_id is None else trigger_id)
     return ids

@@ -6,15 +6,17 @@ reads no ORM objects and compiles its statement once per process (``builder/db/p
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field, fields
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import bindparam, func, select
+from sqlalchemy import Connection, bindparam, func, select
 
 from builder.db.engine import Reader, connection_of
-from builder.db.models import Trigger, TriggerRule
+from builder.db.models import IntakeConfigVersion, Subscription, Trigger, TriggerRule
 from builder.db.prepared import Prepared
+from builder.forks import reset_after_fork
 from builder.triggers.rules import RuleSpec
 
 
@@ -83,6 +85,94 @@ def find_triggers(reader: Reader, provider: str, repository: str) -> list[HookTr
         if row[_RULE_START] is not None:
             found[trigger_id][1].append(HookRule(*row[_RULE_START:]))
     return [HookTrigger(*columns, rules=tuple(rules)) for columns, rules in found.values()]
+
+
+_VERSION = Prepared(select(IntakeConfigVersion.version).where(IntakeConfigVersion.id == 1))
+_SUBSCRIPTIONS = Prepared(select(Subscription.events, Subscription.trigger_id).where(Subscription.enabled.is_(True)))
+SubscriptionRow = tuple[Any, int | None]  # (events, trigger id or None for every trigger)
+
+
+class IntakeConfig:
+    """What webhook intake reads for every delivery, kept while it is unchanged: a repository's
+    triggers (``find_triggers``) and the enabled subscriptions' events.
+
+    Each ``read`` asks the database for one number, ``intake_config_version``, which database
+    triggers bump in every transaction that changes ``triggers``, ``trigger_rules`` or
+    ``subscriptions`` (migration 0023), from any process. A new number empties what was kept. The
+    number is read before the rows it vouches for, so rows kept under a number are never older
+    than it. One per web process (``webhooks/hooks.py``); a forked child starts empty.
+    """
+
+    def __init__(self, max_repositories: int = 1024) -> None:
+        self._max = max_repositories
+        self._reset()
+        reset_after_fork(self._reset)
+
+    def _reset(self) -> None:
+        self._lock = threading.Lock()
+        self._version: int | None = None
+        self._triggers: dict[tuple[str, str], list[HookTrigger]] = {}
+        self._subscriptions: list[SubscriptionRow] | None = None
+
+    def read(self, connection: Connection) -> IntakeView:
+        """What intake reads for one delivery, through ``connection``, as of the version read now."""
+        found = _VERSION.rows(connection)
+        version = found[0][0] if found else None  # None (no row): nothing is kept
+        with self._lock:
+            if version != self._version or version is None:
+                self._version, self._triggers, self._subscriptions = version, {}, None
+        return IntakeView(self, connection, version)
+
+    def triggers(self, version: int | None, connection: Connection, provider: str,
+                 repository: str) -> list[HookTrigger]:
+        key = (provider, repository.lower())
+        kept = self._triggers.get(key)  # newer than ``version`` at worst: never older
+        if kept is None:
+            kept = find_triggers(connection, provider, repository)
+            with self._lock:
+                if version is not None and version == self._version:
+                    if len(self._triggers) >= self._max:
+                        self._triggers.clear()
+                    self._triggers[key] = kept
+        return kept
+
+    def subscriptions(self, version: int | None, connection: Connection) -> list[SubscriptionRow]:
+        kept = self._subscriptions
+        if kept is None:
+            kept = _subscription_rows(connection)
+            with self._lock:
+                if version is not None and version == self._version:
+                    self._subscriptions = kept
+        return kept
+
+
+@dataclass(frozen=True)
+class IntakeView:
+    """``IntakeConfig`` for one delivery (the lists are shared between requests: read only)."""
+
+    config: IntakeConfig | None  # None: read each time (``uncached``)
+    connection: Connection
+    version: int | None = None
+
+    @classmethod
+    def uncached(cls, connection: Connection) -> IntakeView:
+        return cls(None, connection)
+
+    def triggers(self, provider: str, repository: str) -> list[HookTrigger]:
+        """A repository's triggers, as ``find_triggers`` reads them."""
+        if self.config is None:
+            return find_triggers(self.connection, provider, repository)
+        return self.config.triggers(self.version, self.connection, provider, repository)
+
+    def subscriptions(self) -> list[SubscriptionRow]:
+        """(events, trigger id or None) of each enabled subscription."""
+        if self.config is None:
+            return _subscription_rows(self.connection)
+        return self.config.subscriptions(self.version, self.connection)
+
+
+def _subscription_rows(connection: Connection) -> list[SubscriptionRow]:
+    return [(events, trigger_id) for events, trigger_id in _SUBSCRIPTIONS.rows(connection)]
 
 
 def rule_spec(rule: TriggerRule | HookRule) -> RuleSpec:

@@ -13,19 +13,14 @@ import uuid
 
 import pytest
 
-from tests.payloads import github_headers, github_push
+from tests.payloads import add_github_trigger, github_headers, github_push
 
 SECRET = "front-secret"
 
 
 @pytest.fixture
 def trigger(client):
-    name = f"acme/front-{uuid.uuid4().hex[:8]}"
-    response = client.post("/api/triggers", json={
-        "provider": "github", "repository": name, "clone_url": "file:///nonexistent/repo.git",
-        "secret": SECRET, "image": name})
-    assert response.status_code == 201, response.json
-    return response.json
+    return add_github_trigger(client, SECRET, "acme/front")
 
 
 def signed_push(trigger, secret=SECRET):

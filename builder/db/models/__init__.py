@@ -28,7 +28,7 @@ from builder.db.models.deploys import (
     RetentionDeletion,
 )
 from builder.db.models.notify import DeliveryAttempt, OutboundDelivery, Subscription
-from builder.db.models.triggers import Trigger, TriggerRule
+from builder.db.models.triggers import IntakeConfigVersion, Trigger, TriggerRule
 
 __all__ = [
     "Base",
@@ -37,6 +37,7 @@ __all__ = [
     "BuildState",
     "Trigger",
     "TriggerRule",
+    "IntakeConfigVersion",
     "Delivery",
     "DeliveryRequest",
     "Build",

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     ForeignKey,
     Index,
     Integer,
@@ -105,3 +106,19 @@ class TriggerRule(Base):
     trigger: Mapped[Trigger] = relationship(back_populates="rules")
 
     __table_args__ = (UniqueConstraint("trigger_id", "position", name="uq_trigger_rules_position"),)
+
+
+class IntakeConfigVersion(Base):
+    """One row: a number that changes with every change to ``triggers``, ``trigger_rules`` or ``subscriptions``.
+
+    Database triggers bump it, in the transaction that made the change (migration 0023), so no
+    writer can forget to. Webhook intake keeps what it read of those tables while the number stays
+    the same (``builder/triggers/lookup.py``: ``IntakeConfig``). SQLite drops a table's triggers
+    when a batch migration copies the table: such a migration must create them again
+    (``tests/builder/triggers/test_intake_config.py`` checks them at head).
+    """
+
+    __tablename__ = "intake_config_version"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    version: Mapped[int] = mapped_column(BigInteger, default=0)

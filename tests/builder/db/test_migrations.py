@@ -194,3 +194,30 @@ def test_0022_keeps_every_row_and_a_deleted_newest_triggers_id_is_never_given_ag
         assert conn.execute(sa.text("SELECT id FROM triggers WHERE repository = 'a/four'")).scalar() == 4
     command.downgrade(config, "0021")
     engine.dispose()
+
+
+def test_0023_bumps_the_intake_config_version_on_changes_and_downgrade_drops_it(tmp_path):
+    url = f"sqlite:///{tmp_path / 'm.db'}"
+    config = alembic_config(url)
+    command.upgrade(config, "0023")
+    engine = make_engine(url)
+
+    def version() -> int:
+        with engine.connect() as conn:
+            return conn.execute(sa.text("SELECT version FROM intake_config_version")).scalar_one()
+
+    assert version() == 0
+    with engine.begin() as conn:
+        conn.execute(sa.text(
+            "INSERT INTO triggers (provider, repository, clone_url, secret_enc, image, default_branch, enabled, "
+            "supersede, public_badge, created_at) VALUES ('github', 'a/b', 'file:///x', 'tok', 'a/b', 'main', 1, 1, "
+            "0, '2026-01-01 00:00:00')"))
+        conn.execute(sa.text("UPDATE triggers SET enabled = 0"))
+    assert version() == 2  # one per changed row on SQLite: each change counts
+    command.downgrade(config, "0022")
+    inspector = sa.inspect(engine)
+    assert "intake_config_version" not in inspector.get_table_names()
+    with engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT name FROM sqlite_master WHERE type = 'trigger'")).fetchall() == []
+        conn.execute(sa.text("UPDATE triggers SET enabled = 1"))  # nothing left to bump: no error
+    engine.dispose()
