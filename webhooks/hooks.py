@@ -20,7 +20,7 @@ from flask import Flask
 from werkzeug.datastructures import EnvironHeaders
 from werkzeug.exceptions import InternalServerError, MethodNotAllowed
 from werkzeug.http import HTTP_STATUS_CODES
-from werkzeug.wsgi import get_input_stream
+from werkzeug.wsgi import get_input_stream, get_path_info
 
 from builder.builds.dispatcher import Dispatcher
 from builder.builds.outbox import DispatchMarks
@@ -88,7 +88,7 @@ class HookFront:
         self._headers = headers_for(https)
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
-        path = environ.get("PATH_INFO", "")
+        path = get_path_info(environ)  # decoded as Flask decodes it (UTF-8)
         provider = path[len(PREFIX):] if path.startswith(PREFIX) else ""
         if not provider or "/" in provider:
             return self._inner(environ, start_response)

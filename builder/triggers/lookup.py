@@ -7,6 +7,7 @@ reads no ORM objects and compiles its statement once per process (``builder/db/p
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from functools import lru_cache
 from typing import Any
@@ -97,62 +98,55 @@ class IntakeConfig:
     triggers (``find_triggers``) and the enabled subscriptions' events.
 
     Each ``read`` asks the database for one number, ``intake_config_version``, which database
-    triggers bump in every transaction that changes ``triggers``, ``trigger_rules`` or
-    ``subscriptions`` (migration 0023), from any process. A new number empties what was kept. The
-    number is read before the rows it vouches for, so rows kept under a number are never older
-    than it. One per web process (``webhooks/hooks.py``); a forked child starts empty.
+    triggers bump with every change to what intake reads of ``triggers``, ``trigger_rules`` or
+    ``subscriptions`` (migration 0023), whoever writes it. Rows are kept per number: a higher
+    number starts afresh, and only a delivery that read the kept number adds to it. The number is
+    read before the rows it vouches for, so what a delivery gets is never older than the number it
+    read, whatever other threads do meanwhile. (The number only grows: a database restored from an
+    older backup under running web processes needs them restarted.) A repository without triggers
+    is not kept, so unsigned requests naming made-up repositories cannot crowd out the real ones.
+    One per web process (``webhooks/hooks.py``); a forked child starts empty.
     """
 
     def __init__(self, max_repositories: int = 1024) -> None:
-        self._max = max_repositories
+        self.max_repositories = max_repositories
         self._reset()
         reset_after_fork(self._reset)
 
     def _reset(self) -> None:
-        self._lock = threading.Lock()
-        self._version: int | None = None
-        self._triggers: dict[tuple[str, str], list[HookTrigger]] = {}
-        self._subscriptions: list[SubscriptionRow] | None = None
+        self.lock = threading.Lock()
+        self._kept: _Kept | None = None
 
     def read(self, connection: Connection) -> IntakeView:
-        """What intake reads for one delivery, through ``connection``, as of the version read now."""
+        """What intake reads for one delivery, through ``connection``, as of the number read now."""
         found = _VERSION.rows(connection)
         version = found[0][0] if found else None  # None (no row): nothing is kept
-        with self._lock:
-            if version != self._version or version is None:
-                self._version, self._triggers, self._subscriptions = version, {}, None
-        return IntakeView(self, connection, version)
+        if version is None:
+            return IntakeView(None, connection)
+        with self.lock:
+            if self._kept is None or version > self._kept.version:
+                self._kept = _Kept(version)
+            kept = self._kept  # at this number or a newer one
+        return IntakeView(self, connection, version, kept)
 
-    def triggers(self, version: int | None, connection: Connection, provider: str,
-                 repository: str) -> list[HookTrigger]:
-        key = (provider, repository.lower())
-        kept = self._triggers.get(key)  # newer than ``version`` at worst: never older
-        if kept is None:
-            kept = find_triggers(connection, provider, repository)
-            with self._lock:
-                if version is not None and version == self._version:
-                    if len(self._triggers) >= self._max:
-                        self._triggers.clear()
-                    self._triggers[key] = kept
-        return kept
 
-    def subscriptions(self, version: int | None, connection: Connection) -> list[SubscriptionRow]:
-        kept = self._subscriptions
-        if kept is None:
-            kept = _subscription_rows(connection)
-            with self._lock:
-                if version is not None and version == self._version:
-                    self._subscriptions = kept
-        return kept
+@dataclass
+class _Kept:
+    """The rows kept under one ``version``: added only by deliveries that read that number."""
+
+    version: int
+    triggers: dict[tuple[str, str], list[HookTrigger]] = field(default_factory=dict)
+    subscriptions: list[SubscriptionRow] | None = None
 
 
 @dataclass(frozen=True)
 class IntakeView:
-    """``IntakeConfig`` for one delivery (the lists are shared between requests: read only)."""
+    """What intake reads for one delivery (kept lists are shared between requests: read only)."""
 
     config: IntakeConfig | None  # None: read each time (``uncached``)
     connection: Connection
     version: int | None = None
+    kept: _Kept | None = None
 
     @classmethod
     def uncached(cls, connection: Connection) -> IntakeView:
@@ -160,15 +154,31 @@ class IntakeView:
 
     def triggers(self, provider: str, repository: str) -> list[HookTrigger]:
         """A repository's triggers, as ``find_triggers`` reads them."""
-        if self.config is None:
-            return find_triggers(self.connection, provider, repository)
-        return self.config.triggers(self.version, self.connection, provider, repository)
+        key = (provider, repository.lower())
+        found = self.kept.triggers.get(key) if self.kept is not None else None
+        if found is None:
+            found = find_triggers(self.connection, provider, repository)
+            if found:
+                self._keep(lambda kept: kept.triggers.__setitem__(key, found))
+        return found
 
     def subscriptions(self) -> list[SubscriptionRow]:
         """(events, trigger id or None) of each enabled subscription."""
-        if self.config is None:
-            return _subscription_rows(self.connection)
-        return self.config.subscriptions(self.version, self.connection)
+        found = self.kept.subscriptions if self.kept is not None else None
+        if found is None:
+            found = _subscription_rows(self.connection)
+            self._keep(lambda kept: setattr(kept, "subscriptions", found))
+        return found
+
+    def _keep(self, put: Callable[[_Kept], None]) -> None:
+        """Add rows this delivery read, if it read the number they are kept under."""
+        config, kept = self.config, self.kept
+        if config is None or kept is None or kept.version != self.version:
+            return
+        with config.lock:
+            if len(kept.triggers) >= config.max_repositories:
+                kept.triggers.clear()
+            put(kept)
 
 
 def _subscription_rows(connection: Connection) -> list[SubscriptionRow]:

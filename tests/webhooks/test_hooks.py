@@ -36,6 +36,7 @@ def assert_secured_json(response):
     assert response.headers["X-Frame-Options"] == "DENY"
     assert response.headers["X-Content-Type-Options"] == "nosniff"
     assert response.headers["Referrer-Policy"] == "same-origin"
+    assert response.headers["Cross-Origin-Opener-Policy"] == "same-origin"
     assert "Strict-Transport-Security" not in response.headers  # served over http here
 
 
@@ -54,11 +55,12 @@ def test_accepted_and_refused_deliveries_are_json_with_the_security_headers(clie
                                  "status": 401, "delivery": response.json["delivery"]}
 
 
-def test_an_unknown_provider_is_a_json_404(client):
-    response = client.post("/hooks/svn", data=b"{}")
+@pytest.mark.parametrize("path, name", [("/hooks/svn", "svn"), ("/hooks/l%C3%A4b", "läb")])
+def test_an_unknown_provider_is_a_json_404(client, path, name):
+    response = client.post(path, data=b"{}")
     assert response.status_code == 404
     assert_secured_json(response)
-    assert response.json == {"error": "unknown provider 'svn'", "status": 404}
+    assert response.json == {"error": f"unknown provider {name!r}", "status": 404}
 
 
 @pytest.mark.parametrize("method", ["GET", "PUT", "DELETE", "HEAD"])

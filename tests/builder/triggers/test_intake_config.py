@@ -96,20 +96,47 @@ def test_a_subscription_added_in_another_process_is_listened_for(app, client, ot
     assert (["build.queued"], trigger["id"]) in after and (["build.queued"], trigger["id"]) not in before
 
 
-@pytest.mark.parametrize("statement", [
-    "UPDATE triggers SET image = image WHERE id = :trigger",
-    "UPDATE trigger_rules SET tags = tags WHERE trigger_id = :trigger",
-    "DELETE FROM trigger_rules WHERE trigger_id = :trigger",
-    "INSERT INTO subscriptions (url_enc, url_redacted, events, trigger_id, style, enabled, created_at) "
-    "VALUES ('x', 'x', '[]', :trigger, 'json', false, CURRENT_TIMESTAMP)",
-    "DELETE FROM triggers WHERE id = :trigger",
-], ids=["trigger updated", "rules updated", "rules deleted", "subscription added", "trigger deleted"])
-def test_every_kind_of_change_bumps_the_version_whoever_writes_it(app, trigger, statement):
-    """Written straight in SQL: the database bumps it, not the code that writes."""
+def bumps(app, statement: str, values: dict) -> bool:
+    """Whether running ``statement`` (straight in SQL: the database bumps, not the code that writes) bumps it."""
     start = version(app)
     with app.extensions["buildhook"].engine.begin() as connection:
-        connection.execute(text(statement), {"trigger": trigger["id"]})
-    assert version(app) > start
+        connection.execute(text(statement), values)
+    return version(app) > start
+
+
+READ_COLUMNS = [("triggers", "id", name) for name in lookup._HOOK_TRIGGER_COLUMNS if name != "id"] + \
+    [("trigger_rules", "trigger_id", name) for name in lookup._HOOK_RULE_COLUMNS if name != "id"] + \
+    [("subscriptions", "trigger_id", name) for name in ("events", "trigger_id", "enabled")]
+
+
+@pytest.mark.parametrize("table, key, column", READ_COLUMNS, ids=[f"{t}.{c}" for t, _, c in READ_COLUMNS])
+def test_an_update_of_any_column_intake_reads_bumps_the_version(app, client, trigger, table, key, column):
+    """Derived from what intake reads: a column added to HookTrigger or HookRule without its bump fails here."""
+    if table == "subscriptions":
+        made = client.post("/api/subscriptions", json={"url": "http://127.0.0.1:9/hook", "events": ["build.failed"],
+                                                       "trigger": trigger["id"]})
+        assert made.status_code == 201, made.json
+    assert bumps(app, f'UPDATE {table} SET "{column}" = "{column}" WHERE {key} = :trigger', {"trigger": trigger["id"]})
+
+
+@pytest.mark.parametrize("statement", [
+    "INSERT INTO subscriptions (url_enc, url_redacted, events, trigger_id, style, enabled, created_at) "
+    "VALUES ('x', 'x', '[]', :trigger, 'json', false, CURRENT_TIMESTAMP)",
+    "DELETE FROM trigger_rules WHERE trigger_id = :trigger",
+    "DELETE FROM triggers WHERE id = :trigger",
+], ids=["subscription added", "rules deleted", "trigger deleted"])
+def test_rows_added_or_deleted_bump_the_version(app, trigger, statement):
+    assert bumps(app, statement, {"trigger": trigger["id"]})
+
+
+@pytest.mark.parametrize("statement", [
+    "UPDATE trigger_rules SET retention_lease_until = CURRENT_TIMESTAMP WHERE trigger_id = :trigger",
+    "UPDATE triggers SET schedule_next_at = CURRENT_TIMESTAMP WHERE id = :trigger",
+    "UPDATE triggers SET enabled = false WHERE id = -1",
+], ids=["a retention lease", "a schedule's next run", "no row"])
+def test_writes_that_change_nothing_intake_reads_leave_the_version(app, trigger, statement):
+    """Workers take retention leases and claim schedules all the time: the web processes keep their rows."""
+    assert not bumps(app, statement, {"trigger": trigger["id"]})
 
 
 def test_an_unchanged_repository_is_read_once_and_a_change_reads_it_again(app, trigger, monkeypatch):
@@ -128,3 +155,49 @@ def test_an_unchanged_repository_is_read_once_and_a_change_reads_it_again(app, t
     with engine.connect() as connection:
         [found] = config.read(connection).triggers("github", trigger["repository"])
     assert len(reads) == 2 and found.enabled is False
+
+
+def test_rows_read_before_a_change_are_never_kept_for_deliveries_after_it(app, trigger, monkeypatch):
+    """Threads interleave: one read the old number and fetched the old rows, then stores them late."""
+    config = IntakeConfig()
+    engine = app.extensions["buildhook"].engine
+    with engine.connect() as connection:
+        slow = config.read(connection)  # a delivery that read the number before the change ...
+        old_rows = lookup.find_triggers(connection, "github", trigger["repository"])  # ... and its rows
+        assert old_rows[0].enabled is True
+    with engine.begin() as connection:
+        connection.execute(text("UPDATE triggers SET enabled = false WHERE id = :id"), {"id": trigger["id"]})
+    with engine.connect() as connection:
+        fresh = config.read(connection)  # a delivery after the change
+        real_version = lookup._VERSION.rows
+        monkeypatch.setattr(lookup._VERSION, "rows", lambda _connection: [(slow.version,)])
+        late = config.read(connection)  # another that read the old number but reaches the lock only now
+        monkeypatch.setattr(lookup._VERSION, "rows", real_version)
+        monkeypatch.setattr(lookup, "find_triggers", lambda *args: old_rows)
+        for stale in (slow, late):  # each stores the old rows it fetched, as late as can be
+            assert stale.triggers("github", trigger["repository"]) == old_rows
+        monkeypatch.undo()
+        assert [t.enabled for t in fresh.triggers("github", trigger["repository"])] == [False]
+        assert [t.enabled for t in config.read(connection).triggers("github", trigger["repository"])] == [False]
+
+
+def test_subscriptions_are_read_once_while_unchanged(app, monkeypatch):
+    reads = []
+    real = lookup._subscription_rows
+    monkeypatch.setattr(lookup, "_subscription_rows", lambda connection: reads.append(1) or real(connection))
+    config = IntakeConfig()
+    with app.extensions["buildhook"].engine.connect() as connection:
+        first = config.read(connection).subscriptions()
+        assert config.read(connection).subscriptions() == first
+    assert len(reads) == 1
+
+
+def test_a_repository_without_triggers_is_not_kept(app, monkeypatch):
+    reads = []
+    real = lookup.find_triggers
+    monkeypatch.setattr(lookup, "find_triggers", lambda *args: reads.append(1) or real(*args))
+    config = IntakeConfig()
+    with app.extensions["buildhook"].engine.connect() as connection:
+        for _ in range(2):
+            assert config.read(connection).triggers("github", f"nobody/{uuid.uuid4().hex}") == []
+    assert len(reads) == 2
