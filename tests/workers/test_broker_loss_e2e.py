@@ -16,8 +16,8 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 import uuid
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterator
 
@@ -157,13 +157,16 @@ def test_a_build_the_broker_lost_in_a_restart_runs_within_seconds_not_after_600(
 
     broker.stop()
     broker.start()  # empty: the second build's message is gone
-    restarted = time.monotonic()
+    restarted = datetime.now(timezone.utc)
     assert queued_build_ids(broker.port) == []
 
-    build = finished_build(own_client, waiting, timeout=90)
-    took = time.monotonic() - restarted
+    build = finished_build(own_client, waiting, timeout=120)
     assert build["state"] == "succeeded", log_text(own_client, waiting)
-    assert took < 60, f"the lost build ran {took:.0f} s after the broker came back"
+    # Sent again on the relay's next pass, it starts as soon as the one worker is free (the busy build
+    # sleeps 15 s): not after the 600 s the relay would otherwise wait. Its own run is not timed (a
+    # loaded machine makes that slow, not the relay).
+    waited = (datetime.fromisoformat(build["started_at"]) - restarted).total_seconds()
+    assert waited < 60, f"the lost build started {waited:.0f} s after the broker came back"
     assert finished_build(own_client, busy)["state"] == "succeeded"
     assert "the broker lost its messages" in own_worker.read_text()
     assert sha[:7] in registry.tags(trigger["image"])
