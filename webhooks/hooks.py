@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from flask import Flask
 from werkzeug.datastructures import EnvironHeaders
@@ -101,11 +101,8 @@ class HookFront:
             result = self._receive(environ, provider)
         except Exception as error:
             answer = json_error(error) or self._bug(error, path, method)
-            body = json.dumps(answer.body, separators=(",", ":")).encode() + b"\n"
-            return self._send(start_response, answer.status, body, (("Content-Type", "application/json"),
-                                                                    *answer.headers))
-        body = json.dumps(result.as_json(), separators=(",", ":")).encode() + b"\n"
-        return self._send(start_response, result.status, body, (("Content-Type", "application/json"),))
+            return self._send_json(start_response, answer.status, answer.body, answer.headers)
+        return self._send_json(start_response, result.status, result.as_json())
 
     def _receive(self, environ: WSGIEnvironment, provider: str) -> HookResult:
         forge = forge_for(provider)
@@ -142,6 +139,12 @@ class HookFront:
         answer = json_error(InternalServerError())
         assert answer is not None
         return answer
+
+    def _send_json(self, start_response: StartResponse, status: int, payload: dict[str, Any],
+                   headers: tuple[tuple[str, str], ...] = ()) -> list[bytes]:
+        """``payload`` as Flask's ``jsonify`` writes it outside debug mode (compact, a newline at the end)."""
+        body = json.dumps(payload, separators=(",", ":")).encode() + b"\n"
+        return self._send(start_response, status, body, (("Content-Type", "application/json"), *headers))
 
     def _send(self, start_response: StartResponse, status: int, body: bytes,
               headers: tuple[tuple[str, str], ...]) -> list[bytes]:

@@ -42,10 +42,10 @@ def headers_for(https: bool) -> tuple[tuple[str, str], ...]:
 def register(app: Flask, https: bool) -> None:
     """Add the headers to every response; ``Strict-Transport-Security`` too when served over HTTPS."""
 
+    headers = headers_for(https)
+
     @app.after_request
     def secure(response: Response) -> Response:
-        for name, value in HEADERS.items():
+        for name, value in headers:
             response.headers.setdefault(name, value)
-        if https:
-            response.headers.setdefault("Strict-Transport-Security", HSTS)
         return response
