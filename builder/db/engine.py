@@ -124,11 +124,13 @@ class SQLiteWriteLock:
         self._lock = threading.RLock()
         self._depth = 0  # how many times the holding thread took it (read and written under _lock)
         self._fd: int | None = None
+        self._waiter: _FlockWaiter | None = None  # the thread that waits for the flock of ``_fd``
 
     def after_fork(self) -> None:
         """In a forked child: the parent's threads and their holds are not the child's."""
         self._lock = threading.RLock()
         self._depth = 0
+        self._waiter = None  # its thread is the parent's
         if self._fd is not None:
             try:
                 os.close(self._fd)  # the child's copy only: a lock the parent holds stays held
@@ -166,12 +168,18 @@ class SQLiteWriteLock:
         # Another process holds it: wait in the kernel, which wakes the waiter the moment the
         # holder releases (polling for it overslept each release by up to a poll interval, and two
         # gunicorn workers hand it back and forth hundreds of times a second). A blocking flock
-        # cannot give up, so it runs in a thread of its own; past the deadline that thread is
-        # abandoned with this descriptor (it releases the lock and closes it when it gets it).
-        waiter = _FlockWaiter(self._fd)
-        if waiter.wait(deadline - time.monotonic()):
+        # cannot give up, so it runs in a thread of its own (kept for the next wait); past the deadline
+        # that thread is abandoned with this descriptor (it releases the lock and closes it when it gets it).
+        if self._waiter is None or self._waiter.fd != self._fd:
+            self._waiter = _FlockWaiter(self._fd)
+        try:
+            taken = self._waiter.wait(deadline - time.monotonic())
+        except OSError:
+            self._waiter = None
+            raise
+        if taken:
             return
-        self._fd = None
+        self._fd = self._waiter = None  # both abandoned: the waiter closes the descriptor
         raise WriteLockTimeout(f"the database stayed locked for {self._timeout:g} s "
                                "(another process holds its write lock)")
 
@@ -185,39 +193,67 @@ class SQLiteWriteLock:
 
 
 class _FlockWaiter:
-    """A blocking ``flock(fd, LOCK_EX)`` in a thread, waited for with a timeout."""
+    """A thread that takes ``flock(fd, LOCK_EX)`` each time it is asked, waited for with a timeout.
+
+    One per descriptor, kept for as long as the lock uses that descriptor: two gunicorn workers hand
+    the lock back and forth hundreds of times a second, and a thread started for each wait cost more
+    CPU than the wait. A wait that times out abandons the thread with its descriptor: when it gets
+    the lock, it gives it back, closes the descriptor and ends. Idle for ``IDLE_SECONDS``, it ends too.
+    """
+
+    IDLE_SECONDS = 60.0
 
     def __init__(self, fd: int) -> None:
-        self._fd = fd
-        self._guard = threading.Lock()
-        self._done = threading.Event()
+        self.fd = fd
+        self._ready = threading.Condition()
+        self._asked = False
+        self._taken = False
         self._abandoned = False
         self._error: OSError | None = None
+        self._ended = False
+        self._start()
+
+    def _start(self) -> None:
         threading.Thread(target=self._run, name="sqlite-write-lock-wait", daemon=True).start()
 
     def _run(self) -> None:
-        try:
-            fcntl.flock(self._fd, fcntl.LOCK_EX)
-        except OSError as exc:
-            self._error = exc
-        with self._guard:
-            if not self._abandoned:
-                self._done.set()
-                return
-        if self._error is None:  # got it for nobody: give it back
-            fcntl.flock(self._fd, fcntl.LOCK_UN)
-        os.close(self._fd)
+        while True:
+            with self._ready:
+                if not self._ready.wait_for(lambda: self._asked, self.IDLE_SECONDS):
+                    self._ended = True  # the next wait starts it again
+                    return
+            error: OSError | None = None
+            try:
+                fcntl.flock(self.fd, fcntl.LOCK_EX)
+            except OSError as exc:
+                error = exc
+            with self._ready:
+                self._asked = False
+                if not self._abandoned:
+                    self._taken, self._error = error is None, error
+                    self._ready.notify_all()
+                    if error is None:
+                        continue
+                    return  # the lock gives this descriptor up
+            if error is None:  # got it for nobody: give it back
+                fcntl.flock(self.fd, fcntl.LOCK_UN)
+            os.close(self.fd)
+            return
 
     def wait(self, timeout: float) -> bool:
-        """True once the lock is taken; False (and abandoned) if ``timeout`` passes first."""
-        if not self._done.wait(max(timeout, 0)):
-            with self._guard:
-                if not self._done.is_set():
-                    self._abandoned = True
-                    return False
-        if self._error is not None:
-            raise self._error
-        return True
+        """True once the lock is taken; False (and this waiter abandoned) if ``timeout`` passes first."""
+        with self._ready:
+            if self._ended:
+                self._ended = False
+                self._start()
+            self._taken, self._error, self._asked = False, None, True
+            self._ready.notify_all()
+            if not self._ready.wait_for(lambda: self._taken or self._error is not None, max(timeout, 0)):
+                self._abandoned = True
+                return False
+            if self._error is not None:
+                raise self._error
+            return True
 
 
 _WRITE_LOCKS: dict[tuple[str, float], SQLiteWriteLock] = {}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
 import subprocess
 import sys
@@ -11,7 +12,8 @@ import time
 import pytest
 from sqlalchemy.orm import Session
 
-from builder.db.engine import SQLiteWriteLock, WriteLockTimeout, database_unavailable, make_engine, write_lock
+from builder.db.engine import (SQLiteWriteLock, WriteLockTimeout, _FlockWaiter, database_unavailable, make_engine,
+                               write_lock)
 
 HOLDER = """
 import sys, time
@@ -132,6 +134,48 @@ def test_a_writer_that_gave_up_does_not_keep_the_lock_once_the_holder_releases_i
     assert other.stdout.split() == ["held", "released"]  # another process takes it: nobody kept it
     with lock:  # and so does the writer that gave up, on a new descriptor
         pass
+
+
+def test_waits_for_another_process_reuse_one_waiting_thread(tmp_path):
+    """Each wait for a lock another process holds is done by the same kept thread, not a new one each time."""
+    database = str(tmp_path / "buildhook.db")
+    lock = SQLiteWriteLock(database)
+    other = os.open(f"{database}.write-lock", os.O_RDWR | os.O_CREAT, 0o600)  # another process's descriptor
+    waiting_threads = set()
+    earlier = {t.ident for t in threading.enumerate() if t.name == "sqlite-write-lock-wait"}  # other locks'
+    try:
+        for _ in range(4):
+            fcntl.flock(other, fcntl.LOCK_EX)
+            taken = threading.Event()
+
+            def take() -> None:
+                with lock:
+                    taken.set()
+
+            threading.Thread(target=take, daemon=True).start()
+            time.sleep(0.1)
+            assert not taken.is_set(), "the lock was taken while another descriptor held it"
+            waiting_threads |= {t.ident for t in threading.enumerate() if t.name == "sqlite-write-lock-wait"}
+            fcntl.flock(other, fcntl.LOCK_UN)
+            assert taken.wait(5), "the waiter did not get the lock once it was released"
+    finally:
+        os.close(other)
+    assert len(waiting_threads - earlier) == 1, waiting_threads - earlier
+
+
+def test_a_waiting_thread_that_ended_idle_is_started_again_for_the_next_wait(tmp_path, monkeypatch):
+    monkeypatch.setattr(_FlockWaiter, "IDLE_SECONDS", 0.1)
+    database = str(tmp_path / "buildhook.db")
+    lock = SQLiteWriteLock(database, timeout=5)
+    for _ in range(2):
+        holder = start_holder(database, 0.3)
+        try:
+            started = time.monotonic()
+            with lock:
+                assert time.monotonic() - started > 0.1, "the lock was taken while another process held it"
+        finally:
+            holder.wait(10)
+        time.sleep(0.4)  # the waiting thread, idle, ends
 
 
 def test_the_holding_thread_may_take_the_lock_again_and_others_wait_for_its_last_release(tmp_path):
