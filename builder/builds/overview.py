@@ -1,6 +1,6 @@
 """The overview's numbers: builds per day, success rate, median build time and queue wait.
 
-Computed in SQL over a bounded time window (``ix_builds_created_at``), never over the whole table.
+Computed in SQL over a bounded time window (``ix_builds_overview``, created_at first), never over the whole table.
 No Flask here.
 """
 

@@ -15,6 +15,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
@@ -147,7 +148,6 @@ class Build(Base):
     )
 
     __table_args__ = (
-        Index("ix_builds_created_at", "created_at"),
         Index("ix_builds_state_dispatched", "state", "dispatched_at"),
         Index("ix_builds_trigger_created", "trigger_id", "created_at"),
         Index("ix_builds_rule_ref_state", "rule_id", "ref", "state"),
@@ -159,8 +159,11 @@ class Build(Base):
         Index("ix_builds_trigger_id_id", "trigger_id", "id"),
         Index("ix_builds_repository_id", "repository", "id"),
         Index("ix_builds_ref_name_id", "ref_name", "id"),
+        # also every query by created_at alone (migration 0024 dropped ix_builds_created_at)
         Index("ix_builds_overview", "created_at", "state", "started_at", "finished_at"),
-        Index("ix_builds_pull_request_id", "pull_request", "id"),
+        # only the builds of pull requests (0024): a push's build is written into one index fewer
+        Index("ix_builds_pull_request_id", "pull_request", "id",
+              sqlite_where=text("pull_request IS NOT NULL"), postgresql_where=text("pull_request IS NOT NULL")),
     )
 
 

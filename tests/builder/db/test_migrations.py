@@ -221,3 +221,28 @@ def test_0023_bumps_the_intake_config_version_on_changes_and_downgrade_drops_it(
         assert conn.execute(sa.text("SELECT name FROM sqlite_master WHERE type = 'trigger'")).fetchall() == []
         conn.execute(sa.text("UPDATE triggers SET enabled = 1"))  # nothing left to bump: no error
     engine.dispose()
+
+
+def test_0024_builds_by_date_and_by_pull_request_still_use_an_index_and_downgrade_restores_both(tmp_path):
+    url = f"sqlite:///{tmp_path / 'm.db'}"
+    config = alembic_config(url)
+    command.upgrade(config, "0024")
+    engine = make_engine(url)
+
+    def plan(sql: str) -> str:
+        with engine.connect() as conn:
+            return " ".join(row[-1] for row in conn.execute(sa.text(f"EXPLAIN QUERY PLAN {sql}")))
+
+    def indexes() -> dict[str, str]:
+        with engine.connect() as conn:
+            return dict(conn.execute(sa.text("SELECT name, sql FROM sqlite_master WHERE type = 'index' "
+                                             "AND tbl_name = 'builds' AND sql IS NOT NULL")).fetchall())
+
+    assert "ix_builds_created_at" not in indexes()
+    assert indexes()["ix_builds_pull_request_id"].endswith("WHERE pull_request IS NOT NULL")
+    assert "ix_builds_overview" in plan("SELECT count(*) FROM builds WHERE created_at >= '2026-01-01'")
+    assert "ix_builds_pull_request_id" in plan("SELECT id FROM builds WHERE pull_request = 7 ORDER BY id DESC")
+    command.downgrade(config, "0023")
+    assert "ix_builds_created_at" in indexes()
+    assert "WHERE" not in indexes()["ix_builds_pull_request_id"]
+    engine.dispose()
