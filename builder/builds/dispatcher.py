@@ -124,12 +124,12 @@ class Dispatcher(BackgroundBatch[list[int]]):
         for build in replaced:
             plans.setdefault(build.trigger_id, Plan()).supersedes.append(
                 (build.id, f"superseded by a newer push of {build.newer.short}"))  # type: ignore[union-attr]
+        engine = engine_of(self._sessions)  # a bare connection, as intake's writes: no ORM session needed
         try:
-            with self._sessions() as session, write_lock(session):
+            with write_lock(engine), engine.begin() as connection:
                 now = utcnow()
                 for plan in plans.values():
-                    supersede(session, plan, now)
-                session.commit()
+                    supersede(connection, plan, now)
         except Exception as exc:
             log.warning("could not supersede %d replaced build(s); sending them: %s", len(replaced), exc)
             return {build.id for build in replaced}
