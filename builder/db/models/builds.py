@@ -149,14 +149,13 @@ class Build(Base):
 
     __table_args__ = (
         Index("ix_builds_state_dispatched", "state", "dispatched_at"),
-        Index("ix_builds_trigger_created", "trigger_id", "created_at"),
         Index("ix_builds_rule_ref_state", "rule_id", "ref", "state"),
         # intake follows the before -> commit chain of a push link by link (migration 0019)
         Index("ix_builds_rule_ref_commit", "rule_id", "ref", "commit"),
         Index("ix_builds_rule_ref_before", "rule_id", "ref", "before"),
         # the history page's filters, newest first (migration 0006)
         Index("ix_builds_state_id", "state", "id"),
-        Index("ix_builds_trigger_id_id", "trigger_id", "id"),
+        Index("ix_builds_trigger_id_id", "trigger_id", "id"),  # also serves what ix_builds_trigger_created did (0024)
         Index("ix_builds_repository_id", "repository", "id"),
         Index("ix_builds_ref_name_id", "ref_name", "id"),
         # also every query by created_at alone (migration 0024 dropped ix_builds_created_at)

@@ -223,7 +223,7 @@ def test_0023_bumps_the_intake_config_version_on_changes_and_downgrade_drops_it(
     engine.dispose()
 
 
-def test_0024_builds_by_date_and_by_pull_request_still_use_an_index_and_downgrade_restores_both(tmp_path):
+def test_0024_builds_by_date_trigger_and_pull_request_still_use_an_index_and_downgrade_restores_them(tmp_path):
     url = f"sqlite:///{tmp_path / 'm.db'}"
     config = alembic_config(url)
     command.upgrade(config, "0024")
@@ -238,11 +238,12 @@ def test_0024_builds_by_date_and_by_pull_request_still_use_an_index_and_downgrad
             return dict(conn.execute(sa.text("SELECT name, sql FROM sqlite_master WHERE type = 'index' "
                                              "AND tbl_name = 'builds' AND sql IS NOT NULL")).fetchall())
 
-    assert "ix_builds_created_at" not in indexes()
+    assert "ix_builds_created_at" not in indexes() and "ix_builds_trigger_created" not in indexes()
     assert indexes()["ix_builds_pull_request_id"].endswith("WHERE pull_request IS NOT NULL")
     assert "ix_builds_overview" in plan("SELECT count(*) FROM builds WHERE created_at >= '2026-01-01'")
     assert "ix_builds_pull_request_id" in plan("SELECT id FROM builds WHERE pull_request = 7 ORDER BY id DESC")
+    assert "ix_builds_trigger_id_id" in plan("SELECT id FROM builds WHERE trigger_id = 3 AND created_at >= '2026-01-01'")
     command.downgrade(config, "0023")
-    assert "ix_builds_created_at" in indexes()
+    assert "ix_builds_created_at" in indexes() and "ix_builds_trigger_created" in indexes()
     assert "WHERE" not in indexes()["ix_builds_pull_request_id"]
     engine.dispose()
