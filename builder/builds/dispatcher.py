@@ -8,6 +8,12 @@ before then is never sent: a burst of pushes to one branch costs one broker mess
 per push. A send the broker refuses leaves the rest of the batch unsent; the outbox relay
 sends them after its grace period, as it does for a process that died before sending
 (``builder/builds/outbox.py``). At interpreter exit what is pending is sent at once.
+
+The window is 0.2 s. In a burst of pushes to one branch, the later deliveries' intake supersedes
+the builds it finds on their chain; what it could not (planned before those were committed), this
+thread weighs one by one with a few reads each. The longer the window, the more of a batch intake
+has settled already: 0.2 s took 4 % less CPU per delivery than 0.05 s in ``bench/intake_floor.py``'s
+burst (0.5 s, another 1.5 %), and a build starts 0.15 s later, beside a clone and a build.
 """
 
 from __future__ import annotations
@@ -73,7 +79,7 @@ class Dispatcher(BackgroundBatch[list[int]]):
 
     thread_name = "dispatcher"
 
-    def __init__(self, sessions: sessionmaker[Session], send: Send, mark: Mark, window: float = 0.05) -> None:
+    def __init__(self, sessions: sessionmaker[Session], send: Send, mark: Mark, window: float = 0.2) -> None:
         self._sessions = sessions
         self._send = send
         self._mark = mark

@@ -190,7 +190,7 @@ def test_a_burst_of_pushes_to_one_branch_sends_only_the_build_still_queued(setti
         from builder.builds.dispatcher import Dispatcher
         from webhooks.hooks import dispatch_marks
 
-        # This app's dispatcher, with a window no slow machine outruns (the default is 50 ms)
+        # This app's dispatcher, with a window no slow machine outruns (the default is 200 ms)
         app.extensions["buildhook.dispatcher"] = Dispatcher(services.sessions, services.send,
                                                             dispatch_marks(app, services).add, window=1.0)
         client = app.test_client()
