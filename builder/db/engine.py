@@ -170,11 +170,13 @@ class SQLiteWriteLock:
         # gunicorn workers hand it back and forth hundreds of times a second). A blocking flock
         # cannot give up, so it runs in a thread of its own (kept for the next wait); past the deadline
         # that thread is abandoned with this descriptor (it releases the lock and closes it when it gets it).
-        if self._waiter is None or self._waiter.fd != self._fd:
-            self._waiter = _FlockWaiter(self._fd)
         try:
+            if self._waiter is None or self._waiter.fd != self._fd:
+                self._waiter = _FlockWaiter(self._fd)
             taken = self._waiter.wait(deadline - time.monotonic())
-        except OSError:
+        except BaseException:  # the next wait starts afresh (an abandoned waiter closes the descriptor)
+            if self._waiter is not None and self._waiter.abandoned:
+                self._fd = None
             self._waiter = None
             raise
         if taken:
@@ -241,15 +243,27 @@ class _FlockWaiter:
             os.close(self.fd)
             return
 
+    @property
+    def abandoned(self) -> bool:
+        return self._abandoned
+
     def wait(self, timeout: float) -> bool:
         """True once the lock is taken; False (and this waiter abandoned) if ``timeout`` passes first."""
         with self._ready:
             if self._ended:
+                self._start()  # raises if no thread can start: then this waiter stays ended
                 self._ended = False
-                self._start()
             self._taken, self._error, self._asked = False, None, True
             self._ready.notify_all()
-            if not self._ready.wait_for(lambda: self._taken or self._error is not None, max(timeout, 0)):
+            try:
+                taken = self._ready.wait_for(lambda: self._taken or self._error is not None, max(timeout, 0))
+            except BaseException:  # interrupted: nobody is left to hold what the thread takes
+                if self._taken:
+                    fcntl.flock(self.fd, fcntl.LOCK_UN)
+                else:
+                    self._abandoned = True
+                raise
+            if not taken:
                 self._abandoned = True
                 return False
             if self._error is not None:

@@ -205,11 +205,10 @@ def commit_batch(sessions: sessionmaker[Session], writes: list[DeliveryWrite]) -
 
 
 def _in_one_transaction(sessions: sessionmaker[Session], writes: list[DeliveryWrite]) -> None:
-    """On a bare connection: no ORM session is needed to run a few prepared statements. It is taken
-    from the pool before the write lock and given back after it: the lock is held for the transaction only."""
+    """On a bare connection: no ORM session is needed to run a few prepared statements."""
     engine = engine_of(sessions)
     try:
-        with engine.connect() as connection, write_lock(engine), connection.begin():
+        with write_lock(engine), engine.begin() as connection:
             write_deliveries(connection, writes)
     except BaseException:
         for write in writes:

@@ -136,15 +136,17 @@ def test_a_writer_that_gave_up_does_not_keep_the_lock_once_the_holder_releases_i
         pass
 
 
-def test_waits_for_another_process_reuse_one_waiting_thread(tmp_path):
-    """Each wait for a lock another process holds is done by the same kept thread, not a new one each time."""
+def test_waits_for_another_process_reuse_one_waiting_thread_also_after_one_timed_out(tmp_path):
+    """Each wait for a lock another process holds is done by the same kept thread, not a new one each
+    time; after a wait that gave up, a new one (its descriptor is given up with it), kept again."""
     database = str(tmp_path / "buildhook.db")
-    lock = SQLiteWriteLock(database)
-    other = os.open(f"{database}.write-lock", os.O_RDWR | os.O_CREAT, 0o600)  # another process's descriptor
-    waiting_threads = set()
-    earlier = {t.ident for t in threading.enumerate() if t.name == "sqlite-write-lock-wait"}  # other locks'
-    try:
-        for _ in range(4):
+    lock = SQLiteWriteLock(database, timeout=5)
+    waiting: list[list[threading.Thread]] = [[], []]  # the threads seen waiting, before and after the timeout
+    earlier = [t for t in threading.enumerate() if t.name == "sqlite-write-lock-wait"]  # other locks'
+
+    def wait_while_held(seen: list[threading.Thread]) -> None:
+        other = os.open(f"{database}.write-lock", os.O_RDWR | os.O_CREAT, 0o600)  # another process's descriptor
+        try:
             fcntl.flock(other, fcntl.LOCK_EX)
             taken = threading.Event()
 
@@ -155,18 +157,34 @@ def test_waits_for_another_process_reuse_one_waiting_thread(tmp_path):
             threading.Thread(target=take, daemon=True).start()
             time.sleep(0.1)
             assert not taken.is_set(), "the lock was taken while another descriptor held it"
-            waiting_threads |= {t.ident for t in threading.enumerate() if t.name == "sqlite-write-lock-wait"}
+            seen.extend(t for t in threading.enumerate() if t.name == "sqlite-write-lock-wait" and t not in earlier
+                        and t not in seen and all(t not in before for before in waiting))
             fcntl.flock(other, fcntl.LOCK_UN)
             assert taken.wait(5), "the waiter did not get the lock once it was released"
+        finally:
+            os.close(other)
+
+    for _ in range(3):
+        wait_while_held(waiting[0])
+    holder = start_holder(database, 0.6)
+    try:
+        lock._timeout = 0.2  # one wait that gives up
+        with pytest.raises(WriteLockTimeout):
+            with lock:
+                pass
     finally:
-        os.close(other)
-    assert len(waiting_threads - earlier) == 1, waiting_threads - earlier
+        holder.wait(10)
+    lock._timeout = 5
+    for _ in range(3):
+        wait_while_held(waiting[1])
+    assert [len(seen) for seen in waiting] == [1, 1], waiting
 
 
 def test_a_waiting_thread_that_ended_idle_is_started_again_for_the_next_wait(tmp_path, monkeypatch):
     monkeypatch.setattr(_FlockWaiter, "IDLE_SECONDS", 0.1)
     database = str(tmp_path / "buildhook.db")
     lock = SQLiteWriteLock(database, timeout=5)
+    earlier = [t for t in threading.enumerate() if t.name == "sqlite-write-lock-wait"]  # other locks'
     for _ in range(2):
         holder = start_holder(database, 0.3)
         try:
@@ -176,6 +194,7 @@ def test_a_waiting_thread_that_ended_idle_is_started_again_for_the_next_wait(tmp
         finally:
             holder.wait(10)
         time.sleep(0.4)  # the waiting thread, idle, ends
+        assert [t for t in threading.enumerate() if t.name == "sqlite-write-lock-wait" and t not in earlier] == []
 
 
 def test_the_holding_thread_may_take_the_lock_again_and_others_wait_for_its_last_release(tmp_path):
