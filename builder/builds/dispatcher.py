@@ -29,7 +29,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from builder.builds.commit_order import (ACTIVE, LinkAnswers, Order, Sibling, chain_links, chain_order, chain_siblings,
                                          pushed_on_top)
 from builder.builds.outbox import CHUNK, Mark, Send, dispatch
-from builder.db.engine import engine_of, write_lock
+from builder.db.engine import engine_of, write_transaction
 from builder.db.models import Build, BuildState, Trigger, utcnow
 from builder.background_batch import BackgroundBatch
 from builder.intake.planning import Plan, supersede
@@ -130,9 +130,8 @@ class Dispatcher(BackgroundBatch[list[int]]):
         for build in replaced:
             plans.setdefault(build.trigger_id, Plan()).supersedes.append(
                 (build.id, f"superseded by a newer push of {build.newer.short}"))  # type: ignore[union-attr]
-        engine = engine_of(self._sessions)  # a bare connection, as intake's writes: no ORM session needed
         try:
-            with write_lock(engine), engine.begin() as connection:
+            with write_transaction(self._sessions) as connection:
                 now = utcnow()
                 for plan in plans.values():
                     supersede(connection, plan, now)

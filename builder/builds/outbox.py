@@ -29,7 +29,7 @@ from typing import Callable, Iterable
 from sqlalchemy import bindparam, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from builder.db.engine import engine_of, write_lock
+from builder.db.engine import write_lock, write_transaction
 from builder.builds.fair_share import RELEASED, admissible
 from builder.background_batch import BackgroundBatch
 from builder.db.models import Build, BuildState, Deployment, utcnow
@@ -81,8 +81,7 @@ def mark_dispatched(sessions: sessionmaker[Session], build_ids: Iterable[int],
     """Record that these builds were handed to the broker (one transaction); those a worker already
     handed back (``RELEASED``: the message came and went before this mark) stay so, for the relay."""
     ids = sorted(set(build_ids))
-    engine = engine_of(sessions)  # a bare connection: no ORM session to set up for one UPDATE
-    with write_lock(engine), engine.begin() as connection:
+    with write_transaction(sessions) as connection:
         for start in range(0, len(ids), CHUNK):
             connection.execute(update(Build).where(Build.id.in_(ids[start:start + CHUNK]),
                                                    or_(Build.dispatched_at.is_(None), Build.dispatched_at > RELEASED))

@@ -8,7 +8,8 @@ import os
 import sqlite3
 import threading
 import time
-from contextlib import AbstractContextManager, nullcontext
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
 
 from alembic import command
@@ -298,6 +299,15 @@ def write_lock(session: Session | Connection | Engine) -> AbstractContextManager
         with _WRITE_LOCKS_GUARD:
             lock = _WRITE_LOCKS.setdefault(key, SQLiteWriteLock(*key))
     return lock
+
+
+@contextmanager
+def write_transaction(sessions: sessionmaker[Session]) -> Iterator[Connection]:
+    """A write transaction on a bare connection (no ORM session to set up for a few statements),
+    under the database's write lock; committed when the block ends, rolled back if it raises."""
+    engine = engine_of(sessions)
+    with write_lock(engine), engine.begin() as connection:
+        yield connection
 
 
 Reader = Session | Connection

@@ -32,7 +32,7 @@ from sqlalchemy import Connection
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
-from builder.db.engine import database_unavailable, engine_of, write_lock
+from builder.db.engine import database_unavailable, engine_of, write_lock, write_transaction
 from builder.forks import reset_after_fork
 from builder.db.models import Build, Delivery, DeliveryRequest
 from builder.db.prepared import Inserts
@@ -206,9 +206,8 @@ def commit_batch(sessions: sessionmaker[Session], writes: list[DeliveryWrite]) -
 
 def _in_one_transaction(sessions: sessionmaker[Session], writes: list[DeliveryWrite]) -> None:
     """On a bare connection: no ORM session is needed to run a few prepared statements."""
-    engine = engine_of(sessions)
     try:
-        with write_lock(engine), engine.begin() as connection:
+        with write_transaction(sessions) as connection:
             write_deliveries(connection, writes)
     except BaseException:
         for write in writes:

@@ -80,6 +80,9 @@ class DeliveryRequest(Base):
     body_bytes: Mapped[int] = mapped_column(Integer)  # as received: more than len(body) when capped
 
 
+_PULL_REQUESTS_ONLY = text("pull_request IS NOT NULL")  # ix_builds_pull_request_id's rows (migration 0024)
+
+
 class Build(Base):
     __tablename__ = "builds"
 
@@ -162,7 +165,7 @@ class Build(Base):
         Index("ix_builds_overview", "created_at", "state", "started_at", "finished_at"),
         # only the builds of pull requests (0024): a push's build is written into one index fewer
         Index("ix_builds_pull_request_id", "pull_request", "id",
-              sqlite_where=text("pull_request IS NOT NULL"), postgresql_where=text("pull_request IS NOT NULL")),
+              sqlite_where=_PULL_REQUESTS_ONLY, postgresql_where=_PULL_REQUESTS_ONLY),
     )
 
 
