@@ -160,7 +160,10 @@ def test_a_build_the_broker_lost_in_a_restart_runs_within_seconds_not_after_600(
     restarted = datetime.now(timezone.utc)
     assert queued_build_ids(broker.port) == []
 
-    build = finished_build(own_client, waiting, timeout=120)
+    try:
+        build = finished_build(own_client, waiting, timeout=120)
+    except AssertionError as exc:  # what the worker saw tells why (its consumer, the relay, the build)
+        raise AssertionError(f"{exc}\n--- the worker's log ---\n{own_worker.read_text()[-6000:]}") from None
     assert build["state"] == "succeeded", log_text(own_client, waiting)
     # Sent again on the relay's next pass, it starts as soon as the one worker is free (the busy build
     # sleeps 15 s): not after the 600 s the relay would otherwise wait. Its own run is not timed (a
