@@ -29,7 +29,7 @@ from typing import Callable, Iterable
 from sqlalchemy import bindparam, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from builder.db.engine import write_lock, write_transaction
+from builder.db.engine import write_transaction
 from builder.builds.fair_share import RELEASED, admissible
 from builder.background_batch import BackgroundBatch
 from builder.db.models import Build, BuildState, Deployment, utcnow
@@ -245,12 +245,10 @@ def forget_dispatches(sessions: sessionmaker[Session]) -> tuple[int, int]:
     pending deployment counts as never sent, so the relay's next ``relay_pending`` /
     ``undispatched_deployments`` send them at once instead of ``redispatch_after`` seconds later.
     A copy of one the broker still had is harmless: the claim is atomic. Returns (builds, deployments)."""
-    with sessions() as session, write_lock(session):
-        builds = session.execute(update(Build).where(Build.state == BuildState.QUEUED.value,
-                                                     Build.dispatched_at.is_not(None))
-                                 .values(dispatched_at=None).execution_options(synchronize_session=False))
-        deployments = session.execute(update(Deployment).where(Deployment.state == "pending",
-                                                               Deployment.dispatched_at.is_not(None))
-                                      .values(dispatched_at=None).execution_options(synchronize_session=False))
-        session.commit()
-        return builds.rowcount, deployments.rowcount
+    with write_transaction(sessions) as connection:
+        builds = connection.execute(update(Build).where(Build.state == BuildState.QUEUED.value,
+                                                        Build.dispatched_at.is_not(None)).values(dispatched_at=None))
+        deployments = connection.execute(update(Deployment).where(Deployment.state == "pending",
+                                                                  Deployment.dispatched_at.is_not(None))
+                                         .values(dispatched_at=None))
+    return builds.rowcount, deployments.rowcount
