@@ -5,15 +5,23 @@ gunicorn would write that request line, token and all, to the access log. ``Reda
 (gunicorn's ``logger_class`` for ``buildhook web``) replaces the value of every query parameter
 named ``token``, ``access_token``, ``secret``, ``key`` or ``password`` (any case, percent-encoded
 names too) with ``****`` in the request line, the query string and the referrer it logs.
+
+With gunicorn's default format (the one ``buildhook web`` uses), the line is written directly: the
+same text gunicorn's ``access`` writes, without the table of every header and environ variable it
+builds for any format (two thirds of the access log's CPU per request). Another format goes
+through gunicorn's own code.
 """
 
 from __future__ import annotations
 
+import traceback
 from typing import Any
 from urllib.parse import unquote_plus
 
 from gunicorn.glogging import Logger
 
+# gunicorn's default ``access_log_format``, which ``access`` writes without gunicorn's atoms.
+DEFAULT_FORMAT = '%(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s"'
 SECRET_PARAMETERS = frozenset({"token", "access_token", "secret", "key", "password"})
 REDACTED = "****"
 
@@ -40,6 +48,33 @@ def redact_target(target: str) -> str:
 
 class RedactingLogger(Logger):  # type: ignore[misc]
     """gunicorn's logger, with secret query parameters redacted from every access log line."""
+
+    def access(self, resp: Any, req: Any, environ: dict[str, Any], request_time: Any) -> None:
+        if self.cfg.access_log_format != DEFAULT_FORMAT:
+            super().access(resp, req, environ, request_time)
+        elif self.access_log_enabled:
+            try:
+                self.access_log.info(self._default_line(resp, environ))
+            except Exception:
+                self.error(traceback.format_exc())
+
+    def _default_line(self, resp: Any, environ: dict[str, Any]) -> str:
+        """The line gunicorn writes in its default format (its atoms, quotes escaped as its own are)."""
+        status = resp.status
+        if isinstance(status, str):
+            status = status.split(None, 1)[0]
+        sent = getattr(resp, "sent", None)
+        target = environ["RAW_URI"]
+        referer = environ.get("HTTP_REFERER", "-")
+        if "?" in target or "?" in referer:
+            target, referer = redact_target(target), redact_target(referer)
+        fields = (environ.get("REMOTE_ADDR", "-"), self._get_user(environ) or "-",
+                  f"{environ['REQUEST_METHOD']} {target} {environ['SERVER_PROTOCOL']}", referer,
+                  environ.get("HTTP_USER_AGENT", "-"))
+        address, user, request_line, referer, agent = (
+            value.replace('"', '\\"') if isinstance(value, str) else value for value in fields)
+        return (f'{address} - {user} {self.now()} "{request_line}" {status} '
+                f'{sent is not None and str(sent) or "-"} "{referer}" "{agent}"')
 
     def atoms(self, resp: Any, req: Any, environ: dict[str, Any], request_time: Any) -> dict[str, Any]:
         atoms = super().atoms(resp, req, environ, request_time)

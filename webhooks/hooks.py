@@ -12,6 +12,7 @@ its traceback), the same security headers. Any other path, including ``/hooks/a/
 from __future__ import annotations
 
 import json
+import socket
 import threading
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -94,15 +95,15 @@ class HookFront:
             return self._inner(environ, start_response)
         method = environ.get("REQUEST_METHOD", "GET")
         if method == "OPTIONS":  # as Flask answers it for a POST route
-            return self._send(start_response, 200, b"", (("Allow", "OPTIONS, POST"),))
+            return self._send(environ, start_response, 200, b"", (("Allow", "OPTIONS, POST"),))
         try:
             if method != "POST":
                 raise MethodNotAllowed(valid_methods=["POST"])
             result = self._receive(environ, provider)
         except Exception as error:
             answer = json_error(error) or self._bug(error, path, method)
-            return self._send_json(start_response, answer.status, answer.body, answer.headers)
-        return self._send_json(start_response, result.status, result.as_json())
+            return self._send_json(environ, start_response, answer.status, answer.body, answer.headers)
+        return self._send_json(environ, start_response, result.status, result.as_json())
 
     def _receive(self, environ: WSGIEnvironment, provider: str) -> HookResult:
         forge = forge_for(provider)
@@ -140,17 +141,55 @@ class HookFront:
         assert answer is not None
         return answer
 
-    def _send_json(self, start_response: StartResponse, status: int, payload: dict[str, Any],
-                   headers: tuple[tuple[str, str], ...] = ()) -> list[bytes]:
+    def _send_json(self, environ: WSGIEnvironment, start_response: StartResponse, status: int,
+                   payload: dict[str, Any], headers: tuple[tuple[str, str], ...] = ()) -> Iterable[bytes]:
         """``payload`` as Flask's ``jsonify`` writes it outside debug mode (compact, a newline at the end)."""
         body = json.dumps(payload, separators=(",", ":")).encode() + b"\n"
-        return self._send(start_response, status, body, (("Content-Type", "application/json"), *headers))
+        return self._send(environ, start_response, status, body, (("Content-Type", "application/json"), *headers))
 
-    def _send(self, start_response: StartResponse, status: int, body: bytes,
-              headers: tuple[tuple[str, str], ...]) -> list[bytes]:
+    def _send(self, environ: WSGIEnvironment, start_response: StartResponse, status: int, body: bytes,
+              headers: tuple[tuple[str, str], ...]) -> Iterable[bytes]:
         start_response(f"{status} {HTTP_STATUS_CODES.get(status, 'UNKNOWN').upper()}",
                        [*headers, ("Content-Length", str(len(body))), *self._headers])
-        return [body]
+        return OneSegment.of(environ, body)
+
+
+class OneSegment(list[bytes]):
+    """An answer's body that leaves with its headers in one TCP segment.
+
+    gunicorn writes a response's headers and its body with a send each; with ``TCP_NODELAY`` each
+    is a segment of its own, and a client wakes for each. Corking the connection's socket (which
+    gunicorn puts in the environ) until the body is written lets the kernel send them together.
+    ``close``, which the server calls once the body is written, uncorks it, unless the request
+    asked for ``Connection: close`` (as Git hosts do): then the server's shutdown of the socket
+    sends the answer, and the end of the connection goes with it.
+    """
+
+    _socket: Any = None
+
+    @classmethod
+    def of(cls, environ: WSGIEnvironment, body: bytes) -> list[bytes]:
+        sock = environ.get("gunicorn.socket")
+        if not body or getattr(sock, "family", None) not in (socket.AF_INET, socket.AF_INET6):
+            return [body]
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_CORK, 1)
+        except (OSError, AttributeError):
+            return [body]
+        answer = cls([body])
+        # gunicorn closes the connection after this answer when the request's (first) Connection
+        # header says close; the shutdown that starts it flushes what is corked.
+        if environ.get("HTTP_CONNECTION", "").strip(" \t").lower() != "close":
+            answer._socket = sock
+        return answer
+
+    def close(self) -> None:
+        if self._socket is None:
+            return
+        try:
+            self._socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_CORK, 0)
+        except OSError:
+            pass  # closed already: nothing is left corked
 
 
 def install(app: Flask, https: bool) -> None:

@@ -2,13 +2,17 @@
 
 Every answer, accepted or refused, is JSON with the security headers every page carries; other
 methods get 405 (OPTIONS its ``Allow``), and a path deeper than ``/hooks/<provider>`` is Flask's
-JSON 404. The intake itself (signatures, replays, sizes, the database down) is tested through this
+JSON 404. Under gunicorn an answer leaves in one TCP segment, and kept-alive connections get
+theirs at once. The intake itself (signatures, replays, sizes, the database down) is tested through this
 front by ``test_github_hook.py``, ``test_provider_hooks.py`` and ``test_database_unavailable.py``.
 """
 
 from __future__ import annotations
 
 import json
+import socket
+import struct
+import time
 import uuid
 
 import pytest
@@ -95,3 +99,50 @@ def test_https_deployments_add_strict_transport_security(settings, trigger):
     assert response.status_code == 202
     assert response.headers["Strict-Transport-Security"] == "max-age=31536000"
     app.extensions["buildhook"].engine.dispose()
+
+
+@pytest.fixture
+def gunicorn_port(web_server):
+    """The port of the tests' ``buildhook web`` (gunicorn, on the tests' database)."""
+    return int(web_server.rpartition(":")[2])
+
+
+# Linux's ``struct tcp_info`` (linux/tcp.h): ``tcpi_data_segs_in``, the segments received that carried data.
+TCP_INFO_DATA_SEGS_IN = 152
+
+
+@pytest.mark.parametrize("secret, status", [(SECRET, 202), ("wrong", 401)])
+def test_under_gunicorn_an_answer_arrives_in_one_segment(gunicorn_port, trigger, secret, status):
+    """gunicorn sends a response's headers and its body with a send each; the front has them leave
+    together, so a Git host gets the whole answer in one TCP segment, not the headers and then the body."""
+    body, headers = signed_push(trigger, secret)
+    request = "".join([f"POST /hooks/github HTTP/1.1\r\nHost: 127.0.0.1:{gunicorn_port}\r\nConnection: close\r\n",
+                       f"Content-Length: {len(body)}\r\n", *(f"{k}: {v}\r\n" for k, v in headers.items()), "\r\n"])
+    answer = b""
+    with socket.create_connection(("127.0.0.1", gunicorn_port), timeout=10) as connection:
+        connection.sendall(request.encode() + body)
+        while chunk := connection.recv(65536):  # to the end: the server closes
+            answer += chunk
+        info = connection.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 256)
+
+    head, _, json_body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(f"HTTP/1.1 {status} ".encode())
+    assert json.loads(json_body)["status" if status == 401 else "outcome"] == (401 if status == 401 else "accepted")
+    assert struct.unpack_from("I", info, TCP_INFO_DATA_SEGS_IN)[0] == 1
+
+
+def test_under_gunicorn_kept_alive_connections_get_their_answers_at_once(gunicorn_port):
+    """Without ``Connection: close`` the front uncorks once the body is written: each answer on a
+    kept-alive connection comes at once, not when the kernel gives up waiting for more (200 ms)."""
+    request = f"POST /hooks/nohost HTTP/1.1\r\nHost: 127.0.0.1:{gunicorn_port}\r\nContent-Length: 2\r\n\r\n{{}}"
+    took = []
+    with socket.create_connection(("127.0.0.1", gunicorn_port), timeout=10) as connection:
+        for _ in range(5):  # one connection, one request after another
+            started = time.monotonic()
+            connection.sendall(request.encode())
+            answer = b""
+            while not answer.endswith(b"}\n"):
+                answer += connection.recv(65536)
+            took.append(time.monotonic() - started)
+            assert answer.startswith(b"HTTP/1.1 404 ") and b'"unknown provider' in answer
+    assert min(took) < 0.1, took
