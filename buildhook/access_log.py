@@ -74,7 +74,7 @@ class RedactingLogger(Logger):  # type: ignore[misc]
         address, user, request_line, referer, agent = (
             value.replace('"', '\\"') if isinstance(value, str) else value for value in fields)
         return (f'{address} - {user} {self.now()} "{request_line}" {status} '
-                f'{sent is not None and str(sent) or "-"} "{referer}" "{agent}"')
+                f'{"-" if sent is None else sent} "{referer}" "{agent}"')
 
     def atoms(self, resp: Any, req: Any, environ: dict[str, Any], request_time: Any) -> dict[str, Any]:
         atoms = super().atoms(resp, req, environ, request_time)

@@ -17,6 +17,7 @@ import uuid
 
 import pytest
 
+from bench.common import raw_request
 from tests.payloads import add_github_trigger, github_headers, github_push
 
 SECRET = "front-secret"
@@ -111,23 +112,22 @@ def gunicorn_port(web_server):
 TCP_INFO_DATA_SEGS_IN = 152
 
 
-@pytest.mark.parametrize("secret, status", [(SECRET, 202), ("wrong", 401)])
-def test_under_gunicorn_an_answer_arrives_in_one_segment(gunicorn_port, trigger, secret, status):
+@pytest.mark.parametrize("secret, status, field, value", [(SECRET, 202, "outcome", "accepted"),
+                                                      ("wrong", 401, "status", 401)])
+def test_under_gunicorn_an_answer_arrives_in_one_segment(gunicorn_port, trigger, secret, status, field, value):
     """gunicorn sends a response's headers and its body with a send each; the front has them leave
     together, so a Git host gets the whole answer in one TCP segment, not the headers and then the body."""
     body, headers = signed_push(trigger, secret)
-    request = "".join([f"POST /hooks/github HTTP/1.1\r\nHost: 127.0.0.1:{gunicorn_port}\r\nConnection: close\r\n",
-                       f"Content-Length: {len(body)}\r\n", *(f"{k}: {v}\r\n" for k, v in headers.items()), "\r\n"])
     answer = b""
     with socket.create_connection(("127.0.0.1", gunicorn_port), timeout=10) as connection:
-        connection.sendall(request.encode() + body)
+        connection.sendall(raw_request("POST", "/hooks/github", gunicorn_port, body, headers))  # Connection: close
         while chunk := connection.recv(65536):  # to the end: the server closes
             answer += chunk
         info = connection.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 256)
 
     head, _, json_body = answer.partition(b"\r\n\r\n")
     assert head.startswith(f"HTTP/1.1 {status} ".encode())
-    assert json.loads(json_body)["status" if status == 401 else "outcome"] == (401 if status == 401 else "accepted")
+    assert json.loads(json_body)[field] == value
     assert struct.unpack_from("I", info, TCP_INFO_DATA_SEGS_IN)[0] == 1
 
 
