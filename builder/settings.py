@@ -45,6 +45,18 @@ def _at_least(minimum: float, name: str, value: _N) -> _N:
     return value
 
 
+# The longest duration a setting may give: dates that far from now are still dates (datetime ends
+# in the year 9999), so "now minus the TTL" or "now plus the lifetime" never overflows.
+CENTURY_DAYS = 36_500
+CENTURY_SECONDS = CENTURY_DAYS * 86_400
+
+
+def _duration(minimum: int, maximum: int, name: str, value: int) -> int:
+    if not minimum <= value <= maximum:
+        raise ConfigError(f"{name} must be from {minimum} to {maximum}, got {value!r}")
+    return value
+
+
 def _cpus(value: float) -> float:
     """0 (no limit), or at least 0.01 CPU: the engine's CPU quota cannot be smaller."""
     if value != 0 and not value >= 0.01:
@@ -195,7 +207,8 @@ class Settings:
             max_body_bytes=_at_least(1, "BUILDHOOK_MAX_BODY_BYTES",
                                      _int(env, "BUILDHOOK_MAX_BODY_BYTES", 5 * 1024 * 1024)),
             build_timeout=_at_least(0, "BUILDHOOK_BUILD_TIMEOUT", _int(env, "BUILDHOOK_BUILD_TIMEOUT", 3600)),
-            dispatch_grace_seconds=_at_least(1, "BUILDHOOK_DISPATCH_GRACE", _int(env, "BUILDHOOK_DISPATCH_GRACE", 10)),
+            dispatch_grace_seconds=_duration(1, CENTURY_SECONDS, "BUILDHOOK_DISPATCH_GRACE",
+                                             _int(env, "BUILDHOOK_DISPATCH_GRACE", 10)),
             docker_host=env.get("DOCKER_HOST") or None,
             registry_events_token=env.get("BUILDHOOK_REGISTRY_EVENTS_TOKEN") or None,
             delivery_backoff=_at_least(0, "BUILDHOOK_DELIVERY_BACKOFF", _float(env, "BUILDHOOK_DELIVERY_BACKOFF", 2.0)),
@@ -210,8 +223,9 @@ class Settings:
             build_network=_choice(env, "BUILDHOOK_BUILD_NETWORK", BUILD_NETWORKS),
             max_log_bytes=_bytes(env, "BUILDHOOK_MAX_LOG_BYTES", 10 * 1024**2),
             max_context_bytes=_bytes(env, "BUILDHOOK_MAX_CONTEXT_BYTES", 500 * 1024**2),
-            heartbeat_ttl=_at_least(2, "BUILDHOOK_HEARTBEAT_TTL", _int(env, "BUILDHOOK_HEARTBEAT_TTL", 60)),
-            session_lifetime=_at_least(60, "BUILDHOOK_SESSION_LIFETIME",
+            heartbeat_ttl=_duration(2, CENTURY_SECONDS, "BUILDHOOK_HEARTBEAT_TTL",
+                                    _int(env, "BUILDHOOK_HEARTBEAT_TTL", 60)),
+            session_lifetime=_duration(60, CENTURY_SECONDS, "BUILDHOOK_SESSION_LIFETIME",
                                        _int(env, "BUILDHOOK_SESSION_LIFETIME", 12 * 3600)),
             proxy_hops=_at_least(0, "BUILDHOOK_PROXY_HOPS", _int(env, "BUILDHOOK_PROXY_HOPS", 0)),
             allow_private_targets=_allow_list(env),
@@ -221,7 +235,7 @@ class Settings:
             docker_cli=env.get("BUILDHOOK_DOCKER_CLI") or None,
             buildkit_cgroup=(env.get("BUILDHOOK_BUILDKIT_CGROUP") or "docker/buildkit").strip("/"),
             metrics_token=env.get("BUILDHOOK_METRICS_TOKEN") or None,
-            keep_days=_at_least(0, "BUILDHOOK_KEEP_DAYS", _int(env, "BUILDHOOK_KEEP_DAYS", 90)),
+            keep_days=_duration(0, CENTURY_DAYS, "BUILDHOOK_KEEP_DAYS", _int(env, "BUILDHOOK_KEEP_DAYS", 90)),
         )
 
     def own_origins(self) -> list[str]:

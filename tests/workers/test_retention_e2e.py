@@ -16,6 +16,7 @@ from sqlalchemy import select
 from builder.db.models import Build, BuildLogLine, Delivery, RetentionDeletion, TriggerRule, utcnow
 from builder.db.pruning import prune_old
 from builder.registries.retention import prune_rule
+from builder.settings import Settings
 from buildhook.redis_server import free_port
 from tests.conftest import finished_build, wait_for
 from tests.workers.test_pipeline_e2e import SECRET, push
@@ -138,6 +139,8 @@ def test_logs_and_deliveries_older_than_keep_days_are_pruned_and_recorded(app):
         session.commit()
         build_id, delivery_id = build.id, delivery.id
     assert prune_old(sessions, 0) == []
+    longest = Settings.from_env({"BUILDHOOK_SECRET_KEY": "k", "BUILDHOOK_KEEP_DAYS": "36500"}).keep_days
+    assert prune_old(sessions, longest) == [], "a century ago is a date; nothing is that old"
     made = prune_old(sessions, 30)
     assert {r.kind for r in made} >= {"build_logs", "deliveries"}
     assert next(r for r in made if r.kind == "build_logs").count >= 3
