@@ -14,7 +14,7 @@ from builder.db.models import DeployRule, Deployment, OutboundDelivery, Registry
 from builder.notify.subscriptions import create_subscription, subscription_to_dict
 from builder.registries.credentials import RegistryAccess
 from builder.registries.retention_records import RETENTION_OUTCOMES, retention_records, retention_to_dict
-from webhooks.api import page_size
+from webhooks.api import int_arg, page_size
 from webhooks.context import db, services
 
 bp = Blueprint("deploy_api", __name__, url_prefix="/api")
@@ -55,15 +55,19 @@ def registry_events_index():  # type: ignore[no-untyped-def]
 
 @bp.get("/retention-deletions")
 def retention_deletions_index():  # type: ignore[no-untyped-def]
-    """What retention deleted or tried to (registry tags and manifests, old logs and deliveries), newest first."""
+    """What retention deleted or tried to (registry tags and manifests, old logs and deliveries), newest first:
+    {"retention_deletions": [...], "next": cursor or null}; ``outcome`` may be given more than once (any of them)."""
     trigger = request.args.get("trigger")
     if trigger is not None and not is_id(trigger):
         raise InputError("trigger must be a trigger id")
-    outcome = request.args.get("outcome")
-    if outcome is not None and outcome not in RETENTION_OUTCOMES:
+    outcomes = request.args.getlist("outcome")
+    if any(outcome not in RETENTION_OUTCOMES for outcome in outcomes):
         raise InputError(f"outcome must be one of {', '.join(RETENTION_OUTCOMES)}")
-    rows = retention_records(db(), trigger_id=int(trigger) if trigger else None, outcome=outcome, limit=page_size())
-    return jsonify({"retention_deletions": [retention_to_dict(row) for row in rows]})
+    limit = page_size()
+    rows = retention_records(db(), trigger_id=int(trigger) if trigger else None, outcomes=outcomes, limit=limit + 1,
+                             before=int_arg("before"))
+    page, next_cursor = (rows[:limit], rows[limit - 1].id) if len(rows) > limit else (rows, None)
+    return jsonify({"retention_deletions": [retention_to_dict(row) for row in page], "next": next_cursor})
 
 
 @bp.get("/subscriptions")

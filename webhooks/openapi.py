@@ -228,9 +228,12 @@ PATHS: dict[str, Any] = {
         errors=(400,), params=[param("Limit")])),
     "/api/retention-deletions": path(operation(
         "get", "listRetentionDeletions", "deployments", "What retention deleted (or tried to), newest first",
-        {200: answer("The records.", listing("retention_deletions", "RetentionDeletion"))},
-        errors=(400,), params=[param("Limit"), query("trigger", "only this trigger's"),
-                               query("outcome", "only these: deleted, refused, missing or kept",
+        {200: answer("A page of records; pass next as before= for the next one.",
+                     obj({"retention_deletions": {"type": "array", "items": ref("RetentionDeletion")},
+                          "next": {"type": ["integer", "null"], "description": "null on the last page"}}))},
+        errors=(400,), params=[param("Limit"), param("Before"), query("trigger", "only this trigger's"),
+                               query("outcome", "only those with this outcome: deleted, refused, missing or kept "
+                                                "(given more than once: any of them)",
                                      {"type": "string", "enum": list(RETENTION_OUTCOMES)})])),
     "/api/deliveries": path(operation(
         "get", "listDeliveries", "deliveries", "Outbound webhook deliveries, newest first",

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import select
@@ -15,16 +16,19 @@ DONE = ("deleted", "refused", "missing")
 RETENTION_OUTCOMES = (*DONE, "kept")
 
 
-def retention_records(session: Session, trigger_id: int | None = None, outcome: str | None = None,
-                      limit: int = 50, build_id: int | None = None) -> list[RetentionDeletion]:
-    """The newest records of what retention deleted (or tried to), of one trigger (or build) or all."""
+def retention_records(session: Session, trigger_id: int | None = None, outcomes: Sequence[str] = (),
+                      limit: int = 50, build_id: int | None = None, before: int | None = None) -> list[RetentionDeletion]:
+    """The newest records of what retention deleted (or tried to), of one trigger (or build) or all, with
+    one of ``outcomes`` (any, when empty); ``before``: only those with a smaller id (the next page's)."""
     query = select(RetentionDeletion).order_by(RetentionDeletion.id.desc()).limit(limit)
     if trigger_id is not None:
         query = query.where(RetentionDeletion.trigger_id == trigger_id)
     if build_id is not None:
         query = query.where(RetentionDeletion.build_id == build_id)
-    if outcome is not None:
-        query = query.where(RetentionDeletion.outcome == outcome)
+    if outcomes:
+        query = query.where(RetentionDeletion.outcome.in_(outcomes))
+    if before is not None:
+        query = query.where(RetentionDeletion.id < before)
     return list(session.scalars(query))
 
 

@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import update
 
 from builder.builds.overview import overview, overview_to_dict
-from builder.db.models import Build
+from builder.db.models import Build, RetentionDeletion
 from tests.payloads import fixture, github_headers, github_push
 
 SECRET = "api-history-secret"
@@ -200,3 +200,30 @@ def test_a_trigger_s_recent_deliveries_show_outcome_reason_and_the_builds_starte
             session.execute(update(Build).where(Build.trigger_id == trigger["id"], Build.state == "queued")
                             .values(state="superseded", reason="test_api_history: never run"))
             session.commit()
+
+
+def test_retention_records_page_with_next_and_filter_by_any_of_several_outcomes(app, client):
+    trigger = make_trigger(client)
+    outcomes = ["deleted", "kept", "refused", "deleted", "missing", "kept", "deleted"]
+    with sessions(app)() as session:
+        rows = [RetentionDeletion(kind="tag", trigger_id=trigger["id"], repository="127.0.0.1:5000/acme/app",
+                                  tag=f"tag{n}", outcome=outcome) for n, outcome in enumerate(outcomes)]
+        session.add_all(rows)
+        session.commit()
+    base = f"/api/retention-deletions?trigger={trigger['id']}"
+
+    pages, cursor = [], None
+    while True:
+        answer = client.get(base + "&limit=3" + (f"&before={cursor}" if cursor else "")).json
+        pages.append([row["tag"] for row in answer["retention_deletions"]])
+        cursor = answer["next"]
+        if cursor is None:
+            break
+    assert pages == [["tag6", "tag5", "tag4"], ["tag3", "tag2", "tag1"], ["tag0"]]
+
+    either = client.get(base + "&outcome=kept&outcome=refused").json
+    assert [row["tag"] for row in either["retention_deletions"]] == ["tag5", "tag2", "tag1"]
+    assert either["next"] is None
+    for query, words in [("outcome=kept&outcome=gone", "outcome must be one of"), ("before=x", "before")]:
+        refused = client.get(f"{base}&{query}")
+        assert refused.status_code == 400 and words in refused.json["error"], query
