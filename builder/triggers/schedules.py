@@ -21,7 +21,9 @@ from datetime import datetime, timezone
 from cronsim import CronSim, CronSimError
 
 from builder.errors import InputError
+from builder.forges.request import shown
 
+SCHEDULE_CHARS = 255  # the ``triggers.schedule`` column
 
 def check_schedule(expression: object) -> str | None:
     """A trigger's schedule: five cron fields in UTC (e.g. ``"0 3 * * 1"``), or None for none."""
@@ -30,6 +32,8 @@ def check_schedule(expression: object) -> str | None:
     if not isinstance(expression, str):
         raise InputError("schedule must be a cron expression (a string), or null for none")
     text = " ".join(expression.split())
+    if len(text) > SCHEDULE_CHARS:
+        raise InputError(f"schedule {shown(expression)} is longer than {SCHEDULE_CHARS} characters")
     if len(text.split(" ")) != 5:
         raise InputError(f"schedule {expression!r} must have five fields: minute hour day-of-month month "
                          "day-of-week (UTC), e.g. \"0 3 * * 1\"")

@@ -97,6 +97,10 @@ def test_a_schedule_is_checked_when_the_trigger_is_made_and_edited(client, make_
     for bad in ("* * * *", "61 * * * *", "0 0 0 * * *", 5):
         answer = client.post("/api/triggers", json={**base, "schedule": bad})
         assert answer.status_code == 400 and "schedule" in answer.json["error"], answer.json
+    long = ",".join(["1"] * 20_000) + " * * * *"  # valid cron, longer than the column holds
+    answer = client.post("/api/triggers", json={**base, "schedule": long})
+    assert answer.status_code == 400 and "is longer than 255 characters" in answer.json["error"], answer.json
+    assert len(answer.json["error"]) < 300, "the refusal does not echo the whole expression"
     made = client.post("/api/triggers", json=base).json
     assert made["schedule"] is None and made["schedule_next_at"] is None
     edited = client.patch(f"/api/triggers/{made['id']}", json={"schedule": "30 2 * * 1-5"}).json
