@@ -25,6 +25,7 @@ from builder.forges.request import shown
 
 SCHEDULE_CHARS = 255  # the ``triggers.schedule`` column
 
+
 def check_schedule(expression: object) -> str | None:
     """A trigger's schedule: five cron fields in UTC (e.g. ``"0 3 * * 1"``), or None for none."""
     if expression is None or expression == "":

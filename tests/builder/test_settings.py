@@ -97,4 +97,3 @@ def test_session_lifetime_and_proxy_hops():
         Settings.from_env({"BUILDHOOK_SECRET_KEY": "k", "BUILDHOOK_SESSION_LIFETIME": "30"})
     with pytest.raises(ConfigError, match="BUILDHOOK_PROXY_HOPS"):
         Settings.from_env({"BUILDHOOK_SECRET_KEY": "k", "BUILDHOOK_PROXY_HOPS": "-1"})
-
