@@ -72,7 +72,7 @@ class RedactingLogger(Logger):  # type: ignore[misc]
                   f"{environ['REQUEST_METHOD']} {target} {environ['SERVER_PROTOCOL']}", referer,
                   environ.get("HTTP_USER_AGENT", "-"))
         address, user, request_line, referer, agent = (
-            value.replace('"', '\\"') if isinstance(value, str) else value for value in fields)
+            value.replace('"', '\\"') for value in fields)
         return (f'{address} - {user} {self.now()} "{request_line}" {status} '
                 f'{"-" if sent is None else sent} "{referer}" "{agent}"')
 

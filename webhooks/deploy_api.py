@@ -10,6 +10,7 @@ from builder.deploys.rules import create_rule, rule_to_dict, spec_from_json
 from builder.deploys.deployments import deployment_to_dict
 from builder.errors import InputError, NotFound
 from builder.ids import is_id
+from builder.db.paging import split_page
 from builder.db.models import DeployRule, Deployment, OutboundDelivery, RegistryEvent, Subscription
 from builder.notify.subscriptions import create_subscription, subscription_to_dict
 from builder.registries.credentials import RegistryAccess
@@ -66,7 +67,7 @@ def retention_deletions_index():  # type: ignore[no-untyped-def]
     limit = page_size()
     rows = retention_records(db(), trigger_id=int(trigger) if trigger else None, outcomes=outcomes, limit=limit + 1,
                              before=int_arg("before"))
-    page, next_cursor = (rows[:limit], rows[limit - 1].id) if len(rows) > limit else (rows, None)
+    page, next_cursor = split_page(rows, limit)
     return jsonify({"retention_deletions": [retention_to_dict(row) for row in page], "next": next_cursor})
 
 

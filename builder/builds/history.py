@@ -23,6 +23,7 @@ from builder.forges.registry import forge_for
 from builder.forges.web_links import web_location
 from builder.ids import is_id
 from builder.db.models import Build, BuildLogLine, Delivery, Trigger
+from builder.db.paging import split_page
 
 ACTIVE_STATES = ("queued", "cloning", "building", "pushing")
 KNOWN_STATES = ("queued", "cloning", "building", "pushing", "succeeded", "failed", "cancelled", "skipped",
@@ -174,10 +175,7 @@ def history(session: Session, filters: HistoryFilter | BuildQuery, before: int |
         query = query.where(Build.created_at >= wanted.since)
     if wanted.until is not None:
         query = query.where(Build.created_at <= wanted.until)
-    rows = list(session.scalars(query))
-    if len(rows) > limit:
-        return rows[:limit], rows[limit - 1].id
-    return rows, None
+    return split_page(list(session.scalars(query)), limit)
 
 
 # --- links to the Git host ------------------------------------------------------------------
@@ -313,7 +311,7 @@ def deliveries_page(session: Session, trigger: Trigger, before: int | None = Non
                     limit: int = PAGE_SIZE) -> tuple[list[Delivery], dict[int, list[int]], int | None]:
     """A page of ``recent_deliveries``, the builds each started (by delivery id), and the next cursor."""
     rows = recent_deliveries(session, trigger, limit + 1, before)
-    page, next_cursor = (rows[:limit], rows[limit - 1].id) if len(rows) > limit else (rows, None)
+    page, next_cursor = split_page(rows, limit)
     return page, builds_started(session, page), next_cursor
 
 

@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 from builder.errors import InputError, NotFound
 from builder.builds.history import builds_started
 from builder.db.models import Delivery
+from builder.db.paging import split_page
 
 PAGE_SIZE = 50
 OUTCOMES = ("accepted", "no_trigger", "rejected", "ignored", "duplicate", "ping")
@@ -33,7 +34,7 @@ def inbound_page(session: Session, before: int | None = None, outcome: str | Non
     if outcome is not None:
         query = query.where(Delivery.outcome == outcome)
     rows = list(session.scalars(query))
-    page, next_cursor = (rows[:limit], rows[limit - 1].id) if len(rows) > limit else (rows, None)
+    page, next_cursor = split_page(rows, limit)
     return page, builds_started(session, page), next_cursor
 
 
